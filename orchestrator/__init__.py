@@ -1,0 +1,1 @@
+"""The orchestrator: scenarios, the launcher, the audit and the `airlock` CLI."""

@@ -1,0 +1,271 @@
+"""The audit: proves or refutes each claim a run makes, from its logs alone.
+
+Claims, checked in this order:
+
+1. log integrity: every party's log parses, hashes, chains, and ends at the
+   head the party signed with the key the run's CA certified;
+2. sender signatures: every admitted envelope's header verifies with its
+   sender's key, and the log entry says what the header says;
+3. deliveries agree: both sides of every delivery or refusal logged the same
+   header digest;
+4. guarantees: the visibility matrix (party x asset -> most revealing form
+   admitted) respects each guarantee of the scenario;
+5. canaries: no party holds a canary string in what it admitted unless it may
+   see that asset in plaintext (a scan of the payload bytes, independent of
+   what the labels claim).
+
+Blocked attempts (refused envelopes) are listed alongside.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+
+from parties.envelope import header_from_bytes, signed_message
+from parties.errors import AirlockError, IdentityError, Refused
+from parties.identity import load_signing_certificate
+from parties.labels import Form
+from parties.log import BLOB_DIR, Direction, Outcome, header_fields, verify_log
+from parties.policy import Policy
+from parties.roles import Role
+from orchestrator.scenario import Scenario, parse_scenario
+
+
+class AuditError(AirlockError):
+    """The run directory cannot be audited at all (no manifest, no scenario)."""
+
+
+@dataclass
+class Finding:
+    party: str | None
+    entry: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = self.party or "run"
+        if self.entry is not None:
+            where += f" entry {self.entry}"
+        return f"{where}: {self.detail}"
+
+
+@dataclass
+class Claim:
+    name: str
+    findings: list[Finding] = field(default_factory=list)
+    checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def fail(self, party: str | None, entry: int | None, detail: str) -> None:
+        self.findings.append(Finding(party, entry, detail))
+
+
+@dataclass
+class AuditReport:
+    run_id: str
+    scenario: str
+    claims: list[Claim]
+    visibility: dict[str, dict[str, str]]
+    blocked: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return all(claim.ok for claim in self.claims)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "scenario": self.scenario,
+            "ok": self.ok,
+            "claims": [
+                {"claim": c.name, "ok": c.ok, "checked": c.checked,
+                 "findings": [asdict(f) for f in c.findings]}
+                for c in self.claims
+            ],
+            "visibility": self.visibility,
+            "blocked": self.blocked,
+        }
+
+
+def _load_run(run_dir: Path) -> tuple[dict[str, Any], Scenario]:
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        scenario_text = (run_dir / "scenario.toml").read_text()
+    except FileNotFoundError as exc:
+        raise AuditError(f"{run_dir} is not a run directory: {Path(exc.filename).name} is missing") from None
+    except ValueError as exc:
+        raise AuditError(f"{run_dir}/manifest.json does not parse: {exc}") from None
+    return manifest, parse_scenario(scenario_text, str(run_dir / "scenario.toml"))
+
+
+def audit_run(run_dir: Path) -> AuditReport:
+    manifest, scenario = _load_run(run_dir)
+    run_id = manifest.get("run_id", "")
+    ca_pem = manifest.get("ca_pem", "").encode()
+    parties: dict[str, dict[str, Any]] = manifest.get("parties") or {}
+    integrity = Claim("log integrity")
+    logs: dict[str, list[dict[str, Any]]] = {}
+    keys = {}
+    for name in scenario.parties:
+        integrity.checked += 1
+        if name not in parties:
+            integrity.fail(name, None, "party never started (not in the manifest)")
+            continue
+        try:
+            keys[name] = load_signing_certificate(parties[name]["signing_cert_pem"].encode(), ca_pem, name)
+        except (IdentityError, KeyError) as exc:
+            integrity.fail(name, None, f"signing certificate: {exc}")
+            continue
+        directory = run_dir / "parties" / name
+        if not directory.is_dir():
+            integrity.fail(name, None, "log was not collected")
+            continue
+        entries, problems = verify_log(directory, name, run_id, keys[name])
+        for problem in problems:
+            integrity.fail(problem.party, problem.entry, problem.problem)
+        logs[name] = [e for e in entries if not e.get("unparsed")]
+
+    signatures = _check_signatures(logs, keys)
+    agreement = _check_agreement(logs)
+    visibility, first_seen = _visibility(logs)
+    guarantees = _check_guarantees(scenario, visibility, first_seen)
+    canaries = _scan_canaries(run_dir, scenario, logs)
+    blocked = [
+        {"party": name, "entry": e["index"], "from": e.get("peer"), "step": e.get("step", ""),
+         "labels": e.get("labels", []), "refusal": e.get("refusal"), "detail": e.get("detail")}
+        for name, entries in logs.items()
+        for e in entries
+        if e.get("direction") == Direction.IN and e.get("outcome") == Outcome.REFUSED
+    ]
+    shown = {p: {a: str(f) for a, f in assets.items()} for p, assets in visibility.items()}
+    return AuditReport(
+        run_id=run_id,
+        scenario=scenario.name,
+        claims=[integrity, signatures, agreement, *guarantees, *canaries],
+        visibility=shown,
+        blocked=blocked,
+    )
+
+
+def _check_signatures(logs: dict[str, list[dict[str, Any]]], keys: dict[str, Any]) -> Claim:
+    claim = Claim("sender signatures")
+    for name, entries in logs.items():
+        for entry in entries:
+            if entry.get("direction") != Direction.IN or entry.get("outcome") != Outcome.ADMITTED:
+                continue
+            claim.checked += 1
+            index = entry.get("index")
+            try:
+                header_bytes = bytes.fromhex(entry.get("header", ""))
+                header = header_from_bytes(header_bytes)
+                keys[header.sender].verify(bytes.fromhex(entry.get("signature", "")), signed_message(header_bytes))
+            except (ValueError, KeyError, Refused, InvalidSignature):
+                claim.fail(name, index, "admitted envelope's signature does not verify")
+                continue
+            recorded = {k: entry.get(k) for k in header_fields(header)}
+            if recorded != header_fields(header) or entry.get("peer") != header.sender:
+                claim.fail(name, index, "log entry disagrees with the signed header")
+    return claim
+
+
+def _check_agreement(logs: dict[str, list[dict[str, Any]]]) -> Claim:
+    claim = Claim("deliveries agree")
+    seen: dict[tuple[str, str, str], str] = {}
+    for name, entries in logs.items():
+        for entry in entries:
+            if entry.get("header_sha256"):
+                seen[(name, entry["direction"], entry["header_sha256"])] = entry.get("outcome", "")
+    expected_at_receiver = {
+        Outcome.DELIVERED: {Outcome.ADMITTED},
+        Outcome.REFUSED: {Outcome.REFUSED},
+        Outcome.REPLIED: {Outcome.ADMITTED, Outcome.REFUSED},
+    }
+    for name, entries in logs.items():
+        for entry in entries:
+            peer, digest, outcome = entry.get("peer", ""), entry.get("header_sha256", ""), entry.get("outcome")
+            if peer not in logs or not digest:
+                continue
+            if entry["direction"] == Direction.OUT and outcome in expected_at_receiver:
+                claim.checked += 1
+                theirs = seen.get((peer, Direction.IN, digest))
+                if theirs not in expected_at_receiver[Outcome(outcome)]:
+                    claim.fail(name, entry["index"],
+                               f"{outcome} to {peer}, but {peer}'s log has {theirs or 'no entry'} for it")
+            elif entry["direction"] == Direction.IN and outcome == Outcome.ADMITTED:
+                claim.checked += 1
+                theirs = seen.get((peer, Direction.OUT, digest))
+                if theirs not in (Outcome.DELIVERED, Outcome.REPLIED):
+                    claim.fail(name, entry["index"],
+                               f"admitted from {peer}, but {peer}'s log has {theirs or 'no entry'} for it")
+    return claim
+
+
+def _visibility(
+    logs: dict[str, list[dict[str, Any]]],
+) -> tuple[dict[str, dict[str, Form]], dict[tuple[str, str], int]]:
+    """party -> asset -> most revealing form admitted, and the entry that first showed it."""
+    matrix: dict[str, dict[str, Form]] = defaultdict(dict)
+    first_seen: dict[tuple[str, str], int] = {}
+    for name, entries in logs.items():
+        matrix[name]
+        for entry in entries:
+            if entry.get("direction") != Direction.IN or entry.get("outcome") != Outcome.ADMITTED:
+                continue
+            for label in entry.get("labels", []):
+                form, asset = Form.parse(label["form"]), label["asset"]
+                current = matrix[name].get(asset)
+                if current is None or form < current:
+                    matrix[name][asset] = form
+                    first_seen[(name, asset)] = entry["index"]
+    return dict(matrix), first_seen
+
+
+def _check_guarantees(
+    scenario: Scenario, visibility: dict[str, dict[str, Form]], first_seen: dict[tuple[str, str], int]
+) -> list[Claim]:
+    claims = []
+    for guarantee in scenario.policy_guarantees():
+        claim = Claim(f"guarantee: {guarantee.name}")
+        for party, assets in visibility.items():
+            role = scenario.role_of(party)
+            for asset, form in assets.items():
+                if guarantee.covers(party, role, asset):
+                    claim.checked += 1
+                    if not form.reveals_at_most(guarantee.max_form):
+                        claim.fail(party, first_seen[(party, asset)],
+                                   f"saw {asset} as {form}; allowed at most {guarantee.max_form}")
+        claims.append(claim)
+    return claims
+
+
+def _scan_canaries(
+    run_dir: Path, scenario: Scenario, logs: dict[str, list[dict[str, Any]]]
+) -> list[Claim]:
+    policy = Policy(protocols={}, guarantees=tuple(scenario.policy_guarantees()))
+    claims = []
+    for canary in scenario.canaries:
+        claim = Claim(f"canary {canary.asset}")
+        needle = canary.value.encode()
+        for name, entries in logs.items():
+            role: Role = scenario.role_of(name)
+            if policy.entitled_to_plaintext(name, role, canary.asset):
+                continue
+            for entry in entries:
+                if entry.get("direction") != Direction.IN or not entry.get("blob"):
+                    continue
+                claim.checked += 1
+                blob = run_dir / "parties" / name / BLOB_DIR / str(entry.get("payload_sha256"))
+                if blob.exists() and needle in blob.read_bytes():
+                    claim.fail(name, entry["index"],
+                               f"received bytes contain the canary of {canary.asset} "
+                               f"(labelled {', '.join(lb['asset'] + '@' + lb['form'] for lb in entry.get('labels', []))})")
+        claims.append(claim)
+    return claims

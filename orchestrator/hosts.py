@@ -1,0 +1,123 @@
+"""Where parties run: Ray actors (the real thing) or in this process (tests).
+
+Both offer `call`: run one method on several parties at once and return each
+result, turning any failure into a PartyFailed that names the party.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+
+from parties.actor import PartyActor, PartyHost
+from parties.errors import AirlockError, PartyFailed
+from parties.runtime import PartyConfig
+
+Calls = Mapping[str, tuple[str, tuple[Any, ...]]]  # party -> (method, args)
+
+# Ray talks to itself on loopback only: this testbed never sends traffic to
+# another address (Ray otherwise picks the machine's outward interface).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def site_resource(site: str) -> str:
+    return f"airlock_site_{site}"
+
+
+def _explain(error: BaseException) -> str:
+    if isinstance(error, AirlockError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class LocalHosts:
+    """Every party in this process (no Ray); for tests and debugging."""
+
+    def __init__(self, configs: Mapping[str, PartyConfig]) -> None:
+        self.hosts = {name: PartyHost(config) for name, config in configs.items()}
+
+    def call(self, calls: Calls) -> dict[str, Any]:
+        results = {}
+        for party, (method, args) in calls.items():
+            try:
+                results[party] = getattr(self.hosts[party], method)(*args)
+            except Exception as exc:
+                raise PartyFailed(party, _explain(exc)) from exc
+        return results
+
+    def close(self) -> None:
+        for host in self.hosts.values():
+            host.stop()
+
+
+class RayHosts:
+    """One Ray actor per party, placed by the scenario's sites.
+
+    With no address, an embedded local Ray starts and declares every site as a
+    resource; with an address (or RAY_ADDRESS), an existing cluster is used and
+    its nodes must carry the `airlock_site_<site>` resources."""
+
+    def __init__(
+        self, configs: Mapping[str, PartyConfig], sites: Mapping[str, str], address: str | None
+    ) -> None:
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        self.embedded = address is None
+        if not ray.is_initialized():
+            if self.embedded:
+                ray.init(
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    resources={site_resource(s): 1000 for s in set(sites.values())},
+                )
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        self._check_sites(set(sites.values()))
+        self.actors = {
+            name: PartyActor.options(  # type: ignore[attr-defined]
+                name=f"airlock-{config.run_id}-{name}",
+                resources={site_resource(sites[name]): 0.001},
+            ).remote(config)
+            for name, config in configs.items()
+        }
+
+    def _check_sites(self, sites: set[str]) -> None:
+        available = ray.cluster_resources()
+        missing = sorted(s for s in sites if site_resource(s) not in available)
+        if missing:
+            raise AirlockError(
+                "no Ray node offers site(s) "
+                + ", ".join(missing)
+                + ": start nodes with --resources '{\"airlock_site_<site>\": 1000}'"
+            )
+
+    def call(self, calls: Calls) -> dict[str, Any]:
+        refs = {
+            party: getattr(self.actors[party], method).remote(*args)
+            for party, (method, args) in calls.items()
+        }
+        results, failures = {}, []
+        for party, ref in refs.items():
+            try:
+                results[party] = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                failures.append(PartyFailed(party, "stopped unexpectedly (its actor died)"))
+            except ray.exceptions.RayTaskError as error:
+                failures.append(PartyFailed(party, _explain(error.cause)))
+        if failures:
+            raise failures[0]
+        return results
+
+    def close(self) -> None:
+        for actor in self.actors.values():
+            try:
+                ray.get(actor.stop.remote(), timeout=10)
+            except Exception:  # noqa: BLE001 - a dead party has nothing left to stop
+                pass
+            ray.kill(actor)
+        if self.embedded:
+            ray.shutdown()

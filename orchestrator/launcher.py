@@ -1,0 +1,203 @@
+"""Runs a scenario: start the parties, give them identities and a directory,
+run the stages, seal and collect the logs, write the run directory, audit it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from parties.directory import PartyEntry
+from parties.errors import AirlockError, PartyFailed
+from parties.identity import RunAuthority, issue_credentials
+from parties.runtime import PartyConfig
+from orchestrator.audit import AuditReport, audit_run
+from orchestrator.hosts import LocalHosts, RayHosts
+from orchestrator.scenario import Scenario
+from protocols import get_protocol
+
+Progress = Callable[[str], None]
+MANIFEST = "manifest.json"
+PARTIES_DIR = "parties"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    failure: str | None
+    audit: AuditReport
+    actions: list[dict[str, Any]]
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("airlock", "ray", "grpcio", "protobuf", "cryptography"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def default_run_dir(scenario: Scenario, run_id: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{scenario.name}-{run_id[:8]}"
+
+
+def party_configs(scenario: Scenario, run_id: str) -> dict[str, PartyConfig]:
+    guarantees = tuple(
+        (g.name, g.asset, tuple(g.viewers), g.max_form) for g in scenario.guarantees
+    )
+    return {
+        name: PartyConfig(
+            name=name,
+            role=spec.role,
+            run_id=run_id,
+            holdings=spec.holdings_values,
+            protocols=tuple(scenario.protocol_names),
+            guarantees=guarantees,
+            adversary=spec.adversary,
+            max_payload=scenario.run.max_payload_mib << 20,
+        )
+        for name, spec in scenario.parties.items()
+    }
+
+
+def run_scenario(
+    scenario: Scenario,
+    scenario_text: str,
+    *,
+    out: Path | None = None,
+    address: str | None = None,
+    in_process: bool = False,
+    progress: Progress = lambda message: None,
+) -> RunResult:
+    """Run `scenario` end to end. A party failure ends the run cleanly: the
+    logs of the others are still sealed, collected and audited."""
+    run_id = uuid.uuid4().hex[:16]
+    run_dir = out or default_run_dir(scenario, run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configs = party_configs(scenario, run_id)
+    started = datetime.datetime.now(datetime.UTC).isoformat()
+    progress(f"starting {len(configs)} parties" + (" in this process" if in_process else " on Ray"))
+    hosts = (
+        LocalHosts(configs)
+        if in_process
+        else RayHosts(configs, {n: s.site for n, s in scenario.parties.items()}, address)
+    )
+    names = list(configs)
+    manifest: dict[str, Any] = {
+        "run_id": run_id,
+        "scenario": scenario.name,
+        "started": started,
+        "versions": _versions(),
+        "ray": "in-process (no Ray)" if in_process else ("embedded" if hosts.embedded else address),  # type: ignore[union-attr]
+    }
+    failure: str | None = None
+    actions: list[dict[str, Any]] = []
+    sealed: set[str] = set()
+    try:
+        authority = RunAuthority(run_id)
+        manifest["ca_pem"] = authority.certificate_pem.decode()
+        placement = hosts.call({n: ("node", ()) for n in names})
+        requests = hosts.call({n: ("certificate_requests", ()) for n in names})
+        credentials = {n: issue_credentials(authority, n, requests[n]) for n in names}
+        host = scenario.run.bind_host
+        addresses = hosts.call({n: ("start", (credentials[n], host)) for n in names})
+        entries = [
+            PartyEntry(n, scenario.role_of(n), addresses[n], credentials[n].signing_cert_pem)
+            for n in names
+        ]
+        manifest["parties"] = {
+            n: {
+                "role": str(scenario.role_of(n)),
+                "site": scenario.parties[n].site,
+                "adversary": scenario.parties[n].adversary,
+                "address": addresses[n],
+                "placement": placement[n],
+                "signing_cert_pem": credentials[n].signing_cert_pem.decode(),
+                "tls_cert_pem": credentials[n].tls_cert_pem.decode(),
+            }
+            for n in names
+        }
+        hosts.call({n: ("join", (entries, authority.certificate_pem)) for n in names})
+        progress("identities issued, mutual TLS up, directory shared")
+        for stage in scenario.stages:
+            actions += _run_stage(scenario, stage.protocol, stage.params, hosts, progress)
+    except AirlockError as error:
+        failure = str(error)
+        progress(f"run failed: {failure}")
+    finally:
+        try:
+            sealed = _seal_and_collect(hosts, names, run_dir, progress)
+        finally:
+            hosts.close()
+    if failure is None and sealed != set(names):
+        failure = "logs of " + ", ".join(sorted(set(names) - sealed)) + " could not be collected"
+    manifest.update(
+        finished=datetime.datetime.now(datetime.UTC).isoformat(),
+        outcome="failed" if failure else "completed",
+        failure=failure,
+        actions=actions,
+    )
+    (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (run_dir / "scenario.toml").write_text(scenario_text)
+    progress("auditing the logs")
+    report = audit_run(run_dir)
+    (run_dir / "audit.json").write_text(json.dumps(report.to_json(), indent=2))
+    return RunResult(run_dir, failure, report, actions)
+
+
+def _run_stage(
+    scenario: Scenario,
+    protocol_name: str,
+    params: dict[str, Any],
+    hosts: LocalHosts | RayHosts,
+    progress: Progress,
+) -> list[dict[str, Any]]:
+    protocol = get_protocol(protocol_name)
+    done: list[dict[str, Any]] = []
+    plan = [
+        ([n for n in scenario.parties if scenario.role_of(n) == role], action, False)
+        for role, action in protocol.stage
+    ]
+    for name, spec in scenario.parties.items():
+        if spec.adversary in protocol.adversaries:
+            plan.append(([name], protocol.adversaries[spec.adversary][1], True))
+    for parties, action, adversarial in plan:
+        results = hosts.call({n: ("act", (protocol_name, action, params)) for n in parties})
+        for party, result in results.items():
+            done.append({"protocol": protocol_name, "party": party, "action": action,
+                         "adversarial": adversarial, "result": result})
+            tag = "adversary " if adversarial else ""
+            progress(f"{protocol_name}: {tag}{party} {action} -> {json.dumps(result)}")
+    return done
+
+
+def _seal_and_collect(
+    hosts: LocalHosts | RayHosts, names: list[str], run_dir: Path, progress: Progress
+) -> set[str]:
+    """Seal and collect every party that still answers; return their names."""
+    collected = set()
+    for name in names:
+        try:
+            hosts.call({name: ("seal", ())})
+            files = hosts.call({name: ("export_log", ())})[name]
+        except PartyFailed as error:
+            progress(f"could not collect a log: {error}")
+            continue
+        target = run_dir / PARTIES_DIR / name
+        for relative, data in files.items():
+            path = target / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        collected.add(name)
+    progress(f"sealed and collected {len(collected)} logs")
+    return collected

@@ -1,0 +1,185 @@
+"""Scenarios: TOML files naming the parties and where they run, the stages to
+run, the guarantees to enforce and the canaries to look for.
+
+Checked once, where they are parsed: every error names the file and key.
+Built-in scenarios live in orchestrator/scenarios/ and resolve by name.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from parties.errors import ConfigError
+from parties.identity import check_party_name
+from parties.labels import ASSET_RE, Form
+from parties.policy import Guarantee
+from parties.roles import Holdings, Role, holdings_for, parse_role
+from protocols import get_protocol
+
+BUILTIN_DIR = Path(__file__).parent / "scenarios"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunSettings(_Strict):
+    bind_host: str = "127.0.0.1"
+    max_payload_mib: int = Field(default=256, ge=1, le=4096)
+
+
+class PartySpec(BaseModel):
+    """role, site and adversary; every other key is the role's holdings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    role: str
+    site: str = Field(default="local", pattern=r"^[a-z][a-z0-9_]*$")
+    adversary: str | None = None
+
+    @property
+    def holdings_values(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StageSpec(_Strict):
+    name: str
+    protocol: str
+    params: dict[str, Any] = {}
+
+
+class GuaranteeSpec(_Strict):
+    name: str
+    asset: str
+    viewers: list[str] = Field(min_length=1)
+    max_form: str
+
+
+class CanarySpec(_Strict):
+    asset: str
+    value: str = Field(min_length=8)
+
+
+class Scenario(_Strict):
+    name: str
+    description: str = ""
+    run: RunSettings = RunSettings()
+    parties: dict[str, PartySpec] = Field(min_length=2)
+    stages: list[StageSpec] = Field(min_length=1)
+    guarantees: list[GuaranteeSpec] = []
+    canaries: list[CanarySpec] = []
+
+    # -- derived, checked views ------------------------------------------
+
+    def role_of(self, party: str) -> Role:
+        return parse_role(self.parties[party].role)
+
+    def holdings_of(self, party: str) -> Holdings:
+        spec = self.parties[party]
+        return holdings_for(parse_role(spec.role), spec.holdings_values, f"parties.{party}")
+
+    def policy_guarantees(self) -> list[Guarantee]:
+        return [
+            Guarantee(g.name, g.asset, frozenset(g.viewers), Form.parse(g.max_form))
+            for g in self.guarantees
+        ]
+
+    @property
+    def protocol_names(self) -> list[str]:
+        return sorted({stage.protocol for stage in self.stages})
+
+    @property
+    def sites(self) -> list[str]:
+        return sorted({spec.site for spec in self.parties.values()})
+
+
+def _check(scenario: Scenario) -> None:
+    """Cross-field checks that pydantic cannot express; ConfigError names the key."""
+    for name in scenario.parties:
+        try:
+            check_party_name(name)
+        except ConfigError as exc:
+            raise ConfigError(f"parties.{name}: {exc}") from None
+        try:
+            scenario.role_of(name)
+        except ConfigError as exc:
+            raise ConfigError(f"parties.{name}.role: {exc}") from None
+        scenario.holdings_of(name)
+    protocols = {}
+    for index, stage in enumerate(scenario.stages):
+        try:
+            protocols[stage.protocol] = get_protocol(stage.protocol)
+        except ConfigError as exc:
+            raise ConfigError(f"stages[{index}].protocol: {exc}") from None
+    for name, spec in scenario.parties.items():
+        if spec.adversary is None:
+            continue
+        matches = [p for p in protocols.values() if spec.adversary in p.adversaries]
+        if not matches:
+            known = sorted({a for p in protocols.values() for a in p.adversaries})
+            raise ConfigError(
+                f"parties.{name}.adversary: unknown adversary {spec.adversary!r} "
+                f"(the scenario's protocols know: {', '.join(known) or 'none'})"
+            )
+        wanted = matches[0].adversaries[spec.adversary][0]
+        if scenario.role_of(name) != wanted:
+            raise ConfigError(
+                f"parties.{name}.adversary: {spec.adversary!r} is played by a {wanted}, "
+                f"not a {scenario.role_of(name)}"
+            )
+    known_viewers = set(scenario.parties) | {r.value for r in Role}
+    for index, guarantee in enumerate(scenario.guarantees):
+        try:
+            Form.parse(guarantee.max_form)
+        except ConfigError as exc:
+            raise ConfigError(f"guarantees[{index}].max_form: {exc}") from None
+        unknown = sorted(set(guarantee.viewers) - known_viewers)
+        if unknown:
+            raise ConfigError(f"guarantees[{index}].viewers: unknown party or role {unknown[0]!r}")
+    for index, canary in enumerate(scenario.canaries):
+        if not ASSET_RE.match(canary.asset):
+            raise ConfigError(f"canaries[{index}].asset: malformed asset name {canary.asset!r}")
+
+
+def parse_scenario(text: str, source: str) -> Scenario:
+    """Parse and check scenario TOML; errors start with `source`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{source}: {key}: {first['msg']}") from None
+    try:
+        _check(scenario)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return scenario
+
+
+def builtin_names() -> list[str]:
+    return sorted(path.stem for path in BUILTIN_DIR.glob("*.toml"))
+
+
+def load_scenario(name_or_path: str) -> tuple[Scenario, str]:
+    """A built-in scenario by name, or a TOML file by path. Returns (scenario, TOML text)."""
+    path = Path(name_or_path)
+    if not path.exists() and (BUILTIN_DIR / f"{name_or_path}.toml").exists():
+        path = BUILTIN_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"no scenario {name_or_path!r}: not a file, nor a built-in "
+            f"({', '.join(builtin_names())})"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    return parse_scenario(text, str(path)), text

@@ -1,0 +1,62 @@
+"""Hosting a party: `PartyHost` is a plain class around PartyRuntime, and
+`PartyActor` is the same class as a Ray actor.
+
+Ray places and starts the party and carries the orchestrator's control calls
+(start, join, act, seal, collect the log). Party-to-party traffic never goes
+through Ray: it goes through the party's gRPC boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from parties.directory import Directory, PartyEntry
+from parties.identity import PartyCredentials
+from parties.runtime import PartyConfig
+
+
+class PartyHost:
+    def __init__(self, config: PartyConfig) -> None:
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"airlock-{config.run_id}-{config.name}-"))
+        self._runtime = config.build(self._workdir)
+
+    def node(self) -> dict[str, Any]:
+        where = {"hostname": socket.gethostname(), "pid": os.getpid()}
+        if ray.is_initialized():
+            where["node_id"] = ray.get_runtime_context().get_node_id()
+            where["node_ip"] = ray.util.get_node_ip_address()
+        return where
+
+    def certificate_requests(self) -> tuple[bytes, bytes]:
+        return self._runtime.certificate_requests()
+
+    def start(self, credentials: PartyCredentials, host: str) -> str:
+        return self._runtime.start(credentials, host)
+
+    def join(self, entries: list[PartyEntry], ca_pem: bytes) -> None:
+        self._runtime.join(Directory(entries, ca_pem))
+
+    def act(self, protocol: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._runtime.act(protocol, action, params)
+
+    def seal(self) -> dict[str, Any]:
+        return self._runtime.seal()
+
+    def export_log(self) -> dict[str, bytes]:
+        return self._runtime.export_log()
+
+    def stop(self) -> None:
+        self._runtime.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+# num_cpus=0: parties are mostly waiting on the network; a 2-core machine must
+# host all of them. max_concurrency: a party serves control calls while acting.
+PartyActor = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)(PartyHost)

@@ -1,0 +1,172 @@
+"""The boundary: the one path by which envelopes leave and enter a party.
+
+Outgoing envelopes are signed with a fresh sequence number. Incoming ones are
+admitted only after the four checks of DESIGN.md, in this order:
+
+1. the TLS peer is the party named as sender;
+2. the signature verifies with the sender's key and the sequence number is
+   fresh (with the size, digest and destination checks that go with it);
+3. a rule of the active protocol permits this step between these roles with
+   these labels;
+4. the scenario's guarantees let the receiver see each asset in that form.
+
+Every outcome, admitted or refused, is written to the visibility log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from cryptography.exceptions import InvalidSignature
+
+from parties.directory import Directory
+from parties.envelope import (
+    Envelope,
+    Header,
+    header_from_bytes,
+    header_to_bytes,
+    new_header,
+    parse_message,
+    read_payload,
+    signed_message,
+)
+from parties.errors import Refused
+from parties.identity import PartyKeys
+from parties.labels import Label
+from parties.log import Direction, Outcome, VisibilityLog
+from parties.policy import Policy
+from parties.wire import airlock_pb2 as pb
+
+DEFAULT_MAX_PAYLOAD = 256 << 20
+
+
+class ReplayGuard:
+    """Sequence numbers seen per sender; a number is admitted once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[int]] = defaultdict(set)
+        self._lock = threading.Lock()
+
+    def claim(self, sender: str, sequence: int) -> bool:
+        with self._lock:
+            if sequence in self._seen[sender]:
+                return False
+            self._seen[sender].add(sequence)
+            return True
+
+
+class Boundary:
+    def __init__(
+        self,
+        *,
+        party: str,
+        run_id: str,
+        keys: PartyKeys,
+        directory: Directory,
+        policy: Policy,
+        log: VisibilityLog,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        self.party = party
+        self.run_id = run_id
+        self.keys = keys
+        self.directory = directory
+        self.policy = policy
+        self.log = log
+        self.max_payload = max_payload
+        self._replays = ReplayGuard()
+        self._sequences: dict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
+        self._sequence_lock = threading.Lock()
+
+    # -- outgoing ---------------------------------------------------------
+
+    def seal(
+        self,
+        receiver: str,
+        protocol: str,
+        step: str,
+        labels: Iterable[Label],
+        payload: bytes,
+        session: str = "",
+    ) -> Envelope:
+        """Sign an envelope for `receiver` with the next sequence number."""
+        with self._sequence_lock:
+            sequence = next(self._sequences[receiver])
+        header = new_header(
+            sender=self.party,
+            receiver=receiver,
+            run_id=self.run_id,
+            session_id=session,
+            protocol=protocol,
+            step=step,
+            sequence=sequence,
+            labels=labels,
+            payload=payload,
+        )
+        header_bytes = header_to_bytes(header)
+        return Envelope(header, header_bytes, self.keys.sign(signed_message(header_bytes)), payload)
+
+    # -- incoming ---------------------------------------------------------
+
+    def admit(self, tls_peer: str, messages: Iterator[bytes]) -> Envelope:
+        """Read one envelope from raw stream messages and admit it, or raise
+        Refused. Both outcomes are logged."""
+        header = None
+        header_bytes = b""
+        try:
+            first = next(messages, None)
+            if first is None:
+                raise Refused(pb.MALFORMED, "empty stream")
+            start = parse_message(first)
+            header_bytes = start.header
+            header = header_from_bytes(header_bytes)
+            self._check_identity(tls_peer, header, start.header, start.signature)
+            if header.payload_size > self.max_payload:
+                raise Refused(
+                    pb.OVERSIZED,
+                    f"payload of {header.payload_size} bytes exceeds {self.max_payload}",
+                )
+            payload = start.payload + read_payload(messages, header.payload_size - len(start.payload))
+            envelope = Envelope(header, start.header, start.signature, payload)
+            if hashlib.sha256(payload).digest() != header.payload_sha256:
+                raise Refused(pb.DIGEST_MISMATCH, "payload does not match its signed digest")
+            if not self._replays.claim(header.sender, header.sequence):
+                raise Refused(pb.REPLAYED, f"sequence {header.sequence} already seen")
+            self.policy.check(
+                header, self.directory.role_of(header.sender), self.directory.role_of(self.party)
+            )
+        except Refused as refusal:
+            self.log.record(
+                direction=Direction.IN,
+                outcome=Outcome.REFUSED,
+                peer=tls_peer,
+                header=header,
+                header_bytes=header_bytes if header else b"",
+                refusal=refusal.reason_name,
+                detail=refusal.detail,
+            )
+            raise
+        self.log.record(
+            direction=Direction.IN, outcome=Outcome.ADMITTED, peer=tls_peer, envelope=envelope
+        )
+        return envelope
+
+    def _check_identity(
+        self, tls_peer: str, header: Header, header_bytes: bytes, signature: bytes
+    ) -> None:
+        if header.run_id != self.run_id or header.receiver != self.party:
+            raise Refused(pb.WRONG_DESTINATION, "envelope is for another receiver or run")
+        if header.sender not in self.directory:
+            raise Refused(pb.UNKNOWN_SENDER, f"no party named {header.sender!r} in this run")
+        if tls_peer != header.sender:
+            raise Refused(
+                pb.PEER_MISMATCH, f"TLS peer {tls_peer!r} sent as {header.sender!r}"
+            )
+        try:
+            self.directory.public_key(header.sender).verify(signature, signed_message(header_bytes))
+        except InvalidSignature:
+            raise Refused(pb.BAD_SIGNATURE, "signature does not verify") from None

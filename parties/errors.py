@@ -1,0 +1,46 @@
+"""The errors Airlock raises. Every error a user can see derives from AirlockError.
+
+A refusal told to an untrusted peer says *that* a check failed and which one;
+the local log and the audit may say more.
+"""
+
+from __future__ import annotations
+
+from parties.wire import airlock_pb2 as pb
+
+
+class AirlockError(Exception):
+    """Base of every error Airlock reports to a user; the CLI catches only this."""
+
+
+class ConfigError(AirlockError):
+    """A scenario or setting is invalid; the message names the file and key."""
+
+
+class IdentityError(AirlockError):
+    """A certificate or signature does not verify against the run's authority."""
+
+
+class Refused(AirlockError):
+    """A boundary refused an envelope. `reason` is a RefusalReason value."""
+
+    def __init__(self, reason: int, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{pb.RefusalReason.Name(reason)}: {detail}")
+
+    @property
+    def reason_name(self) -> str:
+        return pb.RefusalReason.Name(self.reason)
+
+
+class Undelivered(AirlockError):
+    """An envelope could not reach its receiver (peer down, unreachable, timed out)."""
+
+
+class PartyFailed(AirlockError):
+    """A party stopped or failed during a run; the message names the party."""
+
+    def __init__(self, party: str, detail: str) -> None:
+        self.party = party
+        super().__init__(f"party {party!r}: {detail}")

@@ -1,0 +1,266 @@
+"""The visibility log: what a party sent, received or refused.
+
+Append-only JSON lines, each entry carrying the hash of the one before it
+(a hash chain); payloads kept as content-addressed blobs; a head signed with
+the party's Ed25519 key when the run ends. `verify_log` is the check the
+audit runs, entry by entry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from parties.envelope import Envelope, Header
+
+LOG_FILE = "log.jsonl"
+HEAD_FILE = "head.json"
+BLOB_DIR = "blobs"
+GENESIS = "0" * 64
+HEAD_CONTEXT = b"airlock-log-head-v1\x00"
+
+
+class Direction(enum.StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Outcome(enum.StrEnum):
+    ADMITTED = "admitted"  # in: passed the boundary
+    REFUSED = "refused"  # in: refused by me; out: refused by the peer
+    DELIVERED = "delivered"  # out: the peer admitted it
+    REPLIED = "replied"  # out: sent as a reply; the peer's log records its fate
+    UNDELIVERED = "undelivered"  # out: never reached the peer's boundary
+
+
+def canonical(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def entry_hash(entry: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def head_message(head: Mapping[str, Any]) -> bytes:
+    return HEAD_CONTEXT + canonical({k: v for k, v in head.items() if k != "signature"})
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+
+
+def header_fields(header: Header | None) -> dict[str, Any]:
+    if header is None:
+        return {}
+    return {
+        "sender": header.sender,
+        "receiver": header.receiver,
+        "run_id": header.run_id,
+        "session": header.session_id,
+        "protocol": header.protocol,
+        "step": header.step,
+        "sequence": header.sequence,
+        "labels": [{"asset": lb.asset, "form": str(lb.form)} for lb in header.labels],
+        "size": header.payload_size,
+        "payload_sha256": header.payload_sha256.hex(),
+    }
+
+
+class VisibilityLog:
+    """One party's log, written where the party runs."""
+
+    def __init__(
+        self, directory: Path, party: str, run_id: str, sign: Callable[[bytes], bytes]
+    ) -> None:
+        self.directory = directory
+        self.party = party
+        self.run_id = run_id
+        self._sign = sign
+        self._lock = threading.Lock()
+        self._count = 0
+        self._head = GENESIS
+        self._sealed = False
+        (directory / BLOB_DIR).mkdir(parents=True, exist_ok=True)
+        self._file = open(directory / LOG_FILE, "a", encoding="ascii")  # noqa: SIM115
+
+    def record(
+        self,
+        *,
+        direction: Direction,
+        outcome: Outcome,
+        peer: str,
+        envelope: Envelope | None = None,
+        header: Header | None = None,
+        header_bytes: bytes = b"",
+        keep_payload: bool = True,
+        refusal: str = "",
+        detail: str = "",
+    ) -> dict[str, Any]:
+        """Append one entry; store the payload as a blob when kept."""
+        if envelope is not None:
+            header = envelope.header
+            header_bytes = envelope.header_bytes
+        entry: dict[str, Any] = {
+            "time": _now(),
+            "direction": str(direction),
+            "outcome": str(outcome),
+            "peer": peer,
+            **header_fields(header),
+            "header": header_bytes.hex(),
+            "header_sha256": hashlib.sha256(header_bytes).hexdigest() if header_bytes else "",
+            "signature": envelope.signature.hex() if envelope else "",
+            "blob": bool(envelope is not None and keep_payload),
+            "refusal": refusal,
+            "detail": detail,
+        }
+        if envelope is not None and keep_payload:
+            self._store_blob(envelope.payload, entry["payload_sha256"])
+        with self._lock:
+            if self._sealed:
+                raise RuntimeError(f"log of {self.party} is sealed")
+            entry = {"index": self._count, **entry, "prev": self._head}
+            entry["hash"] = entry_hash(entry)
+            self._file.write(json.dumps(entry, sort_keys=True) + "\n")
+            self._file.flush()
+            self._count += 1
+            self._head = entry["hash"]
+        return entry
+
+    def _store_blob(self, payload: bytes, digest: str) -> None:
+        path = self.directory / BLOB_DIR / digest
+        if not path.exists():
+            tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+            tmp.write_bytes(payload)
+            tmp.replace(path)
+
+    def seal(self) -> dict[str, Any]:
+        """Sign the head; no entry may follow."""
+        with self._lock:
+            self._sealed = True
+            self._file.close()
+            head: dict[str, Any] = {
+                "party": self.party,
+                "run_id": self.run_id,
+                "entries": self._count,
+                "head": self._head,
+                "sealed_at": _now(),
+            }
+            head["signature"] = self._sign(head_message(head)).hex()
+            (self.directory / HEAD_FILE).write_text(json.dumps(head, indent=2, sort_keys=True))
+            return head
+
+    def export(self) -> dict[str, bytes]:
+        """Every file of the log, by relative path, for collection by the orchestrator."""
+        return {
+            str(path.relative_to(self.directory)): path.read_bytes()
+            for path in sorted(self.directory.rglob("*"))
+            if path.is_file() and ".tmp" not in path.name
+        }
+
+
+@dataclass(frozen=True)
+class LogProblem:
+    party: str
+    entry: int | None  # None: the log as a whole
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"entry {self.entry}" if self.entry is not None else "log"
+        return f"{self.party} {where}: {self.problem}"
+
+
+def read_entries(directory: Path, party: str) -> tuple[list[dict[str, Any]], list[LogProblem]]:
+    """Parse a log file; each line that does not parse is a problem naming its entry."""
+    entries: list[dict[str, Any]] = []
+    problems: list[LogProblem] = []
+    path = directory / LOG_FILE
+    if not path.exists():
+        return entries, [LogProblem(party, None, "log file is missing")]
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        problems.append(LogProblem(party, raw.count(b"\n"), "log file is truncated mid-entry"))
+    for number, line in enumerate(raw.splitlines()):
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            problems.append(LogProblem(party, number, f"entry does not parse ({exc})"))
+            entry = {"index": number, "unparsed": True}
+        entries.append(entry)
+    return entries, problems
+
+
+def verify_log(
+    directory: Path, party: str, run_id: str, public_key: ed25519.Ed25519PublicKey
+) -> tuple[list[dict[str, Any]], list[LogProblem]]:
+    """Verify a party's log: entries parse and hash, the chain links, the
+    signed head covers exactly these entries, and every blob matches its name.
+    Returns the entries and every problem found."""
+    entries, problems = read_entries(directory, party)
+    previous = GENESIS
+    for number, entry in enumerate(entries):
+        if entry.get("unparsed"):
+            previous = None  # the chain cannot be followed across an unparsed line
+            continue
+        if entry.get("index") != number:
+            problems.append(
+                LogProblem(party, number, f"out of order (claims index {entry.get('index')})")
+            )
+        if entry.get("hash") != entry_hash(entry):
+            problems.append(LogProblem(party, number, "entry hash does not match its contents"))
+        if previous is not None and entry.get("prev") != previous:
+            problems.append(LogProblem(party, number, "hash chain broken (entry missing or moved)"))
+        previous = entry.get("hash")
+        if entry.get("blob"):
+            blob = directory / BLOB_DIR / str(entry.get("payload_sha256"))
+            if not blob.exists():
+                problems.append(LogProblem(party, number, "payload blob is missing"))
+            elif hashlib.sha256(blob.read_bytes()).hexdigest() != entry.get("payload_sha256"):
+                problems.append(LogProblem(party, number, "payload blob does not match its digest"))
+    problems.extend(_verify_head(directory, party, run_id, public_key, entries))
+    return entries, problems
+
+
+def _verify_head(
+    directory: Path,
+    party: str,
+    run_id: str,
+    public_key: ed25519.Ed25519PublicKey,
+    entries: list[dict[str, Any]],
+) -> list[LogProblem]:
+    path = directory / HEAD_FILE
+    if not path.exists():
+        return [LogProblem(party, None, "signed head is missing (log never sealed)")]
+    try:
+        head = json.loads(path.read_text())
+        public_key.verify(bytes.fromhex(head["signature"]), head_message(head))
+    except (ValueError, KeyError, TypeError, InvalidSignature):
+        return [LogProblem(party, None, "signed head does not verify")]
+    problems = []
+    if head.get("party") != party or head.get("run_id") != run_id:
+        problems.append(LogProblem(party, None, "signed head names another party or run"))
+    if head.get("entries") != len(entries):
+        problems.append(
+            LogProblem(
+                party,
+                min(len(entries), int(head.get("entries", 0))),
+                f"signed head covers {head.get('entries')} entries, log has {len(entries)}",
+            )
+        )
+    last = entries[-1].get("hash") if entries else GENESIS
+    if head.get("head") != last:
+        problems.append(LogProblem(party, len(entries) - 1 if entries else None,
+                                   "last entry is not the signed head"))
+    return problems

@@ -1,0 +1,69 @@
+"""Checks 3 and 4 of admission: the active protocols' rules, and the
+scenario's guarantees about who may see which asset in which form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from parties.envelope import Header
+from parties.errors import Refused
+from parties.labels import Form, asset_matches
+from parties.protocol import Protocol
+from parties.roles import Role
+from parties.wire import airlock_pb2 as pb
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """`viewers` (party names or role names) see `asset` (a glob) in a form no
+    more revealing than `max_form`."""
+
+    name: str
+    asset: str
+    viewers: frozenset[str]
+    max_form: Form
+
+    def covers(self, party: str, role: Role, asset: str) -> bool:
+        return (party in self.viewers or role.value in self.viewers) and asset_matches(
+            self.asset, asset
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    protocols: Mapping[str, Protocol]
+    guarantees: tuple[Guarantee, ...]
+
+    def check(self, header: Header, sender_role: Role, receiver_role: Role) -> None:
+        """Raise Refused unless a rule permits the envelope and no guarantee forbids it."""
+        protocol = self.protocols.get(header.protocol)
+        if protocol is None:
+            raise Refused(pb.UNKNOWN_PROTOCOL, f"protocol {header.protocol!r} is not active")
+        if header.step not in protocol.steps:
+            raise Refused(pb.UNKNOWN_STEP, f"{header.protocol} has no step {header.step!r}")
+        rule = protocol.rule_for(header.step, sender_role, receiver_role)
+        if rule is None or not rule.permits(header.labels, header.sender, header.receiver):
+            shown = ", ".join(str(label) for label in header.labels)
+            raise Refused(
+                pb.RULE_NOT_PERMITTED,
+                f"{header.protocol}.{header.step} from {sender_role} to {receiver_role} "
+                f"with [{shown}] is not permitted",
+            )
+        for label in header.labels:
+            for guarantee in self.guarantees:
+                if guarantee.covers(header.receiver, receiver_role, label.asset) and not (
+                    label.form.reveals_at_most(guarantee.max_form)
+                ):
+                    raise Refused(
+                        pb.GUARANTEE_VIOLATED,
+                        f"guarantee {guarantee.name!r}: {header.receiver} may see "
+                        f"{label.asset} at most as {guarantee.max_form}, not {label.form}",
+                    )
+
+    def entitled_to_plaintext(self, party: str, role: Role, asset: str) -> bool:
+        return all(
+            Form.PLAINTEXT.reveals_at_most(g.max_form)
+            for g in self.guarantees
+            if g.covers(party, role, asset)
+        )

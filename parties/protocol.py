@@ -1,0 +1,103 @@
+"""What a protocol is, for the runtime: rules that say which steps may cross
+between which roles with which labels, and the logic of each role.
+
+A protocol folder under `protocols/` builds one `Protocol`. Its rules are
+enforced by every receiving boundary; its handlers and actions run inside
+the parties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol as TypingProtocol
+
+from parties.envelope import Envelope
+from parties.labels import Form, Label, asset_matches
+from parties.roles import Holdings, Role
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """One permitted label. `asset` is a glob in which `{sender}` and
+    `{receiver}` stand for the party names, e.g. "train:{sender}"."""
+
+    asset: str
+    forms: frozenset[Form]
+
+    def permits(self, label: Label, sender: str, receiver: str) -> bool:
+        pattern = self.asset.format(sender=sender, receiver=receiver)
+        return label.form in self.forms and asset_matches(pattern, label.asset)
+
+
+def label_rule(asset: str, *forms: Form) -> LabelRule:
+    return LabelRule(asset, frozenset(forms))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Step `step` may go from a `sender` role to a `receiver` role if every
+    label of the envelope is permitted by one of `labels`."""
+
+    step: str
+    sender: Role
+    receiver: Role
+    labels: tuple[LabelRule, ...]
+
+    def permits(self, labels: Iterable[Label], sender: str, receiver: str) -> bool:
+        return all(any(r.permits(label, sender, receiver) for r in self.labels) for label in labels)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a handler sends back on the same call; it is signed, logged and
+    admitted by the caller's boundary like any envelope."""
+
+    step: str
+    labels: tuple[Label, ...]
+    payload: bytes
+
+
+class PartyContext(TypingProtocol):
+    """What role logic may use inside a party."""
+
+    name: str
+    role: Role
+    holdings: Holdings
+    adversary: str | None
+    state: dict[str, Any]
+
+    def peers(self, role: Role) -> list[str]: ...
+
+    def deliver(
+        self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
+    ) -> Envelope | None: ...
+
+
+Handler = Callable[[PartyContext, Envelope], Reply | None]
+Action = Callable[[PartyContext, Mapping[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol's rules, the handlers of receiving roles and the actions of
+    initiating roles. `stage` lists the actions a stage runs, in order, as
+    (role, action) pairs; adversarial actions run when a party is configured
+    with that adversary name."""
+
+    name: str
+    rules: tuple[Rule, ...]
+    handlers: Mapping[tuple[Role, str], Handler] = field(default_factory=dict)
+    actions: Mapping[tuple[Role, str], Action] = field(default_factory=dict)
+    stage: tuple[tuple[Role, str], ...] = ()
+    adversaries: Mapping[str, tuple[Role, str]] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> frozenset[str]:
+        return frozenset(rule.step for rule in self.rules)
+
+    def rule_for(self, step: str, sender: Role, receiver: Role) -> Rule | None:
+        for rule in self.rules:
+            if rule.step == step and rule.sender == sender and rule.receiver == receiver:
+                return rule
+        return None

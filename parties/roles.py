@@ -1,0 +1,99 @@
+"""The roles a party can play, and what each role holds.
+
+The five roles of the roadmap, plus helper roles that protocols add (a dealer
+for MPC randomness, a ledger for the transparency log, an enclave inside the
+deployer). A role class declares the private inputs a party of that role
+holds; their protocol behaviour lives in `protocols/<name>/`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from parties.errors import ConfigError
+
+
+class Role(enum.StrEnum):
+    DATA_CONTRIBUTOR = "data_contributor"
+    MODEL_CREATOR = "model_creator"
+    DEPLOYER = "deployer"
+    END_USER = "end_user"
+    EXTERNAL_DATABASE = "external_database"
+    # helper roles
+    DEALER = "dealer"
+    LEDGER = "ledger"
+    ENCLAVE = "enclave"
+    COMPUTE = "compute"
+
+
+class Holdings(BaseModel):
+    """What a party of a role holds privately. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataContributor(Holdings):
+    """Holds a private training set (records, one string each)."""
+
+    records: tuple[str, ...] = ()
+
+
+class ModelCreator(Holdings):
+    """Holds the model; `model` names it (weights arrive with the training protocols)."""
+
+    model: str = "airlock-tiny"
+
+
+class Deployer(Holdings):
+    """Holds the serving infrastructure; no private data of its own."""
+
+
+class EndUser(Holdings):
+    """Holds prompts."""
+
+    prompts: tuple[str, ...] = ()
+
+
+class ExternalDatabase(Holdings):
+    """Holds a document store for retrieval."""
+
+    documents: tuple[str, ...] = ()
+
+
+class Helper(Holdings):
+    """A helper role (dealer, ledger, enclave, compute) holds nothing at start."""
+
+
+HOLDINGS: dict[Role, type[Holdings]] = {
+    Role.DATA_CONTRIBUTOR: DataContributor,
+    Role.MODEL_CREATOR: ModelCreator,
+    Role.DEPLOYER: Deployer,
+    Role.END_USER: EndUser,
+    Role.EXTERNAL_DATABASE: ExternalDatabase,
+    Role.DEALER: Helper,
+    Role.LEDGER: Helper,
+    Role.ENCLAVE: Helper,
+    Role.COMPUTE: Helper,
+}
+
+
+def parse_role(text: str) -> Role:
+    try:
+        return Role(text)
+    except ValueError:
+        raise ConfigError(
+            f"unknown role {text!r} (one of: {', '.join(r.value for r in Role)})"
+        ) from None
+
+
+def holdings_for(role: Role, values: dict[str, Any], where: str) -> Holdings:
+    """Validate a party's private inputs for its role; errors name `where`.key."""
+    try:
+        return HOLDINGS[role].model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}.{key}: {first['msg']} (role {role})") from None

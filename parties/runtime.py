@@ -1,0 +1,265 @@
+"""A party: keys, a gRPC server, a boundary, a visibility log and its role.
+
+A plain class, so that tests can run parties without Ray; `parties.actor`
+hosts one inside a Ray actor. Lifecycle, driven by the orchestrator:
+`certificate_requests` -> `start` (credentials) -> `join` (directory) ->
+`act` ... -> `seal` -> `export_log` -> `stop`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parties.boundary import DEFAULT_MAX_PAYLOAD, Boundary
+from parties.directory import Directory
+from parties.envelope import Envelope
+from parties.errors import AirlockError, ConfigError, Refused, Undelivered
+from parties.identity import PartyCredentials, PartyKeys
+from parties.labels import Form, Label
+from parties.log import Direction, Outcome, VisibilityLog
+from parties.policy import Guarantee, Policy
+from parties.protocol import Protocol
+from parties.roles import Holdings, Role, holdings_for, parse_role
+from parties.transport import PartyClient, PartyServer
+from parties.wire import airlock_pb2 as pb
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    """Everything a party needs to start, as plain public data (it travels to
+    the party's actor over Ray's control plane; no party data is in it
+    except the party's own holdings)."""
+
+    name: str
+    role: str
+    run_id: str
+    holdings: dict[str, Any]
+    protocols: tuple[str, ...]
+    guarantees: tuple[tuple[str, str, tuple[str, ...], str], ...]  # name, asset, viewers, form
+    adversary: str | None = None
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+
+    def build(self, workdir: Path) -> PartyRuntime:
+        from protocols import get_protocol
+
+        role = parse_role(self.role)
+        return PartyRuntime(
+            name=self.name,
+            role=role,
+            run_id=self.run_id,
+            workdir=workdir,
+            holdings=holdings_for(role, self.holdings, f"parties.{self.name}"),
+            protocols={name: get_protocol(name) for name in self.protocols},
+            guarantees=[
+                Guarantee(name, asset, frozenset(viewers), Form.parse(form))
+                for name, asset, viewers, form in self.guarantees
+            ],
+            adversary=self.adversary,
+            max_payload=self.max_payload,
+        )
+
+
+class Stage(enum.Enum):
+    CREATED = 1
+    LISTENING = 2
+    JOINED = 3
+    SEALED = 4
+
+
+class PartyRuntime:
+    def __init__(
+        self,
+        *,
+        name: str,
+        role: Role,
+        run_id: str,
+        workdir: Path,
+        holdings: Holdings,
+        protocols: Mapping[str, Protocol],
+        guarantees: Iterable[Guarantee] = (),
+        adversary: str | None = None,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        self.name = name
+        self.role = role
+        self.run_id = run_id
+        self.holdings = holdings
+        self.adversary = adversary
+        self.policy = Policy(protocols=dict(protocols), guarantees=tuple(guarantees))
+        self.max_payload = max_payload
+        self.keys = PartyKeys.generate(name)
+        self.log = VisibilityLog(workdir, name, run_id, self.keys.sign)
+        self.state: dict[str, dict[str, Any]] = {p: {} for p in protocols}
+        self._stage = Stage.CREATED
+        self._server: PartyServer | None = None
+        self._client: PartyClient | None = None
+        self._boundary: Boundary | None = None
+        self._joined = threading.Event()
+
+    def _require(self, stage: Stage) -> None:
+        if self._stage != stage:
+            raise AirlockError(f"party {self.name} is {self._stage.name.lower()}, not {stage.name.lower()}")
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def certificate_requests(self) -> tuple[bytes, bytes]:
+        return self.keys.certificate_requests()
+
+    def start(self, credentials: PartyCredentials, host: str = "127.0.0.1") -> str:
+        """Listen for deliveries; returns host:port."""
+        self._require(Stage.CREATED)
+        self.credentials = credentials
+        tls_key = self.keys.tls_key_pem()
+        self._server = PartyServer(credentials, tls_key, self._on_delivery)
+        self._client = PartyClient(credentials, tls_key)
+        address = self._server.start(host)
+        self._stage = Stage.LISTENING
+        return address
+
+    def join(self, directory: Directory) -> None:
+        self._require(Stage.LISTENING)
+        self.directory = directory
+        self._boundary = Boundary(
+            party=self.name,
+            run_id=self.run_id,
+            keys=self.keys,
+            directory=directory,
+            policy=self.policy,
+            log=self.log,
+            max_payload=self.max_payload,
+        )
+        self._stage = Stage.JOINED
+        self._joined.set()
+
+    def seal(self) -> dict[str, Any]:
+        """Stop accepting deliveries and sign the log's head."""
+        if self._server is not None:
+            self._server.stop()
+        self._stage = Stage.SEALED
+        return self.log.seal()
+
+    def export_log(self) -> dict[str, bytes]:
+        return self.log.export()
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._server is not None:
+            self._server.stop()
+
+    # -- sending ------------------------------------------------------------
+
+    @property
+    def boundary(self) -> Boundary:
+        if self._boundary is None:
+            raise AirlockError(f"party {self.name} has not joined the run yet")
+        return self._boundary
+
+    def deliver(
+        self,
+        receiver: str,
+        protocol: str,
+        step: str,
+        labels: Iterable[Label],
+        payload: bytes,
+        session: str = "",
+    ) -> Envelope | None:
+        """Sign, log and send one envelope; return the admitted reply, if any.
+        Raises Refused or Undelivered; the log records either."""
+        self._require(Stage.JOINED)
+        assert self._client is not None
+        envelope = self.boundary.seal(receiver, protocol, step, labels, payload, session)
+        address = self.directory.entry(receiver).address
+        try:
+            raw_reply = self._client.send(receiver, address, envelope)
+        except Refused as refusal:
+            # A handler failure comes after admission: the envelope was delivered.
+            outcome = Outcome.DELIVERED if refusal.reason == pb.HANDLER_FAILED else Outcome.REFUSED
+            self.log.record(
+                direction=Direction.OUT, outcome=outcome, peer=receiver, envelope=envelope,
+                refusal=refusal.reason_name, detail=refusal.detail,
+            )
+            raise
+        except Undelivered as error:
+            self.log.record(
+                direction=Direction.OUT, outcome=Outcome.UNDELIVERED, peer=receiver,
+                envelope=envelope, detail=str(error),
+            )
+            raise
+        self.log.record(direction=Direction.OUT, outcome=Outcome.DELIVERED, peer=receiver, envelope=envelope)
+        if not raw_reply:
+            return None
+        # The channel's TLS target name is the receiver, so the replying peer is it.
+        return self.boundary.admit(receiver, iter(raw_reply))
+
+    # -- receiving ----------------------------------------------------------
+
+    def _on_delivery(self, tls_peer: str, messages: Iterator[bytes]) -> Envelope | None:
+        if not self._joined.wait(timeout=30):
+            raise Refused(pb.WRONG_DESTINATION, f"{self.name} has not joined the run")
+        envelope = self.boundary.admit(tls_peer, messages)
+        header = envelope.header
+        protocol = self.policy.protocols[header.protocol]
+        handler = protocol.handlers.get((self.role, header.step))
+        if handler is None:
+            self.state[header.protocol].setdefault("inbox", []).append(envelope)
+            return None
+        try:
+            reply = handler(self.context(header.protocol), envelope)
+        except Exception as exc:  # a party never crashes on input
+            logger.exception("%s: handler %s.%s failed", self.name, header.protocol, header.step)
+            raise Refused(pb.HANDLER_FAILED, f"{header.step} could not be processed") from exc
+        if reply is None:
+            return None
+        reply_envelope = self.boundary.seal(
+            header.sender, header.protocol, reply.step, reply.labels, reply.payload, header.session_id
+        )
+        self.log.record(
+            direction=Direction.OUT, outcome=Outcome.REPLIED, peer=header.sender, envelope=reply_envelope
+        )
+        return reply_envelope
+
+    # -- protocol actions ---------------------------------------------------
+
+    def context(self, protocol: str) -> ProtocolContext:
+        return ProtocolContext(self, protocol)
+
+    def act(self, protocol: str, action: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run one action of this party's role in `protocol`."""
+        self._require(Stage.JOINED)
+        spec = self.policy.protocols.get(protocol)
+        if spec is None:
+            raise ConfigError(f"protocol {protocol!r} is not active in this run")
+        function = spec.actions.get((self.role, action))
+        if function is None:
+            raise ConfigError(f"{protocol} has no action {action!r} for role {self.role}")
+        return function(self.context(protocol), params or {})
+
+
+class ProtocolContext:
+    """What role logic sees of its party, bound to one protocol."""
+
+    def __init__(self, runtime: PartyRuntime, protocol: str) -> None:
+        self._runtime = runtime
+        self.protocol = protocol
+        self.name = runtime.name
+        self.role = runtime.role
+        self.holdings = runtime.holdings
+        self.adversary = runtime.adversary
+        self.state = runtime.state[protocol]
+
+    def peers(self, role: Role) -> list[str]:
+        return self._runtime.directory.with_role(role)
+
+    def deliver(
+        self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
+    ) -> Envelope | None:
+        return self._runtime.deliver(receiver, self.protocol, step, labels, payload, session)

@@ -1,0 +1,46 @@
+"""The `airlock` command line: one module per subcommand.
+
+Only AirlockError is caught here; it is shown as one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from parties.errors import AirlockError
+
+app = typer.Typer(
+    name="airlock",
+    help="Airlock: run a generative-AI supply chain as separate parties, "
+    "enforce each protocol at the party boundary, and audit what every party saw.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+
+
+def _register() -> None:
+    from orchestrator.cli import audit, logs, run, scenarios
+
+    app.command("run")(run.run)
+    app.command("audit")(audit.audit)
+    app.command("logs")(logs.logs)
+    app.command("scenarios")(scenarios.scenarios)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except AirlockError as error:
+        stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        stderr.print("[bold red]interrupted[/]")
+        sys.exit(130)

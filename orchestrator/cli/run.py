@@ -1,0 +1,40 @@
+"""`airlock run [NAME_OR_PATH]`: run a scenario and audit it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from orchestrator.cli.render import audit_tables
+from orchestrator.launcher import run_scenario
+from orchestrator.scenario import load_scenario
+
+
+def run(
+    scenario: Annotated[str, typer.Argument(help="A built-in scenario name (see `airlock scenarios`) or a TOML file.")] = "default",
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory to write (default: runs/<time>-<scenario>-<id>).")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray).")] = None,
+    in_process: Annotated[bool, typer.Option("--in-process", help="Run every party in this process, without Ray (debugging).")] = False,
+) -> None:
+    """Start each party as a gRPC server in its own Ray actor, run the
+    scenario's stages, collect the logs, write the run directory and audit it.
+    Exit 0 when the run completed and every audited claim holds."""
+    parsed, text = load_scenario(scenario)
+    console = Console()
+    began = time.monotonic()
+    with console.status("starting", spinner="dots") as status:
+
+        def progress(message: str) -> None:
+            console.print(f"[dim]{time.monotonic() - began:6.1f}s[/] {message}", highlight=False)
+            status.update(message)
+
+        result = run_scenario(parsed, text, out=out, address=address, in_process=in_process, progress=progress)
+    audit_tables(result.audit, console)
+    if result.failure:
+        console.print(f"[bold red]run failed:[/] {result.failure}", highlight=False)
+    console.print(f"Run directory: [bold]{result.run_dir}[/]", highlight=False)
+    raise typer.Exit(0 if result.failure is None and result.audit.ok else 1)

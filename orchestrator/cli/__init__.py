@@ -9,6 +9,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from parties.errors import AirlockError
 
@@ -39,7 +40,7 @@ def main() -> None:
     try:
         app()
     except AirlockError as error:
-        stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+        stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         stderr.print("[bold red]interrupted[/]")

@@ -1,0 +1,5 @@
+"""`python -m orchestrator` is the `airlock` command."""
+
+from orchestrator.cli import main
+
+main()

@@ -1,0 +1,110 @@
+"""Shared test helpers and fixtures (registered by the root conftest.py): parties running in this process (real gRPC with mutual TLS
+on 127.0.0.1, no Ray), and runs of the default scenario."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from parties.directory import Directory, PartyEntry
+from parties.identity import RunAuthority, issue_credentials
+from parties.policy import Guarantee
+from parties.labels import Form
+from parties.roles import Role, holdings_for
+from parties.runtime import PartyRuntime
+from protocols import get_protocol
+from orchestrator.launcher import RunResult, run_scenario
+from orchestrator.scenario import load_scenario, parse_scenario
+
+ROLES = {
+    "hospital_1": Role.DATA_CONTRIBUTOR,
+    "model_creator": Role.MODEL_CREATOR,
+    "deployer": Role.DEPLOYER,
+    "alice": Role.END_USER,
+    "guidelines_db": Role.EXTERNAL_DATABASE,
+}
+PROMPT_GUARANTEE = Guarantee("prompts sealed", "prompt:*", frozenset({"deployer"}), Form.CIPHERTEXT)
+
+
+@dataclass
+class Parties:
+    """A small run of in-process parties that have joined one directory."""
+
+    run_id: str
+    authority: RunAuthority
+    runtimes: dict[str, PartyRuntime]
+    directory: Directory
+    entries: list[PartyEntry]
+
+    def __getitem__(self, name: str) -> PartyRuntime:
+        return self.runtimes[name]
+
+
+def start_parties(tmp: Path, max_payload: int = 256 << 20, prompts: tuple[str, ...] = ("hello",)) -> Parties:
+    run_id = "testrun"
+    authority = RunAuthority(run_id)
+    runtimes, entries = {}, []
+    for name, role in ROLES.items():
+        holdings = {"prompts": list(prompts)} if role == Role.END_USER else {}
+        runtime = PartyRuntime(
+            name=name, role=role, run_id=run_id, workdir=tmp / name,
+            holdings=holdings_for(role, holdings, name),
+            protocols={"walkthrough": get_protocol("walkthrough")},
+            guarantees=[PROMPT_GUARANTEE], max_payload=max_payload,
+        )
+        credentials = issue_credentials(authority, name, runtime.certificate_requests())
+        address = runtime.start(credentials, "127.0.0.1")
+        runtimes[name] = runtime
+        entries.append(PartyEntry(name, role, address, credentials.signing_cert_pem))
+    directory = Directory(entries, authority.certificate_pem)
+    for runtime in runtimes.values():
+        runtime.join(directory)
+    return Parties(run_id, authority, runtimes, directory, entries)
+
+
+@pytest.fixture
+def parties(tmp_path: Path) -> Iterator[Parties]:
+    started = start_parties(tmp_path)
+    yield started
+    for runtime in started.runtimes.values():
+        runtime.stop()
+
+
+DEFAULT_ADVERSARIES = {"deployer": "forward_prompt", "alice": "plaintext_prompt"}
+
+
+def default_text(adversaries: dict[str, str]) -> str:
+    """The default scenario's TOML with `adversaries` (party -> name) instead of its own."""
+    _, text = load_scenario("default")
+    text = re.sub(r"^adversary = .*\n", "", text, flags=re.MULTILINE)
+    for party, adversary in adversaries.items():
+        text = text.replace(f"[parties.{party}]\n", f'[parties.{party}]\nadversary = "{adversary}"\n')
+    return text
+
+
+def run_default(out: Path, adversaries: dict[str, str] = DEFAULT_ADVERSARIES) -> RunResult:
+    """The default scenario, every party in this process."""
+    text = default_text(adversaries)
+    return run_scenario(parse_scenario(text, "test"), text, out=out, in_process=True)
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One in-process run of the default scenario, shared read-only."""
+    out = tmp_path_factory.mktemp("default") / "run"
+    result = run_default(out)
+    assert result.failure is None, result.failure
+    return out
+
+
+@pytest.fixture
+def run_copy(default_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the default run, to tamper with."""
+    target = tmp_path / "run"
+    shutil.copytree(default_run, target)
+    return target

@@ -1,0 +1,84 @@
+"""The walkthrough protocol: positive runs, forbidden messages refused, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.audit import audit_run
+from parties.errors import Refused
+from parties.labels import Form, Label
+from parties.log import BLOB_DIR, read_entries
+from parties.wire import airlock_pb2 as pb
+from tests.helpers import Parties, run_default
+
+
+def admitted_payloads(parties: Parties, name: str, step: str) -> list[bytes]:
+    runtime = parties[name]
+    entries, _ = read_entries(runtime.log.directory, name)
+    return [
+        (runtime.log.directory / BLOB_DIR / e["payload_sha256"]).read_bytes()
+        for e in entries
+        if e["direction"] == "in" and e["outcome"] == "admitted" and e["step"] == step
+    ]
+
+
+def test_every_role_acts_and_receivers_hold_exactly_what_their_logs_say(parties: Parties) -> None:
+    assert parties["hospital_1"].act("walkthrough", "commit_dataset") == {"delivered": 1}
+    assert parties["model_creator"].act("walkthrough", "publish_model_card") == {"delivered": 1}
+    assert parties["alice"].act("walkthrough", "fetch_catalog") == {"titles": 0}
+    assert parties["alice"].act("walkthrough", "send_prompt") == {"receipts": 1}
+
+    held = [sealed for _, sealed in parties["deployer"].state["walkthrough"]["prompts"]]
+    assert held == admitted_payloads(parties, "deployer", "sealed_prompt")
+    assert b"hello" not in held[0]  # the prompt arrived sealed
+    datasets = parties["model_creator"].state["walkthrough"]["datasets"]
+    assert [json.dumps(datasets["hospital_1"]).encode()] == admitted_payloads(parties, "model_creator", "dataset_commitment")
+    card = parties["deployer"].state["walkthrough"]["model_card"]
+    assert card["card"]["trained_on"] == ["hospital_1"]
+
+
+def test_clean_default_run_has_nothing_blocked(tmp_path: Path) -> None:
+    result = run_default(tmp_path / "run", adversaries={})
+    assert result.failure is None and result.audit.ok
+    assert result.audit.blocked == []
+    assert {a["action"] for a in result.actions} == {"commit_dataset", "publish_model_card", "fetch_catalog", "send_prompt"}
+
+
+@pytest.mark.parametrize(
+    ("party", "adversary", "reason"),
+    [("alice", "plaintext_prompt", "GUARANTEE_VIOLATED"), ("deployer", "forward_prompt", "RULE_NOT_PERMITTED")],
+)
+def test_adversaries_are_refused_at_the_boundary(tmp_path: Path, party: str, adversary: str, reason: str) -> None:
+    result = run_default(tmp_path / "run", adversaries={party: adversary})
+    attempt = next(a for a in result.actions if a["adversarial"])
+    assert attempt["party"] == party and attempt["result"]["refused"] == reason
+    assert result.audit.ok
+    assert [b["refusal"] for b in result.audit.blocked] == [reason]
+
+
+def test_a_mislabelled_plaintext_prompt_is_caught_by_the_canary_scan(tmp_path: Path) -> None:
+    """Labels can lie; the audit scans the bytes the deployer admitted."""
+    result = run_default(tmp_path / "run", adversaries={"alice": "mislabeled_prompt"})
+    assert result.actions[-1]["result"]["refused"] is None  # the boundary trusted the label
+    report = audit_run(tmp_path / "run")
+    assert not report.ok
+    canary = next(c for c in report.claims if c.name == "canary prompt:alice")
+    assert [(f.party, "canary of prompt:alice" in f.detail) for f in canary.findings] == [("deployer", True)]
+
+
+@pytest.mark.parametrize(
+    ("sender", "receiver", "step", "label"),
+    [
+        ("alice", "deployer", "sealed_prompt", Label("prompt:bob", Form.CIPHERTEXT)),  # another user's asset
+        ("hospital_1", "model_creator", "dataset_commitment", Label("train:hospital_2", Form.DIGEST)),
+        ("hospital_1", "model_creator", "dataset_commitment", Label("train:hospital_1", Form.PLAINTEXT)),
+        ("guidelines_db", "alice", "catalog", Label("catalog:other_db", Form.PUBLIC)),
+    ],
+)
+def test_labels_outside_the_rules_are_refused(parties: Parties, sender: str, receiver: str, step: str, label: Label) -> None:
+    with pytest.raises(Refused) as caught:
+        parties[sender].deliver(receiver, "walkthrough", step, [label], b"{}")
+    assert caught.value.reason == pb.RULE_NOT_PERMITTED

@@ -18,12 +18,6 @@ from parties.runtime import PartyConfig
 
 Calls = Mapping[str, tuple[str, tuple[Any, ...]]]  # party -> (method, args)
 
-# Ray talks to itself on loopback only: this testbed never sends traffic to
-# another address (Ray otherwise picks the machine's outward interface).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-
 def site_resource(site: str) -> str:
     return f"airlock_site_{site}"
 
@@ -67,15 +61,21 @@ class RayHosts:
         address = address or os.environ.get("RAY_ADDRESS") or None
         self.embedded = address is None
         if not ray.is_initialized():
-            if self.embedded:
-                ray.init(
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                    resources={site_resource(s): 1000 for s in set(sites.values())},
-                )
-            else:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            try:
+                if self.embedded:
+                    # "local": always a fresh instance, even if a cluster runs here.
+                    ray.init(
+                        address="local",
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        configure_logging=False,
+                        resources={site_resource(s): 1000 for s in set(sites.values())},
+                    )
+                else:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                where = "an embedded Ray" if self.embedded else f"the Ray cluster at {address}"
+                raise AirlockError(f"cannot start {where}: {error}") from None
         self._check_sites(set(sites.values()))
         self.actors = {
             name: PartyActor.options(  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ Only AirlockError is caught here; it is shown as one line, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -42,6 +43,16 @@ def main() -> None:
     except AirlockError as error:
         stderr.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Exception as error:  # noqa: BLE001 - a traceback reaching the user is a bug
+        if os.environ.get("AIRLOCK_DEBUG"):
+            raise
+        stderr.print(
+            f"[bold red]internal error:[/] {escape(type(error).__name__)}: {escape(str(error))}\n"
+            "This is a bug in Airlock; run again with AIRLOCK_DEBUG=1 for the traceback.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(3)
     except KeyboardInterrupt:
         stderr.print("[bold red]interrupted[/]")
         sys.exit(130)

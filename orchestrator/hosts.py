@@ -33,10 +33,18 @@ class LocalHosts:
 
     def __init__(self, configs: Mapping[str, PartyConfig]) -> None:
         self.hosts = {name: PartyHost(config) for name, config in configs.items()}
+        self.alive = set(self.hosts)
+
+    def kill(self, party: str) -> None:
+        """Stop the party's server; it answers nothing from now on."""
+        self.hosts[party].stop()
+        self.alive.discard(party)
 
     def call(self, calls: Calls) -> dict[str, Any]:
         results = {}
         for party, (method, args) in calls.items():
+            if party not in self.alive:
+                raise PartyFailed(party, "was killed")
             try:
                 results[party] = getattr(self.hosts[party], method)(*args)
             except Exception as exc:
@@ -44,8 +52,8 @@ class LocalHosts:
         return results
 
     def close(self) -> None:
-        for host in self.hosts.values():
-            host.stop()
+        for party in self.alive:
+            self.hosts[party].stop()
 
 
 class RayHosts:
@@ -84,6 +92,12 @@ class RayHosts:
             ).remote(config)
             for name, config in configs.items()
         }
+        self.alive = set(self.actors)
+
+    def kill(self, party: str) -> None:
+        """Kill the party's actor process (fault injection)."""
+        ray.kill(self.actors[party], no_restart=True)
+        self.alive.discard(party)
 
     def _check_sites(self, sites: set[str]) -> None:
         available = ray.cluster_resources()

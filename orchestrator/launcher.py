@@ -172,6 +172,10 @@ def _run_stage(
         if spec.adversary in protocol.adversaries:
             plan.append(([name], protocol.adversaries[spec.adversary][1], True))
     for parties, action, adversarial in plan:
+        for fault in scenario.faults:
+            if fault.before == action and fault.kill in hosts.alive:
+                hosts.kill(fault.kill)
+                progress(f"fault injected: killed {fault.kill} before {action}")
         results = hosts.call({n: ("act", (protocol_name, action, params)) for n in parties})
         for party, result in results.items():
             done.append({"protocol": protocol_name, "party": party, "action": action,

@@ -64,6 +64,13 @@ class CanarySpec(_Strict):
     value: str = Field(min_length=8)
 
 
+class FaultSpec(_Strict):
+    """Fault injection: kill party `kill` just before action `before` runs."""
+
+    kill: str
+    before: str
+
+
 class Scenario(_Strict):
     name: str
     description: str = ""
@@ -72,6 +79,7 @@ class Scenario(_Strict):
     stages: list[StageSpec] = Field(min_length=1)
     guarantees: list[GuaranteeSpec] = []
     canaries: list[CanarySpec] = []
+    faults: list[FaultSpec] = []
 
     # -- derived, checked views ------------------------------------------
 
@@ -140,6 +148,16 @@ def _check(scenario: Scenario) -> None:
         unknown = sorted(set(guarantee.viewers) - known_viewers)
         if unknown:
             raise ConfigError(f"guarantees[{index}].viewers: unknown party or role {unknown[0]!r}")
+    actions = {action for p in protocols.values() for _, action in p.stage}
+    actions |= {action for p in protocols.values() for _, action in p.adversaries.values()}
+    for index, fault in enumerate(scenario.faults):
+        if fault.kill not in scenario.parties:
+            raise ConfigError(f"faults[{index}].kill: no party named {fault.kill!r}")
+        if fault.before not in actions:
+            raise ConfigError(
+                f"faults[{index}].before: no action {fault.before!r} "
+                f"(the scenario's protocols run: {', '.join(sorted(actions))})"
+            )
     for index, canary in enumerate(scenario.canaries):
         if not ASSET_RE.match(canary.asset):
             raise ConfigError(f"canaries[{index}].asset: malformed asset name {canary.asset!r}")

@@ -1,0 +1,158 @@
+"""Parties as Ray actors: the embedded local Ray, and a two-node cluster made
+on this machine (loopback only) with parties placed on both nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.ray
+
+
+def airlock(*args: str, env: dict[str, str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
+
+
+def placements(run_dir: Path) -> dict[str, dict]:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return {name: party for name, party in manifest["parties"].items()}
+
+
+def test_airlock_run_on_embedded_ray_then_audit_and_logs(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = airlock("run", "--out", str(run_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Run directory: {run_dir}" in done.stdout.replace("\n", "")
+    parties = placements(run_dir)
+    assert len(parties) == 6
+    assert len({p["placement"]["pid"] for p in parties.values()}) == 6  # one process per party
+    assert {p["placement"]["node_ip"] for p in parties.values()} == {"127.0.0.1"}
+    assert all(p["address"].startswith("127.0.0.1:") for p in parties.values())
+
+    audit = airlock("audit", str(run_dir))
+    assert audit.returncode == 0, audit.stdout
+    assert "Blocked at the boundary" in audit.stdout and "GUARANTEE_VIOLATED" in audit.stdout
+
+    logs = airlock("logs", str(run_dir), "--party", "deployer", "--format", "json")
+    entries = [json.loads(line) for line in logs.stdout.splitlines()]
+    assert {e["outcome"] for e in entries} >= {"admitted", "refused", "replied"}
+
+
+def test_a_killed_party_ends_the_run_cleanly(tmp_path: Path) -> None:
+    scenario = (ROOT / "orchestrator" / "scenarios" / "default.toml").read_text()
+    scenario += '\n[[faults]]\nkill = "deployer"\nbefore = "send_prompt"\n'
+    path = tmp_path / "crash.toml"
+    path.write_text(scenario)
+    run_dir = tmp_path / "run"
+    done = airlock("run", str(path), "--out", str(run_dir))
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    assert "run failed" in output and "deployer" in output
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["outcome"] == "failed"
+    report = json.loads(airlock("audit", str(run_dir), "--format", "json").stdout)
+    integrity = report["claims"][0]
+    # only the killed party's log is missing; every other log still verifies
+    assert [(f["party"], f["detail"]) for f in integrity["findings"]] == [("deployer", "log was not collected")]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    pids.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path: Path) -> Iterator[str]:
+    """A head tagged for the training site and a worker for the serving site,
+    both on 127.0.0.1. Teardown stops exactly the processes started here."""
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--block"]
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    wrapper = [sys.executable, str(ROOT / "deploy" / "loopback_ray.py"), "start"]
+    nodes = []
+    try:
+        nodes.append(subprocess.Popen(
+            [*wrapper, "--head", f"--port={port}", "--include-dashboard=false",
+             '--resources={"airlock_site_training": 1000}', *common],
+            stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        _wait_for(address, env, nodes=1)
+        nodes.append(subprocess.Popen(
+            [*wrapper, f"--address={address}", '--resources={"airlock_site_serving": 1000}', *common],
+            stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        _wait_for(address, env, nodes=2)
+        yield address
+    finally:
+        for node in reversed(nodes):
+            _stop_session(node)
+
+
+def _wait_for(address: str, env: dict[str, str], nodes: int) -> None:
+    probe = ("import orchestrator, ray; ray.init(address=%r, log_to_driver=False); "
+             "print(len([n for n in ray.nodes() if n['Alive']]))" % address)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+        if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(nodes)]:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"Ray cluster at {address} did not reach {nodes} nodes")
+
+
+def _stop_session(node: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL, to every process of the node's own session."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _session_pids(node.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            node.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
+        deadline = time.monotonic() + 10
+        while _session_pids(node.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not _session_pids(node.pid):
+            return
+
+
+def test_default_scenario_across_a_two_node_cluster(two_node_cluster: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = airlock("run", "--address", two_node_cluster, "--out", str(run_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    parties = placements(run_dir)
+    node_of_site: dict[str, set[str]] = {}
+    for party in parties.values():
+        node_of_site.setdefault(party["site"], set()).add(party["placement"]["node_id"])
+    assert set(node_of_site) == {"training", "serving"}
+    assert all(len(nodes) == 1 for nodes in node_of_site.values())  # each site on one node
+    assert node_of_site["training"] != node_of_site["serving"]  # and the two sites on two nodes
+    assert {p["placement"]["node_ip"] for p in parties.values()} == {"127.0.0.1"}
+    assert airlock("audit", str(run_dir)).returncode == 0

@@ -130,7 +130,7 @@ class Boundary:
                     pb.OVERSIZED,
                     f"payload of {header.payload_size} bytes exceeds {self.max_payload}",
                 )
-            payload = start.payload + read_payload(messages, header.payload_size - len(start.payload))
+            payload = read_payload(start.payload, messages, header.payload_size)
             envelope = Envelope(header, start.header, start.signature, payload)
             if hashlib.sha256(payload).digest() != header.payload_sha256:
                 raise Refused(pb.DIGEST_MISMATCH, "payload does not match its signed digest")

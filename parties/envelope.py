@@ -133,9 +133,9 @@ def new_header(
 def to_messages(envelope: Envelope) -> Iterator[pb.Envelope]:
     """Frame an envelope as a stream: header and signature first, then payload pieces."""
     yield pb.Envelope(header=envelope.header_bytes, signature=envelope.signature)
-    view = memoryview(envelope.payload)
-    for start in range(0, len(view), CHUNK_SIZE):
-        yield pb.Envelope(payload=bytes(view[start : start + CHUNK_SIZE]))
+    payload = envelope.payload
+    for start in range(0, len(payload), CHUNK_SIZE):
+        yield pb.Envelope(payload=payload[start : start + CHUNK_SIZE])  # a whole slice is not copied
 
 
 def parse_message(data: bytes) -> pb.Envelope:
@@ -147,16 +147,21 @@ def parse_message(data: bytes) -> pb.Envelope:
     return message
 
 
-def read_payload(rest: Iterator[bytes], declared: int) -> bytes:
-    """Read payload pieces (raw stream messages) up to the declared size."""
-    buffer = bytearray()
+def read_payload(first: bytes, rest: Iterator[bytes], declared: int) -> bytes:
+    """Read the payload: `first` (carried with the header) and the pieces in
+    the raw stream messages that follow, up to the declared size."""
+    pieces = [first] if first else []
+    size = len(first)
     for data in rest:
         piece = parse_message(data)
         if piece.header or piece.signature:
             raise Refused(pb.MALFORMED, "a second header inside one envelope")
-        buffer += piece.payload
-        if len(buffer) > declared:
+        pieces.append(piece.payload)
+        size += len(pieces[-1])
+        if size > declared:
             raise Refused(pb.OVERSIZED, "payload longer than its signed size")
-    if len(buffer) != declared:
+    if size > declared:
+        raise Refused(pb.OVERSIZED, "payload longer than its signed size")
+    if size != declared:
         raise Refused(pb.DIGEST_MISMATCH, "payload shorter than its signed size")
-    return bytes(buffer)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)

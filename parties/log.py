@@ -103,14 +103,15 @@ class VisibilityLog:
         envelope: Envelope | None = None,
         header: Header | None = None,
         header_bytes: bytes = b"",
-        keep_payload: bool = True,
         refusal: str = "",
         detail: str = "",
     ) -> dict[str, Any]:
-        """Append one entry; store the payload as a blob when kept."""
+        """Append one entry. The payload of an admitted incoming envelope is
+        kept as a blob: the audit scans what a party actually received."""
         if envelope is not None:
             header = envelope.header
             header_bytes = envelope.header_bytes
+        keep = envelope is not None and direction == Direction.IN and outcome == Outcome.ADMITTED
         entry: dict[str, Any] = {
             "time": _now(),
             "direction": str(direction),
@@ -120,11 +121,12 @@ class VisibilityLog:
             "header": header_bytes.hex(),
             "header_sha256": hashlib.sha256(header_bytes).hexdigest() if header_bytes else "",
             "signature": envelope.signature.hex() if envelope else "",
-            "blob": bool(envelope is not None and keep_payload),
+            "blob": keep,
             "refusal": refusal,
             "detail": detail,
         }
-        if envelope is not None and keep_payload:
+        if keep:
+            assert envelope is not None
             self._store_blob(envelope.payload, entry["payload_sha256"])
         with self._lock:
             if self._sealed:
@@ -139,10 +141,11 @@ class VisibilityLog:
 
     def _store_blob(self, payload: bytes, digest: str) -> None:
         path = self.directory / BLOB_DIR / digest
-        if not path.exists():
-            tmp = path.with_suffix(f".tmp{threading.get_ident()}")
-            tmp.write_bytes(payload)
-            tmp.replace(path)
+        if path.exists():  # content-addressed: the same bytes are kept once
+            return
+        tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+        tmp.write_bytes(payload)
+        tmp.replace(path)
 
     def seal(self) -> dict[str, Any]:
         """Sign the head; no entry may follow."""

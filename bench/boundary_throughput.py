@@ -33,18 +33,21 @@ sys.path.insert(0, str(ROOT))
 
 from parties.directory import Directory, PartyEntry  # noqa: E402
 from parties.envelope import to_messages  # noqa: E402
-from parties.identity import PartyKeys, RunAuthority, issue_credentials  # noqa: E402
+from parties.identity import RunAuthority, issue_credentials  # noqa: E402
 from parties.labels import Form, Label  # noqa: E402
 from parties.protocol import Protocol, Rule, label_rule  # noqa: E402
 from parties.roles import Deployer, EndUser, Role  # noqa: E402
 from parties.runtime import PartyRuntime  # noqa: E402
-from parties.wire import airlock_pb2 as pb  # noqa: E402
 from parties.wire import airlock_pb2_grpc as pb_grpc  # noqa: E402
 
 RUN_ID = "bench"
 BENCH = Protocol(
     name="bench",
-    rules=(Rule("blob", Role.END_USER, Role.DEPLOYER, (label_rule("bench:{sender}", Form.CIPHERTEXT),)),),
+    rules=(
+        Rule(
+            "blob", Role.END_USER, Role.DEPLOYER, (label_rule("bench:{sender}", Form.CIPHERTEXT),)
+        ),
+    ),
     handlers={(Role.DEPLOYER, "blob"): lambda ctx, envelope: None},
 )
 SIZES = {"1 KiB": 1 << 10, "1 MiB": 1 << 20}
@@ -52,8 +55,14 @@ SIZES = {"1 KiB": 1 << 10, "1 MiB": 1 << 20}
 
 def runtime(name: str, role: Role, workdir: Path) -> PartyRuntime:
     holdings = EndUser() if role == Role.END_USER else Deployer()
-    return PartyRuntime(name=name, role=role, run_id=RUN_ID, workdir=workdir, holdings=holdings,
-                        protocols={"bench": BENCH})
+    return PartyRuntime(
+        name=name,
+        role=role,
+        run_id=RUN_ID,
+        workdir=workdir,
+        holdings=holdings,
+        protocols={"bench": BENCH},
+    )
 
 
 class PlainServicer(pb_grpc.PartyServicer):
@@ -69,11 +78,19 @@ def serve(conn, workdir: str) -> None:  # runs in the child process
     conn.send(receiver.certificate_requests())
     credentials = conn.recv()
     airlock_address = receiver.start(credentials, "127.0.0.1")
-    plain = grpc.server(futures.ThreadPoolExecutor(4), options=[("grpc.max_receive_message_length", 8 << 20)])
+    plain = grpc.server(
+        futures.ThreadPoolExecutor(4), options=[("grpc.max_receive_message_length", 8 << 20)]
+    )
     pb_grpc.add_PartyServicer_to_server(PlainServicer(), plain)
     insecure_port = plain.add_insecure_port("127.0.0.1:0")
-    tls_port = plain.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
-        [(receiver.keys.tls_key_pem(), credentials.tls_cert_pem)], credentials.ca_pem, require_client_auth=True))
+    tls_port = plain.add_secure_port(
+        "127.0.0.1:0",
+        grpc.ssl_server_credentials(
+            [(receiver.keys.tls_key_pem(), credentials.tls_cert_pem)],
+            credentials.ca_pem,
+            require_client_auth=True,
+        ),
+    )
     plain.start()
     conn.send((airlock_address, f"127.0.0.1:{insecure_port}", f"127.0.0.1:{tls_port}"))
     entries = conn.recv()
@@ -103,7 +120,9 @@ def measure(paths: dict, seconds: float, rounds: int = 5) -> dict[str, tuple[int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
     parser.add_argument("--run-time", action="store_true", help="also time `airlock run` (3 runs)")
     args = parser.parse_args()
@@ -120,8 +139,12 @@ def main() -> None:
     sender = runtime("sender", Role.END_USER, Path(workdir) / "sender")
     sender_credentials = issue_credentials(authority, "sender", sender.certificate_requests())
     sender_address = sender.start(sender_credentials, "127.0.0.1")
-    entries = [PartyEntry("receiver", Role.DEPLOYER, airlock_address, receiver_credentials.signing_cert_pem),
-               PartyEntry("sender", Role.END_USER, sender_address, sender_credentials.signing_cert_pem)]
+    entries = [
+        PartyEntry(
+            "receiver", Role.DEPLOYER, airlock_address, receiver_credentials.signing_cert_pem
+        ),
+        PartyEntry("sender", Role.END_USER, sender_address, sender_credentials.signing_cert_pem),
+    ]
     sender.join(Directory(entries, authority.certificate_pem))
     parent.send(entries)
     assert parent.recv() == "ready"
@@ -129,9 +152,15 @@ def main() -> None:
     options = [("grpc.max_send_message_length", 8 << 20)]
     insecure = pb_grpc.PartyStub(grpc.insecure_channel(insecure_address, options=options))
     tls_credentials = grpc.ssl_channel_credentials(
-        authority.certificate_pem, sender.keys.tls_key_pem(), sender_credentials.tls_cert_pem)
-    mtls = pb_grpc.PartyStub(grpc.secure_channel(
-        tls_address, tls_credentials, options=[*options, ("grpc.ssl_target_name_override", "receiver")]))
+        authority.certificate_pem, sender.keys.tls_key_pem(), sender_credentials.tls_cert_pem
+    )
+    mtls = pb_grpc.PartyStub(
+        grpc.secure_channel(
+            tls_address,
+            tls_credentials,
+            options=[*options, ("grpc.ssl_target_name_override", "receiver")],
+        )
+    )
     labels = [Label("bench:sender", Form.CIPHERTEXT)]
 
     rows = []
@@ -139,16 +168,23 @@ def main() -> None:
         payload = os.urandom(size)
         # the plain servers get the same signed envelope stream each time
         envelope = sender.boundary.seal("receiver", "bench", "blob", labels, payload)
-        results = measure({
-            "plain gRPC": lambda: list(insecure.Deliver(to_messages(envelope))),
-            "plain gRPC + mTLS": lambda: list(mtls.Deliver(to_messages(envelope))),
-            "Airlock boundary": lambda: sender.deliver("receiver", "bench", "blob", labels, payload),
-        }, args.seconds)
+        results = measure(
+            {
+                "plain gRPC": lambda e=envelope: list(insecure.Deliver(to_messages(e))),
+                "plain gRPC + mTLS": lambda e=envelope: list(mtls.Deliver(to_messages(e))),
+                "Airlock boundary": lambda p=payload: sender.deliver(
+                    "receiver", "bench", "blob", labels, p
+                ),
+            },
+            args.seconds,
+        )
         baseline = results["plain gRPC"][0] / results["plain gRPC"][1]
         with_tls = results["plain gRPC + mTLS"][0] / results["plain gRPC + mTLS"][1]
         for path, (count, elapsed) in results.items():
             rate = count / elapsed
-            rows.append((size_name, path, rate, rate * size / (1 << 20), rate / baseline, rate / with_tls))
+            rows.append(
+                (size_name, path, rate, rate * size / (1 << 20), rate / baseline, rate / with_tls)
+            )
 
     parent.send("stop")
     server.join(timeout=10)
@@ -163,11 +199,18 @@ def main() -> None:
         for _ in range(3):
             out = Path(tempfile.mkdtemp(prefix="airlock-bench-run-")) / "run"
             start = time.perf_counter()
-            subprocess.run([str(ROOT / ".venv" / "bin" / "airlock"), "run", "--out", str(out)],
-                           check=True, capture_output=True, cwd=ROOT)
+            subprocess.run(
+                [str(ROOT / ".venv" / "bin" / "airlock"), "run", "--out", str(out)],
+                check=True,
+                capture_output=True,
+                cwd=ROOT,
+            )
             times.append(time.perf_counter() - start)
-        print(f"airlock run (default scenario, embedded Ray): median {statistics.median(times):.1f} s "
-              f"over 3 runs ({', '.join(f'{t:.1f}' for t in times)})")
+        print(
+            "airlock run (default scenario, embedded Ray): "
+            f"median {statistics.median(times):.1f} s "
+            f"over 3 runs ({', '.join(f'{t:.1f}' for t in times)})"
+        )
 
 
 if __name__ == "__main__":

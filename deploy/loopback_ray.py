@@ -6,8 +6,10 @@ told to stay on loopback. Airlock's multi-node test (and anyone trying a
 cluster on one machine) must keep all traffic on loopback, so this wrapper
 pins the address resolution and then runs Ray's own CLI unchanged:
 
-    python deploy/loopback_ray.py start --head --port 6390 --resources '{"airlock_site_training": 1000}'
-    python deploy/loopback_ray.py start --address 127.0.0.1:6390 --resources '{"airlock_site_serving": 1000}'
+    python deploy/loopback_ray.py start --head --port 6390 \
+        --resources '{"airlock_site_training": 1000}'
+    python deploy/loopback_ray.py start --address 127.0.0.1:6390 \
+        --resources '{"airlock_site_serving": 1000}'
 
 On a real cluster use plain `ray start` with the same --resources.
 """

@@ -27,14 +27,14 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
+from orchestrator.scenario import Scenario, parse_scenario
 from parties.envelope import header_from_bytes, signed_message
 from parties.errors import AirlockError, IdentityError, Refused
 from parties.identity import load_signing_certificate
 from parties.labels import Form
-from parties.log import BLOB_DIR, Direction, Outcome, header_fields, verify_log
+from parties.log import BLOB_DIR, Direction, Outcome, header_fields, labels_text, verify_log
 from parties.policy import Policy
 from parties.roles import Role
-from orchestrator.scenario import Scenario, parse_scenario
 
 
 class AuditError(AirlockError):
@@ -86,8 +86,12 @@ class AuditReport:
             "scenario": self.scenario,
             "ok": self.ok,
             "claims": [
-                {"claim": c.name, "ok": c.ok, "checked": c.checked,
-                 "findings": [asdict(f) for f in c.findings]}
+                {
+                    "claim": c.name,
+                    "ok": c.ok,
+                    "checked": c.checked,
+                    "findings": [asdict(f) for f in c.findings],
+                }
                 for c in self.claims
             ],
             "visibility": self.visibility,
@@ -100,7 +104,9 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], Scenario]:
         manifest = json.loads((run_dir / "manifest.json").read_text())
         scenario_text = (run_dir / "scenario.toml").read_text()
     except FileNotFoundError as exc:
-        raise AuditError(f"{run_dir} is not a run directory: {Path(exc.filename).name} is missing") from None
+        raise AuditError(
+            f"{run_dir} is not a run directory: {Path(exc.filename).name} is missing"
+        ) from None
     except ValueError as exc:
         raise AuditError(f"{run_dir}/manifest.json does not parse: {exc}") from None
     return manifest, parse_scenario(scenario_text, str(run_dir / "scenario.toml"))
@@ -120,7 +126,9 @@ def audit_run(run_dir: Path) -> AuditReport:
             integrity.fail(name, None, "party never started (not in the manifest)")
             continue
         try:
-            keys[name] = load_signing_certificate(parties[name]["signing_cert_pem"].encode(), ca_pem, name)
+            keys[name] = load_signing_certificate(
+                parties[name]["signing_cert_pem"].encode(), ca_pem, name
+            )
         except (IdentityError, KeyError) as exc:
             integrity.fail(name, None, f"signing certificate: {exc}")
             continue
@@ -139,8 +147,15 @@ def audit_run(run_dir: Path) -> AuditReport:
     guarantees = _check_guarantees(scenario, visibility, first_seen)
     canaries = _scan_canaries(run_dir, scenario, logs)
     blocked = [
-        {"party": name, "entry": e["index"], "from": e.get("peer"), "step": e.get("step", ""),
-         "labels": e.get("labels", []), "refusal": e.get("refusal"), "detail": e.get("detail")}
+        {
+            "party": name,
+            "entry": e["index"],
+            "from": e.get("peer"),
+            "step": e.get("step", ""),
+            "labels": e.get("labels", []),
+            "refusal": e.get("refusal"),
+            "detail": e.get("detail"),
+        }
         for name, entries in logs.items()
         for e in entries
         if e.get("direction") == Direction.IN and e.get("outcome") == Outcome.REFUSED
@@ -166,7 +181,9 @@ def _check_signatures(logs: dict[str, list[dict[str, Any]]], keys: dict[str, Any
             try:
                 header_bytes = bytes.fromhex(entry.get("header", ""))
                 header = header_from_bytes(header_bytes)
-                keys[header.sender].verify(bytes.fromhex(entry.get("signature", "")), signed_message(header_bytes))
+                keys[header.sender].verify(
+                    bytes.fromhex(entry.get("signature", "")), signed_message(header_bytes)
+                )
             except (ValueError, KeyError, Refused, InvalidSignature):
                 claim.fail(name, index, "admitted envelope's signature does not verify")
                 continue
@@ -190,21 +207,31 @@ def _check_agreement(logs: dict[str, list[dict[str, Any]]]) -> Claim:
     }
     for name, entries in logs.items():
         for entry in entries:
-            peer, digest, outcome = entry.get("peer", ""), entry.get("header_sha256", ""), entry.get("outcome")
+            peer, digest, outcome = (
+                entry.get("peer", ""),
+                entry.get("header_sha256", ""),
+                entry.get("outcome"),
+            )
             if peer not in logs or not digest:
                 continue
             if entry["direction"] == Direction.OUT and outcome in expected_at_receiver:
                 claim.checked += 1
                 theirs = seen.get((peer, Direction.IN, digest))
                 if theirs not in expected_at_receiver[Outcome(outcome)]:
-                    claim.fail(name, entry["index"],
-                               f"{outcome} to {peer}, but {peer}'s log has {theirs or 'no entry'} for it")
+                    claim.fail(
+                        name,
+                        entry["index"],
+                        f"{outcome} to {peer}, but {peer}'s log has {theirs or 'no entry'} for it",
+                    )
             elif entry["direction"] == Direction.IN and outcome == Outcome.ADMITTED:
                 claim.checked += 1
                 theirs = seen.get((peer, Direction.OUT, digest))
                 if theirs not in (Outcome.DELIVERED, Outcome.REPLIED):
-                    claim.fail(name, entry["index"],
-                               f"admitted from {peer}, but {peer}'s log has {theirs or 'no entry'} for it")
+                    claim.fail(
+                        name,
+                        entry["index"],
+                        f"admitted from {peer}, but {peer}'s log has {theirs or 'no entry'} for it",
+                    )
     return claim
 
 
@@ -229,7 +256,9 @@ def _visibility(
 
 
 def _check_guarantees(
-    scenario: Scenario, visibility: dict[str, dict[str, Form]], first_seen: dict[tuple[str, str], int]
+    scenario: Scenario,
+    visibility: dict[str, dict[str, Form]],
+    first_seen: dict[tuple[str, str], int],
 ) -> list[Claim]:
     claims = []
     for guarantee in scenario.policy_guarantees():
@@ -240,8 +269,11 @@ def _check_guarantees(
                 if guarantee.covers(party, role, asset):
                     claim.checked += 1
                     if not form.reveals_at_most(guarantee.max_form):
-                        claim.fail(party, first_seen[(party, asset)],
-                                   f"saw {asset} as {form}; allowed at most {guarantee.max_form}")
+                        claim.fail(
+                            party,
+                            first_seen[(party, asset)],
+                            f"saw {asset} as {form}; allowed at most {guarantee.max_form}",
+                        )
         claims.append(claim)
     return claims
 
@@ -264,8 +296,11 @@ def _scan_canaries(
                 claim.checked += 1
                 blob = run_dir / "parties" / name / BLOB_DIR / str(entry.get("payload_sha256"))
                 if blob.exists() and needle in blob.read_bytes():
-                    claim.fail(name, entry["index"],
-                               f"received bytes contain the canary of {canary.asset} "
-                               f"(labelled {', '.join(lb['asset'] + '@' + lb['form'] for lb in entry.get('labels', []))})")
+                    claim.fail(
+                        name,
+                        entry["index"],
+                        f"received bytes contain the canary of {canary.asset} "
+                        f"(labelled {labels_text(entry.get('labels', []))})",
+                    )
         claims.append(claim)
     return claims

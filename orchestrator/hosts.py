@@ -18,6 +18,7 @@ from parties.runtime import PartyConfig
 
 Calls = Mapping[str, tuple[str, tuple[Any, ...]]]  # party -> (method, args)
 
+
 def site_resource(site: str) -> str:
     return f"airlock_site_{site}"
 

@@ -14,13 +14,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from orchestrator.audit import AuditReport, audit_run
+from orchestrator.hosts import LocalHosts, RayHosts
+from orchestrator.scenario import Scenario
 from parties.directory import PartyEntry
 from parties.errors import AirlockError, PartyFailed
 from parties.identity import RunAuthority, issue_credentials
 from parties.runtime import PartyConfig
-from orchestrator.audit import AuditReport, audit_run
-from orchestrator.hosts import LocalHosts, RayHosts
-from orchestrator.scenario import Scenario
 from protocols import get_protocol
 
 Progress = Callable[[str], None]
@@ -52,9 +52,7 @@ def default_run_dir(scenario: Scenario, run_id: str) -> Path:
 
 
 def party_configs(scenario: Scenario, run_id: str) -> dict[str, PartyConfig]:
-    guarantees = tuple(
-        (g.name, g.asset, tuple(g.viewers), g.max_form) for g in scenario.guarantees
-    )
+    guarantees = tuple((g.name, g.asset, tuple(g.viewers), g.max_form) for g in scenario.guarantees)
     return {
         name: PartyConfig(
             name=name,
@@ -169,7 +167,7 @@ def _run_stage(
         for role, action in protocol.stage
     ]
     for name, spec in scenario.parties.items():
-        if spec.adversary in protocol.adversaries:
+        if spec.adversary is not None and spec.adversary in protocol.adversaries:
             plan.append(([name], protocol.adversaries[spec.adversary][1], True))
     for parties, action, adversarial in plan:
         for fault in scenario.faults:
@@ -178,8 +176,15 @@ def _run_stage(
                 progress(f"fault injected: killed {fault.kill} before {action}")
         results = hosts.call({n: ("act", (protocol_name, action, params)) for n in parties})
         for party, result in results.items():
-            done.append({"protocol": protocol_name, "party": party, "action": action,
-                         "adversarial": adversarial, "result": result})
+            done.append(
+                {
+                    "protocol": protocol_name,
+                    "party": party,
+                    "action": action,
+                    "adversarial": adversarial,
+                    "result": result,
+                }
+            )
             tag = "adversary " if adversarial else ""
             progress(f"{protocol_name}: {tag}{party} {action} -> {json.dumps(result)}")
     return done

@@ -59,4 +59,6 @@ class PartyHost:
 
 # num_cpus=0: parties are mostly waiting on the network; a 2-core machine must
 # host all of them. max_concurrency: a party serves control calls while acting.
-PartyActor = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)(PartyHost)
+PartyActor = ray.remote(  # type: ignore[call-overload]  # stubs lack max_concurrency
+    num_cpus=0, max_restarts=0, max_concurrency=4
+)(PartyHost)

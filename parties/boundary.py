@@ -163,9 +163,7 @@ class Boundary:
         if header.sender not in self.directory:
             raise Refused(pb.UNKNOWN_SENDER, f"no party named {header.sender!r} in this run")
         if tls_peer != header.sender:
-            raise Refused(
-                pb.PEER_MISMATCH, f"TLS peer {tls_peer!r} sent as {header.sender!r}"
-            )
+            raise Refused(pb.PEER_MISMATCH, f"TLS peer {tls_peer!r} sent as {header.sender!r}")
         try:
             self.directory.public_key(header.sender).verify(signature, signed_message(header_bytes))
         except InvalidSignature:

@@ -61,7 +61,7 @@ def header_to_bytes(header: Header) -> bytes:
         protocol=header.protocol,
         step=header.step,
         sequence=header.sequence,
-        labels=[pb.Label(asset=label.asset, form=int(label.form)) for label in header.labels],
+        labels=[pb.Label(asset=label.asset, form=label.form.name) for label in header.labels],
         payload_size=header.payload_size,
         payload_sha256=header.payload_sha256,
         sent_at_unix_ns=header.sent_at_unix_ns,
@@ -135,7 +135,9 @@ def to_messages(envelope: Envelope) -> Iterator[pb.Envelope]:
     yield pb.Envelope(header=envelope.header_bytes, signature=envelope.signature)
     payload = envelope.payload
     for start in range(0, len(payload), CHUNK_SIZE):
-        yield pb.Envelope(payload=payload[start : start + CHUNK_SIZE])  # a whole slice is not copied
+        yield pb.Envelope(
+            payload=payload[start : start + CHUNK_SIZE]
+        )  # a whole slice is not copied
 
 
 def parse_message(data: bytes) -> pb.Envelope:

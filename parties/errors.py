@@ -24,7 +24,7 @@ class IdentityError(AirlockError):
 class Refused(AirlockError):
     """A boundary refused an envelope. `reason` is a RefusalReason value."""
 
-    def __init__(self, reason: int, detail: str) -> None:
+    def __init__(self, reason: pb.RefusalReason, detail: str) -> None:
         self.reason = reason
         self.detail = detail
         super().__init__(f"{pb.RefusalReason.Name(reason)}: {detail}")

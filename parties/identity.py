@@ -31,7 +31,8 @@ _PEM = serialization.Encoding.PEM
 def check_party_name(name: str) -> str:
     if not PARTY_NAME_RE.match(name):
         raise ConfigError(
-            f"party name {name!r} must be lower case letters, digits and '_', starting with a letter"
+            f"party name {name!r} must be lower case letters, digits and '_', "
+            "starting with a letter"
         )
     return name
 
@@ -109,7 +110,9 @@ class RunAuthority:
         return builder.sign(self._key, hashes.SHA256()).public_bytes(_PEM)
 
 
-def load_signing_certificate(cert_pem: bytes, ca_pem: bytes, party: str) -> ed25519.Ed25519PublicKey:
+def load_signing_certificate(
+    cert_pem: bytes, ca_pem: bytes, party: str
+) -> ed25519.Ed25519PublicKey:
     """Check that `cert_pem` is `party`'s Ed25519 certificate from this run's CA."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
@@ -136,11 +139,17 @@ class PartyKeys:
     @classmethod
     def generate(cls, name: str) -> PartyKeys:
         check_party_name(name)
-        return cls(name, ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate())
+        return cls(
+            name, ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate()
+        )
 
     def _csr(self, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
         algorithm = hashes.SHA256() if isinstance(key, ec.EllipticCurvePrivateKey) else None
-        csr = x509.CertificateSigningRequestBuilder().subject_name(_name(self.name)).sign(key, algorithm)
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(_name(self.name))
+            .sign(key, algorithm)
+        )
         return csr.public_bytes(_PEM)
 
     def certificate_requests(self) -> tuple[bytes, bytes]:
@@ -165,7 +174,9 @@ class PartyCredentials:
     signing_cert_pem: bytes
 
 
-def issue_credentials(authority: RunAuthority, party: str, requests: tuple[bytes, bytes]) -> PartyCredentials:
+def issue_credentials(
+    authority: RunAuthority, party: str, requests: tuple[bytes, bytes]
+) -> PartyCredentials:
     tls_csr, signing_csr = requests
     return PartyCredentials(
         ca_pem=authority.certificate_pem,

@@ -56,6 +56,11 @@ def head_message(head: Mapping[str, Any]) -> bytes:
     return HEAD_CONTEXT + canonical({k: v for k, v in head.items() if k != "signature"})
 
 
+def labels_text(labels: list[dict[str, str]]) -> str:
+    """Labels of a log entry as "asset@form, ..."."""
+    return ", ".join(f"{label['asset']}@{label['form']}" for label in labels)
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
@@ -212,7 +217,7 @@ def verify_log(
     signed head covers exactly these entries, and every blob matches its name.
     Returns the entries and every problem found."""
     entries, problems = read_entries(directory, party)
-    previous = GENESIS
+    previous: str | None = GENESIS
     for number, entry in enumerate(entries):
         if entry.get("unparsed"):
             previous = None  # the chain cannot be followed across an unparsed line
@@ -264,6 +269,9 @@ def _verify_head(
         )
     last = entries[-1].get("hash") if entries else GENESIS
     if head.get("head") != last:
-        problems.append(LogProblem(party, len(entries) - 1 if entries else None,
-                                   "last entry is not the signed head"))
+        problems.append(
+            LogProblem(
+                party, len(entries) - 1 if entries else None, "last entry is not the signed head"
+            )
+        )
     return problems

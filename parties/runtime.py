@@ -106,7 +106,9 @@ class PartyRuntime:
 
     def _require(self, stage: Stage) -> None:
         if self._stage != stage:
-            raise AirlockError(f"party {self.name} is {self._stage.name.lower()}, not {stage.name.lower()}")
+            raise AirlockError(
+                f"party {self.name} is {self._stage.name.lower()}, not {stage.name.lower()}"
+            )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -184,17 +186,26 @@ class PartyRuntime:
             # A handler failure comes after admission: the envelope was delivered.
             outcome = Outcome.DELIVERED if refusal.reason == pb.HANDLER_FAILED else Outcome.REFUSED
             self.log.record(
-                direction=Direction.OUT, outcome=outcome, peer=receiver, envelope=envelope,
-                refusal=refusal.reason_name, detail=refusal.detail,
+                direction=Direction.OUT,
+                outcome=outcome,
+                peer=receiver,
+                envelope=envelope,
+                refusal=refusal.reason_name,
+                detail=refusal.detail,
             )
             raise
         except Undelivered as error:
             self.log.record(
-                direction=Direction.OUT, outcome=Outcome.UNDELIVERED, peer=receiver,
-                envelope=envelope, detail=str(error),
+                direction=Direction.OUT,
+                outcome=Outcome.UNDELIVERED,
+                peer=receiver,
+                envelope=envelope,
+                detail=str(error),
             )
             raise
-        self.log.record(direction=Direction.OUT, outcome=Outcome.DELIVERED, peer=receiver, envelope=envelope)
+        self.log.record(
+            direction=Direction.OUT, outcome=Outcome.DELIVERED, peer=receiver, envelope=envelope
+        )
         if not raw_reply:
             return None
         # The channel's TLS target name is the receiver, so the replying peer is it.
@@ -220,10 +231,18 @@ class PartyRuntime:
         if reply is None:
             return None
         reply_envelope = self.boundary.seal(
-            header.sender, header.protocol, reply.step, reply.labels, reply.payload, header.session_id
+            header.sender,
+            header.protocol,
+            reply.step,
+            reply.labels,
+            reply.payload,
+            header.session_id,
         )
         self.log.record(
-            direction=Direction.OUT, outcome=Outcome.REPLIED, peer=header.sender, envelope=reply_envelope
+            direction=Direction.OUT,
+            outcome=Outcome.REPLIED,
+            peer=header.sender,
+            envelope=reply_envelope,
         )
         return reply_envelope
 
@@ -232,7 +251,9 @@ class PartyRuntime:
     def context(self, protocol: str) -> ProtocolContext:
         return ProtocolContext(self, protocol)
 
-    def act(self, protocol: str, action: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def act(
+        self, protocol: str, action: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Run one action of this party's role in `protocol`."""
         self._require(Stage.JOINED)
         spec = self.policy.protocols.get(protocol)

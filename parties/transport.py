@@ -54,11 +54,15 @@ def _tls_peer(context: grpc.ServicerContext) -> str:
 class PartyServer:
     """One party's gRPC server. Requires a client certificate from the run's CA."""
 
-    def __init__(self, credentials: PartyCredentials, tls_key_pem: bytes, on_delivery: DeliveryHandler) -> None:
+    def __init__(
+        self, credentials: PartyCredentials, tls_key_pem: bytes, on_delivery: DeliveryHandler
+    ) -> None:
         self._on_delivery = on_delivery
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=_OPTIONS)
         handler = grpc.stream_stream_rpc_method_handler(
-            self._deliver, request_deserializer=None, response_serializer=pb.Envelope.SerializeToString
+            self._deliver,
+            request_deserializer=None,
+            response_serializer=pb.Envelope.SerializeToString,
         )
         self._server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(SERVICE, {"Deliver": handler})]
@@ -79,12 +83,21 @@ class PartyServer:
     def stop(self) -> None:
         self._server.stop(grace=1).wait()
 
-    def _deliver(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[pb.Envelope]:
+    def _deliver(
+        self, requests: Iterator[bytes], context: grpc.ServicerContext
+    ) -> Iterator[pb.Envelope]:
         try:
             reply = self._on_delivery(_tls_peer(context), requests)
         except Refused as refusal:
             context.set_trailing_metadata(
-                [(REFUSAL_KEY, pb.Refusal(reason=refusal.reason, detail=refusal.detail).SerializeToString())]
+                [
+                    (
+                        REFUSAL_KEY,
+                        pb.Refusal(
+                            reason=refusal.reason, detail=refusal.detail
+                        ).SerializeToString(),
+                    )
+                ]
             )
             context.abort(STATUS_OF_REFUSAL[refusal.reason], refusal.detail)
         if reply is not None:
@@ -92,7 +105,7 @@ class PartyServer:
 
 
 def _refusal_of(error: grpc.RpcError) -> Refused | None:
-    for key, value in (error.trailing_metadata() or ()):  # type: ignore[attr-defined]
+    for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
         if key == REFUSAL_KEY:
             refusal = pb.Refusal.FromString(value)
             return Refused(refusal.reason, refusal.detail)
@@ -103,7 +116,9 @@ class PartyClient:
     """Opens one mutually authenticated channel per peer. The server's
     certificate must name the intended peer (TLS target name = party name)."""
 
-    def __init__(self, credentials: PartyCredentials, tls_key_pem: bytes, timeout: float = 120.0) -> None:
+    def __init__(
+        self, credentials: PartyCredentials, tls_key_pem: bytes, timeout: float = 120.0
+    ) -> None:
         self._credentials = grpc.ssl_channel_credentials(
             credentials.ca_pem, tls_key_pem, credentials.tls_cert_pem
         )
@@ -128,7 +143,9 @@ class PartyClient:
             refusal = _refusal_of(error)
             if refusal is not None:
                 raise refusal from None
-            raise Undelivered(f"{peer} at {address}: {error.code().name}: {error.details()}") from None
+            raise Undelivered(
+                f"{peer} at {address}: {error.code().name}: {error.details()}"
+            ) from None
 
     def close(self) -> None:
         for channel in self._channels.values():

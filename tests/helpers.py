@@ -1,5 +1,6 @@
-"""Shared test helpers and fixtures (registered by the root conftest.py): parties running in this process (real gRPC with mutual TLS
-on 127.0.0.1, no Ray), and runs of the default scenario."""
+"""Shared test helpers and fixtures (registered by the root conftest.py):
+parties running in this process (real gRPC with mutual TLS on 127.0.0.1, no
+Ray), and runs of the default scenario."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.launcher import RunResult, run_scenario
+from orchestrator.scenario import load_scenario, parse_scenario
 from parties.directory import Directory, PartyEntry
 from parties.identity import RunAuthority, issue_credentials
-from parties.policy import Guarantee
 from parties.labels import Form
+from parties.policy import Guarantee
 from parties.roles import Role, holdings_for
 from parties.runtime import PartyRuntime
 from protocols import get_protocol
-from orchestrator.launcher import RunResult, run_scenario
-from orchestrator.scenario import load_scenario, parse_scenario
 
 ROLES = {
     "hospital_1": Role.DATA_CONTRIBUTOR,
@@ -45,17 +46,23 @@ class Parties:
         return self.runtimes[name]
 
 
-def start_parties(tmp: Path, max_payload: int = 256 << 20, prompts: tuple[str, ...] = ("hello",)) -> Parties:
+def start_parties(
+    tmp: Path, max_payload: int = 256 << 20, prompts: tuple[str, ...] = ("hello",)
+) -> Parties:
     run_id = "testrun"
     authority = RunAuthority(run_id)
     runtimes, entries = {}, []
     for name, role in ROLES.items():
         holdings = {"prompts": list(prompts)} if role == Role.END_USER else {}
         runtime = PartyRuntime(
-            name=name, role=role, run_id=run_id, workdir=tmp / name,
+            name=name,
+            role=role,
+            run_id=run_id,
+            workdir=tmp / name,
             holdings=holdings_for(role, holdings, name),
             protocols={"walkthrough": get_protocol("walkthrough")},
-            guarantees=[PROMPT_GUARANTEE], max_payload=max_payload,
+            guarantees=[PROMPT_GUARANTEE],
+            max_payload=max_payload,
         )
         credentials = issue_credentials(authority, name, runtime.certificate_requests())
         address = runtime.start(credentials, "127.0.0.1")
@@ -83,7 +90,9 @@ def default_text(adversaries: dict[str, str]) -> str:
     _, text = load_scenario("default")
     text = re.sub(r"^adversary = .*\n", "", text, flags=re.MULTILINE)
     for party, adversary in adversaries.items():
-        text = text.replace(f"[parties.{party}]\n", f'[parties.{party}]\nadversary = "{adversary}"\n')
+        text = text.replace(
+            f"[parties.{party}]\n", f'[parties.{party}]\nadversary = "{adversary}"\n'
+        )
     return text
 
 

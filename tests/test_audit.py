@@ -39,7 +39,10 @@ def test_default_run_audits_clean_and_shows_the_blocked_attempts(default_run: Pa
         ("deployer", "guidelines_db", "RULE_NOT_PERMITTED"),
     }
     assert report.visibility["deployer"]["prompt:alice"] == "ciphertext"
-    assert report.visibility["model_creator"] == {"train:hospital_1": "digest", "train:hospital_2": "digest"}
+    assert report.visibility["model_creator"] == {
+        "train:hospital_1": "digest",
+        "train:hospital_2": "digest",
+    }
     assert all(claim.checked > 0 for claim in report.claims)
 
 
@@ -70,7 +73,9 @@ def test_a_truncated_file_is_found(run_copy: Path) -> None:
 
 def test_a_log_cut_at_an_entry_boundary_is_found(run_copy: Path) -> None:
     write_lines(run_copy, "deployer", log_lines(run_copy, "deployer")[:-1])
-    assert any(p == "deployer" and "signed head covers" in d for p, _, d in integrity_findings(run_copy))
+    assert any(
+        p == "deployer" and "signed head covers" in d for p, _, d in integrity_findings(run_copy)
+    )
 
 
 def test_a_reordered_pair_is_found(run_copy: Path) -> None:
@@ -123,29 +128,48 @@ def test_a_deleted_received_entry_breaks_agreement(run_copy: Path) -> None:
     write_lines(run_copy, "model_creator", lines[:1])
     report = audit_run(run_copy)
     agreement = next(c for c in report.claims if c.name == "deliveries agree")
-    assert any(f.party == "hospital_2" and "model_creator's log has no entry" in f.detail for f in agreement.findings)
+    assert any(
+        f.party == "hospital_2" and "model_creator's log has no entry" in f.detail
+        for f in agreement.findings
+    )
 
 
 def test_audit_cli_exits_1_naming_party_and_entry(run_copy: Path) -> None:
     lines = log_lines(run_copy, "deployer")
     lines[0] = lines[0].replace(b'"in"', b'"ix"', 1)
     write_lines(run_copy, "deployer", lines)
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "audit", str(run_copy)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "audit", str(run_copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "deployer entry 0" in done.stdout and "FAILS" in done.stdout
-    as_json = subprocess.run([sys.executable, "-m", "orchestrator", "audit", str(run_copy), "--format", "json"],
-                             capture_output=True, text=True, timeout=60)
+    as_json = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "audit", str(run_copy), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert as_json.returncode == 1
     report = json.loads(as_json.stdout)
     assert report["ok"] is False
-    assert {"party": "deployer", "entry": 0, "detail": "entry hash does not match its contents"} in report["claims"][0]["findings"]
+    assert {
+        "party": "deployer",
+        "entry": 0,
+        "detail": "entry hash does not match its contents",
+    } in report["claims"][0]["findings"]
 
 
 def test_audit_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="not a run directory"):
         audit_run(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "audit", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "audit", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "not a run directory" in done.stderr and "Traceback" not in done.stderr

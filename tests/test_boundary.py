@@ -30,7 +30,13 @@ def client_of(runtime: PartyRuntime) -> PartyClient:
     return PartyClient(runtime.credentials, runtime.keys.tls_key_pem())
 
 
-def send(parties: Parties, sender: str, receiver: str, envelope: Envelope, client: PartyClient | None = None) -> list[bytes]:
+def send(
+    parties: Parties,
+    sender: str,
+    receiver: str,
+    envelope: Envelope,
+    client: PartyClient | None = None,
+) -> list[bytes]:
     client = client or client_of(parties[sender])
     try:
         return client.send(receiver, parties.directory.entry(receiver).address, envelope)
@@ -39,7 +45,9 @@ def send(parties: Parties, sender: str, receiver: str, envelope: Envelope, clien
 
 
 def catalog_request(parties: Parties, payload: bytes = b"{}") -> Envelope:
-    return parties["alice"].boundary.seal("guidelines_db", "walkthrough", "catalog_request", CATALOG, payload)
+    return parties["alice"].boundary.seal(
+        "guidelines_db", "walkthrough", "catalog_request", CATALOG, payload
+    )
 
 
 def resign(envelope: Envelope, keys: PartyKeys, **changes: object) -> Envelope:
@@ -57,18 +65,26 @@ def last_entry(runtime: PartyRuntime) -> dict:
 
 def still_serves(parties: Parties) -> None:
     """A valid delivery after the bad one is admitted: the party kept running."""
-    reply = parties["alice"].deliver("guidelines_db", "walkthrough", "catalog_request", CATALOG, b"{}")
+    reply = parties["alice"].deliver(
+        "guidelines_db", "walkthrough", "catalog_request", CATALOG, b"{}"
+    )
     assert reply is not None and reply.header.step == "catalog"
 
 
 def test_admitted_delivery_and_reply_are_logged_on_both_sides(parties: Parties) -> None:
-    reply = parties["alice"].deliver("guidelines_db", "walkthrough", "catalog_request", CATALOG, b'{"q": 1}')
+    reply = parties["alice"].deliver(
+        "guidelines_db", "walkthrough", "catalog_request", CATALOG, b'{"q": 1}'
+    )
     assert reply is not None and json.loads(reply.payload) == {"titles": []}
     db_entries, _ = read_entries(parties["guidelines_db"].log.directory, "guidelines_db")
     alice_entries, _ = read_entries(parties["alice"].log.directory, "alice")
     received, replied = db_entries
     sent, reply_in = alice_entries
-    assert (received["direction"], received["outcome"], received["peer"]) == ("in", "admitted", "alice")
+    assert (received["direction"], received["outcome"], received["peer"]) == (
+        "in",
+        "admitted",
+        "alice",
+    )
     assert (sent["direction"], sent["outcome"]) == ("out", "delivered")
     assert received["header_sha256"] == sent["header_sha256"]
     # what the database received is exactly what its log keeps
@@ -86,7 +102,9 @@ def _malformed_bytes(parties: Parties) -> Refused:
         runtime.credentials.ca_pem, runtime.keys.tls_key_pem(), runtime.credentials.tls_cert_pem
     )
     address = parties.directory.entry("guidelines_db").address
-    with grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "guidelines_db")]) as channel:
+    with grpc.secure_channel(
+        address, credentials, options=[("grpc.ssl_target_name_override", "guidelines_db")]
+    ) as channel:
         call = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
         with pytest.raises(grpc.RpcError) as caught:
             list(call(iter([b"\xff\xff\xff\x00 not protobuf"]), timeout=10))
@@ -100,7 +118,13 @@ def _unknown_sender(parties: Parties) -> Refused:
     credentials = issue_credentials(parties.authority, "mallory", mallory.certificate_requests())
     envelope = resign(catalog_request(parties), mallory, sender="mallory")
     with pytest.raises(Refused) as caught:
-        send(parties, "alice", "guidelines_db", envelope, PartyClient(credentials, mallory.tls_key_pem()))
+        send(
+            parties,
+            "alice",
+            "guidelines_db",
+            envelope,
+            PartyClient(credentials, mallory.tls_key_pem()),
+        )
     return caught.value
 
 
@@ -143,7 +167,9 @@ def _payload_swapped(parties: Parties) -> Refused:
 
 
 def _wrong_receiver(parties: Parties) -> Refused:
-    envelope = parties["alice"].boundary.seal("deployer", "walkthrough", "catalog_request", CATALOG, b"{}")
+    envelope = parties["alice"].boundary.seal(
+        "deployer", "walkthrough", "catalog_request", CATALOG, b"{}"
+    )
     with pytest.raises(Refused) as caught:
         send(parties, "alice", "guidelines_db", envelope)
     return caught.value
@@ -199,11 +225,20 @@ def test_bad_input_is_refused_logged_and_survived(tmp_path: Path, case: str) -> 
 
 def test_refusal_is_logged_on_both_sides_with_the_same_digest(parties: Parties) -> None:
     with pytest.raises(Refused) as caught:
-        parties["alice"].deliver("deployer", "walkthrough", "sealed_prompt",
-                                 [Label("prompt:alice", Form.PLAINTEXT)], b"hello")
+        parties["alice"].deliver(
+            "deployer",
+            "walkthrough",
+            "sealed_prompt",
+            [Label("prompt:alice", Form.PLAINTEXT)],
+            b"hello",
+        )
     assert caught.value.reason == pb.GUARANTEE_VIOLATED
     sent, received = last_entry(parties["alice"]), last_entry(parties["deployer"])
-    assert (sent["direction"], sent["outcome"], sent["refusal"]) == ("out", "refused", "GUARANTEE_VIOLATED")
+    assert (sent["direction"], sent["outcome"], sent["refusal"]) == (
+        "out",
+        "refused",
+        "GUARANTEE_VIOLATED",
+    )
     assert (received["direction"], received["outcome"]) == ("in", "refused")
     assert sent["header_sha256"] == received["header_sha256"]
 
@@ -213,14 +248,22 @@ def test_certificate_from_another_run_cannot_connect(parties: Parties) -> None:
     keys = PartyKeys.generate("alice")
     credentials = issue_credentials(outsider_ca, "alice", keys.certificate_requests())
     with pytest.raises(Undelivered):
-        send(parties, "alice", "guidelines_db", catalog_request(parties), PartyClient(credentials, keys.tls_key_pem()))
+        send(
+            parties,
+            "alice",
+            "guidelines_db",
+            catalog_request(parties),
+            PartyClient(credentials, keys.tls_key_pem()),
+        )
     still_serves(parties)
 
 
 def test_server_must_be_the_named_party(parties: Parties) -> None:
     """A client addressing 'deployer' at the database's address fails TLS name checks."""
     client = client_of(parties["alice"])
-    envelope = parties["alice"].boundary.seal("deployer", "walkthrough", "catalog_request", CATALOG, b"{}")
+    envelope = parties["alice"].boundary.seal(
+        "deployer", "walkthrough", "catalog_request", CATALOG, b"{}"
+    )
     with pytest.raises(Undelivered):
         client.send("deployer", parties.directory.entry("guidelines_db").address, envelope)
     client.close()
@@ -228,20 +271,39 @@ def test_server_must_be_the_named_party(parties: Parties) -> None:
 
 def test_handler_failure_keeps_the_party_running(parties: Parties) -> None:
     with pytest.raises(Refused) as caught:
-        parties["hospital_1"].deliver("model_creator", "walkthrough", "dataset_commitment",
-                                      [Label("train:hospital_1", Form.DIGEST)], b"not json")
+        parties["hospital_1"].deliver(
+            "model_creator",
+            "walkthrough",
+            "dataset_commitment",
+            [Label("train:hospital_1", Form.DIGEST)],
+            b"not json",
+        )
     assert caught.value.reason == pb.HANDLER_FAILED
     assert last_entry(parties["hospital_1"])["outcome"] == "delivered"
-    parties["hospital_1"].deliver("model_creator", "walkthrough", "dataset_commitment",
-                                  [Label("train:hospital_1", Form.DIGEST)], b'{"records": 1}')
+    parties["hospital_1"].deliver(
+        "model_creator",
+        "walkthrough",
+        "dataset_commitment",
+        [Label("train:hospital_1", Form.DIGEST)],
+        b'{"records": 1}',
+    )
 
 
 def test_64_mib_payload_crosses_the_boundary(parties: Parties) -> None:
     payload = os.urandom(64 << 20)
-    reply = parties["alice"].deliver("deployer", "walkthrough", "sealed_prompt",
-                                     [Label("prompt:alice", Form.CIPHERTEXT)], payload)
+    reply = parties["alice"].deliver(
+        "deployer",
+        "walkthrough",
+        "sealed_prompt",
+        [Label("prompt:alice", Form.CIPHERTEXT)],
+        payload,
+    )
     assert reply is not None and reply.payload == hashlib.sha256(payload).digest()
-    received = [e for e in read_entries(parties["deployer"].log.directory, "deployer")[0] if e["direction"] == "in"]
+    received = [
+        e
+        for e in read_entries(parties["deployer"].log.directory, "deployer")[0]
+        if e["direction"] == "in"
+    ]
     assert received[-1]["size"] == len(payload)
     blob = parties["deployer"].log.directory / BLOB_DIR / received[-1]["payload_sha256"]
     assert blob.stat().st_size == len(payload)

@@ -19,9 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.ray
 
 
-def airlock(*args: str, env: dict[str, str] | None = None, timeout: int = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
+def airlock(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 240
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 def placements(run_dir: Path) -> dict[str, dict]:
@@ -65,7 +73,9 @@ def test_a_killed_party_ends_the_run_cleanly(tmp_path: Path) -> None:
     report = json.loads(airlock("audit", str(run_dir), "--format", "json").stdout)
     integrity = report["claims"][0]
     # only the killed party's log is missing; every other log still verifies
-    assert [(f["party"], f["detail"]) for f in integrity["findings"]] == [("deployer", "log was not collected")]
+    assert [(f["party"], f["detail"]) for f in integrity["findings"]] == [
+        ("deployer", "log was not collected")
+    ]
 
 
 def _free_port() -> int:
@@ -97,14 +107,37 @@ def two_node_cluster(tmp_path: Path) -> Iterator[str]:
     wrapper = [sys.executable, str(ROOT / "deploy" / "loopback_ray.py"), "start"]
     nodes = []
     try:
-        nodes.append(subprocess.Popen(
-            [*wrapper, "--head", f"--port={port}", "--include-dashboard=false",
-             '--resources={"airlock_site_training": 1000}', *common],
-            stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        nodes.append(
+            subprocess.Popen(
+                [
+                    *wrapper,
+                    "--head",
+                    f"--port={port}",
+                    "--include-dashboard=false",
+                    '--resources={"airlock_site_training": 1000}',
+                    *common,
+                ],
+                stdout=open(tmp_path / "head.log", "w"),
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        )
         _wait_for(address, env, nodes=1)
-        nodes.append(subprocess.Popen(
-            [*wrapper, f"--address={address}", '--resources={"airlock_site_serving": 1000}', *common],
-            stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        nodes.append(
+            subprocess.Popen(
+                [
+                    *wrapper,
+                    f"--address={address}",
+                    '--resources={"airlock_site_serving": 1000}',
+                    *common,
+                ],
+                stdout=open(tmp_path / "worker.log", "w"),
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        )
         _wait_for(address, env, nodes=2)
         yield address
     finally:
@@ -113,11 +146,20 @@ def two_node_cluster(tmp_path: Path) -> Iterator[str]:
 
 
 def _wait_for(address: str, env: dict[str, str], nodes: int) -> None:
-    probe = ("import orchestrator, ray; ray.init(address=%r, log_to_driver=False); "
-             "print(len([n for n in ray.nodes() if n['Alive']]))" % address)
+    probe = (
+        f"import orchestrator, ray; ray.init(address={address!r}, log_to_driver=False); "
+        "print(len([n for n in ray.nodes() if n['Alive']]))"
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+        )
         if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(nodes)]:
             return
         time.sleep(2)

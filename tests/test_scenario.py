@@ -29,7 +29,12 @@ def test_builtin_default_resolves_by_name() -> None:
     assert "default" in builtin_names()
     scenario, text = load_scenario("default")
     assert {str(scenario.role_of(n)) for n in scenario.parties} >= {
-        "data_contributor", "model_creator", "deployer", "end_user", "external_database"}
+        "data_contributor",
+        "model_creator",
+        "deployer",
+        "end_user",
+        "external_database",
+    }
     assert "[parties.deployer]" in text
 
 
@@ -41,17 +46,45 @@ def test_minimal_scenario_parses() -> None:
 BAD = {
     "not TOML": ("name = \n", "not valid TOML"),
     "unknown top-level key": (MINIMAL + "\ncolour = 1\n", "colour: Extra inputs are not permitted"),
-    "party without role": (MINIMAL.replace('role = "end_user"\n', ""), "parties.alice.role: Field required"),
-    "unknown role": (MINIMAL.replace('"end_user"', '"wizard"'), "parties.alice.role: unknown role 'wizard'"),
-    "holding the role does not have": (MINIMAL.replace("prompts", "prompt"), "parties.alice.prompt: Extra inputs"),
+    "party without role": (
+        MINIMAL.replace('role = "end_user"\n', ""),
+        "parties.alice.role: Field required",
+    ),
+    "unknown role": (
+        MINIMAL.replace('"end_user"', '"wizard"'),
+        "parties.alice.role: unknown role 'wizard'",
+    ),
+    "holding the role does not have": (
+        MINIMAL.replace("prompts", "prompt"),
+        "parties.alice.prompt: Extra inputs",
+    ),
     "holding of the wrong type": (MINIMAL.replace('["hi"]', "3"), "parties.alice.prompts"),
     "bad party name": (MINIMAL.replace("[parties.db]", '[parties."Bad Name"]'), "parties.Bad Name"),
-    "unknown protocol": (MINIMAL.replace('protocol = "walkthrough"', 'protocol = "magic"'), "stages[0].protocol: unknown protocol 'magic'"),
-    "unknown adversary": (MINIMAL.replace('prompts = ["hi"]', 'prompts = ["hi"]\nadversary = "gremlin"'), "parties.alice.adversary: unknown adversary 'gremlin'"),
-    "adversary of another role": (MINIMAL.replace('prompts = ["hi"]', 'prompts = ["hi"]\nadversary = "forward_prompt"'), "played by a deployer"),
-    "unknown form": (MINIMAL + '[[guarantees]]\nname="g"\nasset="prompt:*"\nviewers=["db"]\nmax_form="secret"\n', "guarantees[0].max_form: unknown form 'secret'"),
-    "unknown viewer": (MINIMAL + '[[guarantees]]\nname="g"\nasset="prompt:*"\nviewers=["bob"]\nmax_form="digest"\n', "guarantees[0].viewers: unknown party or role 'bob'"),
-    "malformed canary asset": (MINIMAL + '[[canaries]]\nasset="prompt"\nvalue="CANARY-123456"\n', "canaries[0].asset"),
+    "unknown protocol": (
+        MINIMAL.replace('protocol = "walkthrough"', 'protocol = "magic"'),
+        "stages[0].protocol: unknown protocol 'magic'",
+    ),
+    "unknown adversary": (
+        MINIMAL.replace('prompts = ["hi"]', 'prompts = ["hi"]\nadversary = "gremlin"'),
+        "parties.alice.adversary: unknown adversary 'gremlin'",
+    ),
+    "adversary of another role": (
+        MINIMAL.replace('prompts = ["hi"]', 'prompts = ["hi"]\nadversary = "forward_prompt"'),
+        "played by a deployer",
+    ),
+    "unknown form": (
+        MINIMAL + '[[guarantees]]\nname="g"\nasset="prompt:*"\nviewers=["db"]\nmax_form="secret"\n',
+        "guarantees[0].max_form: unknown form 'secret'",
+    ),
+    "unknown viewer": (
+        MINIMAL
+        + '[[guarantees]]\nname="g"\nasset="prompt:*"\nviewers=["bob"]\nmax_form="digest"\n',
+        "guarantees[0].viewers: unknown party or role 'bob'",
+    ),
+    "malformed canary asset": (
+        MINIMAL + '[[canaries]]\nasset="prompt"\nvalue="CANARY-123456"\n',
+        "canaries[0].asset",
+    ),
     "no stages": (MINIMAL.split("[[stages]]")[0], "stages: Field required"),
 }
 
@@ -74,15 +107,21 @@ def test_unknown_scenario_name_lists_builtins() -> None:
 def test_cli_reports_a_malformed_scenario_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(MINIMAL.replace('"end_user"', '"wizard"'))
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert f"{path}: parties.alice.role: unknown role 'wizard'" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 
 def test_cli_help_explains_each_command() -> None:
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0
     for command in ("run", "audit", "logs", "scenarios"):
         assert command in done.stdout

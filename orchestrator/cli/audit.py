@@ -15,7 +15,9 @@ from orchestrator.cli.render import OutputFormat, audit_tables
 
 def audit(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `airlock run`.")],
-    format: Annotated[OutputFormat, typer.Option("--format", help="table for people, json for machines.")] = OutputFormat.table,
+    format: Annotated[
+        OutputFormat, typer.Option("--format", help="table for people, json for machines.")
+    ] = OutputFormat.table,
 ) -> None:
     """Verify every hash chain and signed head, that both sides of every
     delivery agree, each guarantee of the scenario, and scan received bytes for

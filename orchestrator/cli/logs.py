@@ -11,15 +11,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.cli.render import OutputFormat
 from parties.errors import AirlockError
-from parties.log import read_entries
-from orchestrator.cli.render import OutputFormat, labels_text
+from parties.log import labels_text, read_entries
 
 
 def logs(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `airlock run`.")],
     party: Annotated[str | None, typer.Option("--party", help="Only this party's log.")] = None,
-    format: Annotated[OutputFormat, typer.Option("--format", help="table for people, json (one entry per line) for machines.")] = OutputFormat.table,
+    format: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="table for people, json (one entry per line) for machines."),
+    ] = OutputFormat.table,
 ) -> None:
     """List visibility-log entries (this reads logs; `airlock audit` verifies them)."""
     root = run_dir / "parties"
@@ -38,17 +41,34 @@ def logs(
                 typer.echo(json.dumps({"party": name, **entry}, sort_keys=True))
             continue
         table = Table(title=f"{name}", title_justify="left")
-        for column in ("#", "time", "dir", "outcome", "peer", "step", "seq", "labels", "bytes", "refusal"):
+        for column in (
+            "#",
+            "time",
+            "dir",
+            "outcome",
+            "peer",
+            "step",
+            "seq",
+            "labels",
+            "bytes",
+            "refusal",
+        ):
             table.add_column(column)
         for e in entries:
             labels = escape(labels_text(e.get("labels", [])))
             outcome = e.get("outcome", "?")
             style = "red" if outcome in ("refused", "undelivered") else ""
             table.add_row(
-                str(e.get("index")), str(e.get("time", ""))[11:23], e.get("direction", ""),
-                f"[{style}]{outcome}[/]" if style else outcome, e.get("peer", ""),
-                f"{e.get('protocol', '')}.{e.get('step', '')}", str(e.get("sequence", "")),
-                labels, str(e.get("size", "")), e.get("refusal", ""),
+                str(e.get("index")),
+                str(e.get("time", ""))[11:23],
+                e.get("direction", ""),
+                f"[{style}]{outcome}[/]" if style else outcome,
+                e.get("peer", ""),
+                f"{e.get('protocol', '')}.{e.get('step', '')}",
+                str(e.get("sequence", "")),
+                labels,
+                str(e.get("size", "")),
+                e.get("refusal", ""),
             )
         console.print(table)
         for problem in problems:

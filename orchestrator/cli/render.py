@@ -9,15 +9,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.audit import AuditReport
+from parties.log import labels_text
 
 
 class OutputFormat(StrEnum):
     table = "table"
     json = "json"
-
-
-def labels_text(labels: list[dict[str, str]]) -> str:
-    return ", ".join(f"{lb['asset']}@{lb['form']}" for lb in labels)
 
 
 def audit_tables(report: AuditReport, console: Console) -> None:
@@ -26,13 +23,17 @@ def audit_tables(report: AuditReport, console: Console) -> None:
     claims.add_column("checked", justify="right")
     claims.add_column("result")
     for claim in report.claims:
-        result = "[green]holds[/]" if claim.ok else "[red]FAILS[/]\n" + "\n".join(
-            escape(str(f)) for f in claim.findings
+        result = (
+            "[green]holds[/]"
+            if claim.ok
+            else "[red]FAILS[/]\n" + "\n".join(escape(str(f)) for f in claim.findings)
         )
         claims.add_row(escape(claim.name), str(claim.checked), result)
     console.print(claims)
 
-    matrix = Table(title="Visibility: the most revealing form each party admitted", title_justify="left")
+    matrix = Table(
+        title="Visibility: the most revealing form each party admitted", title_justify="left"
+    )
     matrix.add_column("party")
     matrix.add_column("asset @ form")
     for party, seen in report.visibility.items():
@@ -44,7 +45,10 @@ def audit_tables(report: AuditReport, console: Console) -> None:
         for item in report.blocked:
             console.print(
                 f"  [red]refused[/] {item['from']} -> {item['party']} (entry {item['entry']}): "
-                + escape(f"{item['step']} [{labels_text(item['labels'])}]: {item['refusal']}: {item['detail']}"),
+                + escape(
+                    f"{item['step']} [{labels_text(item['labels'])}]: "
+                    f"{item['refusal']}: {item['detail']}"
+                ),
                 highlight=False,
             )
     verdict = "[bold green]every claim holds[/]" if report.ok else "[bold red]some claims fail[/]"

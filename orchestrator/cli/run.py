@@ -15,10 +15,29 @@ from orchestrator.scenario import load_scenario
 
 
 def run(
-    scenario: Annotated[str, typer.Argument(help="A built-in scenario name (see `airlock scenarios`) or a TOML file.")] = "default",
-    out: Annotated[Path | None, typer.Option("--out", help="Run directory to write (default: runs/<time>-<scenario>-<id>).")] = None,
-    address: Annotated[str | None, typer.Option("--address", help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray).")] = None,
-    in_process: Annotated[bool, typer.Option("--in-process", help="Run every party in this process, without Ray (debugging).")] = False,
+    scenario: Annotated[
+        str,
+        typer.Argument(help="A built-in scenario name (see `airlock scenarios`) or a TOML file."),
+    ] = "default",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Run directory to write (default: runs/<time>-<scenario>-<id>)."
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray).",
+        ),
+    ] = None,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process", help="Run every party in this process, without Ray (debugging)."
+        ),
+    ] = False,
 ) -> None:
     """Start each party as a gRPC server in its own Ray actor, run the
     scenario's stages, collect the logs, write the run directory and audit it.
@@ -32,7 +51,9 @@ def run(
             console.print(f"[dim]{time.monotonic() - began:6.1f}s[/] {message}", highlight=False)
             status.update(message)
 
-        result = run_scenario(parsed, text, out=out, address=address, in_process=in_process, progress=progress)
+        result = run_scenario(
+            parsed, text, out=out, address=address, in_process=in_process, progress=progress
+        )
     audit_tables(result.audit, console)
     if result.failure:
         console.print(f"[bold red]run failed:[/] {result.failure}", highlight=False)

@@ -5,7 +5,8 @@ signatures, rules, guarantees, logs) across the five roles.
 Steps (sender -> receiver: labels):
 
 - dataset_commitment  data_contributor -> model_creator: train:{sender} as digest
-- model_card          model_creator -> deployer: weights:{sender} as digest, model_card:{sender} public
+- model_card          model_creator -> deployer: weights:{sender} as digest,
+                      model_card:{sender} public
 - catalog_request     end_user -> external_database: catalog:{receiver} public
 - catalog             external_database -> end_user (reply): catalog:{sender} public
 - sealed_prompt       end_user -> deployer: prompt:{sender} as ciphertext (or plaintext,

@@ -24,13 +24,17 @@ def _digest(items: list[str] | tuple[str, ...]) -> bytes:
     return hashlib.sha256("\n".join(sorted(items)).encode()).digest()
 
 
-def _send_all(ctx: PartyContext, receivers: list[str], step: str, labels: list[Label], payload: bytes) -> Summary:
+def _send_all(
+    ctx: PartyContext, receivers: list[str], step: str, labels: list[Label], payload: bytes
+) -> Summary:
     for receiver in receivers:
         ctx.deliver(receiver, step, labels, payload)
     return {"delivered": len(receivers)}
 
 
-def _attempt(ctx: PartyContext, receiver: str, step: str, labels: list[Label], payload: bytes) -> Summary:
+def _attempt(
+    ctx: PartyContext, receiver: str, step: str, labels: list[Label], payload: bytes
+) -> Summary:
     """An adversarial delivery: a refusal is the expected outcome, not an error."""
     try:
         ctx.deliver(receiver, step, labels, payload)
@@ -64,7 +68,10 @@ def publish_model_card(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     card = {"model": ctx.holdings.model, "trained_on": sorted(datasets)}
     weights_digest = hashlib.sha256(f"weights of {ctx.holdings.model}".encode()).hexdigest()
     payload = json.dumps({"card": card, "weights_sha256": weights_digest}).encode()
-    labels = [Label(f"weights:{ctx.name}", Form.DIGEST), Label(f"model_card:{ctx.name}", Form.PUBLIC)]
+    labels = [
+        Label(f"weights:{ctx.name}", Form.DIGEST),
+        Label(f"model_card:{ctx.name}", Form.PUBLIC),
+    ]
     return _send_all(ctx, ctx.peers(Role.DEPLOYER), "model_card", labels, payload)
 
 
@@ -74,7 +81,9 @@ def publish_model_card(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
 def fetch_catalog(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     titles = 0
     for database in ctx.peers(Role.EXTERNAL_DATABASE):
-        reply = ctx.deliver(database, "catalog_request", [Label(f"catalog:{database}", Form.PUBLIC)], b"{}")
+        reply = ctx.deliver(
+            database, "catalog_request", [Label(f"catalog:{database}", Form.PUBLIC)], b"{}"
+        )
         if reply is not None:
             titles += len(json.loads(reply.payload)["titles"])
     return {"titles": titles}
@@ -90,7 +99,9 @@ def send_prompt(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         for prompt in ctx.holdings.prompts:
             nonce = os.urandom(12)
             sealed = nonce + AESGCM(key).encrypt(nonce, prompt.encode(), ctx.name.encode())
-            reply = ctx.deliver(deployer, "sealed_prompt", [Label(f"prompt:{ctx.name}", Form.CIPHERTEXT)], sealed)
+            reply = ctx.deliver(
+                deployer, "sealed_prompt", [Label(f"prompt:{ctx.name}", Form.CIPHERTEXT)], sealed
+            )
             if reply is None or reply.payload != hashlib.sha256(sealed).digest():
                 raise RuntimeError(f"{deployer} returned no valid receipt for a prompt")
             receipts += 1
@@ -114,14 +125,18 @@ def on_model_card(ctx: PartyContext, envelope: Envelope) -> None:
 def on_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
     ctx.state.setdefault("prompts", []).append((envelope.header.sender, envelope.payload))
     receipt = hashlib.sha256(envelope.payload).digest()
-    return Reply("prompt_receipt", (Label(f"prompt:{envelope.header.sender}", Form.DIGEST),), receipt)
+    return Reply(
+        "prompt_receipt", (Label(f"prompt:{envelope.header.sender}", Form.DIGEST),), receipt
+    )
 
 
 def forward_prompt(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     """Adversarial: pass a received prompt on to the external database."""
     owner, sealed = ctx.state["prompts"][0]
     database = ctx.peers(Role.EXTERNAL_DATABASE)[0]
-    return _attempt(ctx, database, "sealed_prompt", [Label(f"prompt:{owner}", Form.CIPHERTEXT)], sealed)
+    return _attempt(
+        ctx, database, "sealed_prompt", [Label(f"prompt:{owner}", Form.CIPHERTEXT)], sealed
+    )
 
 
 # -- external database ------------------------------------------------------
@@ -130,7 +145,11 @@ def forward_prompt(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
 def on_catalog_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     assert isinstance(ctx.holdings, ExternalDatabase)
     titles = [doc.split("\n", 1)[0] for doc in ctx.holdings.documents]
-    return Reply("catalog", (Label(f"catalog:{ctx.name}", Form.PUBLIC),), json.dumps({"titles": titles}).encode())
+    return Reply(
+        "catalog",
+        (Label(f"catalog:{ctx.name}", Form.PUBLIC),),
+        json.dumps({"titles": titles}).encode(),
+    )
 
 
 PROTOCOL = Protocol(
@@ -147,8 +166,12 @@ PROTOCOL = Protocol(
         (Role.MODEL_CREATOR, "publish_model_card"): publish_model_card,
         (Role.END_USER, "fetch_catalog"): fetch_catalog,
         (Role.END_USER, "send_prompt"): send_prompt,
-        (Role.END_USER, "plaintext_prompt"): lambda ctx, p: send_prompt_in_clear(ctx, p, Form.PLAINTEXT),
-        (Role.END_USER, "mislabeled_prompt"): lambda ctx, p: send_prompt_in_clear(ctx, p, Form.CIPHERTEXT),
+        (Role.END_USER, "plaintext_prompt"): lambda ctx, p: send_prompt_in_clear(
+            ctx, p, Form.PLAINTEXT
+        ),
+        (Role.END_USER, "mislabeled_prompt"): lambda ctx, p: send_prompt_in_clear(
+            ctx, p, Form.CIPHERTEXT
+        ),
         (Role.DEPLOYER, "forward_prompt"): forward_prompt,
     },
     stage=(

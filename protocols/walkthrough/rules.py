@@ -17,7 +17,10 @@ RULES = (
         "model_card",
         Role.MODEL_CREATOR,
         Role.DEPLOYER,
-        (label_rule("weights:{sender}", Form.DIGEST), label_rule("model_card:{sender}", Form.PUBLIC)),
+        (
+            label_rule("weights:{sender}", Form.DIGEST),
+            label_rule("model_card:{sender}", Form.PUBLIC),
+        ),
     ),
     Rule(
         "catalog_request",

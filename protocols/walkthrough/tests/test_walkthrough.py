@@ -35,7 +35,9 @@ def test_every_role_acts_and_receivers_hold_exactly_what_their_logs_say(parties:
     assert held == admitted_payloads(parties, "deployer", "sealed_prompt")
     assert b"hello" not in held[0]  # the prompt arrived sealed
     datasets = parties["model_creator"].state["walkthrough"]["datasets"]
-    assert [json.dumps(datasets["hospital_1"]).encode()] == admitted_payloads(parties, "model_creator", "dataset_commitment")
+    assert [json.dumps(datasets["hospital_1"]).encode()] == admitted_payloads(
+        parties, "model_creator", "dataset_commitment"
+    )
     card = parties["deployer"].state["walkthrough"]["model_card"]
     assert card["card"]["trained_on"] == ["hospital_1"]
 
@@ -44,14 +46,24 @@ def test_clean_default_run_has_nothing_blocked(tmp_path: Path) -> None:
     result = run_default(tmp_path / "run", adversaries={})
     assert result.failure is None and result.audit.ok
     assert result.audit.blocked == []
-    assert {a["action"] for a in result.actions} == {"commit_dataset", "publish_model_card", "fetch_catalog", "send_prompt"}
+    assert {a["action"] for a in result.actions} == {
+        "commit_dataset",
+        "publish_model_card",
+        "fetch_catalog",
+        "send_prompt",
+    }
 
 
 @pytest.mark.parametrize(
     ("party", "adversary", "reason"),
-    [("alice", "plaintext_prompt", "GUARANTEE_VIOLATED"), ("deployer", "forward_prompt", "RULE_NOT_PERMITTED")],
+    [
+        ("alice", "plaintext_prompt", "GUARANTEE_VIOLATED"),
+        ("deployer", "forward_prompt", "RULE_NOT_PERMITTED"),
+    ],
 )
-def test_adversaries_are_refused_at_the_boundary(tmp_path: Path, party: str, adversary: str, reason: str) -> None:
+def test_adversaries_are_refused_at_the_boundary(
+    tmp_path: Path, party: str, adversary: str, reason: str
+) -> None:
     result = run_default(tmp_path / "run", adversaries={party: adversary})
     attempt = next(a for a in result.actions if a["adversarial"])
     assert attempt["party"] == party and attempt["result"]["refused"] == reason
@@ -66,19 +78,38 @@ def test_a_mislabelled_plaintext_prompt_is_caught_by_the_canary_scan(tmp_path: P
     report = audit_run(tmp_path / "run")
     assert not report.ok
     canary = next(c for c in report.claims if c.name == "canary prompt:alice")
-    assert [(f.party, "canary of prompt:alice" in f.detail) for f in canary.findings] == [("deployer", True)]
+    assert [(f.party, "canary of prompt:alice" in f.detail) for f in canary.findings] == [
+        ("deployer", True)
+    ]
 
 
 @pytest.mark.parametrize(
     ("sender", "receiver", "step", "label"),
     [
-        ("alice", "deployer", "sealed_prompt", Label("prompt:bob", Form.CIPHERTEXT)),  # another user's asset
-        ("hospital_1", "model_creator", "dataset_commitment", Label("train:hospital_2", Form.DIGEST)),
-        ("hospital_1", "model_creator", "dataset_commitment", Label("train:hospital_1", Form.PLAINTEXT)),
+        (
+            "alice",
+            "deployer",
+            "sealed_prompt",
+            Label("prompt:bob", Form.CIPHERTEXT),
+        ),  # another user's asset
+        (
+            "hospital_1",
+            "model_creator",
+            "dataset_commitment",
+            Label("train:hospital_2", Form.DIGEST),
+        ),
+        (
+            "hospital_1",
+            "model_creator",
+            "dataset_commitment",
+            Label("train:hospital_1", Form.PLAINTEXT),
+        ),
         ("guidelines_db", "alice", "catalog", Label("catalog:other_db", Form.PUBLIC)),
     ],
 )
-def test_labels_outside_the_rules_are_refused(parties: Parties, sender: str, receiver: str, step: str, label: Label) -> None:
+def test_labels_outside_the_rules_are_refused(
+    parties: Parties, sender: str, receiver: str, step: str, label: Label
+) -> None:
     with pytest.raises(Refused) as caught:
         parties[sender].deliver(receiver, "walkthrough", step, [label], b"{}")
     assert caught.value.reason == pb.RULE_NOT_PERMITTED

@@ -45,17 +45,29 @@ DEFAULT_MAX_PAYLOAD = 256 << 20
 
 
 class ReplayGuard:
-    """Sequence numbers seen per sender; a number is admitted once."""
+    """Admits each sender's sequence number once, in bounded memory: a sliding
+    window below the highest number seen (as IPsec's anti-replay window).
+    Numbers older than the window are refused; concurrent sends that arrive
+    out of order within it are admitted."""
+
+    WINDOW = 4096
 
     def __init__(self) -> None:
+        self._highest: dict[str, int] = defaultdict(int)
         self._seen: dict[str, set[int]] = defaultdict(set)
         self._lock = threading.Lock()
 
     def claim(self, sender: str, sequence: int) -> bool:
         with self._lock:
-            if sequence in self._seen[sender]:
+            highest, seen = self._highest[sender], self._seen[sender]
+            if sequence <= highest - self.WINDOW or sequence in seen:
                 return False
-            self._seen[sender].add(sequence)
+            seen.add(sequence)
+            if sequence > highest:
+                self._highest[sender] = sequence
+                if len(seen) > 2 * self.WINDOW:
+                    floor = sequence - self.WINDOW
+                    self._seen[sender] = {s for s in seen if s > floor}
             return True
 
 

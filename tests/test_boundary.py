@@ -307,3 +307,16 @@ def test_64_mib_payload_crosses_the_boundary(parties: Parties) -> None:
     assert received[-1]["size"] == len(payload)
     blob = parties["deployer"].log.directory / BLOB_DIR / received[-1]["payload_sha256"]
     assert blob.stat().st_size == len(payload)
+
+
+def test_replay_guard_admits_each_number_once_in_bounded_memory() -> None:
+    from parties.boundary import ReplayGuard
+
+    guard = ReplayGuard()
+    assert guard.claim("alice", 2) and guard.claim("alice", 1)  # out of order is fine
+    assert not guard.claim("alice", 2)
+    assert guard.claim("bob", 2)  # per sender
+    for sequence in range(3, 3 + 3 * ReplayGuard.WINDOW):
+        assert guard.claim("alice", sequence)
+    assert not guard.claim("alice", 5)  # older than the window: refused
+    assert len(guard._seen["alice"]) <= 2 * ReplayGuard.WINDOW + 1

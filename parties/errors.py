@@ -44,3 +44,13 @@ class PartyFailed(AirlockError):
     def __init__(self, party: str, detail: str) -> None:
         self.party = party
         super().__init__(f"party {party!r}: {detail}")
+
+
+class ClaimFailed(AirlockError):
+    """A verifiable claim (a proof, a signature, a statement) does not hold.
+    `claim` names it, e.g. "inclusion of record 17 in dataset:hospital_1"."""
+
+    def __init__(self, claim: str, detail: str) -> None:
+        self.claim = claim
+        self.detail = detail
+        super().__init__(f"{claim}: {detail}")

@@ -4,7 +4,8 @@ implementation) for every size from 1 to 70, and proofs that must fail."""
 from __future__ import annotations
 
 import pytest
-from pymerkle import InmemoryTree, verify_consistency as pm_verify_consistency
+from pymerkle import InmemoryTree
+from pymerkle import verify_consistency as pm_verify_consistency
 
 from parties.errors import ClaimFailed
 from protocols.attestation.merkle import (

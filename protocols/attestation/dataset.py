@@ -1,0 +1,249 @@
+"""A data contributor's commitment to its dataset, and what it can prove
+from it to a verifier who sees nothing else.
+
+Each record is a JSON object with exactly the declared schema's fields. Its
+leaf is the canonical encoding of {"key": <sort key value>, "record_sha256":
+<SHA-256 of the record's canonical JSON>}, and leaves are sorted by key. So:
+
+- membership: a record, its index and an inclusion proof show that this exact
+  record is in the committed set;
+- exclusion: two adjacent leaves whose keys bracket a prefix X (or the first or
+  last leaf alone, at the ends) show that no key starts with X, e.g. no record
+  from source domain "nytimes.com". Only the neighbours' keys are revealed,
+  never their contents.
+
+Exclusion rests on the leaves being sorted, which the contributor attests to;
+an auditor who may see the whole dataset can rebuild the root and check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from parties.errors import ClaimFailed, ConfigError
+from protocols.attestation.merkle import MerkleTree, leaf_hash, verify_inclusion
+from protocols.attestation.statements import DATASET_PREDICATE, OpenedStatement, integer
+
+CANONICALIZATION = "json:sorted-keys,no-whitespace,utf-8"
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_leaf(key: str, record: Mapping[str, Any]) -> bytes:
+    digest = hashlib.sha256(canonical_json(dict(record))).hexdigest()
+    return canonical_json({"key": key, "record_sha256": digest})
+
+
+@dataclass(frozen=True)
+class MembershipProof:
+    index: int
+    size: int
+    leaf: bytes  # the leaf's encoded bytes
+    path: tuple[bytes, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "size": self.size,
+            "leaf": self.leaf.decode(),
+            "path": [p.hex() for p in self.path],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, claim: str) -> MembershipProof:
+        try:
+            return cls(
+                int(data["index"]),
+                int(data["size"]),
+                data["leaf"].encode(),
+                tuple(bytes.fromhex(p) for p in data["path"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ClaimFailed(claim, "malformed membership proof") from None
+
+    def key(self, claim: str) -> str:
+        try:
+            key = json.loads(self.leaf)["key"]
+        except (ValueError, KeyError, TypeError):
+            raise ClaimFailed(claim, "leaf is not a dataset leaf") from None
+        if not isinstance(key, str):
+            raise ClaimFailed(claim, "leaf key is not a string")
+        return key
+
+
+@dataclass(frozen=True)
+class ExclusionProof:
+    prefix: str
+    before: MembershipProof | None  # the last leaf whose key sorts before the prefix
+    after: MembershipProof | None  # the first leaf whose key sorts after every key with it
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "before": self.before.to_json() if self.before else None,
+            "after": self.after.to_json() if self.after else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, claim: str) -> ExclusionProof:
+        try:
+            before, after = data["before"], data["after"]
+            return cls(
+                str(data["prefix"]),
+                MembershipProof.from_json(before, claim) if before is not None else None,
+                MembershipProof.from_json(after, claim) if after is not None else None,
+            )
+        except (KeyError, TypeError):
+            raise ClaimFailed(claim, "malformed exclusion proof") from None
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """What a verifier takes from a verified dataset statement."""
+
+    dataset: str
+    root: bytes
+    size: int
+    sort_key: str
+    schema: tuple[str, ...]
+
+    @classmethod
+    def from_statement(cls, statement: OpenedStatement, claim: str) -> Commitment:
+        predicate = statement.predicate
+        if statement.predicate_type != DATASET_PREDICATE:
+            raise ClaimFailed(claim, "not a dataset commitment")
+        if predicate.get("canonicalization") != CANONICALIZATION:
+            raise ClaimFailed(claim, "unknown record canonicalization")
+        try:
+            root = bytes.fromhex(statement.sha256)
+            schema = tuple(str(field) for field in predicate["schema"])
+            sort_key = str(predicate["sort_key"])
+        except (ValueError, KeyError, TypeError):
+            raise ClaimFailed(claim, "malformed dataset commitment") from None
+        return cls(
+            statement.subject, root, integer(predicate, "record_count", claim), sort_key, schema
+        )
+
+
+class Dataset:
+    """A contributor's records, sorted and committed. Held only by the contributor."""
+
+    def __init__(
+        self, name: str, records: Iterable[Mapping[str, Any]], schema: Iterable[str], sort_key: str
+    ) -> None:
+        self.name = name
+        self.schema = tuple(schema)
+        self.sort_key = sort_key
+        if sort_key not in self.schema:
+            raise ConfigError(f"{name}: sort key {sort_key!r} is not in the schema")
+        keyed = []
+        for number, record in enumerate(records):
+            if set(record) != set(self.schema):
+                raise ConfigError(
+                    f"{name}: record {number} has fields {sorted(record)}, "
+                    f"schema is {list(self.schema)}"
+                )
+            key = record[sort_key]
+            if not isinstance(key, str):
+                raise ConfigError(f"{name}: record {number}: the sort key must be a string")
+            keyed.append((key, dict(record)))
+        keyed.sort(key=lambda pair: pair[0])
+        for (a, _), (b, _) in zip(keyed, keyed[1:], strict=False):
+            if a == b:
+                raise ConfigError(f"{name}: two records share the key {a!r}")
+        self.keys = [key for key, _ in keyed]
+        self.records = [record for _, record in keyed]
+        self.leaves = [record_leaf(key, record) for key, record in keyed]
+        self.tree = MerkleTree.from_data(self.leaves)
+
+    @property
+    def root(self) -> bytes:
+        return self.tree.root()
+
+    def predicate(self) -> dict[str, Any]:
+        return {
+            "record_count": len(self.records),
+            "schema": list(self.schema),
+            "sort_key": self.sort_key,
+            "canonicalization": CANONICALIZATION,
+            "tree": "rfc6962-sha256",
+        }
+
+    def prove_membership(self, record: Mapping[str, Any]) -> MembershipProof:
+        key = record.get(self.sort_key)
+        if key not in self.keys:
+            raise ClaimFailed(f"membership in {self.name}", "no record with that key")
+        index = self.keys.index(key)
+        return self._proof(index)
+
+    def _proof(self, index: int) -> MembershipProof:
+        return MembershipProof(
+            index, len(self.leaves), self.leaves[index], tuple(self.tree.inclusion_proof(index))
+        )
+
+    def prove_exclusion(self, prefix: str) -> ExclusionProof:
+        """Prove that no key starts with `prefix`; fails if one does."""
+        claim = f"exclusion of {prefix!r} from {self.name}"
+        first = next((i for i, key in enumerate(self.keys) if key >= prefix), len(self.keys))
+        if first < len(self.keys) and self.keys[first].startswith(prefix):
+            raise ClaimFailed(claim, f"record {first} has key {self.keys[first]!r}")
+        before = self._proof(first - 1) if first > 0 else None
+        after = self._proof(first) if first < len(self.keys) else None
+        return ExclusionProof(prefix, before, after)
+
+
+def verify_membership(
+    commitment: Commitment, record: Mapping[str, Any], proof: MembershipProof
+) -> None:
+    claim = f"membership of {record.get(commitment.sort_key)!r} in {commitment.dataset}"
+    if set(record) != set(commitment.schema):
+        raise ClaimFailed(claim, "record does not match the committed schema")
+    if proof.size != commitment.size:
+        raise ClaimFailed(
+            claim, f"proof is for {proof.size} records, commitment has {commitment.size}"
+        )
+    if proof.leaf != record_leaf(record[commitment.sort_key], record):
+        raise ClaimFailed(claim, "record does not match the proved leaf")
+    verify_inclusion(
+        leaf_hash(proof.leaf), proof.index, proof.size, proof.path, commitment.root, claim
+    )
+
+
+def verify_exclusion(commitment: Commitment, proof: ExclusionProof) -> None:
+    claim = f"exclusion of {proof.prefix!r} from {commitment.dataset}"
+    if not proof.prefix:
+        raise ClaimFailed(claim, "an empty prefix matches every record")
+    for side in (proof.before, proof.after):
+        if side is not None:
+            if side.size != commitment.size:
+                raise ClaimFailed(claim, "neighbour proved against another dataset size")
+            verify_inclusion(
+                leaf_hash(side.leaf), side.index, side.size, side.path, commitment.root, claim
+            )
+    if proof.before is None and proof.after is None:
+        if commitment.size != 0:
+            raise ClaimFailed(claim, "no neighbours given for a non-empty dataset")
+        return
+    if proof.before is not None:
+        if proof.before.key(claim) >= proof.prefix:
+            raise ClaimFailed(claim, "the left neighbour does not sort before the prefix")
+        if proof.after is None and proof.before.index != commitment.size - 1:
+            raise ClaimFailed(claim, "the left neighbour is not the last record")
+    if proof.after is not None:
+        key = proof.after.key(claim)
+        if key < proof.prefix or key.startswith(proof.prefix):
+            raise ClaimFailed(claim, "the right neighbour does not sort after the prefix")
+        if proof.before is None and proof.after.index != 0:
+            raise ClaimFailed(claim, "the right neighbour is not the first record")
+    if (
+        proof.before is not None
+        and proof.after is not None
+        and proof.after.index != proof.before.index + 1
+    ):
+        raise ClaimFailed(claim, "the neighbours are not adjacent")

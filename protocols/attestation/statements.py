@@ -1,0 +1,102 @@
+"""Signed statements: in-toto Statement v1 inside a DSSE envelope, Ed25519.
+
+`in-toto-attestation` builds and validates the statement; `securesystemslib`
+computes DSSE's pre-authentication encoding, signs and verifies. Opening a
+statement checks, in order: the envelope parses; its payload type is in-toto;
+a signature verifies with the expected key; the statement validates; the
+predicate type is the expected one. Each failure is a ClaimFailed naming the
+claim.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from google.protobuf import json_format
+from in_toto_attestation.v1 import statement_pb2
+from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
+from in_toto_attestation.v1.statement import Statement
+from securesystemslib.dsse import Envelope
+from securesystemslib.exceptions import VerificationError
+from securesystemslib.signer import CryptoSigner, SSlibKey
+
+from parties.errors import ClaimFailed
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+DATASET_PREDICATE = "urn:airlock:predicate:dataset-commitment:v1"
+MODEL_PREDICATE = "urn:airlock:predicate:model-commitment:v1"
+RECEIPT_PREDICATE = "urn:airlock:predicate:inference-receipt:v1"
+
+
+@dataclass(frozen=True)
+class OpenedStatement:
+    """A statement whose signature and form have been checked."""
+
+    subject: str
+    sha256: str
+    predicate_type: str
+    predicate: dict[str, Any]
+
+
+def sign_statement(
+    subject: str,
+    sha256: str,
+    predicate_type: str,
+    predicate: dict[str, Any],
+    key: ed25519.Ed25519PrivateKey,
+) -> dict[str, Any]:
+    """Build, validate and sign a statement; returns the DSSE envelope as JSON-able dict."""
+    statement = Statement(
+        [ResourceDescriptor(name=subject, digest={"sha256": sha256}).pb], predicate_type, predicate
+    )
+    statement.validate()
+    payload = json_format.MessageToJson(statement.pb, sort_keys=True).encode()
+    envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
+    envelope.sign(CryptoSigner(key))
+    return envelope.to_dict()
+
+
+def open_statement(
+    envelope_json: Any, key: ed25519.Ed25519PublicKey, predicate_type: str, claim: str
+) -> OpenedStatement:
+    """Verify a DSSE envelope signed by `key` and return its statement."""
+    try:
+        envelope = Envelope.from_dict(envelope_json)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ClaimFailed(claim, "malformed DSSE envelope") from None
+    if envelope.payload_type != PAYLOAD_TYPE:
+        raise ClaimFailed(claim, f"payload type {envelope.payload_type!r} is not in-toto")
+    try:
+        envelope.verify([SSlibKey.from_crypto(key)], 1)
+    except VerificationError:
+        raise ClaimFailed(claim, "signature does not verify") from None
+    try:
+        message = json_format.Parse(envelope.payload, statement_pb2.Statement())
+        statement = Statement.copy_from_pb(message)
+        statement.validate()
+    except (json_format.ParseError, ValueError, UnicodeDecodeError) as exc:
+        raise ClaimFailed(claim, f"malformed statement: {exc}") from None
+    if statement.pb.predicate_type != predicate_type:
+        raise ClaimFailed(
+            claim, f"predicate type {statement.pb.predicate_type!r}, expected {predicate_type!r}"
+        )
+    if len(statement.pb.subject) != 1 or "sha256" not in statement.pb.subject[0].digest:
+        raise ClaimFailed(claim, "statement must name one subject with a sha256 digest")
+    subject = statement.pb.subject[0]
+    return OpenedStatement(
+        subject=subject.name,
+        sha256=subject.digest["sha256"],
+        predicate_type=predicate_type,
+        predicate=json.loads(json_format.MessageToJson(statement.pb.predicate)),
+    )
+
+
+def integer(predicate: dict[str, Any], key: str, claim: str) -> int:
+    """A whole number from a predicate (protobuf Struct keeps numbers as floats)."""
+    value = predicate.get(key)
+    if not isinstance(value, int | float) or value != int(value) or value < 0:
+        raise ClaimFailed(claim, f"predicate field {key!r} is not a count")
+    return int(value)

@@ -36,9 +36,14 @@ class Holdings(BaseModel):
 
 
 class DataContributor(Holdings):
-    """Holds a private training set (records, one string each)."""
+    """Holds a private training set: records with the fields of `schema`,
+    sorted by `sort_key` when committed; `exclude` lists key prefixes (e.g.
+    source domains) it will prove absent from its data."""
 
-    records: tuple[str, ...] = ()
+    records: tuple[dict[str, str], ...] = ()
+    schema: tuple[str, ...] = ("source", "text")
+    sort_key: str = "source"
+    exclude: tuple[str, ...] = ()
 
 
 class ModelCreator(Holdings):

@@ -20,8 +20,9 @@ from protocols.walkthrough.rules import NAME, RULES
 Summary = dict[str, Any]
 
 
-def _digest(items: list[str] | tuple[str, ...]) -> bytes:
-    return hashlib.sha256("\n".join(sorted(items)).encode()).digest()
+def _records_digest(records: tuple[dict[str, str], ...]) -> bytes:
+    lines = sorted(json.dumps(record, sort_keys=True) for record in records)
+    return hashlib.sha256("\n".join(lines).encode()).digest()
 
 
 def _send_all(
@@ -49,7 +50,10 @@ def _attempt(
 def commit_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     assert isinstance(ctx.holdings, DataContributor)
     payload = json.dumps(
-        {"records": len(ctx.holdings.records), "sha256": _digest(ctx.holdings.records).hex()}
+        {
+            "records": len(ctx.holdings.records),
+            "sha256": _records_digest(ctx.holdings.records).hex(),
+        }
     ).encode()
     labels = [Label(f"train:{ctx.name}", Form.DIGEST)]
     return _send_all(ctx, ctx.peers(Role.MODEL_CREATOR), "dataset_commitment", labels, payload)

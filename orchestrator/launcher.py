@@ -168,7 +168,9 @@ def _run_stage(
     ]
     for name, spec in scenario.parties.items():
         if spec.adversary is not None and spec.adversary in protocol.adversaries:
-            plan.append(([name], protocol.adversaries[spec.adversary][1], True))
+            action = protocol.adversaries[spec.adversary][1]
+            if action is not None:  # None: the adversary lives in the role's handlers
+                plan.append(([name], action, True))
     for parties, action, adversarial in plan:
         for fault in scenario.faults:
             if fault.before == action and fault.kill in hosts.alive:

@@ -149,7 +149,7 @@ def _check(scenario: Scenario) -> None:
         if unknown:
             raise ConfigError(f"guarantees[{index}].viewers: unknown party or role {unknown[0]!r}")
     actions = {action for p in protocols.values() for _, action in p.stage}
-    actions |= {action for p in protocols.values() for _, action in p.adversaries.values()}
+    actions |= {a for p in protocols.values() for _, a in p.adversaries.values() if a is not None}
     for index, fault in enumerate(scenario.faults):
         if fault.kill not in scenario.parties:
             raise ConfigError(f"faults[{index}].kill: no party named {fault.kill!r}")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from typing import Protocol as TypingProtocol
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from parties.envelope import Envelope
 from parties.labels import Form, Label, asset_matches
 from parties.roles import Holdings, Role
@@ -70,6 +72,10 @@ class PartyContext(TypingProtocol):
 
     def peers(self, role: Role) -> list[str]: ...
 
+    def public_key(self, party: str) -> ed25519.Ed25519PublicKey: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
     def deliver(
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
     ) -> Envelope | None: ...
@@ -83,15 +89,16 @@ Action = Callable[[PartyContext, Mapping[str, Any]], dict[str, Any]]
 class Protocol:
     """A protocol's rules, the handlers of receiving roles and the actions of
     initiating roles. `stage` lists the actions a stage runs, in order, as
-    (role, action) pairs; adversarial actions run when a party is configured
-    with that adversary name."""
+    (role, action) pairs. An adversary is played by a role: either an action
+    run after the stage's, or (action None) a change of the role's handlers,
+    which read `ctx.adversary`."""
 
     name: str
     rules: tuple[Rule, ...]
     handlers: Mapping[tuple[Role, str], Handler] = field(default_factory=dict)
     actions: Mapping[tuple[Role, str], Action] = field(default_factory=dict)
     stage: tuple[tuple[Role, str], ...] = ()
-    adversaries: Mapping[str, tuple[Role, str]] = field(default_factory=dict)
+    adversaries: Mapping[str, tuple[Role, str | None]] = field(default_factory=dict)
 
     @property
     def steps(self) -> frozenset[str]:

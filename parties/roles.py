@@ -36,12 +36,12 @@ class Holdings(BaseModel):
 
 
 class DataContributor(Holdings):
-    """Holds a private training set: records with the fields of `schema`,
+    """Holds a private training set: records with the given `fields`,
     sorted by `sort_key` when committed; `exclude` lists key prefixes (e.g.
     source domains) it will prove absent from its data."""
 
     records: tuple[dict[str, str], ...] = ()
-    schema: tuple[str, ...] = ("source", "text")
+    fields: tuple[str, ...] = ("source", "text")
     sort_key: str = "source"
     exclude: tuple[str, ...] = ()
 

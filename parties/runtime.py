@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from parties.boundary import DEFAULT_MAX_PAYLOAD, Boundary
 from parties.directory import Directory
 from parties.envelope import Envelope
@@ -279,6 +281,14 @@ class ProtocolContext:
 
     def peers(self, role: Role) -> list[str]:
         return self._runtime.directory.with_role(role)
+
+    def public_key(self, party: str) -> ed25519.Ed25519PublicKey:
+        """The party's Ed25519 key, certified by the run's CA."""
+        return self._runtime.directory.public_key(party)
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign with this party's Ed25519 key (the key itself stays inside)."""
+        return self._runtime.keys.sign(message)
 
     def deliver(
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from securesystemslib.signer import Signer
 
 from parties.errors import ClaimFailed
 from protocols.attestation.statements import RECEIPT_PREDICATE, open_statement, sign_statement
@@ -24,7 +25,7 @@ def issue_receipt(
     output: bytes,
     nonce: bytes,
     server: str,
-    key: ed25519.Ed25519PrivateKey,
+    signer: Signer,
 ) -> dict:
     """The server's signed receipt, as a DSSE envelope (subject: the output)."""
     predicate = {
@@ -34,7 +35,9 @@ def issue_receipt(
         "nonce": nonce.hex(),
         "time_unix": time.time(),
     }
-    return sign_statement(f"output:{server}", sha256_hex(output), RECEIPT_PREDICATE, predicate, key)
+    return sign_statement(
+        f"output:{server}", sha256_hex(output), RECEIPT_PREDICATE, predicate, signer
+    )
 
 
 @dataclass(frozen=True)

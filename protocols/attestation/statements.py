@@ -11,6 +11,7 @@ claim.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
 from in_toto_attestation.v1.statement import Statement
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
-from securesystemslib.signer import CryptoSigner, SSlibKey
+from securesystemslib.signer import Signature, Signer, SSlibKey
 
 from parties.errors import ClaimFailed
 
@@ -29,6 +30,31 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 DATASET_PREDICATE = "urn:airlock:predicate:dataset-commitment:v1"
 MODEL_PREDICATE = "urn:airlock:predicate:model-commitment:v1"
 RECEIPT_PREDICATE = "urn:airlock:predicate:inference-receipt:v1"
+
+
+class PartySigner(Signer):
+    """A DSSE signer for a party whose key stays inside its runtime: it is
+    given the public key and a signing function, never the private key.
+    (securesystemslib's CryptoSigner needs the private key object.)"""
+
+    def __init__(
+        self, public_key: ed25519.Ed25519PublicKey, sign: Callable[[bytes], bytes]
+    ) -> None:
+        self._public_key = SSlibKey.from_crypto(public_key)
+        self._sign = sign
+
+    @property
+    def public_key(self) -> SSlibKey:
+        return self._public_key
+
+    def sign(self, payload: bytes) -> Signature:
+        return Signature(self._public_key.keyid, self._sign(payload).hex())
+
+    @classmethod
+    def from_priv_key_uri(
+        cls, priv_key_uri: str, public_key: Any, secrets_handler: Any = None
+    ) -> Signer:
+        raise NotImplementedError("a PartySigner is made from a party, not a key URI")
 
 
 @dataclass(frozen=True)
@@ -46,7 +72,7 @@ def sign_statement(
     sha256: str,
     predicate_type: str,
     predicate: dict[str, Any],
-    key: ed25519.Ed25519PrivateKey,
+    signer: Signer,
 ) -> dict[str, Any]:
     """Build, validate and sign a statement; returns the DSSE envelope as JSON-able dict."""
     statement = Statement(
@@ -55,7 +81,7 @@ def sign_statement(
     statement.validate()
     payload = json_format.MessageToJson(statement.pb, sort_keys=True).encode()
     envelope = Envelope(payload=payload, payload_type=PAYLOAD_TYPE, signatures={})
-    envelope.sign(CryptoSigner(key))
+    envelope.sign(signer)
     return envelope.to_dict()
 
 

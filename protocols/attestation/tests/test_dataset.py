@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from securesystemslib.signer import CryptoSigner
 
 from parties.errors import ClaimFailed, ConfigError
 from protocols.attestation.dataset import (
@@ -35,7 +36,7 @@ def commit(records: list[dict]) -> tuple[Dataset, Commitment]:
     """The contributor commits; the verifier opens the signed statement."""
     dataset = Dataset("train:h1", records, SCHEMA, "source")
     envelope = sign_statement(
-        dataset.name, dataset.root.hex(), DATASET_PREDICATE, dataset.predicate(), KEY
+        dataset.name, dataset.root.hex(), DATASET_PREDICATE, dataset.predicate(), CryptoSigner(KEY)
     )
     opened = open_statement(envelope, KEY.public_key(), DATASET_PREDICATE, "dataset train:h1")
     return dataset, Commitment.from_statement(opened, "dataset train:h1")

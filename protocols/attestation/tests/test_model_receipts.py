@@ -6,6 +6,7 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from securesystemslib.signer import CryptoSigner
 
 from parties.errors import ClaimFailed
 from protocols.attestation.model import (
@@ -41,7 +42,11 @@ def committed() -> ModelCommitment:
         {"protocol": "federated", "epsilon": 3.0, "delta": 1e-5},
     )
     envelope = sign_statement(
-        "weights:model_creator", weights_root(MODEL).hex(), MODEL_PREDICATE, predicate, CREATOR
+        "weights:model_creator",
+        weights_root(MODEL).hex(),
+        MODEL_PREDICATE,
+        predicate,
+        CryptoSigner(CREATOR),
     )
     opened = open_statement(envelope, CREATOR.public_key(), MODEL_PREDICATE, "model commitment")
     return ModelCommitment.from_statement(opened, "model commitment")
@@ -77,7 +82,9 @@ def test_a_tensor_whose_bytes_do_not_fit_its_shape_is_refused() -> None:
 def _receipt(
     model: dict[str, Tensor], nonce: bytes, key: ed25519.Ed25519PrivateKey = SERVER
 ) -> dict:
-    return issue_receipt(weights_root(model), b"prompt", b"answer", nonce, "deployer", key)
+    return issue_receipt(
+        weights_root(model), b"prompt", b"answer", nonce, "deployer", CryptoSigner(key)
+    )
 
 
 def test_receipt_from_the_committed_model_is_accepted() -> None:
@@ -103,7 +110,7 @@ def test_receipt_from_the_committed_model_is_accepted() -> None:
         ),
         (
             lambda: issue_receipt(
-                weights_root(MODEL), b"prompt", b"other", b"n1", "deployer", SERVER
+                weights_root(MODEL), b"prompt", b"other", b"n1", "deployer", CryptoSigner(SERVER)
             ),
             "another input or output",
         ),

@@ -9,6 +9,7 @@ import copy
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.dsse import Envelope
+from securesystemslib.signer import CryptoSigner
 
 from parties.errors import ClaimFailed
 from protocols.attestation.statements import (
@@ -23,7 +24,9 @@ DIGEST = "ab" * 32
 
 
 def signed() -> dict:
-    return sign_statement("dataset:h1", DIGEST, DATASET_PREDICATE, {"record_count": 3}, KEY)
+    return sign_statement(
+        "dataset:h1", DIGEST, DATASET_PREDICATE, {"record_count": 3}, CryptoSigner(KEY)
+    )
 
 
 def test_pae_matches_the_dsse_specification_vector() -> None:
@@ -51,7 +54,11 @@ def _payload(envelope: dict, payload: bytes) -> dict:
 BAD = {
     "signed by another key": (
         lambda e: sign_statement(
-            "dataset:h1", DIGEST, DATASET_PREDICATE, {"n": 1}, ed25519.Ed25519PrivateKey.generate()
+            "dataset:h1",
+            DIGEST,
+            DATASET_PREDICATE,
+            {"n": 1},
+            CryptoSigner(ed25519.Ed25519PrivateKey.generate()),
         ),
         "signature does not verify",
     ),

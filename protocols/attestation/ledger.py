@@ -1,0 +1,159 @@
+"""The transparency log a `ledger` party keeps: every statement and receipt
+appended as a leaf of an RFC 6962 tree, signed tree heads, inclusion and
+consistency proofs. Parties check inclusion before they accept a statement,
+and consistency between the heads they have seen, so a ledger that rewrites
+history is caught."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from parties.errors import ClaimFailed
+from protocols.attestation.dataset import canonical_json
+from protocols.attestation.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+
+HEAD_CONTEXT = b"airlock-tree-head-v1\x00"
+
+
+def entry_bytes(envelope: dict[str, Any]) -> bytes:
+    """A logged statement's leaf: its DSSE envelope as canonical JSON."""
+    return canonical_json(envelope)
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    ledger: str
+    size: int
+    root: bytes
+    time: float
+    signature: bytes
+
+    def signed_part(self) -> bytes:
+        body = {
+            "ledger": self.ledger,
+            "size": self.size,
+            "root": self.root.hex(),
+            "time": self.time,
+        }
+        return HEAD_CONTEXT + canonical_json(body)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ledger": self.ledger,
+            "size": self.size,
+            "root": self.root.hex(),
+            "time": self.time,
+            "signature": self.signature.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, claim: str) -> TreeHead:
+        try:
+            return cls(
+                str(data["ledger"]),
+                int(data["size"]),
+                bytes.fromhex(data["root"]),
+                float(data["time"]),
+                bytes.fromhex(data["signature"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ClaimFailed(claim, "malformed tree head") from None
+
+    def verify(self, key: ed25519.Ed25519PublicKey, claim: str) -> None:
+        try:
+            key.verify(self.signature, self.signed_part())
+        except InvalidSignature:
+            raise ClaimFailed(
+                claim, f"tree head of size {self.size} is not signed by {self.ledger}"
+            ) from None
+
+
+class TransparencyLog:
+    def __init__(self, name: str, sign: Callable[[bytes], bytes]) -> None:
+        self.name = name
+        self._sign = sign
+        self.entries: list[bytes] = []
+        self.tree = MerkleTree()
+
+    def append(self, entry: bytes) -> int:
+        self.entries.append(entry)
+        return self.tree.append(entry)
+
+    def head(self) -> TreeHead:
+        unsigned = TreeHead(self.name, len(self.tree), self.tree.root(), time.time(), b"")
+        return TreeHead(
+            unsigned.ledger,
+            unsigned.size,
+            unsigned.root,
+            unsigned.time,
+            self._sign(unsigned.signed_part()),
+        )
+
+    def answer(self, index: int | None, since: int) -> dict[str, Any]:
+        """A signed head, the inclusion proof of `index` and the consistency
+        proof from the asker's last seen size `since` (0: none)."""
+        head = self.head()
+        return {
+            "index": index,
+            "head": head.to_json(),
+            "inclusion": [p.hex() for p in self.tree.inclusion_proof(index)]
+            if index is not None
+            else [],
+            "consistency": [p.hex() for p in self.tree.consistency_proof(since)]
+            if 0 < since
+            else [],
+        }
+
+    def rewrite(self, index: int, entry: bytes) -> None:
+        """What a dishonest ledger does: replace a logged entry."""
+        self.entries[index] = entry
+        self.tree = MerkleTree.from_data(self.entries)
+
+
+def check_answer(
+    answer: Any,
+    ledger_key: ed25519.Ed25519PublicKey,
+    entry: bytes | None,
+    last_head: TreeHead | None,
+    claim: str,
+) -> TreeHead:
+    """A party's check of a ledger answer: the head is the ledger's, `entry`
+    (if given) is included under it, and it extends `last_head`. Returns the head."""
+    if not isinstance(answer, dict):
+        raise ClaimFailed(claim, "malformed ledger answer")
+    head = TreeHead.from_json(answer.get("head"), claim)
+    head.verify(ledger_key, claim)
+    try:
+        inclusion = [bytes.fromhex(p) for p in answer.get("inclusion", [])]
+        consistency = [bytes.fromhex(p) for p in answer.get("consistency", [])]
+    except (TypeError, ValueError):
+        raise ClaimFailed(claim, "malformed ledger proof") from None
+    if entry is not None:
+        index = answer.get("index")
+        if not isinstance(index, int):
+            raise ClaimFailed(claim, "ledger answer lacks the entry's index")
+        verify_inclusion(leaf_hash(entry), index, head.size, inclusion, head.root, claim)
+    if last_head is not None:
+        verify_consistency(
+            last_head.size,
+            head.size,
+            last_head.root,
+            head.root,
+            consistency,
+            f"{claim}: ledger history from size {last_head.size} to {head.size}",
+        )
+    return head
+
+
+def load_answer(payload: bytes, claim: str) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise ClaimFailed(claim, "ledger answer is not JSON") from None

@@ -282,6 +282,9 @@ class ProtocolContext:
     def peers(self, role: Role) -> list[str]:
         return self._runtime.directory.with_role(role)
 
+    def role_of(self, party: str) -> Role:
+        return self._runtime.directory.role_of(party)
+
     def public_key(self, party: str) -> ed25519.Ed25519PublicKey:
         """The party's Ed25519 key, certified by the run's CA."""
         return self._runtime.directory.public_key(party)

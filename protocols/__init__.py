@@ -7,9 +7,9 @@ from parties.protocol import Protocol
 
 
 def _registry() -> dict[str, Protocol]:
-    from protocols import walkthrough
+    from protocols import attestation, walkthrough
 
-    return {walkthrough.PROTOCOL.name: walkthrough.PROTOCOL}
+    return {p.name: p for p in (walkthrough.PROTOCOL, attestation.PROTOCOL)}
 
 
 def protocol_names() -> list[str]:

@@ -10,6 +10,7 @@ claim.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,7 +91,8 @@ def open_statement(
 ) -> OpenedStatement:
     """Verify a DSSE envelope signed by `key` and return its statement."""
     try:
-        envelope = Envelope.from_dict(envelope_json)
+        # from_dict consumes the dict it is given; keep the caller's intact
+        envelope = Envelope.from_dict(copy.deepcopy(envelope_json))
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ClaimFailed(claim, "malformed DSSE envelope") from None
     if envelope.payload_type != PAYLOAD_TYPE:

@@ -1,0 +1,338 @@
+"""What each role does in the attestation protocol.
+
+contributors attest their datasets -> the ledger logs them -> the creator
+accepts only logged, verified dataset statements (and exclusion proofs) and
+commits to its weights, bound to them -> deployers serve and sign a receipt
+per answer, logged too -> end users accept an answer only with a receipt that
+names the committed model. Every party checks each ledger answer: the head is
+the ledger's, its entry is included, and the head extends the last one seen.
+
+A party that finds a claim broken does not stop the run: it records the
+rejection (returned in its action's summary) and `airlock verify` reports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from parties.envelope import Envelope
+from parties.errors import ClaimFailed
+from parties.labels import Form, Label
+from parties.protocol import PartyContext, Protocol, Reply
+from parties.roles import DataContributor, ModelCreator, Role
+from protocols.attestation.dataset import (
+    Commitment,
+    Dataset,
+    ExclusionProof,
+    verify_exclusion,
+)
+from protocols.attestation.ledger import (
+    TransparencyLog,
+    TreeHead,
+    check_answer,
+    entry_bytes,
+    load_answer,
+)
+from protocols.attestation.model import (
+    DatasetReference,
+    ModelCommitment,
+    Tensor,
+    model_predicate,
+    weights_root,
+)
+from protocols.attestation.receipts import check_receipt, issue_receipt
+from protocols.attestation.rules import NAME, RULES
+from protocols.attestation.statements import (
+    DATASET_PREDICATE,
+    MODEL_PREDICATE,
+    RECEIPT_PREDICATE,
+    PartySigner,
+    open_statement,
+    sign_statement,
+)
+
+Summary = dict[str, Any]
+
+
+def placeholder_weights(model: str) -> dict[str, Tensor]:
+    """Deterministic stand-in weights for a model name, until the federated
+    issue's trained model exists. A name ending in "-small" gets half-width
+    tensors: the "cheaper model" a dishonest deployer swaps in."""
+    width = 16 if model.endswith("-small") else 32
+
+    def tensor(name: str, shape: tuple[int, ...]) -> Tensor:
+        size = 4 * shape[0] * (shape[1] if len(shape) > 1 else 1)
+        stream, counter = b"", 0
+        while len(stream) < size:
+            stream += hashlib.sha256(f"{model}/{name}/{counter}".encode()).digest()
+            counter += 1
+        return Tensor("F32", shape, stream[:size])
+
+    return {"embed.weight": tensor("embed.weight", (64, width)), "head.weight": tensor("head.weight", (width, 64))}
+
+
+def placeholder_answer(model_root: bytes, prompt: str) -> str:
+    """A deterministic answer of the served weights (placeholder for generation)."""
+    return f"answer {hashlib.sha256(model_root + prompt.encode()).hexdigest()[:24]}"
+
+
+def _signer(ctx: PartyContext) -> PartySigner:
+    return PartySigner(ctx.public_key(ctx.name), ctx.sign)
+
+
+def _ledger(ctx: PartyContext) -> str:
+    return ctx.peers(Role.LEDGER)[0]
+
+
+def _dataset_label(ctx: PartyContext) -> list[Label]:
+    return [Label(f"train:{ctx.name}", Form.DIGEST)]
+
+
+def _model_label(ctx: PartyContext) -> list[Label]:
+    return [Label(f"weights:{ctx.name}", Form.DIGEST)]
+
+
+def _receipt_labels(user: str) -> list[Label]:
+    return [Label(f"prompt:{user}", Form.DIGEST), Label(f"output:{user}", Form.DIGEST)]
+
+
+def _reject(ctx: PartyContext, error: ClaimFailed) -> str:
+    ctx.state.setdefault("rejected", []).append(str(error))
+    return str(error)
+
+
+def _submit(ctx: PartyContext, statement: dict[str, Any], labels: list[Label]) -> dict[str, Any]:
+    """Log a statement; check the ledger's answer; return it."""
+    ledger = _ledger(ctx)
+    last: TreeHead | None = ctx.state.get("head")
+    payload = json.dumps({"statement": statement, "since": last.size if last else 0}).encode()
+    reply = ctx.deliver(ledger, "submit", labels, payload)
+    claim = f"ledger entry of {ctx.name}"
+    if reply is None:
+        raise ClaimFailed(claim, "the ledger did not answer")
+    answer = load_answer(reply.payload, claim)
+    ctx.state["head"] = check_answer(answer, ctx.public_key(ledger), entry_bytes(statement), last, claim)
+    return answer
+
+
+def _open_logged(
+    ctx: PartyContext, shown: Any, signer: str, predicate_type: str, claim: str
+) -> tuple[dict[str, Any], Any]:
+    """Check a statement shown by `signer` with its ledger answer: signed by
+    `signer`, included in the ledger under a head the ledger signed."""
+    if not isinstance(shown, dict) or "statement" not in shown or "logged" not in shown:
+        raise ClaimFailed(claim, "malformed attestation")
+    statement = open_statement(shown["statement"], ctx.public_key(signer), predicate_type, claim)
+    check_answer(shown["logged"], ctx.public_key(_ledger(ctx)), entry_bytes(shown["statement"]), None, claim)
+    return shown, statement
+
+
+# -- data contributor -------------------------------------------------------
+
+
+def attest_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    holdings = ctx.holdings
+    assert isinstance(holdings, DataContributor)
+    dataset = Dataset(f"train:{ctx.name}", holdings.records, holdings.fields, holdings.sort_key)
+    statement = sign_statement(dataset.name, dataset.root.hex(), DATASET_PREDICATE, dataset.predicate(), _signer(ctx))
+    try:
+        logged = _submit(ctx, statement, _dataset_label(ctx))
+    except ClaimFailed as error:
+        return {"records": len(dataset.records), "rejected": _reject(ctx, error)}
+    exclusions = [dataset.prove_exclusion(prefix).to_json() for prefix in holdings.exclude]
+    shown = json.dumps({"statement": statement, "logged": logged, "exclusions": exclusions}).encode()
+    for creator in ctx.peers(Role.MODEL_CREATOR):
+        ctx.deliver(creator, "dataset_attestation", _dataset_label(ctx), shown)
+    return {"records": len(dataset.records), "logged_at": logged["index"], "exclusions": list(holdings.exclude)}
+
+
+# -- model creator ----------------------------------------------------------
+
+
+def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
+    contributor = envelope.header.sender
+    claim = f"dataset attestation of {contributor}"
+    try:
+        shown, statement = _open_logged(ctx, json.loads(envelope.payload), contributor, DATASET_PREDICATE, claim)
+        commitment = Commitment.from_statement(statement, claim)
+        if commitment.dataset != f"train:{contributor}":
+            raise ClaimFailed(claim, f"{contributor} attests to another party's dataset")
+        for proof in shown.get("exclusions", []):
+            verify_exclusion(commitment, ExclusionProof.from_json(proof, claim))
+    except (ClaimFailed, ValueError) as error:
+        failure = error if isinstance(error, ClaimFailed) else ClaimFailed(claim, "not JSON")
+        _reject(ctx, failure)
+        return
+    ctx.state.setdefault("datasets", {})[contributor] = DatasetReference(statement.subject, statement.sha256)
+
+
+def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    holdings = ctx.holdings
+    assert isinstance(holdings, ModelCreator)
+    tensors = placeholder_weights(holdings.model)
+    datasets = [ctx.state["datasets"][name] for name in sorted(ctx.state.get("datasets", {}))]
+    training = {"protocol": str(params.get("training_protocol", "none")), **dict(params.get("training", {}))}
+    predicate = model_predicate(holdings.model, tensors, datasets, training)
+    statement = sign_statement(f"weights:{ctx.name}", weights_root(tensors).hex(), MODEL_PREDICATE,
+                               predicate, _signer(ctx))
+    try:
+        logged = _submit(ctx, statement, _model_label(ctx))
+    except ClaimFailed as error:
+        return {"rejected": _reject(ctx, error)}
+    shown = json.dumps({"statement": statement, "logged": logged}).encode()
+    for receiver in ctx.peers(Role.DEPLOYER) + ctx.peers(Role.END_USER):
+        ctx.deliver(receiver, "model_attestation", _model_label(ctx), shown)
+    return {"model": holdings.model, "datasets": [d.name for d in datasets],
+            "rejected_datasets": len(ctx.state.get("rejected", []))}
+
+
+# -- deployer and end user --------------------------------------------------
+
+
+def on_model_attestation(ctx: PartyContext, envelope: Envelope) -> None:
+    creator = envelope.header.sender
+    claim = f"model commitment of {creator}"
+    try:
+        _, statement = _open_logged(ctx, json.loads(envelope.payload), creator, MODEL_PREDICATE, claim)
+        ctx.state["model"] = ModelCommitment.from_statement(statement, claim)
+    except ClaimFailed as error:
+        _reject(ctx, error)
+    except ValueError:
+        _reject(ctx, ClaimFailed(claim, "not JSON"))
+
+
+def on_inference_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """Serve the committed model, or (adversary swap_model) a smaller one, and
+    sign and log a receipt naming the weights actually served."""
+    request = json.loads(envelope.payload)
+    prompt, nonce = str(request["prompt"]), bytes.fromhex(request["nonce"])
+    committed: ModelCommitment = ctx.state["model"]
+    served = committed.model + ("-small" if ctx.adversary == "swap_model" else "")
+    root = weights_root(placeholder_weights(served))
+    output = placeholder_answer(root, prompt)
+    receipt = issue_receipt(root, prompt.encode(), output.encode(), nonce, ctx.name, _signer(ctx))
+    user = envelope.header.sender
+    try:
+        _submit(ctx, receipt, _receipt_labels(user))
+    except ClaimFailed as error:
+        _reject(ctx, error)
+    labels = (Label(f"output:{user}", Form.PUBLIC), Label(f"prompt:{user}", Form.DIGEST))
+    return Reply("inference_response", labels, json.dumps({"output": output, "receipt": receipt}).encode())
+
+
+def query(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Ask each prompt; accept an answer only with a receipt for the committed model."""
+    prompts = getattr(ctx.holdings, "prompts", ())
+    commitment: ModelCommitment | None = ctx.state.get("model")
+    if commitment is None:
+        return {"accepted": 0, "rejected": [_reject(ctx, ClaimFailed("model commitment", "none received"))]}
+    accepted, rejected = 0, []
+    for deployer in ctx.peers(Role.DEPLOYER):
+        for prompt in prompts:
+            nonce = os.urandom(16)
+            request = json.dumps({"prompt": prompt, "nonce": nonce.hex()}).encode()
+            reply = ctx.deliver(deployer, "inference_request", [Label(f"prompt:{ctx.name}", Form.PUBLIC)], request)
+            try:
+                if reply is None:
+                    raise ClaimFailed("inference receipt", f"{deployer} sent no answer")
+                answer = json.loads(reply.payload)
+                check_receipt(answer["receipt"], ctx.public_key(deployer), model_root=commitment.root,
+                              prompt=prompt.encode(), output=str(answer["output"]).encode(), nonce=nonce)
+                accepted += 1
+            except ClaimFailed as error:
+                rejected.append(_reject(ctx, error))
+            except (ValueError, KeyError, TypeError):
+                rejected.append(_reject(ctx, ClaimFailed("inference receipt", "malformed answer")))
+    return {"accepted": accepted, "rejected": rejected}
+
+
+def audit_ledger(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Ask the ledger for its latest head and check it extends the last one seen."""
+    last: TreeHead | None = ctx.state.get("head")
+    if last is None:
+        return {"checked": False}
+    ledger = _ledger(ctx)
+    payload = json.dumps({"since": last.size}).encode()
+    reply = ctx.deliver(ledger, "head_request", [Label(f"ledger:{ledger}", Form.PUBLIC)], payload)
+    claim = f"ledger history seen by {ctx.name}"
+    try:
+        if reply is None:
+            raise ClaimFailed(claim, "the ledger did not answer")
+        head = check_answer(load_answer(reply.payload, claim), ctx.public_key(ledger), None, last, claim)
+    except ClaimFailed as error:
+        return {"consistent": False, "rejected": _reject(ctx, error)}
+    ctx.state["head"] = head
+    return {"consistent": True, "from": last.size, "to": head.size}
+
+
+# -- ledger -----------------------------------------------------------------
+
+
+def _log(ctx: PartyContext) -> TransparencyLog:
+    if "log" not in ctx.state:
+        ctx.state["log"] = TransparencyLog(ctx.name, ctx.sign)
+    log: TransparencyLog = ctx.state["log"]
+    return log
+
+
+SIGNED_BY_SENDER = {
+    Role.DATA_CONTRIBUTOR: DATASET_PREDICATE,
+    Role.MODEL_CREATOR: MODEL_PREDICATE,
+    Role.DEPLOYER: RECEIPT_PREDICATE,
+}
+
+
+def on_submit(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """Log a statement signed by its sender; answer with head and proofs.
+    Adversary rewrite_history: once three entries exist, replace the first."""
+    request = json.loads(envelope.payload)
+    sender = envelope.header.sender
+    role = ctx.role_of(sender)
+    open_statement(request["statement"], ctx.public_key(sender), SIGNED_BY_SENDER[role],
+                   f"statement submitted by {sender}")
+    log = _log(ctx)
+    if ctx.adversary == "rewrite_history" and len(log.entries) >= 3 and not ctx.state.get("rewritten"):
+        log.rewrite(0, log.entries[0].replace(b'"payloadType"', b'"payloadType" '))
+        ctx.state["rewritten"] = True
+    index = log.append(entry_bytes(request["statement"]))
+    answer = log.answer(index, int(request.get("since", 0)))
+    return Reply("logged", (Label(f"ledger:{ctx.name}", Form.PUBLIC),), json.dumps(answer).encode())
+
+
+def on_head_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    answer = _log(ctx).answer(None, int(json.loads(envelope.payload).get("since", 0)))
+    return Reply("logged", (Label(f"ledger:{ctx.name}", Form.PUBLIC),), json.dumps(answer).encode())
+
+
+PROTOCOL = Protocol(
+    name=NAME,
+    rules=RULES,
+    handlers={
+        (Role.LEDGER, "submit"): on_submit,
+        (Role.LEDGER, "head_request"): on_head_request,
+        (Role.MODEL_CREATOR, "dataset_attestation"): on_dataset_attestation,
+        (Role.DEPLOYER, "model_attestation"): on_model_attestation,
+        (Role.END_USER, "model_attestation"): on_model_attestation,
+        (Role.DEPLOYER, "inference_request"): on_inference_request,
+    },
+    actions={
+        (Role.DATA_CONTRIBUTOR, "attest_dataset"): attest_dataset,
+        (Role.MODEL_CREATOR, "commit_model"): commit_model,
+        (Role.END_USER, "query"): query,
+        **{(role, "audit_ledger"): audit_ledger
+           for role in (Role.DATA_CONTRIBUTOR, Role.MODEL_CREATOR, Role.DEPLOYER)},
+    },
+    stage=(
+        (Role.DATA_CONTRIBUTOR, "attest_dataset"),
+        (Role.MODEL_CREATOR, "commit_model"),
+        (Role.END_USER, "query"),
+        (Role.DATA_CONTRIBUTOR, "audit_ledger"),
+        (Role.MODEL_CREATOR, "audit_ledger"),
+        (Role.DEPLOYER, "audit_ledger"),
+    ),
+    adversaries={"swap_model": (Role.DEPLOYER, None), "rewrite_history": (Role.LEDGER, None)},
+)

@@ -112,7 +112,38 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], Scenario]:
     return manifest, parse_scenario(scenario_text, str(run_dir / "scenario.toml"))
 
 
-def audit_run(run_dir: Path) -> AuditReport:
+@dataclass
+class RunRecord:
+    """A run directory, loaded: its manifest and scenario, each party's
+    certified signing key, and each party's log entries (already checked:
+    `integrity` holds what was wrong with them)."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    scenario: Scenario
+    keys: dict[str, Any]
+    logs: dict[str, list[dict[str, Any]]]
+    integrity: Claim
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id", ""))
+
+    def received(self, party: str, protocol: str, step: str) -> list[tuple[dict[str, Any], bytes]]:
+        """(entry, payload) of every admitted envelope of this step at `party`."""
+        found = []
+        for entry in self.logs.get(party, []):
+            if (entry.get("direction"), entry.get("outcome")) != (Direction.IN, Outcome.ADMITTED):
+                continue
+            if (entry.get("protocol"), entry.get("step")) != (protocol, step):
+                continue
+            blob = self.run_dir / "parties" / party / BLOB_DIR / str(entry.get("payload_sha256"))
+            if blob.exists():
+                found.append((entry, blob.read_bytes()))
+        return found
+
+
+def load_run(run_dir: Path) -> RunRecord:
     manifest, scenario = _load_run(run_dir)
     run_id = manifest.get("run_id", "")
     ca_pem = manifest.get("ca_pem", "").encode()
@@ -140,7 +171,12 @@ def audit_run(run_dir: Path) -> AuditReport:
         for problem in problems:
             integrity.fail(problem.party, problem.entry, problem.problem)
         logs[name] = [e for e in entries if not e.get("unparsed")]
+    return RunRecord(run_dir, manifest, scenario, keys, logs, integrity)
 
+
+def audit_run(run_dir: Path) -> AuditReport:
+    run = load_run(run_dir)
+    scenario, logs, keys = run.scenario, run.logs, run.keys
     signatures = _check_signatures(logs, keys)
     agreement = _check_agreement(logs)
     visibility, first_seen = _visibility(logs)
@@ -162,9 +198,9 @@ def audit_run(run_dir: Path) -> AuditReport:
     ]
     shown = {p: {a: str(f) for a, f in assets.items()} for p, assets in visibility.items()}
     return AuditReport(
-        run_id=run_id,
+        run_id=run.run_id,
         scenario=scenario.name,
-        claims=[integrity, signatures, agreement, *guarantees, *canaries],
+        claims=[run.integrity, signatures, agreement, *guarantees, *canaries],
         visibility=shown,
         blocked=blocked,
     )

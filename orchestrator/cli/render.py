@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.audit import AuditReport
+from orchestrator.audit import AuditReport, Claim
 from parties.log import labels_text
 
 
@@ -17,19 +17,23 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def audit_tables(report: AuditReport, console: Console) -> None:
-    claims = Table(title=f"Audit of run {report.run_id} ({report.scenario})", title_justify="left")
-    claims.add_column("claim")
-    claims.add_column("checked", justify="right")
-    claims.add_column("result")
-    for claim in report.claims:
+def claims_table(title: str, claims: list[Claim], console: Console) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("claim")
+    table.add_column("checked", justify="right")
+    table.add_column("result")
+    for claim in claims:
         result = (
             "[green]holds[/]"
             if claim.ok
             else "[red]FAILS[/]\n" + "\n".join(escape(str(f)) for f in claim.findings)
         )
-        claims.add_row(escape(claim.name), str(claim.checked), result)
-    console.print(claims)
+        table.add_row(escape(claim.name), str(claim.checked), result)
+    console.print(table)
+
+
+def audit_tables(report: AuditReport, console: Console) -> None:
+    claims_table(f"Audit of run {report.run_id} ({report.scenario})", report.claims, console)
 
     matrix = Table(
         title="Visibility: the most revealing form each party admitted", title_justify="left"

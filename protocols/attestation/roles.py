@@ -72,7 +72,10 @@ def placeholder_weights(model: str) -> dict[str, Tensor]:
             counter += 1
         return Tensor("F32", shape, stream[:size])
 
-    return {"embed.weight": tensor("embed.weight", (64, width)), "head.weight": tensor("head.weight", (width, 64))}
+    return {
+        "embed.weight": tensor("embed.weight", (64, width)),
+        "head.weight": tensor("head.weight", (width, 64)),
+    }
 
 
 def placeholder_answer(model_root: bytes, prompt: str) -> str:
@@ -110,12 +113,16 @@ def _submit(ctx: PartyContext, statement: dict[str, Any], labels: list[Label]) -
     ledger = _ledger(ctx)
     last: TreeHead | None = ctx.state.get("head")
     payload = json.dumps({"statement": statement, "since": last.size if last else 0}).encode()
-    reply = ctx.deliver(ledger, "submit", labels, payload)
+    # the session names the entry, so an answer can be matched to its statement
+    session = hashlib.sha256(entry_bytes(statement)).hexdigest()
+    reply = ctx.deliver(ledger, "submit", labels, payload, session)
     claim = f"ledger entry of {ctx.name}"
     if reply is None:
         raise ClaimFailed(claim, "the ledger did not answer")
     answer = load_answer(reply.payload, claim)
-    ctx.state["head"] = check_answer(answer, ctx.public_key(ledger), entry_bytes(statement), last, claim)
+    ctx.state["head"] = check_answer(
+        answer, ctx.public_key(ledger), entry_bytes(statement), last, claim
+    )
     return answer
 
 
@@ -127,7 +134,9 @@ def _open_logged(
     if not isinstance(shown, dict) or "statement" not in shown or "logged" not in shown:
         raise ClaimFailed(claim, "malformed attestation")
     statement = open_statement(shown["statement"], ctx.public_key(signer), predicate_type, claim)
-    check_answer(shown["logged"], ctx.public_key(_ledger(ctx)), entry_bytes(shown["statement"]), None, claim)
+    check_answer(
+        shown["logged"], ctx.public_key(_ledger(ctx)), entry_bytes(shown["statement"]), None, claim
+    )
     return shown, statement
 
 
@@ -138,16 +147,24 @@ def attest_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     holdings = ctx.holdings
     assert isinstance(holdings, DataContributor)
     dataset = Dataset(f"train:{ctx.name}", holdings.records, holdings.fields, holdings.sort_key)
-    statement = sign_statement(dataset.name, dataset.root.hex(), DATASET_PREDICATE, dataset.predicate(), _signer(ctx))
+    statement = sign_statement(
+        dataset.name, dataset.root.hex(), DATASET_PREDICATE, dataset.predicate(), _signer(ctx)
+    )
     try:
         logged = _submit(ctx, statement, _dataset_label(ctx))
     except ClaimFailed as error:
         return {"records": len(dataset.records), "rejected": _reject(ctx, error)}
     exclusions = [dataset.prove_exclusion(prefix).to_json() for prefix in holdings.exclude]
-    shown = json.dumps({"statement": statement, "logged": logged, "exclusions": exclusions}).encode()
+    shown = json.dumps(
+        {"statement": statement, "logged": logged, "exclusions": exclusions}
+    ).encode()
     for creator in ctx.peers(Role.MODEL_CREATOR):
         ctx.deliver(creator, "dataset_attestation", _dataset_label(ctx), shown)
-    return {"records": len(dataset.records), "logged_at": logged["index"], "exclusions": list(holdings.exclude)}
+    return {
+        "records": len(dataset.records),
+        "logged_at": logged["index"],
+        "exclusions": list(holdings.exclude),
+    }
 
 
 # -- model creator ----------------------------------------------------------
@@ -157,7 +174,9 @@ def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
     contributor = envelope.header.sender
     claim = f"dataset attestation of {contributor}"
     try:
-        shown, statement = _open_logged(ctx, json.loads(envelope.payload), contributor, DATASET_PREDICATE, claim)
+        shown, statement = _open_logged(
+            ctx, json.loads(envelope.payload), contributor, DATASET_PREDICATE, claim
+        )
         commitment = Commitment.from_statement(statement, claim)
         if commitment.dataset != f"train:{contributor}":
             raise ClaimFailed(claim, f"{contributor} attests to another party's dataset")
@@ -167,7 +186,9 @@ def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
         failure = error if isinstance(error, ClaimFailed) else ClaimFailed(claim, "not JSON")
         _reject(ctx, failure)
         return
-    ctx.state.setdefault("datasets", {})[contributor] = DatasetReference(statement.subject, statement.sha256)
+    ctx.state.setdefault("datasets", {})[contributor] = DatasetReference(
+        statement.subject, statement.sha256
+    )
 
 
 def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -175,10 +196,14 @@ def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     assert isinstance(holdings, ModelCreator)
     tensors = placeholder_weights(holdings.model)
     datasets = [ctx.state["datasets"][name] for name in sorted(ctx.state.get("datasets", {}))]
-    training = {"protocol": str(params.get("training_protocol", "none")), **dict(params.get("training", {}))}
+    training = {
+        "protocol": str(params.get("training_protocol", "none")),
+        **dict(params.get("training", {})),
+    }
     predicate = model_predicate(holdings.model, tensors, datasets, training)
-    statement = sign_statement(f"weights:{ctx.name}", weights_root(tensors).hex(), MODEL_PREDICATE,
-                               predicate, _signer(ctx))
+    statement = sign_statement(
+        f"weights:{ctx.name}", weights_root(tensors).hex(), MODEL_PREDICATE, predicate, _signer(ctx)
+    )
     try:
         logged = _submit(ctx, statement, _model_label(ctx))
     except ClaimFailed as error:
@@ -186,8 +211,11 @@ def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     shown = json.dumps({"statement": statement, "logged": logged}).encode()
     for receiver in ctx.peers(Role.DEPLOYER) + ctx.peers(Role.END_USER):
         ctx.deliver(receiver, "model_attestation", _model_label(ctx), shown)
-    return {"model": holdings.model, "datasets": [d.name for d in datasets],
-            "rejected_datasets": len(ctx.state.get("rejected", []))}
+    return {
+        "model": holdings.model,
+        "datasets": [d.name for d in datasets],
+        "rejected_datasets": len(ctx.state.get("rejected", [])),
+    }
 
 
 # -- deployer and end user --------------------------------------------------
@@ -197,7 +225,9 @@ def on_model_attestation(ctx: PartyContext, envelope: Envelope) -> None:
     creator = envelope.header.sender
     claim = f"model commitment of {creator}"
     try:
-        _, statement = _open_logged(ctx, json.loads(envelope.payload), creator, MODEL_PREDICATE, claim)
+        _, statement = _open_logged(
+            ctx, json.loads(envelope.payload), creator, MODEL_PREDICATE, claim
+        )
         ctx.state["model"] = ModelCommitment.from_statement(statement, claim)
     except ClaimFailed as error:
         _reject(ctx, error)
@@ -221,7 +251,9 @@ def on_inference_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     except ClaimFailed as error:
         _reject(ctx, error)
     labels = (Label(f"output:{user}", Form.PUBLIC), Label(f"prompt:{user}", Form.DIGEST))
-    return Reply("inference_response", labels, json.dumps({"output": output, "receipt": receipt}).encode())
+    return Reply(
+        "inference_response", labels, json.dumps({"output": output, "receipt": receipt}).encode()
+    )
 
 
 def query(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -229,19 +261,30 @@ def query(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     prompts = getattr(ctx.holdings, "prompts", ())
     commitment: ModelCommitment | None = ctx.state.get("model")
     if commitment is None:
-        return {"accepted": 0, "rejected": [_reject(ctx, ClaimFailed("model commitment", "none received"))]}
+        return {
+            "accepted": 0,
+            "rejected": [_reject(ctx, ClaimFailed("model commitment", "none received"))],
+        }
     accepted, rejected = 0, []
     for deployer in ctx.peers(Role.DEPLOYER):
         for prompt in prompts:
             nonce = os.urandom(16)
             request = json.dumps({"prompt": prompt, "nonce": nonce.hex()}).encode()
-            reply = ctx.deliver(deployer, "inference_request", [Label(f"prompt:{ctx.name}", Form.PUBLIC)], request)
+            reply = ctx.deliver(
+                deployer, "inference_request", [Label(f"prompt:{ctx.name}", Form.PUBLIC)], request
+            )
             try:
                 if reply is None:
                     raise ClaimFailed("inference receipt", f"{deployer} sent no answer")
                 answer = json.loads(reply.payload)
-                check_receipt(answer["receipt"], ctx.public_key(deployer), model_root=commitment.root,
-                              prompt=prompt.encode(), output=str(answer["output"]).encode(), nonce=nonce)
+                check_receipt(
+                    answer["receipt"],
+                    ctx.public_key(deployer),
+                    model_root=commitment.root,
+                    prompt=prompt.encode(),
+                    output=str(answer["output"]).encode(),
+                    nonce=nonce,
+                )
                 accepted += 1
             except ClaimFailed as error:
                 rejected.append(_reject(ctx, error))
@@ -262,7 +305,9 @@ def audit_ledger(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     try:
         if reply is None:
             raise ClaimFailed(claim, "the ledger did not answer")
-        head = check_answer(load_answer(reply.payload, claim), ctx.public_key(ledger), None, last, claim)
+        head = check_answer(
+            load_answer(reply.payload, claim), ctx.public_key(ledger), None, last, claim
+        )
     except ClaimFailed as error:
         return {"consistent": False, "rejected": _reject(ctx, error)}
     ctx.state["head"] = head
@@ -292,10 +337,18 @@ def on_submit(ctx: PartyContext, envelope: Envelope) -> Reply:
     request = json.loads(envelope.payload)
     sender = envelope.header.sender
     role = ctx.role_of(sender)
-    open_statement(request["statement"], ctx.public_key(sender), SIGNED_BY_SENDER[role],
-                   f"statement submitted by {sender}")
+    open_statement(
+        request["statement"],
+        ctx.public_key(sender),
+        SIGNED_BY_SENDER[role],
+        f"statement submitted by {sender}",
+    )
     log = _log(ctx)
-    if ctx.adversary == "rewrite_history" and len(log.entries) >= 3 and not ctx.state.get("rewritten"):
+    if (
+        ctx.adversary == "rewrite_history"
+        and len(log.entries) >= 3
+        and not ctx.state.get("rewritten")
+    ):
         log.rewrite(0, log.entries[0].replace(b'"payloadType"', b'"payloadType" '))
         ctx.state["rewritten"] = True
     index = log.append(entry_bytes(request["statement"]))
@@ -323,8 +376,10 @@ PROTOCOL = Protocol(
         (Role.DATA_CONTRIBUTOR, "attest_dataset"): attest_dataset,
         (Role.MODEL_CREATOR, "commit_model"): commit_model,
         (Role.END_USER, "query"): query,
-        **{(role, "audit_ledger"): audit_ledger
-           for role in (Role.DATA_CONTRIBUTOR, Role.MODEL_CREATOR, Role.DEPLOYER)},
+        **{
+            (role, "audit_ledger"): audit_ledger
+            for role in (Role.DATA_CONTRIBUTOR, Role.MODEL_CREATOR, Role.DEPLOYER)
+        },
     },
     stage=(
         (Role.DATA_CONTRIBUTOR, "attest_dataset"),

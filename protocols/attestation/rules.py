@@ -37,11 +37,19 @@ RULES = (
     Rule("model_attestation", Role.MODEL_CREATOR, Role.DEPLOYER, (MODEL_LABEL,)),
     Rule("model_attestation", Role.MODEL_CREATOR, Role.END_USER, (MODEL_LABEL,)),
     # inference with a receipt; this protocol's prompts are public test prompts
-    Rule("inference_request", Role.END_USER, Role.DEPLOYER, (label_rule("prompt:{sender}", Form.PUBLIC),)),
+    Rule(
+        "inference_request",
+        Role.END_USER,
+        Role.DEPLOYER,
+        (label_rule("prompt:{sender}", Form.PUBLIC),),
+    ),
     Rule(
         "inference_response",
         Role.DEPLOYER,
         Role.END_USER,
-        (label_rule("output:{receiver}", Form.PUBLIC), label_rule("prompt:{receiver}", Form.DIGEST)),
+        (
+            label_rule("output:{receiver}", Form.PUBLIC),
+            label_rule("prompt:{receiver}", Form.DIGEST),
+        ),
     ),
 )

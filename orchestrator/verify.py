@@ -1,0 +1,317 @@
+"""`airlock verify`: re-check, from a run directory alone, every verifiable
+claim its parties exchanged: statements, signatures, ledger heads and proofs,
+exclusion proofs, model commitments and inference receipts.
+
+Numbered as the checks run:
+
+1. log integrity (as the audit): the material below is what parties logged;
+2. statements: each one the ledger admitted verifies with its sender's key;
+3. ledger history: rebuilding the ledger's tree from the statements it
+   received, in order, gives every signed head any party was shown; each
+   inclusion and consistency proof a party was given verifies;
+4. datasets: each dataset attestation shown to the model creator is signed,
+   logged, and its exclusion proofs hold;
+5. model commitment: each model statement names only logged dataset statements;
+6. receipts: each receipt an end user received, or the ledger logged, is
+   signed by the deployer, answers a request the deployer received, and names
+   the committed model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.audit import Claim, RunRecord, load_run
+from parties.errors import ClaimFailed
+from parties.roles import Role
+from protocols.attestation.dataset import Commitment, ExclusionProof, verify_exclusion
+from protocols.attestation.ledger import TreeHead, check_answer, entry_bytes
+from protocols.attestation.merkle import MerkleTree, verify_consistency, verify_inclusion
+from protocols.attestation.model import ModelCommitment
+from protocols.attestation.receipts import check_receipt
+from protocols.attestation.roles import SIGNED_BY_SENDER
+from protocols.attestation.rules import NAME as PROTOCOL
+from protocols.attestation.statements import (
+    DATASET_PREDICATE,
+    MODEL_PREDICATE,
+    RECEIPT_PREDICATE,
+    OpenedStatement,
+    open_statement,
+)
+
+
+@dataclass
+class VerifyReport:
+    run_id: str
+    scenario: str
+    claims: list[Claim]
+
+    @property
+    def ok(self) -> bool:
+        return all(claim.ok for claim in self.claims)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "scenario": self.scenario,
+            "ok": self.ok,
+            "claims": [
+                {
+                    "claim": c.name,
+                    "ok": c.ok,
+                    "checked": c.checked,
+                    "findings": [asdict(f) for f in c.findings],
+                }
+                for c in self.claims
+            ],
+        }
+
+
+def _json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return None
+
+
+def verify_run(run_dir: Path) -> VerifyReport:
+    run = load_run(run_dir)
+    claims = [run.integrity]
+    if PROTOCOL not in run.scenario.protocol_names:
+        none = Claim(f"no {PROTOCOL} stage in this run: nothing further to verify")
+        claims.append(none)
+        return VerifyReport(run.run_id, run.scenario.name, claims)
+    roles = {name: run.scenario.role_of(name) for name in run.scenario.parties}
+    for ledger in (n for n, r in roles.items() if r == Role.LEDGER):
+        statements, logged = _statements(run, ledger, roles)
+        claims.append(statements)
+        ordered, order_claim = _ledger_order(run, ledger, logged)
+        tree = MerkleTree.from_data(entry_bytes(statement) for statement in ordered)
+        history = _history(run, ledger, tree)
+        history.findings[:0] = order_claim.findings
+        claims.append(history)
+        claims.append(_datasets(run, ledger, roles))
+        commitment, model_claim = _model(run, logged)
+        claims.append(model_claim)
+        claims.append(_receipts(run, ledger, logged, commitment, roles))
+    return VerifyReport(run.run_id, run.scenario.name, claims)
+
+
+Logged = list[tuple[dict[str, Any], OpenedStatement]]
+
+
+def _digest(statement: dict[str, Any]) -> str:
+    return hashlib.sha256(entry_bytes(statement)).hexdigest()
+
+
+def _statements(run: RunRecord, ledger: str, roles: dict[str, Role]) -> tuple[Claim, Logged]:
+    """2. Every statement the ledger admitted, opened with its sender's key."""
+    claim = Claim(f"statements logged by {ledger} are signed by their senders")
+    logged = []
+    for entry, payload in run.received(ledger, PROTOCOL, "submit"):
+        claim.checked += 1
+        sender = entry["peer"]
+        request = _json(payload)
+        try:
+            if not isinstance(request, dict) or "statement" not in request:
+                raise ClaimFailed("statement", "malformed submission")
+            opened = open_statement(
+                request["statement"],
+                run.keys[sender],
+                SIGNED_BY_SENDER[roles[sender]],
+                f"statement from {sender}",
+            )
+        except ClaimFailed as error:
+            claim.fail(ledger, entry["index"], str(error))
+            continue
+        logged.append((request["statement"], opened))
+    return claim, logged
+
+
+def _ledger_order(
+    run: RunRecord, ledger: str, logged: Logged
+) -> tuple[list[dict[str, Any]], Claim]:
+    """The ledger's order of entries, from the index each answer gave to the
+    statement its session names (the ledger's own log is in arrival order,
+    which concurrent submissions can make differ from append order)."""
+    claim = Claim("ledger order")
+    by_digest = {_digest(statement): statement for statement, _ in logged}
+    positions: dict[int, str] = {}
+    for party in run.logs:
+        for entry, payload in run.received(party, PROTOCOL, "logged"):
+            answer = _json(payload)
+            if not isinstance(answer, dict) or not isinstance(answer.get("index"), int):
+                continue
+            index, digest = answer["index"], str(entry.get("session"))
+            if positions.setdefault(index, digest) != digest:
+                claim.fail(party, entry["index"], f"{ledger} gave index {index} to two statements")
+    ordered = []
+    for index in range(len(positions)):
+        digest = positions.get(index, "")
+        if digest not in by_digest:
+            claim.fail(ledger, None, f"entry {index} answers no statement {ledger} received")
+            break
+        ordered.append(by_digest[digest])
+    return ordered, claim
+
+
+def _history(run: RunRecord, ledger: str, tree: MerkleTree) -> Claim:
+    """3. Every head shown to a party is the tree of what the ledger received."""
+    claim = Claim(f"{ledger}'s signed heads and proofs match what it received")
+    for party in run.logs:
+        previous: TreeHead | None = None
+        for entry, payload in run.received(party, PROTOCOL, "logged"):
+            claim.checked += 1
+            answer = _json(payload)
+            try:
+                head = check_answer(answer, run.keys[ledger], None, None, "ledger head")
+                if head.size > len(tree) or tree.root(head.size) != head.root:
+                    raise ClaimFailed(
+                        "ledger history",
+                        f"head of size {head.size} is not the tree of the statements {ledger} "
+                        "received (history rewritten)",
+                    )
+                if answer.get("index") is not None:
+                    index = int(answer["index"])
+                    proof = [bytes.fromhex(p) for p in answer["inclusion"]]
+                    verify_inclusion(
+                        tree.leaf(index), index, head.size, proof, head.root, "inclusion"
+                    )
+                if previous is not None and answer.get("consistency"):
+                    proof = [bytes.fromhex(p) for p in answer["consistency"]]
+                    verify_consistency(
+                        previous.size,
+                        head.size,
+                        previous.root,
+                        head.root,
+                        proof,
+                        "consistency with the previous head",
+                    )
+            except ClaimFailed as error:
+                claim.fail(party, entry["index"], str(error))
+                continue
+            except (KeyError, TypeError, ValueError, IndexError):
+                claim.fail(party, entry["index"], "malformed ledger answer")
+                continue
+            previous = head
+    return claim
+
+
+def _datasets(run: RunRecord, ledger: str, roles: dict[str, Role]) -> Claim:
+    """4. Dataset attestations shown to model creators, and their exclusions."""
+    claim = Claim("dataset attestations and exclusion proofs")
+    for creator in (n for n, r in roles.items() if r == Role.MODEL_CREATOR):
+        for entry, payload in run.received(creator, PROTOCOL, "dataset_attestation"):
+            claim.checked += 1
+            contributor = entry["peer"]
+            shown = _json(payload)
+            name = f"dataset of {contributor}"
+            try:
+                if not isinstance(shown, dict):
+                    raise ClaimFailed(name, "malformed attestation")
+                statement = open_statement(
+                    shown.get("statement"), run.keys[contributor], DATASET_PREDICATE, name
+                )
+                check_answer(
+                    shown.get("logged"),
+                    run.keys[ledger],
+                    entry_bytes(shown["statement"]),
+                    None,
+                    name,
+                )
+                commitment = Commitment.from_statement(statement, name)
+                for proof in shown.get("exclusions", []):
+                    verify_exclusion(commitment, ExclusionProof.from_json(proof, name))
+            except ClaimFailed as error:
+                claim.fail(creator, entry["index"], str(error))
+    return claim
+
+
+def _model(run: RunRecord, logged: Logged) -> tuple[ModelCommitment | None, Claim]:
+    """5. The model statement binds only logged dataset statements."""
+    claim = Claim("model commitment binds logged datasets")
+    datasets = {(o.subject, o.sha256) for _, o in logged if o.predicate_type == DATASET_PREDICATE}
+    commitment = None
+    for _, opened in logged:
+        if opened.predicate_type != MODEL_PREDICATE:
+            continue
+        claim.checked += 1
+        try:
+            commitment = ModelCommitment.from_statement(opened, "model commitment")
+        except ClaimFailed as error:
+            claim.fail(None, None, str(error))
+            continue
+        for reference in commitment.datasets:
+            if (reference.name, reference.sha256) not in datasets:
+                claim.fail(
+                    None,
+                    None,
+                    f"{commitment.model} names {reference.name} "
+                    f"{reference.sha256[:16]}..., which was never logged",
+                )
+    if claim.checked == 0:
+        claim.fail(None, None, "no model statement was logged")
+    return commitment, claim
+
+
+def _receipts(
+    run: RunRecord,
+    ledger: str,
+    logged: Logged,
+    commitment: ModelCommitment | None,
+    roles: dict[str, Role],
+) -> Claim:
+    """6. Receipts answer real requests and name the committed model."""
+    claim = Claim("inference receipts name the committed model")
+    if commitment is None:
+        claim.fail(None, None, "no committed model to check receipts against")
+        return claim
+    prompts: dict[str, bytes] = {}  # nonce -> prompt, as the deployers received them
+    for deployer in (n for n, r in roles.items() if r == Role.DEPLOYER):
+        for _, payload in run.received(deployer, PROTOCOL, "inference_request"):
+            request = _json(payload)
+            if isinstance(request, dict):
+                prompts[str(request.get("nonce"))] = str(request.get("prompt")).encode()
+    for user in (n for n, r in roles.items() if r == Role.END_USER):
+        for entry, payload in run.received(user, PROTOCOL, "inference_response"):
+            claim.checked += 1
+            deployer, answer = entry["peer"], _json(payload)
+            try:
+                if not isinstance(answer, dict):
+                    raise ClaimFailed("inference receipt", "malformed answer")
+                opened = open_statement(
+                    answer.get("receipt"),
+                    run.keys[deployer],
+                    RECEIPT_PREDICATE,
+                    "inference receipt",
+                )
+                nonce = str(opened.predicate.get("nonce"))
+                if nonce not in prompts:
+                    raise ClaimFailed(
+                        "inference receipt", f"answers no request {deployer} received"
+                    )
+                check_receipt(
+                    answer["receipt"],
+                    run.keys[deployer],
+                    model_root=commitment.root,
+                    prompt=prompts[nonce],
+                    output=str(answer.get("output")).encode(),
+                    nonce=bytes.fromhex(nonce),
+                )
+            except ClaimFailed as error:
+                claim.fail(user, entry["index"], str(error))
+    for _, opened in logged:
+        if opened.predicate_type == RECEIPT_PREDICATE:
+            claim.checked += 1
+            if opened.predicate.get("model_sha256") != commitment.root.hex():
+                claim.fail(
+                    ledger,
+                    None,
+                    f"a receipt logged by {opened.predicate.get('server')} "
+                    "names a model other than the committed one",
+                )
+    return claim

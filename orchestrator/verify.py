@@ -28,12 +28,11 @@ from typing import Any
 from orchestrator.audit import Claim, RunRecord, load_run
 from parties.errors import ClaimFailed
 from parties.roles import Role
-from protocols.attestation.dataset import Commitment, ExclusionProof, verify_exclusion
 from protocols.attestation.ledger import TreeHead, check_answer, entry_bytes
 from protocols.attestation.merkle import MerkleTree, verify_consistency, verify_inclusion
 from protocols.attestation.model import ModelCommitment
 from protocols.attestation.receipts import check_receipt
-from protocols.attestation.roles import SIGNED_BY_SENDER
+from protocols.attestation.roles import SIGNED_BY_SENDER, check_dataset_attestation
 from protocols.attestation.rules import NAME as PROTOCOL
 from protocols.attestation.statements import (
     DATASET_PREDICATE,
@@ -94,8 +93,9 @@ def verify_run(run_dir: Path) -> VerifyReport:
         history = _history(run, ledger, tree)
         history.findings[:0] = order_claim.findings
         claims.append(history)
-        claims.append(_datasets(run, ledger, roles))
-        commitment, model_claim = _model(run, logged)
+        datasets_claim, accepted = _datasets(run, ledger, roles)
+        claims.append(datasets_claim)
+        commitment, model_claim = _model(logged, accepted)
         claims.append(model_claim)
         claims.append(_receipts(run, ledger, logged, commitment, roles))
     return VerifyReport(run.run_id, run.scenario.name, claims)
@@ -201,40 +201,36 @@ def _history(run: RunRecord, ledger: str, tree: MerkleTree) -> Claim:
     return claim
 
 
-def _datasets(run: RunRecord, ledger: str, roles: dict[str, Role]) -> Claim:
-    """4. Dataset attestations shown to model creators, and their exclusions."""
+def _datasets(
+    run: RunRecord, ledger: str, roles: dict[str, Role]
+) -> tuple[Claim, set[tuple[str, str]]]:
+    """4. Dataset attestations shown to model creators, with their required
+    exclusions; returns the (dataset, root) pairs that hold."""
     claim = Claim("dataset attestations and exclusion proofs")
+    accepted = set()
     for creator in (n for n, r in roles.items() if r == Role.MODEL_CREATOR):
+        holdings = run.scenario.holdings_of(creator)
+        required = getattr(holdings, "requires_exclusion", ())
         for entry, payload in run.received(creator, PROTOCOL, "dataset_attestation"):
             claim.checked += 1
             contributor = entry["peer"]
-            shown = _json(payload)
-            name = f"dataset of {contributor}"
             try:
-                if not isinstance(shown, dict):
-                    raise ClaimFailed(name, "malformed attestation")
-                statement = open_statement(
-                    shown.get("statement"), run.keys[contributor], DATASET_PREDICATE, name
+                commitment = check_dataset_attestation(
+                    _json(payload), contributor, run.keys[contributor], run.keys[ledger], required
                 )
-                check_answer(
-                    shown.get("logged"),
-                    run.keys[ledger],
-                    entry_bytes(shown["statement"]),
-                    None,
-                    name,
-                )
-                commitment = Commitment.from_statement(statement, name)
-                for proof in shown.get("exclusions", []):
-                    verify_exclusion(commitment, ExclusionProof.from_json(proof, name))
             except ClaimFailed as error:
                 claim.fail(creator, entry["index"], str(error))
-    return claim
+                continue
+            accepted.add((commitment.dataset, commitment.root.hex()))
+    return claim, accepted
 
 
-def _model(run: RunRecord, logged: Logged) -> tuple[ModelCommitment | None, Claim]:
-    """5. The model statement binds only logged dataset statements."""
-    claim = Claim("model commitment binds logged datasets")
-    datasets = {(o.subject, o.sha256) for _, o in logged if o.predicate_type == DATASET_PREDICATE}
+def _model(logged: Logged, accepted: set[tuple[str, str]]) -> tuple[ModelCommitment | None, Claim]:
+    """5. The model statement binds only logged datasets whose attestations hold."""
+    claim = Claim("model commitment binds logged, verified datasets")
+    logged_datasets = {
+        (o.subject, o.sha256) for _, o in logged if o.predicate_type == DATASET_PREDICATE
+    }
     commitment = None
     for _, opened in logged:
         if opened.predicate_type != MODEL_PREDICATE:
@@ -246,12 +242,12 @@ def _model(run: RunRecord, logged: Logged) -> tuple[ModelCommitment | None, Clai
             claim.fail(None, None, str(error))
             continue
         for reference in commitment.datasets:
-            if (reference.name, reference.sha256) not in datasets:
+            if (reference.name, reference.sha256) not in logged_datasets & accepted:
                 claim.fail(
                     None,
                     None,
                     f"{commitment.model} names {reference.name} "
-                    f"{reference.sha256[:16]}..., which was never logged",
+                    f"{reference.sha256[:16]}..., not a logged dataset whose attestation holds",
                 )
     if claim.checked == 0:
         claim.fail(None, None, "no model statement was logged")

@@ -47,9 +47,12 @@ class DataContributor(Holdings):
 
 
 class ModelCreator(Holdings):
-    """Holds the model; `model` names it (weights arrive with the training protocols)."""
+    """Holds the model; `model` names it (weights arrive with the training
+    protocols). It trains only on datasets proved to exclude each prefix in
+    `requires_exclusion` (e.g. a source domain)."""
 
     model: str = "airlock-tiny"
+    requires_exclusion: tuple[str, ...] = ()
 
 
 class Deployer(Holdings):

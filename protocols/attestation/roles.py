@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from parties.envelope import Envelope
 from parties.errors import ClaimFailed
@@ -154,7 +156,12 @@ def attest_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         logged = _submit(ctx, statement, _dataset_label(ctx))
     except ClaimFailed as error:
         return {"records": len(dataset.records), "rejected": _reject(ctx, error)}
-    exclusions = [dataset.prove_exclusion(prefix).to_json() for prefix in holdings.exclude]
+    exclusions, unprovable = [], []
+    for prefix in holdings.exclude:
+        try:
+            exclusions.append(dataset.prove_exclusion(prefix).to_json())
+        except ClaimFailed as error:  # the data does contain it: no proof exists
+            unprovable.append(_reject(ctx, error))
     shown = json.dumps(
         {"statement": statement, "logged": logged, "exclusions": exclusions}
     ).encode()
@@ -163,32 +170,68 @@ def attest_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     return {
         "records": len(dataset.records),
         "logged_at": logged["index"],
-        "exclusions": list(holdings.exclude),
+        "exclusions_proved": [proof["prefix"] for proof in exclusions],
+        "exclusions_unprovable": unprovable,
     }
 
 
 # -- model creator ----------------------------------------------------------
 
 
+def check_dataset_attestation(
+    shown: Any,
+    contributor: str,
+    contributor_key: ed25519.Ed25519PublicKey,
+    ledger_key: ed25519.Ed25519PublicKey,
+    required_exclusions: Iterable[str],
+) -> Commitment:
+    """What a model creator (and `airlock verify`) checks before training on a
+    dataset: the statement is the contributor's, about its own dataset, logged
+    by the ledger, and proves every required exclusion. Raises ClaimFailed."""
+    claim = f"dataset attestation of {contributor}"
+    if not isinstance(shown, dict) or "statement" not in shown or "logged" not in shown:
+        raise ClaimFailed(claim, "malformed attestation")
+    statement = open_statement(shown["statement"], contributor_key, DATASET_PREDICATE, claim)
+    check_answer(shown["logged"], ledger_key, entry_bytes(shown["statement"]), None, claim)
+    commitment = Commitment.from_statement(statement, claim)
+    if commitment.dataset != f"train:{contributor}":
+        raise ClaimFailed(claim, f"{contributor} attests to another party's dataset")
+    proved = set()
+    for data in shown.get("exclusions", []):
+        proof = ExclusionProof.from_json(data, claim)
+        verify_exclusion(commitment, proof)
+        proved.add(proof.prefix)
+    for prefix in required_exclusions:
+        if prefix not in proved:
+            raise ClaimFailed(claim, f"no proof that the data excludes {prefix!r}")
+    return commitment
+
+
 def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
     contributor = envelope.header.sender
-    claim = f"dataset attestation of {contributor}"
+    holdings = ctx.holdings
+    assert isinstance(holdings, ModelCreator)
     try:
-        shown, statement = _open_logged(
-            ctx, json.loads(envelope.payload), contributor, DATASET_PREDICATE, claim
+        commitment = check_dataset_attestation(
+            _json_or_none(envelope.payload),
+            contributor,
+            ctx.public_key(contributor),
+            ctx.public_key(_ledger(ctx)),
+            holdings.requires_exclusion,
         )
-        commitment = Commitment.from_statement(statement, claim)
-        if commitment.dataset != f"train:{contributor}":
-            raise ClaimFailed(claim, f"{contributor} attests to another party's dataset")
-        for proof in shown.get("exclusions", []):
-            verify_exclusion(commitment, ExclusionProof.from_json(proof, claim))
-    except (ClaimFailed, ValueError) as error:
-        failure = error if isinstance(error, ClaimFailed) else ClaimFailed(claim, "not JSON")
-        _reject(ctx, failure)
+    except ClaimFailed as error:
+        _reject(ctx, error)
         return
     ctx.state.setdefault("datasets", {})[contributor] = DatasetReference(
-        statement.subject, statement.sha256
+        commitment.dataset, commitment.root.hex()
     )
+
+
+def _json_or_none(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return None
 
 
 def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:

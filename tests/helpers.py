@@ -47,12 +47,17 @@ class Parties:
 
 
 def start_parties(
-    tmp: Path, max_payload: int = 256 << 20, prompts: tuple[str, ...] = ("hello",)
+    tmp: Path,
+    max_payload: int = 256 << 20,
+    prompts: tuple[str, ...] = ("hello",),
+    roles: dict[str, Role] = ROLES,
+    protocol: str = "walkthrough",
 ) -> Parties:
+    """Parties of `roles` speaking `protocol`, each with its own gRPC server."""
     run_id = "testrun"
     authority = RunAuthority(run_id)
     runtimes, entries = {}, []
-    for name, role in ROLES.items():
+    for name, role in roles.items():
         holdings = {"prompts": list(prompts)} if role == Role.END_USER else {}
         runtime = PartyRuntime(
             name=name,
@@ -60,7 +65,7 @@ def start_parties(
             run_id=run_id,
             workdir=tmp / name,
             holdings=holdings_for(role, holdings, name),
-            protocols={"walkthrough": get_protocol("walkthrough")},
+            protocols={protocol: get_protocol(protocol)},
             guarantees=[PROMPT_GUARANTEE],
             max_payload=max_payload,
         )

@@ -1,0 +1,204 @@
+"""The attestation protocol between parties: the `attest` scenario verifies;
+a swapped model, a ledger rewriting history and excluded-domain data are each
+caught by the parties and by `airlock verify`; bad submissions are refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from securesystemslib.signer import CryptoSigner
+
+from orchestrator.audit import audit_run
+from orchestrator.launcher import RunResult, run_scenario
+from orchestrator.scenario import load_scenario, parse_scenario
+from orchestrator.verify import verify_run
+from parties.errors import Refused
+from parties.labels import Form, Label
+from parties.log import read_entries
+from parties.roles import Role
+from parties.wire import airlock_pb2 as pb
+from protocols.attestation.statements import DATASET_PREDICATE, sign_statement
+from tests.helpers import start_parties
+
+
+def run_attest(out: Path, edit: Callable[[str], str] = lambda text: text) -> RunResult:
+    _, text = load_scenario("attest")
+    text = edit(text)
+    return run_scenario(parse_scenario(text, "attest"), text, out=out, in_process=True)
+
+
+def adversary(party: str, name: str) -> Callable[[str], str]:
+    return lambda text: text.replace(
+        f"[parties.{party}]\n", f'[parties.{party}]\nadversary = "{name}"\n'
+    )
+
+
+def result_of(result: RunResult, party: str, action: str) -> dict:
+    return next(
+        a["result"] for a in result.actions if a["party"] == party and a["action"] == action
+    )
+
+
+def failing(report) -> dict[str, list[str]]:
+    return {c.name: [str(f) for f in c.findings] for c in report.claims if not c.ok}
+
+
+def test_attest_scenario_verifies(tmp_path: Path) -> None:
+    result = run_attest(tmp_path / "run")
+    assert result.failure is None and result.audit.ok
+    assert result_of(result, "alice", "query") == {"accepted": 2, "rejected": []}
+    assert result_of(result, "model_creator", "commit_model")["datasets"] == [
+        "train:hospital_1",
+        "train:hospital_2",
+    ]
+    assert result_of(result, "hospital_1", "attest_dataset")["exclusions_proved"] == ["nytimes.com"]
+    report = verify_run(tmp_path / "run")
+    assert report.ok, failing(report)
+    assert all(claim.checked > 0 for claim in report.claims)
+    # what crossed the boundary was only digests and public material
+    forms = {
+        form for seen in audit_run(tmp_path / "run").visibility.values() for form in seen.values()
+    }
+    assert forms <= {"digest", "public"}
+
+
+def test_a_swapped_model_is_rejected_by_the_end_user_and_by_verify(tmp_path: Path) -> None:
+    result = run_attest(tmp_path / "run", adversary("deployer", "swap_model"))
+    query = result_of(result, "alice", "query")
+    assert query["accepted"] == 0 and all("not the committed" in r for r in query["rejected"])
+    problems = failing(verify_run(tmp_path / "run"))
+    assert list(problems) == ["inference receipts name the committed model"]
+    assert any(
+        p.startswith("alice entry") and "not the committed" in p
+        for p in problems["inference receipts name the committed model"]
+    )
+
+
+def test_a_ledger_rewriting_history_is_caught(tmp_path: Path) -> None:
+    result = run_attest(tmp_path / "run", adversary("ledger", "rewrite_history"))
+    for party in ("hospital_1", "hospital_2", "model_creator"):
+        audit = result_of(result, party, "audit_ledger")
+        assert (
+            audit["consistent"] is False and "consistency proof does not link" in audit["rejected"]
+        )
+    problems = failing(verify_run(tmp_path / "run"))
+    assert list(problems) == ["ledger's signed heads and proofs match what it received"]
+    assert all(
+        "history rewritten" in p
+        for p in problems["ledger's signed heads and proofs match what it received"]
+    )
+
+
+def test_data_from_the_excluded_domain_cannot_be_proved_absent(tmp_path: Path) -> None:
+    nyt = '  { source = "nytimes.com/2023/12/27/ai", text = "A newspaper article." },\n'
+    result = run_attest(
+        tmp_path / "run",
+        lambda t: t.replace(
+            'records = [\n  { source = "bmj.com', "records = [\n" + nyt + '  { source = "bmj.com'
+        ),
+    )
+    attested = result_of(result, "hospital_2", "attest_dataset")
+    assert (
+        attested["exclusions_proved"] == []
+        and "nytimes.com" in attested["exclusions_unprovable"][0]
+    )
+    assert result_of(result, "model_creator", "commit_model")["datasets"] == ["train:hospital_1"]
+    problems = failing(verify_run(tmp_path / "run"))
+    assert list(problems) == ["dataset attestations and exclusion proofs"]
+    assert (
+        "no proof that the data excludes 'nytimes.com'"
+        in problems["dataset attestations and exclusion proofs"][0]
+    )
+
+
+def test_verify_cli_exit_codes_and_json(tmp_path: Path) -> None:
+    run_attest(tmp_path / "good")
+    run_attest(tmp_path / "bad", adversary("deployer", "swap_model"))
+    good = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "verify", str(tmp_path / "good")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert good.returncode == 0, good.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "verify", str(tmp_path / "bad"), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1
+    report = json.loads(bad.stdout)
+    assert [c["claim"] for c in report["claims"] if not c["ok"]] == [
+        "inference receipts name the committed model"
+    ]
+
+
+def test_tampered_material_in_a_log_fails_verify(tmp_path: Path) -> None:
+    run_attest(tmp_path / "run")
+    log = tmp_path / "run" / "parties" / "ledger" / "log.jsonl"
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[0] = lines[0].replace(b'"size": ', b'"size": 1', 1)
+    log.write_bytes(b"".join(lines))
+    assert "log integrity" in failing(verify_run(tmp_path / "run"))
+
+
+LEDGER_ROLES = {"hospital_1": Role.DATA_CONTRIBUTOR, "ledger": Role.LEDGER}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        json.dumps({"since": 0}).encode(),  # no statement
+        json.dumps(
+            {"statement": {"payload": "e30=", "payloadType": "x", "signatures": []}}
+        ).encode(),
+        json.dumps(
+            {
+                "statement": sign_statement(
+                    "train:hospital_1",
+                    "ab" * 32,
+                    DATASET_PREDICATE,
+                    {"n": 1},
+                    CryptoSigner(ed25519.Ed25519PrivateKey.generate()),
+                )
+            }
+        ).encode(),
+    ],
+    ids=["not JSON", "no statement", "unsigned statement", "signed by another key"],
+)
+def test_the_ledger_refuses_bad_submissions_and_keeps_serving(
+    tmp_path: Path, payload: bytes
+) -> None:
+    parties = start_parties(tmp_path, roles=LEDGER_ROLES, protocol="attestation")
+    try:
+        label = [Label("train:hospital_1", Form.DIGEST)]
+        with pytest.raises(Refused) as caught:
+            parties["hospital_1"].deliver("ledger", "attestation", "submit", label, payload)
+        assert caught.value.reason == pb.HANDLER_FAILED
+        assert (
+            parties["ledger"].state["attestation"].get("log") is None
+            or not parties["ledger"].state["attestation"]["log"].entries
+        )
+        # a plaintext dataset is refused at the boundary: only digests may reach the ledger
+        with pytest.raises(Refused) as plain:
+            parties["hospital_1"].deliver(
+                "ledger",
+                "attestation",
+                "submit",
+                [Label("train:hospital_1", Form.PLAINTEXT)],
+                b"{}",
+            )
+        assert plain.value.reason == pb.RULE_NOT_PERMITTED
+        entries, _ = read_entries(parties["ledger"].log.directory, "ledger")
+        assert [e["outcome"] for e in entries] == ["admitted", "refused"]
+    finally:
+        for runtime in parties.runtimes.values():
+            runtime.stop()

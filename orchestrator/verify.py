@@ -86,7 +86,7 @@ def verify_run(run_dir: Path) -> VerifyReport:
         return VerifyReport(run.run_id, run.scenario.name, claims)
     roles = {name: run.scenario.role_of(name) for name in run.scenario.parties}
     for ledger in (n for n, r in roles.items() if r == Role.LEDGER):
-        statements, logged = _statements(run, ledger, roles)
+        statements, logged = logged_statements(run, ledger)
         claims.append(statements)
         ordered, order_claim = _ledger_order(run, ledger, logged)
         tree = MerkleTree.from_data(entry_bytes(statement) for statement in ordered)
@@ -108,8 +108,9 @@ def _digest(statement: dict[str, Any]) -> str:
     return hashlib.sha256(entry_bytes(statement)).hexdigest()
 
 
-def _statements(run: RunRecord, ledger: str, roles: dict[str, Role]) -> tuple[Claim, Logged]:
+def logged_statements(run: RunRecord, ledger: str) -> tuple[Claim, Logged]:
     """2. Every statement the ledger admitted, opened with its sender's key."""
+    roles = {name: run.scenario.role_of(name) for name in run.scenario.parties}
     claim = Claim(f"statements logged by {ledger} are signed by their senders")
     logged = []
     for entry, payload in run.received(ledger, PROTOCOL, "submit"):

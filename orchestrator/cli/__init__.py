@@ -26,11 +26,12 @@ stderr = Console(stderr=True)
 
 
 def _register() -> None:
-    from orchestrator.cli import audit, logs, run, scenarios, verify
+    from orchestrator.cli import audit, bom, logs, run, scenarios, verify
 
     app.command("run")(run.run)
     app.command("audit")(audit.audit)
     app.command("verify")(verify.verify)
+    app.command("bom")(bom.bom)
     app.command("logs")(logs.logs)
     app.command("scenarios")(scenarios.scenarios)
 

@@ -202,3 +202,39 @@ def test_the_ledger_refuses_bad_submissions_and_keeps_serving(
     finally:
         for runtime in parties.runtimes.values():
             runtime.stop()
+
+
+def test_bom_is_valid_cyclonedx_1_6_naming_model_and_datasets(tmp_path: Path) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    run_attest(tmp_path / "run")
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "bom", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    document = (tmp_path / "run" / "bom.cdx.json").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(document) is None
+    bom = json.loads(document)
+    model = bom["metadata"]["component"]
+    assert (model["type"], model["name"]) == ("machine-learning-model", "airlock-tiny")
+    assert {c["name"] for c in bom["components"] if c["type"] == "data"} == {
+        "train:hospital_1",
+        "train:hospital_2",
+    }
+    roots = {p["name"]: p["value"] for p in model["properties"]}
+    assert len(roots["airlock:weights-merkle-root-sha256"]) == 64
+
+
+def test_bom_of_a_run_without_a_ledger_is_a_clear_error(default_run: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "bom", str(default_run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "no ledger" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,88 @@
+"""An AI bill of materials (CycloneDX 1.6) for a run's model, from the
+statements its ledger logged: the model as a machine-learning-model
+component, each training dataset as a data component it depends on, each
+carrying the digests of its signed attestation.
+
+cyclonedx-python-lib (11.x) does not model CycloneDX's `modelCard` yet, so
+the card's facts (training protocol and parameters, parameter count) are
+recorded as `airlock:` properties of the model component.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cyclonedx.model import Property
+from cyclonedx.model.bom import Bom
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.output import make_outputter
+from cyclonedx.schema import OutputFormat, SchemaVersion
+
+from orchestrator.audit import load_run
+from orchestrator.verify import logged_statements
+from parties.errors import AirlockError
+from parties.roles import Role
+from protocols.attestation.ledger import entry_bytes
+from protocols.attestation.statements import DATASET_PREDICATE, MODEL_PREDICATE
+
+
+def _properties(values: dict[str, Any]) -> list[Property]:
+    return [Property(name=f"airlock:{key}", value=str(value)) for key, value in values.items()]
+
+
+def build_bom(run_dir: Path) -> str:
+    """The run's AI BOM as CycloneDX 1.6 JSON. Only statements whose
+    signatures verify are used."""
+    run = load_run(run_dir)
+    ledgers = [n for n in run.scenario.parties if run.scenario.role_of(n) == Role.LEDGER]
+    if not ledgers:
+        raise AirlockError(f"{run_dir}: the run has no ledger, so no logged model to describe")
+    logged = [item for ledger in ledgers for item in logged_statements(run, ledger)[1]]
+    models = [(s, o) for s, o in logged if o.predicate_type == MODEL_PREDICATE]
+    if not models:
+        raise AirlockError(f"{run_dir}: no model commitment was logged in this run")
+    statement, model = models[-1]
+    datasets = {o.subject: (s, o) for s, o in logged if o.predicate_type == DATASET_PREDICATE}
+    predicate = model.predicate
+    model_component = Component(
+        type=ComponentType.MACHINE_LEARNING_MODEL,
+        name=str(predicate.get("model", model.subject)),
+        bom_ref=model.subject,
+        description="Model committed to by its creator; weights identified by an RFC 6962 Merkle root.",
+        properties=_properties(
+            {
+                "weights-merkle-root-sha256": model.sha256,
+                "parameter-count": int(predicate.get("parameter_count", 0)),
+                "attestation-sha256": hashlib.sha256(entry_bytes(statement)).hexdigest(),
+                **{f"training.{k}": v for k, v in dict(predicate.get("training", {})).items()},
+            }
+        ),
+    )
+    bom = Bom()
+    bom.metadata.component = model_component
+    dependencies = []
+    for reference in predicate.get("datasets", []):
+        name = str(reference.get("name"))
+        data_statement, opened = datasets.get(name, (None, None))
+        values: dict[str, Any] = {"merkle-root-sha256": reference.get("sha256")}
+        if opened is not None and data_statement is not None:
+            values.update(
+                {
+                    "record-count": int(opened.predicate.get("record_count", 0)),
+                    "sort-key": opened.predicate.get("sort_key"),
+                    "attestation-sha256": hashlib.sha256(entry_bytes(data_statement)).hexdigest(),
+                }
+            )
+        else:
+            values["attestation"] = "not logged"
+        component = Component(
+            type=ComponentType.DATA, name=name, bom_ref=name, properties=_properties(values)
+        )
+        bom.components.add(component)
+        dependencies.append(component)
+    bom.register_dependency(model_component, dependencies)
+    outputter = make_outputter(bom, OutputFormat.JSON, SchemaVersion.V1_6)
+    return json.dumps(json.loads(outputter.output_as_string()), indent=2)

@@ -51,7 +51,7 @@ def build_bom(run_dir: Path) -> str:
         type=ComponentType.MACHINE_LEARNING_MODEL,
         name=str(predicate.get("model", model.subject)),
         bom_ref=model.subject,
-        description="Model committed to by its creator; weights identified by an RFC 6962 Merkle root.",
+        description="The committed model; its weights are named by an RFC 6962 Merkle root.",
         properties=_properties(
             {
                 "weights-merkle-root-sha256": model.sha256,

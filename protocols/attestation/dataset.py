@@ -2,8 +2,9 @@
 from it to a verifier who sees nothing else.
 
 Each record is a JSON object with exactly the declared schema's fields. Its
-leaf is the canonical encoding of {"key": <sort key value>, "record_sha256":
-<SHA-256 of the record's canonical JSON>}, and leaves are sorted by key. So:
+leaf is `u16 big-endian length of key || key (UTF-8) || SHA-256 of the
+record's canonical JSON` (binary, as the per-record cost dominates commit
+time), and leaves are sorted by key. So:
 
 - membership: a record, its index and an inclusion proof show that this exact
   record is in the committed set;
@@ -29,6 +30,7 @@ from protocols.attestation.merkle import MerkleTree, leaf_hash, verify_inclusion
 from protocols.attestation.statements import DATASET_PREDICATE, OpenedStatement, integer
 
 CANONICALIZATION = "json:sorted-keys,no-whitespace,utf-8"
+LEAF_FORMAT = "u16be(len(key)) || key || sha256(record)"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -36,8 +38,15 @@ def canonical_json(value: Any) -> bytes:
 
 
 def record_leaf(key: str, record: Mapping[str, Any]) -> bytes:
-    digest = hashlib.sha256(canonical_json(dict(record))).hexdigest()
-    return canonical_json({"key": key, "record_sha256": digest})
+    return leaf_for(key, canonical_json(dict(record)))
+
+
+def leaf_for(key: str, encoded_record: bytes) -> bytes:
+    """The leaf of a record already in canonical encoding."""
+    key_bytes = key.encode()
+    if len(key_bytes) > 0xFFFF:
+        raise ConfigError(f"sort key value longer than 65535 bytes: {key[:40]!r}...")
+    return len(key_bytes).to_bytes(2, "big") + key_bytes + hashlib.sha256(encoded_record).digest()
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,7 @@ class MembershipProof:
         return {
             "index": self.index,
             "size": self.size,
-            "leaf": self.leaf.decode(),
+            "leaf": self.leaf.hex(),
             "path": [p.hex() for p in self.path],
         }
 
@@ -61,20 +70,20 @@ class MembershipProof:
             return cls(
                 int(data["index"]),
                 int(data["size"]),
-                data["leaf"].encode(),
+                bytes.fromhex(data["leaf"]),
                 tuple(bytes.fromhex(p) for p in data["path"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ClaimFailed(claim, "malformed membership proof") from None
 
     def key(self, claim: str) -> str:
+        length = int.from_bytes(self.leaf[:2], "big")
+        if len(self.leaf) != 2 + length + 32:
+            raise ClaimFailed(claim, "leaf is not a dataset leaf")
         try:
-            key = json.loads(self.leaf)["key"]
-        except (ValueError, KeyError, TypeError):
-            raise ClaimFailed(claim, "leaf is not a dataset leaf") from None
-        if not isinstance(key, str):
-            raise ClaimFailed(claim, "leaf key is not a string")
-        return key
+            return self.leaf[2 : 2 + length].decode()
+        except UnicodeDecodeError:
+            raise ClaimFailed(claim, "leaf key is not UTF-8") from None
 
 
 @dataclass(frozen=True)
@@ -118,8 +127,9 @@ class Commitment:
         predicate = statement.predicate
         if statement.predicate_type != DATASET_PREDICATE:
             raise ClaimFailed(claim, "not a dataset commitment")
-        if predicate.get("canonicalization") != CANONICALIZATION:
-            raise ClaimFailed(claim, "unknown record canonicalization")
+        formats = (predicate.get("canonicalization"), predicate.get("leaf"))
+        if formats != (CANONICALIZATION, LEAF_FORMAT):
+            raise ClaimFailed(claim, "unknown record canonicalization or leaf format")
         try:
             root = bytes.fromhex(statement.sha256)
             schema = tuple(str(field) for field in predicate["schema"])
@@ -172,6 +182,7 @@ class Dataset:
             "schema": list(self.schema),
             "sort_key": self.sort_key,
             "canonicalization": CANONICALIZATION,
+            "leaf": LEAF_FORMAT,
             "tree": "rfc6962-sha256",
         }
 

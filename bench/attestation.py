@@ -1,0 +1,143 @@
+"""Data attestation figures: commit throughput against raw SHA-256 over the
+same bytes (same run), and proof sizes and verification times at 10^6 records.
+
+    .venv/bin/python bench/attestation.py [--records 1000000] [--repeat 3]
+
+Figures, not a test. "commit" builds the RFC 6962 tree over the leaves
+(key + SHA-256 of each canonical record) from records already in canonical
+encoding; "commit from records" adds the JSON canonicalization and sorting of
+`Dataset`. The baseline is one `hashlib.sha256` over all the canonical bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocols.attestation.dataset import (  # noqa: E402
+    Commitment,
+    Dataset,
+    ExclusionProof,
+    canonical_json,
+    leaf_for,
+    verify_exclusion,
+    verify_membership,
+)
+from protocols.attestation.merkle import MerkleTree  # noqa: E402
+
+
+def records(count: int, text_bytes: int) -> list[dict[str, str]]:
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyz "
+    body = "".join(rng.choice(alphabet) for _ in range(text_bytes))
+    return [
+        {"source": f"site{i % 997:03d}.org/{i:08d}", "text": body[i % 17 :] + body[: i % 17]}
+        for i in range(count)
+    ]
+
+
+def best(function, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def throughput(repeat: int) -> None:
+    print(
+        f"{'record size':>12} {'records':>8} {'MiB':>6} {'sha256 MiB/s':>13} "
+        f"{'commit MiB/s':>13} {'ratio':>6} {'from records MiB/s':>19} {'ratio':>6}"
+    )
+    for text_bytes, count in ((256, 40_000), (4096, 4_000), (65536, 300)):
+        data = records(count, text_bytes)
+        encoded = [canonical_json(r) for r in data]
+        keys = [r["source"] for r in data]
+        mib = sum(map(len, encoded)) / (1 << 20)
+
+        def raw(encoded: list[bytes] = encoded) -> None:
+            digest = hashlib.sha256()
+            for item in encoded:
+                digest.update(item)
+            digest.digest()
+
+        def commit(keys: list[str] = keys, encoded: list[bytes] = encoded) -> None:
+            MerkleTree.from_data(leaf_for(k, e) for k, e in zip(keys, encoded, strict=True)).root()
+
+        def from_records(data: list[dict[str, str]] = data) -> None:
+            Dataset("train:bench", data, ("source", "text"), "source").tree.root()
+
+        t_raw, t_commit, t_full = (
+            best(raw, repeat),
+            best(commit, repeat),
+            best(from_records, repeat),
+        )
+        print(
+            f"{text_bytes:>10} B {count:>8} {mib:6.1f} {mib / t_raw:13.0f} {mib / t_commit:13.0f} "
+            f"{t_raw / t_commit:5.2f}x {mib / t_full:19.0f} {t_raw / t_full:5.2f}x"
+        )
+
+
+def proofs(count: int) -> None:
+    start = time.perf_counter()
+    dataset = Dataset("train:bench", records(count, 64), ("source", "text"), "source")
+    built = time.perf_counter() - start
+    commitment = Commitment("train:bench", dataset.root, count, "source", ("source", "text"))
+    rng = random.Random(1)
+    picks = [rng.randrange(count) for _ in range(1000)]
+    made = [(dataset.records[i], dataset.prove_membership(dataset.records[i])) for i in picks]
+    verify_times = []
+    for record, proof in made:
+        t = time.perf_counter()
+        verify_membership(commitment, record, proof)
+        verify_times.append(time.perf_counter() - t)
+    membership_bytes = statistics.mean(len(canonical_json(p.to_json())) for _, p in made)
+    exclusions = [dataset.prove_exclusion(f"site{i:03d}.org/x") for i in range(100)]
+    exclusion_times = []
+    for proof in exclusions:
+        t = time.perf_counter()
+        verify_exclusion(commitment, ExclusionProof.from_json(proof.to_json(), "e"))
+        exclusion_times.append(time.perf_counter() - t)
+    exclusion_bytes = statistics.mean(len(canonical_json(p.to_json())) for p in exclusions)
+    tree = dataset.tree
+    consistency = tree.consistency_proof(count // 3)
+    print(f"\n{count:,} records: commitment built in {built:.1f} s (canonicalize, sort, tree)")
+    print(f"{'proof':<28} {'hashes':>7} {'bytes (JSON)':>13} {'verify median':>14}")
+    print(
+        f"{'membership':<28} {len(made[0][1].path):>7} {membership_bytes:>13.0f} "
+        f"{statistics.median(verify_times) * 1e6:>11.1f} us"
+    )
+    print(
+        f"{'exclusion (two neighbours)':<28} {2 * len(made[0][1].path):>7} "
+        f"{exclusion_bytes:>13.0f} "
+        f"{statistics.median(exclusion_times) * 1e6:>11.1f} us"
+    )
+    print(
+        f"{'consistency (n/3 -> n)':<28} {len(consistency):>7} "
+        f"{32 * len(consistency):>13} {'-':>14}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records", type=int, default=1_000_000, help="dataset size for the proof figures"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="best of N for throughput")
+    args = parser.parse_args()
+    throughput(args.repeat)
+    proofs(args.records)
+
+
+if __name__ == "__main__":
+    main()

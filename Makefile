@@ -28,7 +28,8 @@ protos: $(STAMP)
 	PYTHON=$(BIN)/python scripts/gen_protos.sh
 
 bench: $(STAMP)
-	$(BIN)/python bench/boundary_throughput.py
+	$(BIN)/python bench/boundary_throughput.py --run-time
+	$(BIN)/python bench/attestation.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -198,3 +198,14 @@ def test_default_scenario_across_a_two_node_cluster(two_node_cluster: str, tmp_p
     assert node_of_site["training"] != node_of_site["serving"]  # and the two sites on two nodes
     assert {p["placement"]["node_ip"] for p in parties.values()} == {"127.0.0.1"}
     assert airlock("audit", str(run_dir)).returncode == 0
+
+
+def test_attest_scenario_on_ray_then_verify_and_bom(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = airlock("run", "attest", "--out", str(run_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    verify = airlock("verify", str(run_dir))
+    assert verify.returncode == 0, verify.stdout
+    assert "every claim holds" in verify.stdout
+    assert airlock("bom", str(run_dir)).returncode == 0
+    assert (run_dir / "bom.cdx.json").exists()

@@ -69,12 +69,12 @@ class Claim:
 
 
 @dataclass
-class AuditReport:
+class ClaimsReport:
+    """Claims checked about one run; `airlock verify` reports these alone."""
+
     run_id: str
     scenario: str
     claims: list[Claim]
-    visibility: dict[str, dict[str, str]]
-    blocked: list[dict[str, Any]]
 
     @property
     def ok(self) -> bool:
@@ -94,9 +94,16 @@ class AuditReport:
                 }
                 for c in self.claims
             ],
-            "visibility": self.visibility,
-            "blocked": self.blocked,
         }
+
+
+@dataclass
+class AuditReport(ClaimsReport):
+    visibility: dict[str, dict[str, str]]
+    blocked: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "visibility": self.visibility, "blocked": self.blocked}
 
 
 def _load_run(run_dir: Path) -> tuple[dict[str, Any], Scenario]:

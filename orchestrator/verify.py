@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.audit import Claim, RunRecord, load_run
+from orchestrator.audit import Claim, ClaimsReport, RunRecord, load_run
 from parties.errors import ClaimFailed
 from parties.roles import Role
 from protocols.attestation.ledger import TreeHead, check_answer, entry_bytes
@@ -43,33 +42,6 @@ from protocols.attestation.statements import (
 )
 
 
-@dataclass
-class VerifyReport:
-    run_id: str
-    scenario: str
-    claims: list[Claim]
-
-    @property
-    def ok(self) -> bool:
-        return all(claim.ok for claim in self.claims)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "scenario": self.scenario,
-            "ok": self.ok,
-            "claims": [
-                {
-                    "claim": c.name,
-                    "ok": c.ok,
-                    "checked": c.checked,
-                    "findings": [asdict(f) for f in c.findings],
-                }
-                for c in self.claims
-            ],
-        }
-
-
 def _json(payload: bytes) -> Any:
     try:
         return json.loads(payload)
@@ -77,13 +49,13 @@ def _json(payload: bytes) -> Any:
         return None
 
 
-def verify_run(run_dir: Path) -> VerifyReport:
+def verify_run(run_dir: Path) -> ClaimsReport:
     run = load_run(run_dir)
     claims = [run.integrity]
     if PROTOCOL not in run.scenario.protocol_names:
         none = Claim(f"no {PROTOCOL} stage in this run: nothing further to verify")
         claims.append(none)
-        return VerifyReport(run.run_id, run.scenario.name, claims)
+        return ClaimsReport(run.run_id, run.scenario.name, claims)
     roles = {name: run.scenario.role_of(name) for name in run.scenario.parties}
     for ledger in (n for n, r in roles.items() if r == Role.LEDGER):
         statements, logged = logged_statements(run, ledger)
@@ -98,7 +70,7 @@ def verify_run(run_dir: Path) -> VerifyReport:
         commitment, model_claim = _model(logged, accepted)
         claims.append(model_claim)
         claims.append(_receipts(run, ledger, logged, commitment, roles))
-    return VerifyReport(run.run_id, run.scenario.name, claims)
+    return ClaimsReport(run.run_id, run.scenario.name, claims)
 
 
 Logged = list[tuple[dict[str, Any], OpenedStatement]]

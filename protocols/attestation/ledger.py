@@ -7,6 +7,7 @@ history is caught."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,15 +77,21 @@ class TreeHead:
 
 
 class TransparencyLog:
+    """Thread-safe: a party serves concurrent submissions, and an answer's
+    head and proofs must describe one and the same tree."""
+
     def __init__(self, name: str, sign: Callable[[bytes], bytes]) -> None:
         self.name = name
         self._sign = sign
+        self._lock = threading.RLock()
         self.entries: list[bytes] = []
         self.tree = MerkleTree()
 
-    def append(self, entry: bytes) -> int:
-        self.entries.append(entry)
-        return self.tree.append(entry)
+    def submit(self, entry: bytes, since: int) -> dict[str, Any]:
+        """Append `entry` and answer for it, atomically."""
+        with self._lock:
+            self.entries.append(entry)
+            return self.answer(self.tree.append(entry), since)
 
     def head(self) -> TreeHead:
         unsigned = TreeHead(self.name, len(self.tree), self.tree.root(), time.time(), b"")
@@ -99,7 +106,13 @@ class TransparencyLog:
     def answer(self, index: int | None, since: int) -> dict[str, Any]:
         """A signed head, the inclusion proof of `index` and the consistency
         proof from the asker's last seen size `since` (0: none)."""
+        with self._lock:
+            return self._answer(index, since)
+
+    def _answer(self, index: int | None, since: int) -> dict[str, Any]:
         head = self.head()
+        if not 0 <= since <= head.size:
+            raise ClaimFailed("ledger answer", f"no head of size {since} to be consistent with")
         return {
             "index": index,
             "head": head.to_json(),
@@ -113,8 +126,9 @@ class TransparencyLog:
 
     def rewrite(self, index: int, entry: bytes) -> None:
         """What a dishonest ledger does: replace a logged entry."""
-        self.entries[index] = entry
-        self.tree = MerkleTree.from_data(self.entries)
+        with self._lock:
+            self.entries[index] = entry
+            self.tree = MerkleTree.from_data(self.entries)
 
 
 def check_answer(

@@ -361,9 +361,8 @@ def audit_ledger(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
 
 
 def _log(ctx: PartyContext) -> TransparencyLog:
-    if "log" not in ctx.state:
-        ctx.state["log"] = TransparencyLog(ctx.name, ctx.sign)
-    log: TransparencyLog = ctx.state["log"]
+    # setdefault is atomic: concurrent first submissions share one log
+    log: TransparencyLog = ctx.state.setdefault("log", TransparencyLog(ctx.name, ctx.sign))
     return log
 
 
@@ -394,8 +393,7 @@ def on_submit(ctx: PartyContext, envelope: Envelope) -> Reply:
     ):
         log.rewrite(0, log.entries[0].replace(b'"payloadType"', b'"payloadType" '))
         ctx.state["rewritten"] = True
-    index = log.append(entry_bytes(request["statement"]))
-    answer = log.answer(index, int(request.get("since", 0)))
+    answer = log.submit(entry_bytes(request["statement"]), int(request.get("since", 0)))
     return Reply("logged", (Label(f"ledger:{ctx.name}", Form.PUBLIC),), json.dumps(answer).encode())
 
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from parties.actor import PartyActor, PartyHost
+from parties.actor import LogKeeper, LogKeeperActor, PartyActor, PartyHost
 from parties.errors import AirlockError, PartyFailed
 from parties.runtime import PartyConfig
 
@@ -38,8 +39,11 @@ class LocalHosts:
 
     def kill(self, party: str) -> None:
         """Stop the party's server; it answers nothing from now on."""
-        self.hosts[party].stop()
+        self.hosts[party].halt()
         self.alive.discard(party)
+
+    def salvage(self, party: str, placement: Mapping[str, Any]) -> dict[str, bytes]:
+        return LogKeeper().salvage(str(placement["workdir"]))
 
     def call(self, calls: Calls) -> dict[str, Any]:
         results = {}
@@ -99,6 +103,21 @@ class RayHosts:
         """Kill the party's actor process (fault injection)."""
         ray.kill(self.actors[party], no_restart=True)
         self.alive.discard(party)
+
+    def salvage(self, party: str, placement: Mapping[str, Any]) -> dict[str, bytes]:
+        """The log a dead party left on its node, read by a keeper placed there."""
+        keeper = LogKeeperActor.options(  # type: ignore[attr-defined]
+            scheduling_strategy=NodeAffinitySchedulingStrategy(placement["node_id"], soft=False)
+        ).remote()
+        try:
+            files: dict[str, bytes] = ray.get(
+                keeper.salvage.remote(placement["workdir"]), timeout=60
+            )
+        except (ray.exceptions.RayError, TimeoutError) as error:
+            raise PartyFailed(party, f"its log could not be salvaged: {error}") from None
+        finally:
+            ray.kill(keeper)
+        return files
 
     def _check_sites(self, sites: set[str]) -> None:
         available = ray.cluster_resources()

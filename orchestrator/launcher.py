@@ -134,11 +134,12 @@ def run_scenario(
         progress(f"run failed: {failure}")
     finally:
         try:
-            sealed = _seal_and_collect(hosts, names, run_dir, progress)
+            placements = {n: p.get("placement", {}) for n, p in manifest.get("parties", {}).items()}
+            sealed = _seal_and_collect(hosts, names, placements, run_dir, progress)
         finally:
             hosts.close()
     if failure is None and sealed != set(names):
-        failure = "logs of " + ", ".join(sorted(set(names) - sealed)) + " could not be collected"
+        failure = "logs of " + ", ".join(sorted(set(names) - sealed)) + " could not be sealed"
     manifest.update(
         finished=datetime.datetime.now(datetime.UTC).isoformat(),
         outcome="failed" if failure else "completed",
@@ -193,22 +194,34 @@ def _run_stage(
 
 
 def _seal_and_collect(
-    hosts: LocalHosts | RayHosts, names: list[str], run_dir: Path, progress: Progress
+    hosts: LocalHosts | RayHosts,
+    names: list[str],
+    placements: dict[str, dict[str, Any]],
+    run_dir: Path,
+    progress: Progress,
 ) -> set[str]:
-    """Seal and collect every party that still answers; return their names."""
+    """Seal and collect every party that still answers; salvage the unsealed
+    logs of those that died. Return the names of the sealed ones."""
     collected = set()
     for name in names:
         try:
             hosts.call({name: ("seal", ())})
             files = hosts.call({name: ("export_log", ())})[name]
+            collected.add(name)
         except PartyFailed as error:
-            progress(f"could not collect a log: {error}")
-            continue
+            progress(f"could not seal a log: {error}")
+            if not placements.get(name):
+                continue
+            try:
+                files = hosts.salvage(name, placements[name])
+            except PartyFailed as salvage_error:
+                progress(str(salvage_error))
+                continue
+            progress(f"salvaged the unsealed log of {name} ({len(files)} files) from its node")
         target = run_dir / PARTIES_DIR / name
         for relative, data in files.items():
             path = target / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        collected.add(name)
     progress(f"sealed and collected {len(collected)} logs")
     return collected

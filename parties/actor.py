@@ -19,6 +19,7 @@ import ray
 
 from parties.directory import Directory, PartyEntry
 from parties.identity import PartyCredentials
+from parties.log import LOG_FILE, export_directory
 from parties.runtime import PartyConfig
 
 
@@ -28,7 +29,11 @@ class PartyHost:
         self._runtime = config.build(self._workdir)
 
     def node(self) -> dict[str, Any]:
-        where = {"hostname": socket.gethostname(), "pid": os.getpid()}
+        where = {
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "workdir": str(self._workdir),
+        }
         if ray.is_initialized():
             where["node_id"] = ray.get_runtime_context().get_node_id()
             where["node_ip"] = ray.util.get_node_ip_address()
@@ -52,9 +57,27 @@ class PartyHost:
     def export_log(self) -> dict[str, bytes]:
         return self._runtime.export_log()
 
+    def halt(self) -> None:
+        """Stop serving at once, leaving the log as it is (a crash, for tests)."""
+        self._runtime.stop()
+
     def stop(self) -> None:
         self._runtime.stop()
         shutil.rmtree(self._workdir, ignore_errors=True)
+
+
+class LogKeeper:
+    """Runs on the node of a party that died and hands over the log it wrote
+    there: unsealed, but every entry still verifies against the chain. Reads
+    the node's own disk; nothing assumes a filesystem shared between nodes."""
+
+    def salvage(self, directory: str) -> dict[str, bytes]:
+        path = Path(directory)
+        if not (path / LOG_FILE).exists():
+            return {}
+        files = export_directory(path)
+        shutil.rmtree(path, ignore_errors=True)
+        return files
 
 
 # num_cpus=0: parties are mostly waiting on the network; a 2-core machine must
@@ -62,3 +85,4 @@ class PartyHost:
 PartyActor = ray.remote(  # type: ignore[call-overload]  # stubs lack max_concurrency
     num_cpus=0, max_restarts=0, max_concurrency=4
 )(PartyHost)
+LogKeeperActor = ray.remote(num_cpus=0, max_restarts=0)(LogKeeper)

@@ -170,11 +170,16 @@ class VisibilityLog:
 
     def export(self) -> dict[str, bytes]:
         """Every file of the log, by relative path, for collection by the orchestrator."""
-        return {
-            str(path.relative_to(self.directory)): path.read_bytes()
-            for path in sorted(self.directory.rglob("*"))
-            if path.is_file() and ".tmp" not in path.name
-        }
+        return export_directory(self.directory)
+
+
+def export_directory(directory: Path) -> dict[str, bytes]:
+    """The files of a log directory by relative path (blobs half-written excluded)."""
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and ".tmp" not in path.name
+    }
 
 
 @dataclass(frozen=True)

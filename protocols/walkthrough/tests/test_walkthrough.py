@@ -113,3 +113,25 @@ def test_labels_outside_the_rules_are_refused(
     with pytest.raises(Refused) as caught:
         parties[sender].deliver(receiver, "walkthrough", step, [label], b"{}")
     assert caught.value.reason == pb.RULE_NOT_PERMITTED
+
+
+def test_a_killed_party_ends_the_run_and_leaves_a_verifiable_unsealed_log(tmp_path: Path) -> None:
+    from orchestrator.launcher import run_scenario
+    from orchestrator.scenario import parse_scenario
+    from tests.helpers import DEFAULT_ADVERSARIES, default_text
+
+    text = (
+        default_text(DEFAULT_ADVERSARIES)
+        + '\n[[faults]]\nkill = "deployer"\nbefore = "send_prompt"\n'
+    )
+    result = run_scenario(
+        parse_scenario(text, "crash"), text, out=tmp_path / "run", in_process=True
+    )
+    assert result.failure is not None and "deployer" in result.failure
+    integrity = result.audit.claims[0]
+    assert [(f.party, f.detail) for f in integrity.findings] == [
+        ("deployer", "signed head is missing (log never sealed)")
+    ]
+    entries, _ = read_entries(tmp_path / "run" / "parties" / "deployer", "deployer")
+    assert [e["step"] for e in entries] == ["model_card"]  # what it saw before it died
+    assert all(claim.ok for claim in result.audit.claims[1:])

@@ -106,7 +106,7 @@ class RayHosts:
 
     def salvage(self, party: str, placement: Mapping[str, Any]) -> dict[str, bytes]:
         """The log a dead party left on its node, read by a keeper placed there."""
-        keeper = LogKeeperActor.options(  # type: ignore[attr-defined]
+        keeper: Any = LogKeeperActor.options(  # Ray's stubs do not type actor handles
             scheduling_strategy=NodeAffinitySchedulingStrategy(placement["node_id"], soft=False)
         ).remote()
         try:

@@ -52,19 +52,22 @@ def start_parties(
     prompts: tuple[str, ...] = ("hello",),
     roles: dict[str, Role] = ROLES,
     protocol: str = "walkthrough",
+    holdings: dict[str, dict] | None = None,
 ) -> Parties:
-    """Parties of `roles` speaking `protocol`, each with its own gRPC server."""
+    """Parties of `roles` speaking `protocol`, each with its own gRPC server;
+    `holdings` (party -> values) replaces the default holdings."""
     run_id = "testrun"
     authority = RunAuthority(run_id)
     runtimes, entries = {}, []
     for name, role in roles.items():
-        holdings = {"prompts": list(prompts)} if role == Role.END_USER else {}
+        held = {"prompts": list(prompts)} if role == Role.END_USER else {}
+        held = (holdings or {}).get(name, held)
         runtime = PartyRuntime(
             name=name,
             role=role,
             run_id=run_id,
             workdir=tmp / name,
-            holdings=holdings_for(role, holdings, name),
+            holdings=holdings_for(role, held, name),
             protocols={protocol: get_protocol(protocol)},
             guarantees=[PROMPT_GUARANTEE],
             max_payload=max_payload,

@@ -238,3 +238,44 @@ def test_bom_of_a_run_without_a_ledger_is_a_clear_error(default_run: Path) -> No
     )
     assert done.returncode == 2
     assert "no ledger" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_what_the_ledger_and_creator_hold_is_what_their_logs_say(tmp_path: Path) -> None:
+    """The ledger's entries are exactly the statements its log admitted, and
+    the creator accepted exactly the datasets its log shows it received."""
+    from protocols import get_protocol
+    from protocols.attestation.ledger import entry_bytes
+
+    scenario, _ = load_scenario("attest")
+    parties = start_parties(
+        tmp_path,
+        roles={name: scenario.role_of(name) for name in scenario.parties},
+        protocol="attestation",
+        holdings={name: spec.holdings_values for name, spec in scenario.parties.items()},
+    )
+    try:
+        for role, action in get_protocol("attestation").stage:
+            for runtime in parties.runtimes.values():
+                if runtime.role == role:
+                    runtime.act("attestation", action, {})
+        ledger, creator = parties["ledger"], parties["model_creator"]
+        admitted = [
+            json.loads((ledger.log.directory / "blobs" / e["payload_sha256"]).read_bytes())[
+                "statement"
+            ]
+            for e in read_entries(ledger.log.directory, "ledger")[0]
+            if e["direction"] == "in" and e["outcome"] == "admitted" and e["step"] == "submit"
+        ]
+        held = ledger.state["attestation"]["log"].entries
+        assert len(held) == 5 and sorted(held) == sorted(entry_bytes(s) for s in admitted)
+        shown = {
+            e["peer"]
+            for e in read_entries(creator.log.directory, "model_creator")[0]
+            if e["outcome"] == "admitted" and e["step"] == "dataset_attestation"
+        }
+        assert (
+            set(creator.state["attestation"]["datasets"]) == shown == {"hospital_1", "hospital_2"}
+        )
+    finally:
+        for runtime in parties.runtimes.values():
+            runtime.stop()

@@ -54,3 +54,8 @@ class ClaimFailed(AirlockError):
         self.claim = claim
         self.detail = detail
         super().__init__(f"{claim}: {detail}")
+
+
+class BadQuery(AirlockError):
+    """A retrieval query that a database refuses: wrong length, dtype or range,
+    or made for another version of the database (a stale hint)."""

@@ -1,0 +1,140 @@
+"""Single-server PIR from LWE, in the style of SimplePIR (Henzinger et al.,
+USENIX Security 2023): n = 1024, q = 2^32, plaintext modulus p chosen so
+decryption is correct, a hint downloaded once.
+
+Layout: record j is column j of D, written as digits in Z_p (m digits per
+record). Public A (N x n) comes from a seed. The server publishes
+hint = D.A mod q. The client asks for record j with qv = A.s + e + Delta.u_j
+(s secret, e small Gaussian noise, Delta = q / p, u_j the j-th unit vector);
+the server answers D.qv; the client computes D.qv - hint.s = D.e + Delta.D[:, j]
+and rounds away the noise. To the server, qv is an LWE sample: pseudorandom.
+
+The products with D run through float64 BLAS on 16-bit halves of the
+uint32 operand (exact while N * p * 2^16 < 2^53), as numpy's integer matmul
+has no BLAS; this keeps the server's scan close to memory bandwidth.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from parties.errors import BadQuery, ConfigError
+from protocols.pir.records import version
+
+LWE_N = 1024
+SIGMA = 6.4  # noise standard deviation (SimplePIR's)
+TAIL = 8  # noise bound in standard deviations: decryption fails with probability < 1e-15
+MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def plaintext_bits(count: int) -> int:
+    """log2 of the largest power-of-two p for which D.e stays below Delta/2,
+    with entries of D uniform in [0, p) (std of a sum: sigma * p * sqrt(N/3))."""
+    for bits in range(16, 0, -1):
+        p = 1 << bits
+        if TAIL * SIGMA * p * math.sqrt(count / 3) < 2**32 / (2 * p):
+            return bits
+    raise ConfigError(f"no plaintext modulus keeps SimplePIR correct for {count} records")
+
+
+def expand_matrix(seed: bytes, rows: int, cols: int = LWE_N) -> np.ndarray:
+    """Public matrix A from a 16-byte seed, by AES-128-CTR (as SimplePIR does)."""
+    encryptor = Cipher(algorithms.AES(seed), modes.CTR(b"\x00" * 16)).encryptor()
+    stream = encryptor.update(b"\x00" * (rows * cols * 4))
+    return np.frombuffer(stream, dtype="<u4").reshape(rows, cols)
+
+
+def _mulmod32(small: np.ndarray, wide: np.ndarray) -> np.ndarray:
+    """(small @ wide) mod 2^32, `small` float64 with entries < 2^16, `wide` uint32."""
+    low = (wide & 0xFFFF).astype(np.float64)
+    high = (wide >> 16).astype(np.float64)
+    result = np.rint(small @ low).astype(np.uint64) + (
+        np.rint(small @ high).astype(np.uint64) << np.uint64(16)
+    )
+    return (result & MASK32).astype(np.uint32)
+
+
+def to_digits(records: np.ndarray, bits: int) -> np.ndarray:
+    """(N, bytes) uint8 -> (m, N) digits < 2^bits, record j in column j."""
+    bit_rows = np.unpackbits(records, axis=1)
+    digits_per_record = -(-bit_rows.shape[1] // bits)
+    padded = np.zeros((records.shape[0], digits_per_record * bits), dtype=np.uint8)
+    padded[:, : bit_rows.shape[1]] = bit_rows
+    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.uint32)
+    return (padded.reshape(records.shape[0], digits_per_record, bits) @ weights).T.astype(np.uint32)
+
+
+def from_digits(digits: np.ndarray, bits: int, record_bytes: int) -> np.ndarray:
+    """One column of digits back to the record's bytes."""
+    bit_rows = ((digits[:, None] >> np.arange(bits - 1, -1, -1)) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(bit_rows[: record_bytes * 8])
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a client downloads once: the seed of A, the hint and the shape."""
+
+    seed: bytes
+    hint: np.ndarray  # (m, n) uint32
+    count: int
+    bits: int
+    record_bytes: int
+    version: str
+
+
+class SimplePirServer:
+    def __init__(self, records: np.ndarray, seed: bytes | None = None) -> None:
+        self.count, self.record_bytes = records.shape
+        self.bits = plaintext_bits(self.count)
+        if self.count * (1 << self.bits) * (1 << 16) >= 1 << 53:
+            raise ConfigError(f"{self.count} records are too many for exact float64 products")
+        self.seed = seed or os.urandom(16)
+        self.version = version(records)
+        self._digits = to_digits(records, self.bits).astype(np.float64)
+        self.hint = _mulmod32(self._digits, expand_matrix(self.seed, self.count))
+
+    def setup(self) -> Setup:
+        return Setup(self.seed, self.hint, self.count, self.bits, self.record_bytes, self.version)
+
+    def answer(self, query: bytes, query_version: str) -> bytes:
+        """D.qv mod 2^32 for a query made with this database's hint."""
+        if query_version != self.version:
+            raise BadQuery("stale hint: the database changed since the client's setup")
+        if not isinstance(query, bytes) or len(query) != 4 * self.count:
+            raise BadQuery(f"a SimplePIR query is {4 * self.count} bytes for {self.count} records")
+        vector = np.frombuffer(query, dtype="<u4")
+        return _mulmod32(self._digits, vector).astype("<u4").tobytes()
+
+
+class SimplePirClient:
+    def __init__(self, setup: Setup) -> None:
+        self.setup = setup
+        self._a = expand_matrix(setup.seed, setup.count).astype(np.uint64)
+        self._delta = np.uint64(1 << (32 - setup.bits))
+
+    def query(self, index: int) -> tuple[bytes, np.ndarray]:
+        """The query for record `index`, and the secret needed to decode its answer."""
+        if not 0 <= index < self.setup.count:
+            raise BadQuery(f"record {index} is not among {self.setup.count}")
+        secret = np.frombuffer(os.urandom(LWE_N * 4), dtype="<u4").astype(np.uint64)
+        noise_rng = np.random.default_rng(int.from_bytes(os.urandom(32), "big"))
+        noise = np.rint(noise_rng.normal(0.0, SIGMA, self.setup.count)).astype(np.int64)
+        vector = (self._a @ secret + noise.astype(np.uint64)) & MASK32  # uint64 wraps mod 2^64
+        vector[index] = (vector[index] + self._delta) & MASK32
+        return vector.astype("<u4").tobytes(), secret
+
+    def decode(self, answer: bytes, secret: np.ndarray) -> np.ndarray:
+        digits_count = self.setup.hint.shape[0]
+        if len(answer) != 4 * digits_count:
+            raise BadQuery(f"a SimplePIR answer is {4 * digits_count} bytes")
+        raw = np.frombuffer(answer, dtype="<u4").astype(np.uint64)
+        noisy = (raw - (self.setup.hint.astype(np.uint64) @ secret)) & MASK32
+        digits = ((noisy + self._delta // np.uint64(2)) // self._delta) % np.uint64(
+            1 << self.setup.bits
+        )
+        return from_digits(digits.astype(np.uint32), self.setup.bits, self.setup.record_bytes)

@@ -1,0 +1,117 @@
+"""PIR schemes: every record comes back exactly; bad queries are refused with
+a clear error; a stale hint never yields a wrong document."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parties.errors import BadQuery, ConfigError
+from protocols.pir.records import pack, unpack
+from protocols.pir.simplepir import (
+    SimplePirClient,
+    SimplePirServer,
+    _mulmod32,
+    expand_matrix,
+    plaintext_bits,
+    to_digits,
+)
+from protocols.pir.xor import XorServer, combine, make_queries
+
+DOCS = [f"guideline {i:03d}: " + "rest and fluids " * (i % 7) for i in range(300)]
+RECORDS = pack(DOCS)
+
+
+def test_records_round_trip_and_refuse_garbage() -> None:
+    assert [unpack(row) for row in RECORDS] == DOCS
+    assert RECORDS.shape[1] % 8 == 0
+    with pytest.raises(BadQuery, match="not a document"):
+        unpack(np.full(RECORDS.shape[1], 0xFF, dtype=np.uint8))
+    with pytest.raises(ConfigError):
+        pack([])
+
+
+def test_xor_pir_returns_every_record_exactly() -> None:
+    first, second = XorServer(RECORDS), XorServer(RECORDS)
+    for index in range(len(DOCS)):
+        q1, q2 = make_queries(index, len(DOCS))
+        assert unpack(combine(first.answer(q1), second.answer(q2))) == DOCS[index]
+
+
+def test_each_xor_replica_sees_a_uniform_vector() -> None:
+    """The bit of the wanted record is a fair coin in either replica's query."""
+    ones = [
+        np.unpackbits(np.frombuffer(make_queries(17, 300)[0], dtype=np.uint8))[17]
+        for _ in range(2000)
+    ]
+    assert 0.45 < np.mean(ones) < 0.55
+
+
+def test_simplepir_returns_records_exactly() -> None:
+    server = SimplePirServer(RECORDS)
+    client = SimplePirClient(server.setup())
+    for index in [0, 1, 150, 298, 299, *range(3, 300, 37)]:
+        query, secret = client.query(index)
+        assert unpack(client.decode(server.answer(query, server.version), secret)) == DOCS[index]
+
+
+def test_the_float_products_equal_exact_integer_arithmetic() -> None:
+    digits = to_digits(RECORDS[:64], 10)
+    a = expand_matrix(b"\x01" * 16, 64)
+    exact = (digits.astype(np.uint64) @ a.astype(np.uint64)) & np.uint64(0xFFFFFFFF)
+    assert np.array_equal(_mulmod32(digits.astype(np.float64), a), exact.astype(np.uint32))
+
+
+def test_plaintext_modulus_shrinks_as_the_database_grows() -> None:
+    assert plaintext_bits(300) >= plaintext_bits(4096) >= plaintext_bits(1 << 20) >= 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [b"", b"\x00" * 7, "not bytes", np.zeros(300, dtype=np.uint32)],
+    ids=["empty", "wrong length", "str", "numpy array"],
+)
+def test_bad_queries_are_refused(query) -> None:
+    with pytest.raises(BadQuery):
+        XorServer(RECORDS).answer(query)
+    server = SimplePirServer(RECORDS)
+    with pytest.raises(BadQuery):
+        server.answer(query, server.version)
+
+
+def test_xor_query_with_padding_bits_set_is_refused() -> None:
+    server = XorServer(pack(DOCS[:5]))  # 5 records in one byte: 3 padding bits
+    with pytest.raises(BadQuery, match="padding"):
+        server.answer(b"\xff")
+
+
+@pytest.mark.parametrize("index", [-1, 300])
+def test_out_of_range_records_are_refused_before_anything_is_sent(index: int) -> None:
+    with pytest.raises(BadQuery):
+        make_queries(index, 300)
+    with pytest.raises(BadQuery):
+        SimplePirClient(SimplePirServer(RECORDS).setup()).query(index)
+
+
+def test_a_stale_hint_is_refused_and_never_yields_a_wrong_document() -> None:
+    old = SimplePirServer(RECORDS)
+    client = SimplePirClient(old.setup())
+    changed = DOCS.copy()
+    changed[5] = "guideline 005: updated advice"
+    new = SimplePirServer(pack(changed, RECORDS.shape[1]), seed=old.seed)
+    query, secret = client.query(5)
+    with pytest.raises(BadQuery, match="stale hint"):
+        new.answer(query, client.setup.version)
+    # even a server that skipped the check could not make the old hint decode a wrong document
+    answer = new.answer(query, new.version)
+    with pytest.raises(BadQuery):
+        unpack(client.decode(answer, secret))
+
+
+def test_a_record_corrupted_anywhere_in_its_text_is_an_error() -> None:
+    record = RECORDS[42].copy()
+    for position in (4, 10, 4 + len(DOCS[42].encode()) - 1):
+        corrupted = record.copy()
+        corrupted[position] ^= 0x01
+        with pytest.raises(BadQuery):
+            unpack(corrupted)

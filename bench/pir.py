@@ -1,0 +1,83 @@
+"""PIR server throughput against this machine's memory-read bandwidth, same run.
+
+    .venv/bin/python bench/pir.py [--mib 256] [--repeat 5]
+
+Database: --mib of records (4 KiB each). Bandwidth baseline: a numpy sum
+over the same number of bytes (uint64 words). XOR PIR scans the records
+a random half selects; SimplePIR scans the digit matrix (float64, 8 bytes per
+digit) once per query. Throughput counts database bytes (the records) per
+second of answering. Figures, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocols.pir.simplepir import LWE_N, SimplePirClient, SimplePirServer  # noqa: E402
+from protocols.pir.xor import XorServer, make_queries  # noqa: E402
+
+RECORD_BYTES = 4096
+
+
+def best(function, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mib", type=int, default=256, help="database size in MiB")
+    parser.add_argument("--repeat", type=int, default=5, help="best of N")
+    args = parser.parse_args()
+    count = (args.mib << 20) // RECORD_BYTES
+    records = np.random.default_rng(3).integers(0, 256, (count, RECORD_BYTES), dtype=np.uint8)
+    size_gb = records.nbytes / 1e9
+    words = records.view(np.uint64)
+
+    bandwidth = size_gb / best(lambda: words.sum(), args.repeat)
+    xor = XorServer(records)
+    xor_query = make_queries(0, count)[0]
+    xor_rate = size_gb / best(lambda: xor.answer(xor_query), args.repeat)
+
+    start = time.perf_counter()
+    lwe = SimplePirServer(records)
+    setup_time = time.perf_counter() - start
+    client = SimplePirClient(lwe.setup())
+    query, _ = client.query(0)
+    lwe_rate = size_gb / best(lambda: lwe.answer(query, lwe.version), args.repeat)
+
+    digits = lwe.hint.shape[0]
+    print(
+        f"database: {count} records of {RECORD_BYTES} B = {size_gb:.3f} GB; "
+        f"SimplePIR: n = {LWE_N}, p = 2^{lwe.bits}, {digits} digits per record, "
+        f"setup {setup_time:.1f} s"
+    )
+    print(f"{'path':<32} {'GB/s':>7} {'vs memory':>10}")
+    print(f"{'memory read (numpy sum)':<32} {bandwidth:7.2f} {1.0:9.2f}x")
+    print(f"{'XOR PIR answer':<32} {xor_rate:7.2f} {xor_rate / bandwidth:9.2f}x")
+    print(f"{'SimplePIR answer':<32} {lwe_rate:7.2f} {lwe_rate / bandwidth:9.2f}x")
+    print(f"\n{'size':<32} {'bytes':>12} {'SimplePIR formula':>28}")
+    print(f"{'XOR query (each replica)':<32} {len(xor_query):>12} {'N/8':>28}")
+    print(f"{'XOR answer (each replica)':<32} {RECORD_BYTES:>12} {'record size':>28}")
+    print(
+        f"{'SimplePIR hint (once)':<32} {lwe.hint.nbytes:>12} {'m * n * 4 (m digits/record)':>28}"
+    )
+    print(f"{'SimplePIR query':<32} {len(query):>12} {'N * 4':>28}")
+    print(f"{'SimplePIR answer':<32} {digits * 4:>12} {'m * 4':>28}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,8 @@ import numpy as np
 from parties.errors import BadQuery
 from protocols.pir.records import version
 
+BLOCK_ROWS = 4096
+
 
 def make_queries(index: int, count: int) -> tuple[bytes, bytes]:
     """The two query bit vectors for record `index` of `count`, packed."""
@@ -39,10 +41,13 @@ class XorServer:
         bits = np.unpackbits(np.frombuffer(query, dtype=np.uint8))
         if bits[self.count :].any():
             raise BadQuery("padding bits of the query are set")
-        selected = self._words[bits[: self.count].astype(bool)]
-        if not len(selected):
-            return bytes(self._words.shape[1] * 8)
-        return np.bitwise_xor.reduce(selected, axis=0).tobytes()
+        chosen = np.flatnonzero(bits[: self.count])
+        result = np.zeros(self._words.shape[1], dtype=np.uint64)
+        # in blocks: a gather of the whole selection would copy half the database
+        for start in range(0, len(chosen), BLOCK_ROWS):
+            block = self._words[chosen[start : start + BLOCK_ROWS]]
+            np.bitwise_xor(result, np.bitwise_xor.reduce(block, axis=0), out=result)
+        return result.tobytes()
 
 
 def combine(first: bytes, second: bytes) -> np.ndarray:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import best  # noqa: E402
 from protocols.attestation.dataset import (  # noqa: E402
     Commitment,
     Dataset,
@@ -41,15 +42,6 @@ def records(count: int, text_bytes: int) -> list[dict[str, str]]:
         {"source": f"site{i % 997:03d}.org/{i:08d}", "text": body[i % 17 :] + body[: i % 17]}
         for i in range(count)
     ]
-
-
-def best(function, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def throughput(repeat: int) -> None:

@@ -20,19 +20,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.timing import best  # noqa: E402
 from protocols.pir.simplepir import LWE_N, SimplePirClient, SimplePirServer  # noqa: E402
 from protocols.pir.xor import XorServer, make_queries  # noqa: E402
 
 RECORD_BYTES = 4096
-
-
-def best(function, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

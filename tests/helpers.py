@@ -4,8 +4,11 @@ Ray), and runs of the default scenario."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ from parties.roles import Role, holdings_for
 from parties.runtime import PartyRuntime
 from protocols import get_protocol
 
+ROOT = Path(__file__).resolve().parent.parent
 ROLES = {
     "hospital_1": Role.DATA_CONTRIBUTOR,
     "model_creator": Role.MODEL_CREATOR,
@@ -125,3 +129,17 @@ def run_copy(default_run: Path, tmp_path: Path) -> Path:
     target = tmp_path / "run"
     shutil.copytree(default_run, target)
     return target
+
+
+def airlock(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 240
+) -> subprocess.CompletedProcess[str]:
+    """Run the `airlock` command (as `python -m orchestrator`) in the project root."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        cwd=ROOT,
+    )

@@ -5,14 +5,13 @@ pair, an edited blob, a forged head."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator.audit import AuditError, audit_run
 from parties.log import BLOB_DIR, HEAD_FILE, LOG_FILE
+from tests.helpers import airlock
 
 
 def log_lines(run: Path, party: str) -> list[bytes]:
@@ -138,20 +137,10 @@ def test_audit_cli_exits_1_naming_party_and_entry(run_copy: Path) -> None:
     lines = log_lines(run_copy, "deployer")
     lines[0] = lines[0].replace(b'"in"', b'"ix"', 1)
     write_lines(run_copy, "deployer", lines)
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "audit", str(run_copy)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = airlock("audit", str(run_copy))
     assert done.returncode == 1
     assert "deployer entry 0" in done.stdout and "FAILS" in done.stdout
-    as_json = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "audit", str(run_copy), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    as_json = airlock("audit", str(run_copy), "--format", "json")
     assert as_json.returncode == 1
     report = json.loads(as_json.stdout)
     assert report["ok"] is False
@@ -165,11 +154,6 @@ def test_audit_cli_exits_1_naming_party_and_entry(run_copy: Path) -> None:
 def test_audit_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="not a run directory"):
         audit_run(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "audit", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = airlock("audit", str(tmp_path))
     assert done.returncode == 2
     assert "not a run directory" in done.stderr and "Traceback" not in done.stderr

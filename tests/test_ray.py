@@ -15,21 +15,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, airlock
+
 pytestmark = pytest.mark.ray
-
-
-def airlock(
-    *args: str, env: dict[str, str] | None = None, timeout: int = 240
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,
-    )
 
 
 def placements(run_dir: Path) -> dict[str, dict]:

@@ -3,14 +3,13 @@ and the key, and the CLI shows it as one line, never a traceback."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator.scenario import builtin_names, load_scenario, parse_scenario
 from parties.errors import ConfigError
+from tests.helpers import airlock
 
 MINIMAL = """
 name = "mini"
@@ -107,21 +106,14 @@ def test_unknown_scenario_name_lists_builtins() -> None:
 def test_cli_reports_a_malformed_scenario_without_traceback(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(MINIMAL.replace('"end_user"', '"wizard"'))
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = airlock("run", str(path))
     assert done.returncode == 2
     assert f"{path}: parties.alice.role: unknown role 'wizard'" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 
 def test_cli_help_explains_each_command() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True, timeout=60
-    )
+    done = airlock("--help")
     assert done.returncode == 0
     for command in ("run", "audit", "logs", "scenarios"):
         assert command in done.stdout

@@ -5,8 +5,6 @@ caught by the parties and by `airlock verify`; bad submissions are refused."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from parties.log import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.attestation.statements import DATASET_PREDICATE, sign_statement
-from tests.helpers import start_parties
+from tests.helpers import airlock, start_parties
 
 
 def run_attest(out: Path, edit: Callable[[str], str] = lambda text: text) -> RunResult:
@@ -120,19 +118,9 @@ def test_data_from_the_excluded_domain_cannot_be_proved_absent(tmp_path: Path) -
 def test_verify_cli_exit_codes_and_json(tmp_path: Path) -> None:
     run_attest(tmp_path / "good")
     run_attest(tmp_path / "bad", adversary("deployer", "swap_model"))
-    good = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "verify", str(tmp_path / "good")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    good = airlock("verify", str(tmp_path / "good"))
     assert good.returncode == 0, good.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "verify", str(tmp_path / "bad"), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = airlock("verify", str(tmp_path / "bad"), "--format", "json")
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
     assert [c["claim"] for c in report["claims"] if not c["ok"]] == [
@@ -209,12 +197,7 @@ def test_bom_is_valid_cyclonedx_1_6_naming_model_and_datasets(tmp_path: Path) ->
     from cyclonedx.validation.json import JsonStrictValidator
 
     run_attest(tmp_path / "run")
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "bom", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = airlock("bom", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
     document = (tmp_path / "run" / "bom.cdx.json").read_text()
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(document) is None
@@ -230,12 +213,7 @@ def test_bom_is_valid_cyclonedx_1_6_naming_model_and_datasets(tmp_path: Path) ->
 
 
 def test_bom_of_a_run_without_a_ledger_is_a_clear_error(default_run: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "bom", str(default_run)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = airlock("bom", str(default_run))
     assert done.returncode == 2
     assert "no ledger" in done.stderr and "Traceback" not in done.stderr
 

@@ -124,9 +124,12 @@ class Boundary:
 
     # -- incoming ---------------------------------------------------------
 
-    def admit(self, tls_peer: str, messages: Iterator[bytes]) -> Envelope:
+    def admit(
+        self, tls_peer: str, messages: Iterator[bytes], answering: str | None = None
+    ) -> Envelope:
         """Read one envelope from raw stream messages and admit it, or raise
-        Refused. Both outcomes are logged."""
+        Refused. `answering` is the step of the request when this is a reply.
+        Both outcomes are logged."""
         header = None
         header_bytes = b""
         try:
@@ -149,7 +152,10 @@ class Boundary:
             if not self._replays.claim(header.sender, header.sequence):
                 raise Refused(pb.REPLAYED, f"sequence {header.sequence} already seen")
             self.policy.check(
-                header, self.directory.role_of(header.sender), self.directory.role_of(self.party)
+                header,
+                self.directory.role_of(header.sender),
+                self.directory.role_of(self.party),
+                answering,
             )
         except Refused as refusal:
             self.log.record(

@@ -35,8 +35,12 @@ class Policy:
     protocols: Mapping[str, Protocol]
     guarantees: tuple[Guarantee, ...]
 
-    def check(self, header: Header, sender_role: Role, receiver_role: Role) -> None:
-        """Raise Refused unless a rule permits the envelope and no guarantee forbids it."""
+    def check(
+        self, header: Header, sender_role: Role, receiver_role: Role, answering: str | None = None
+    ) -> None:
+        """Raise Refused unless a rule permits the envelope and no guarantee
+        forbids it. `answering` is the step this envelope answers, if it came
+        back as a reply."""
         protocol = self.protocols.get(header.protocol)
         if protocol is None:
             raise Refused(pb.UNKNOWN_PROTOCOL, f"protocol {header.protocol!r} is not active")
@@ -50,6 +54,15 @@ class Policy:
                 f"{header.protocol}.{header.step} from {sender_role} to {receiver_role} "
                 f"with [{shown}] is not permitted",
             )
+        step = f"{header.protocol}.{header.step}"
+        if rule.reply_to and answering not in rule.reply_to:
+            raise Refused(
+                pb.RULE_NOT_PERMITTED,
+                f"{step} may only answer {' or '.join(rule.reply_to)}, "
+                f"not {answering or 'nothing (it came unsolicited)'}",
+            )
+        if not rule.reply_to and answering is not None:
+            raise Refused(pb.RULE_NOT_PERMITTED, f"{step} is not an answer to {answering}")
         for label in header.labels:
             for guarantee in self.guarantees:
                 if guarantee.covers(header.receiver, receiver_role, label.asset) and not (

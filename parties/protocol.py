@@ -40,12 +40,15 @@ def label_rule(asset: str, *forms: Form) -> LabelRule:
 @dataclass(frozen=True)
 class Rule:
     """Step `step` may go from a `sender` role to a `receiver` role if every
-    label of the envelope is permitted by one of `labels`."""
+    label of the envelope is permitted by one of `labels`. A step with
+    `reply_to` may only arrive as the answer to one of those steps (on the
+    same call), never unsolicited; a step without it never as an answer."""
 
     step: str
     sender: Role
     receiver: Role
     labels: tuple[LabelRule, ...]
+    reply_to: tuple[str, ...] = ()
 
     def permits(self, labels: Iterable[Label], sender: str, receiver: str) -> bool:
         return all(any(r.permits(label, sender, receiver) for r in self.labels) for label in labels)

@@ -211,7 +211,7 @@ class PartyRuntime:
         if not raw_reply:
             return None
         # The channel's TLS target name is the receiver, so the replying peer is it.
-        return self.boundary.admit(receiver, iter(raw_reply))
+        return self.boundary.admit(receiver, iter(raw_reply), answering=step)
 
     # -- receiving ----------------------------------------------------------
 

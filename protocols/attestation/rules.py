@@ -28,7 +28,13 @@ RULES = (
         for role in SUBMITTERS
     ),
     *(
-        Rule("logged", Role.LEDGER, role, (label_rule("ledger:{sender}", Form.PUBLIC),))
+        Rule(
+            "logged",
+            Role.LEDGER,
+            role,
+            (label_rule("ledger:{sender}", Form.PUBLIC),),
+            reply_to=("submit", "head_request"),
+        )
         for role in SUBMITTERS
     ),
     # a contributor shows its logged statement (and exclusion proofs) to the creator
@@ -51,5 +57,6 @@ RULES = (
             label_rule("output:{receiver}", Form.PUBLIC),
             label_rule("prompt:{receiver}", Form.DIGEST),
         ),
+        reply_to=("inference_request",),
     ),
 )

@@ -33,6 +33,7 @@ RULES = (
         Role.EXTERNAL_DATABASE,
         Role.END_USER,
         (label_rule("catalog:{sender}", Form.PUBLIC),),
+        reply_to=("catalog_request",),
     ),
     Rule(
         "sealed_prompt",
@@ -45,5 +46,6 @@ RULES = (
         Role.DEPLOYER,
         Role.END_USER,
         (label_rule("prompt:{receiver}", Form.DIGEST),),
+        reply_to=("sealed_prompt",),
     ),
 )

@@ -135,3 +135,43 @@ def test_a_killed_party_ends_the_run_and_leaves_a_verifiable_unsealed_log(tmp_pa
     entries, _ = read_entries(tmp_path / "run" / "parties" / "deployer", "deployer")
     assert [e["step"] for e in entries] == ["model_card"]  # what it saw before it died
     assert all(claim.ok for claim in result.audit.claims[1:])
+
+
+@pytest.mark.parametrize(
+    ("sender", "receiver", "step", "label"),
+    [
+        ("deployer", "alice", "prompt_receipt", Label("prompt:alice", Form.DIGEST)),
+        ("guidelines_db", "alice", "catalog", Label("catalog:guidelines_db", Form.PUBLIC)),
+    ],
+)
+def test_a_reply_step_sent_unsolicited_is_refused(
+    parties: Parties, sender: str, receiver: str, step: str, label: Label
+) -> None:
+    """Receipts and catalogues arrive only as answers to the user's own requests."""
+    with pytest.raises(Refused) as caught:
+        parties[sender].deliver(receiver, "walkthrough", step, [label], b"{}")
+    assert caught.value.reason == pb.RULE_NOT_PERMITTED
+    assert "may only answer" in caught.value.detail
+
+
+def test_policy_refuses_a_request_step_that_comes_back_as_an_answer() -> None:
+    from parties.envelope import new_header
+    from parties.policy import Policy
+    from parties.roles import Role
+    from protocols import get_protocol
+
+    policy = Policy({"walkthrough": get_protocol("walkthrough")}, ())
+    header = new_header(
+        sender="alice",
+        receiver="db",
+        run_id="r",
+        session_id="",
+        protocol="walkthrough",
+        step="catalog_request",
+        sequence=1,
+        labels=[Label("catalog:db", Form.PUBLIC)],
+        payload=b"{}",
+    )
+    policy.check(header, Role.END_USER, Role.EXTERNAL_DATABASE)
+    with pytest.raises(Refused, match="not an answer"):
+        policy.check(header, Role.END_USER, Role.EXTERNAL_DATABASE, answering="catalog")

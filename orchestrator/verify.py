@@ -20,7 +20,6 @@ Numbered as the checks run:
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,9 @@ from protocols.attestation.statements import (
     MODEL_PREDICATE,
     RECEIPT_PREDICATE,
     OpenedStatement,
+    json_or_none,
     open_statement,
 )
-
-
-def _json(payload: bytes) -> Any:
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return None
 
 
 def verify_run(run_dir: Path) -> ClaimsReport:
@@ -88,7 +81,7 @@ def logged_statements(run: RunRecord, ledger: str) -> tuple[Claim, Logged]:
     for entry, payload in run.received(ledger, PROTOCOL, "submit"):
         claim.checked += 1
         sender = entry["peer"]
-        request = _json(payload)
+        request = json_or_none(payload)
         try:
             if not isinstance(request, dict) or "statement" not in request:
                 raise ClaimFailed("statement", "malformed submission")
@@ -116,7 +109,7 @@ def _ledger_order(
     positions: dict[int, str] = {}
     for party in run.logs:
         for entry, payload in run.received(party, PROTOCOL, "logged"):
-            answer = _json(payload)
+            answer = json_or_none(payload)
             if not isinstance(answer, dict) or not isinstance(answer.get("index"), int):
                 continue
             index, digest = answer["index"], str(entry.get("session"))
@@ -139,7 +132,7 @@ def _history(run: RunRecord, ledger: str, tree: MerkleTree) -> Claim:
         previous: TreeHead | None = None
         for entry, payload in run.received(party, PROTOCOL, "logged"):
             claim.checked += 1
-            answer = _json(payload)
+            answer = json_or_none(payload)
             try:
                 head = check_answer(answer, run.keys[ledger], None, None, "ledger head")
                 if head.size > len(tree) or tree.root(head.size) != head.root:
@@ -189,7 +182,11 @@ def _datasets(
             contributor = entry["peer"]
             try:
                 commitment = check_dataset_attestation(
-                    _json(payload), contributor, run.keys[contributor], run.keys[ledger], required
+                    json_or_none(payload),
+                    contributor,
+                    run.keys[contributor],
+                    run.keys[ledger],
+                    required,
                 )
             except ClaimFailed as error:
                 claim.fail(creator, entry["index"], str(error))
@@ -242,13 +239,13 @@ def _receipts(
     prompts: dict[str, bytes] = {}  # nonce -> prompt, as the deployers received them
     for deployer in (n for n, r in roles.items() if r == Role.DEPLOYER):
         for _, payload in run.received(deployer, PROTOCOL, "inference_request"):
-            request = _json(payload)
+            request = json_or_none(payload)
             if isinstance(request, dict):
                 prompts[str(request.get("nonce"))] = str(request.get("prompt")).encode()
     for user in (n for n, r in roles.items() if r == Role.END_USER):
         for entry, payload in run.received(user, PROTOCOL, "inference_response"):
             claim.checked += 1
-            deployer, answer = entry["peer"], _json(payload)
+            deployer, answer = entry["peer"], json_or_none(payload)
             try:
                 if not isinstance(answer, dict):
                     raise ClaimFailed("inference receipt", "malformed answer")

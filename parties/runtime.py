@@ -222,8 +222,7 @@ class PartyRuntime:
         header = envelope.header
         protocol = self.policy.protocols[header.protocol]
         handler = protocol.handlers.get((self.role, header.step))
-        if handler is None:
-            self.state[header.protocol].setdefault("inbox", []).append(envelope)
+        if handler is None:  # nothing to do: the log already holds what arrived
             return None
         try:
             reply = handler(self.context(header.protocol), envelope)

@@ -6,7 +6,6 @@ history is caught."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -164,10 +163,3 @@ def check_answer(
             f"{claim}: ledger history from size {last_head.size} to {head.size}",
         )
     return head
-
-
-def load_answer(payload: bytes, claim: str) -> Any:
-    try:
-        return json.loads(payload)
-    except ValueError:
-        raise ClaimFailed(claim, "ledger answer is not JSON") from None

@@ -37,7 +37,6 @@ from protocols.attestation.ledger import (
     TreeHead,
     check_answer,
     entry_bytes,
-    load_answer,
 )
 from protocols.attestation.model import (
     DatasetReference,
@@ -52,7 +51,9 @@ from protocols.attestation.statements import (
     DATASET_PREDICATE,
     MODEL_PREDICATE,
     RECEIPT_PREDICATE,
+    OpenedStatement,
     PartySigner,
+    json_or_none,
     open_statement,
     sign_statement,
 )
@@ -121,25 +122,27 @@ def _submit(ctx: PartyContext, statement: dict[str, Any], labels: list[Label]) -
     claim = f"ledger entry of {ctx.name}"
     if reply is None:
         raise ClaimFailed(claim, "the ledger did not answer")
-    answer = load_answer(reply.payload, claim)
+    answer = json_or_none(reply.payload)
     ctx.state["head"] = check_answer(
         answer, ctx.public_key(ledger), entry_bytes(statement), last, claim
     )
     return answer
 
 
-def _open_logged(
-    ctx: PartyContext, shown: Any, signer: str, predicate_type: str, claim: str
-) -> tuple[dict[str, Any], Any]:
-    """Check a statement shown by `signer` with its ledger answer: signed by
-    `signer`, included in the ledger under a head the ledger signed."""
+def open_logged(
+    shown: Any,
+    signer_key: ed25519.Ed25519PublicKey,
+    ledger_key: ed25519.Ed25519PublicKey,
+    predicate_type: str,
+    claim: str,
+) -> OpenedStatement:
+    """Check a statement shown with its ledger answer: signed by the signer,
+    included in the ledger under a head the ledger signed."""
     if not isinstance(shown, dict) or "statement" not in shown or "logged" not in shown:
         raise ClaimFailed(claim, "malformed attestation")
-    statement = open_statement(shown["statement"], ctx.public_key(signer), predicate_type, claim)
-    check_answer(
-        shown["logged"], ctx.public_key(_ledger(ctx)), entry_bytes(shown["statement"]), None, claim
-    )
-    return shown, statement
+    statement = open_statement(shown["statement"], signer_key, predicate_type, claim)
+    check_answer(shown["logged"], ledger_key, entry_bytes(shown["statement"]), None, claim)
+    return statement
 
 
 # -- data contributor -------------------------------------------------------
@@ -189,10 +192,7 @@ def check_dataset_attestation(
     dataset: the statement is the contributor's, about its own dataset, logged
     by the ledger, and proves every required exclusion. Raises ClaimFailed."""
     claim = f"dataset attestation of {contributor}"
-    if not isinstance(shown, dict) or "statement" not in shown or "logged" not in shown:
-        raise ClaimFailed(claim, "malformed attestation")
-    statement = open_statement(shown["statement"], contributor_key, DATASET_PREDICATE, claim)
-    check_answer(shown["logged"], ledger_key, entry_bytes(shown["statement"]), None, claim)
+    statement = open_logged(shown, contributor_key, ledger_key, DATASET_PREDICATE, claim)
     commitment = Commitment.from_statement(statement, claim)
     if commitment.dataset != f"train:{contributor}":
         raise ClaimFailed(claim, f"{contributor} attests to another party's dataset")
@@ -213,7 +213,7 @@ def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
     assert isinstance(holdings, ModelCreator)
     try:
         commitment = check_dataset_attestation(
-            _json_or_none(envelope.payload),
+            json_or_none(envelope.payload),
             contributor,
             ctx.public_key(contributor),
             ctx.public_key(_ledger(ctx)),
@@ -225,13 +225,6 @@ def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
     ctx.state.setdefault("datasets", {})[contributor] = DatasetReference(
         commitment.dataset, commitment.root.hex()
     )
-
-
-def _json_or_none(payload: bytes) -> Any:
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return None
 
 
 def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -268,14 +261,16 @@ def on_model_attestation(ctx: PartyContext, envelope: Envelope) -> None:
     creator = envelope.header.sender
     claim = f"model commitment of {creator}"
     try:
-        _, statement = _open_logged(
-            ctx, json.loads(envelope.payload), creator, MODEL_PREDICATE, claim
+        statement = open_logged(
+            json_or_none(envelope.payload),
+            ctx.public_key(creator),
+            ctx.public_key(_ledger(ctx)),
+            MODEL_PREDICATE,
+            claim,
         )
         ctx.state["model"] = ModelCommitment.from_statement(statement, claim)
     except ClaimFailed as error:
         _reject(ctx, error)
-    except ValueError:
-        _reject(ctx, ClaimFailed(claim, "not JSON"))
 
 
 def on_inference_request(ctx: PartyContext, envelope: Envelope) -> Reply:
@@ -348,9 +343,7 @@ def audit_ledger(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     try:
         if reply is None:
             raise ClaimFailed(claim, "the ledger did not answer")
-        head = check_answer(
-            load_answer(reply.payload, claim), ctx.public_key(ledger), None, last, claim
-        )
+        head = check_answer(json_or_none(reply.payload), ctx.public_key(ledger), None, last, claim)
     except ClaimFailed as error:
         return {"consistent": False, "rejected": _reject(ctx, error)}
     ctx.state["head"] = head

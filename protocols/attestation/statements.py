@@ -122,6 +122,14 @@ def open_statement(
     )
 
 
+def json_or_none(payload: bytes) -> Any:
+    """Parsed JSON, or None for bytes that are not JSON (checks then fail as malformed)."""
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return None
+
+
 def integer(predicate: dict[str, Any], key: str, claim: str) -> int:
     """A whole number from a predicate (protobuf Struct keeps numbers as floats)."""
     value = predicate.get(key)

@@ -22,7 +22,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy parties protocols orchestrator
+	$(BIN)/mypy parties protocols orchestrator models
 
 protos: $(STAMP)
 	PYTHON=$(BIN)/python scripts/gen_protos.sh

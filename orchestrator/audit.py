@@ -32,8 +32,17 @@ from parties.envelope import header_from_bytes, signed_message
 from parties.errors import AirlockError, IdentityError, Refused
 from parties.identity import load_signing_certificate
 from parties.labels import Form
-from parties.log import BLOB_DIR, Direction, Outcome, header_fields, labels_text, verify_log
+from parties.log import (
+    BLOB_DIR,
+    UNSEALED,
+    Direction,
+    Outcome,
+    header_fields,
+    labels_text,
+    verify_log,
+)
 from parties.policy import Policy
+from parties.protocol import FINGERPRINTS
 from parties.roles import Role
 
 
@@ -59,6 +68,7 @@ class Claim:
     name: str
     findings: list[Finding] = field(default_factory=list)
     checked: int = 0
+    notes: list[Finding] = field(default_factory=list)  # worth knowing, not failures
 
     @property
     def ok(self) -> bool:
@@ -91,6 +101,7 @@ class ClaimsReport:
                     "ok": c.ok,
                     "checked": c.checked,
                     "findings": [asdict(f) for f in c.findings],
+                    "notes": [asdict(f) for f in c.notes],
                 }
                 for c in self.claims
             ],
@@ -176,6 +187,17 @@ def load_run(run_dir: Path) -> RunRecord:
             continue
         entries, problems = verify_log(directory, name, run_id, keys[name])
         for problem in problems:
+            if problem.problem == UNSEALED and name in manifest.get("dropouts", []):
+                # a dropout the protocol is built to survive, killed on purpose
+                integrity.notes.append(
+                    Finding(
+                        name,
+                        None,
+                        f"{UNSEALED}: it dropped out (injected fault); its entries verify, "
+                        "but a truncated tail cannot be ruled out",
+                    )
+                )
+                continue
             integrity.fail(problem.party, problem.entry, problem.problem)
         logs[name] = [e for e in entries if not e.get("unparsed")]
     return RunRecord(run_dir, manifest, scenario, keys, logs, integrity)
@@ -188,7 +210,7 @@ def audit_run(run_dir: Path) -> AuditReport:
     agreement = _check_agreement(logs)
     visibility, first_seen = _visibility(logs)
     guarantees = _check_guarantees(scenario, visibility, first_seen)
-    canaries = _scan_canaries(run_dir, scenario, logs)
+    canaries = _scan_canaries(run_dir, scenario, run.manifest, logs)
     blocked = [
         {
             "party": name,
@@ -321,28 +343,49 @@ def _check_guarantees(
     return claims
 
 
+def _needles(scenario: Scenario, manifest: dict[str, Any]) -> dict[tuple[str, str], list[bytes]]:
+    """What the content scan looks for, by (claim name, asset): the scenario's
+    canaries, and the fingerprints (hex) that actions reported to the
+    harness, e.g. a contributor's canaries and windows of its raw updates."""
+    needles: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+    for canary in scenario.canaries:
+        needles[(f"canary {canary.asset}", canary.asset)].append(canary.value.encode())
+    for action in manifest.get("actions", []):
+        result = action.get("result")
+        reported = result.get(FINGERPRINTS, {}) if isinstance(result, dict) else {}
+        for asset, values in reported.items():
+            key = (f"content scan: {asset} (fingerprints from {action.get('party')})", asset)
+            needles[key] += [bytes.fromhex(v) for v in values]
+    return needles
+
+
 def _scan_canaries(
-    run_dir: Path, scenario: Scenario, logs: dict[str, list[dict[str, Any]]]
+    run_dir: Path,
+    scenario: Scenario,
+    manifest: dict[str, Any],
+    logs: dict[str, list[dict[str, Any]]],
 ) -> list[Claim]:
+    """Search every party's received bytes for each canary and fingerprint of
+    an asset it may not see in plaintext, whatever the labels claim."""
     policy = Policy(protocols={}, guarantees=tuple(scenario.policy_guarantees()))
     claims = []
-    for canary in scenario.canaries:
-        claim = Claim(f"canary {canary.asset}")
-        needle = canary.value.encode()
+    for (title, asset), values in _needles(scenario, manifest).items():
+        claim = Claim(title)
         for name, entries in logs.items():
             role: Role = scenario.role_of(name)
-            if policy.entitled_to_plaintext(name, role, canary.asset):
+            if policy.entitled_to_plaintext(name, role, asset):
                 continue
             for entry in entries:
                 if entry.get("direction") != Direction.IN or not entry.get("blob"):
                     continue
                 claim.checked += 1
                 blob = run_dir / "parties" / name / BLOB_DIR / str(entry.get("payload_sha256"))
-                if blob.exists() and needle in blob.read_bytes():
+                data = blob.read_bytes() if blob.exists() else b""
+                if any(value in data for value in values):
                     claim.fail(
                         name,
                         entry["index"],
-                        f"received bytes contain the canary of {canary.asset} "
+                        f"received bytes contain a canary or fingerprint of {asset} "
                         f"(labelled {labels_text(entry.get('labels', []))})",
                     )
         claims.append(claim)

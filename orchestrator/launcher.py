@@ -20,11 +20,13 @@ from orchestrator.scenario import Scenario
 from parties.directory import PartyEntry
 from parties.errors import AirlockError, PartyFailed
 from parties.identity import RunAuthority, issue_credentials
+from parties.protocol import FINGERPRINTS
 from parties.runtime import PartyConfig
 from protocols import get_protocol
 
 Progress = Callable[[str], None]
 MANIFEST = "manifest.json"
+REPORT = "report.md"
 PARTIES_DIR = "parties"
 
 
@@ -101,6 +103,7 @@ def run_scenario(
     failure: str | None = None
     actions: list[dict[str, Any]] = []
     sealed: set[str] = set()
+    dropouts: set[str] = set()
     try:
         authority = RunAuthority(run_id)
         manifest["ca_pem"] = authority.certificate_pem.decode()
@@ -128,7 +131,7 @@ def run_scenario(
         hosts.call({n: ("join", (entries, authority.certificate_pem)) for n in names})
         progress("identities issued, mutual TLS up, directory shared")
         for stage in scenario.stages:
-            actions += _run_stage(scenario, stage.protocol, stage.params, hosts, progress)
+            actions += _run_stage(scenario, stage.protocol, stage.params, hosts, progress, dropouts)
     except AirlockError as error:
         failure = str(error)
         progress(f"run failed: {failure}")
@@ -138,20 +141,40 @@ def run_scenario(
             sealed = _seal_and_collect(hosts, names, placements, run_dir, progress)
         finally:
             hosts.close()
-    if failure is None and sealed != set(names):
-        failure = "logs of " + ", ".join(sorted(set(names) - sealed)) + " could not be sealed"
+    unsealed = set(names) - sealed - dropouts
+    if failure is None and unsealed:
+        failure = "logs of " + ", ".join(sorted(unsealed)) + " could not be sealed"
     manifest.update(
+        dropouts=sorted(dropouts),
         finished=datetime.datetime.now(datetime.UTC).isoformat(),
         outcome="failed" if failure else "completed",
         failure=failure,
         actions=actions,
     )
     (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    report = _report(scenario, manifest, actions)
+    if report:
+        (run_dir / REPORT).write_text(report)
     (run_dir / "scenario.toml").write_text(scenario_text)
     progress("auditing the logs")
-    report = audit_run(run_dir)
-    (run_dir / "audit.json").write_text(json.dumps(report.to_json(), indent=2))
-    return RunResult(run_dir, failure, report, actions)
+    audit = audit_run(run_dir)
+    (run_dir / "audit.json").write_text(json.dumps(audit.to_json(), indent=2))
+    return RunResult(run_dir, failure, audit, actions)
+
+
+def _report(scenario: Scenario, manifest: dict[str, Any], actions: list[dict[str, Any]]) -> str:
+    """report.md: each protocol's own account of its stage, where it gives one."""
+    sections = []
+    for stage in scenario.stages:
+        protocol = get_protocol(stage.protocol)
+        if protocol.report is not None:
+            mine = [a for a in actions if a["protocol"] == stage.protocol]
+            sections.append("\n".join(protocol.report(mine)))
+    if not sections:
+        return ""
+    outcome = manifest["outcome"] + (f": {manifest['failure']}" if manifest["failure"] else "")
+    head = f"# Run {manifest['run_id']} ({scenario.name})\n\nOutcome: {outcome}\n\n"
+    return head + "\n".join(sections)
 
 
 def _run_stage(
@@ -160,37 +183,56 @@ def _run_stage(
     params: dict[str, Any],
     hosts: LocalHosts | RayHosts,
     progress: Progress,
+    dropouts: set[str],
 ) -> list[dict[str, Any]]:
+    """Run one stage's plan. A party of a role the protocol survives losing
+    that is killed by an injected fault is a dropout: the run goes on."""
     protocol = get_protocol(protocol_name)
     done: list[dict[str, Any]] = []
     plan = [
-        ([n for n in scenario.parties if scenario.role_of(n) == role], action, False)
-        for role, action in protocol.stage
+        (role, [n for n in scenario.parties if scenario.role_of(n) == role], action, number, False)
+        for role, action, number in protocol.plan(params)
     ]
     for name, spec in scenario.parties.items():
         if spec.adversary is not None and spec.adversary in protocol.adversaries:
             action = protocol.adversaries[spec.adversary][1]
             if action is not None:  # None: the adversary lives in the role's handlers
-                plan.append(([name], action, True))
-    for parties, action, adversarial in plan:
+                plan.append((scenario.role_of(name), [name], action, None, True))
+    for role, parties, action, number, adversarial in plan:
         for fault in scenario.faults:
-            if fault.before == action and fault.kill in hosts.alive:
+            due = fault.round is None or fault.round == number
+            if fault.before == action and due and fault.kill in hosts.alive:
                 hosts.kill(fault.kill)
                 progress(f"fault injected: killed {fault.kill} before {action}")
-        results = hosts.call({n: ("act", (protocol_name, action, params)) for n in parties})
+                if scenario.role_of(fault.kill) in protocol.survives_loss_of:
+                    dropouts.add(fault.kill)
+        if role in protocol.survives_loss_of:  # the protocol copes without them
+            parties = [n for n in parties if n in hosts.alive]
+        step_params = params if number is None else {**params, "round": number}
+        results = hosts.call({n: ("act", (protocol_name, action, step_params)) for n in parties})
         for party, result in results.items():
             done.append(
                 {
                     "protocol": protocol_name,
                     "party": party,
                     "action": action,
+                    "round": number,
                     "adversarial": adversarial,
                     "result": result,
                 }
             )
             tag = "adversary " if adversarial else ""
-            progress(f"{protocol_name}: {tag}{party} {action} -> {json.dumps(result)}")
+            where = f" (round {number})" if number is not None else ""
+            progress(f"{protocol_name}: {tag}{party} {action}{where} -> {_brief(result)}")
     return done
+
+
+def _brief(result: Any, limit: int = 240) -> str:
+    """A result for the progress line; fingerprints stay in the manifest."""
+    if isinstance(result, dict):
+        result = {k: v for k, v in result.items() if k != FINGERPRINTS}
+    text = json.dumps(result)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _seal_and_collect(

@@ -65,10 +65,12 @@ class CanarySpec(_Strict):
 
 
 class FaultSpec(_Strict):
-    """Fault injection: kill party `kill` just before action `before` runs."""
+    """Fault injection: kill party `kill` just before action `before` runs
+    (in round `round` of a protocol with rounds; the first time if unset)."""
 
     kill: str
     before: str
+    round: int | None = Field(default=None, ge=1)
 
 
 class Scenario(_Strict):
@@ -123,6 +125,14 @@ def _check(scenario: Scenario) -> None:
             protocols[stage.protocol] = get_protocol(stage.protocol)
         except ConfigError as exc:
             raise ConfigError(f"stages[{index}].protocol: {exc}") from None
+        model = protocols[stage.protocol].params
+        if model is not None:
+            try:
+                model.model_validate(stage.params)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                key = ".".join(str(p) for p in first["loc"])
+                raise ConfigError(f"stages[{index}].params.{key}: {first['msg']}") from None
     for name, spec in scenario.parties.items():
         if spec.adversary is None:
             continue
@@ -148,7 +158,7 @@ def _check(scenario: Scenario) -> None:
         unknown = sorted(set(guarantee.viewers) - known_viewers)
         if unknown:
             raise ConfigError(f"guarantees[{index}].viewers: unknown party or role {unknown[0]!r}")
-    actions = {action for p in protocols.values() for _, action in p.stage}
+    actions = {action for p in protocols.values() for action in p.action_names}
     actions |= {a for p in protocols.values() for _, a in p.adversaries.values() if a is not None}
     for index, fault in enumerate(scenario.faults):
         if fault.kill not in scenario.parties:

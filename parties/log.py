@@ -215,6 +215,9 @@ def read_entries(directory: Path, party: str) -> tuple[list[dict[str, Any]], lis
     return entries, problems
 
 
+UNSEALED = "signed head is missing (log never sealed)"
+
+
 def verify_log(
     directory: Path, party: str, run_id: str, public_key: ed25519.Ed25519PublicKey
 ) -> tuple[list[dict[str, Any]], list[LogProblem]]:
@@ -255,7 +258,7 @@ def _verify_head(
 ) -> list[LogProblem]:
     path = directory / HEAD_FILE
     if not path.exists():
-        return [LogProblem(party, None, "signed head is missing (log never sealed)")]
+        return [LogProblem(party, None, UNSEALED)]
     try:
         head = json.loads(path.read_text())
         public_key.verify(bytes.fromhex(head["signature"]), head_message(head))

@@ -14,6 +14,7 @@ from typing import Any
 from typing import Protocol as TypingProtocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from pydantic import BaseModel
 
 from parties.envelope import Envelope
 from parties.labels import Form, Label, asset_matches
@@ -88,26 +89,56 @@ class PartyContext(TypingProtocol):
 
 Handler = Callable[[PartyContext, Envelope], Reply | None]
 Action = Callable[[PartyContext, Mapping[str, Any]], dict[str, Any]]
+Step = tuple[Role, str]
+
+# An action's result may hold {FINGERPRINTS: {asset: [hex, ...]}}: bytes that
+# reveal the asset (a canary, a window of a raw update), reported to the
+# evaluation harness; the audit searches every received blob for them.
+FINGERPRINTS = "fingerprints"
+Report = Callable[[list[dict[str, Any]]], list[str]]
 
 
 @dataclass(frozen=True)
 class Protocol:
     """A protocol's rules, the handlers of receiving roles and the actions of
-    initiating roles. `stage` lists the actions a stage runs, in order, as
-    (role, action) pairs. An adversary is played by a role: either an action
+    initiating roles. A stage runs, in order, the (role, action) pairs of
+    `stage`, then `round_stage` once per round (the stage's `rounds` param),
+    then `final_stage`. An adversary is played by a role: either an action
     run after the stage's, or (action None) a change of the role's handlers,
-    which read `ctx.adversary`."""
+    which read `ctx.adversary`.
+
+    `params`, if set, is the pydantic model a stage's params must fit.
+    Parties of a role in `survives_loss_of` may die without ending the run:
+    the protocol copes (e.g. contributors dropping out of a round). `report`
+    turns the stage's action results into lines of the run's report."""
 
     name: str
     rules: tuple[Rule, ...]
-    handlers: Mapping[tuple[Role, str], Handler] = field(default_factory=dict)
-    actions: Mapping[tuple[Role, str], Action] = field(default_factory=dict)
-    stage: tuple[tuple[Role, str], ...] = ()
+    handlers: Mapping[Step, Handler] = field(default_factory=dict)
+    actions: Mapping[Step, Action] = field(default_factory=dict)
+    stage: tuple[Step, ...] = ()
+    round_stage: tuple[Step, ...] = ()
+    final_stage: tuple[Step, ...] = ()
     adversaries: Mapping[str, tuple[Role, str | None]] = field(default_factory=dict)
+    survives_loss_of: frozenset[Role] = frozenset()
+    params: type[BaseModel] | None = None
+    report: Report | None = None
 
     @property
     def steps(self) -> frozenset[str]:
         return frozenset(rule.step for rule in self.rules)
+
+    @property
+    def action_names(self) -> frozenset[str]:
+        return frozenset(a for _, a in self.stage + self.round_stage + self.final_stage)
+
+    def plan(self, params: Mapping[str, Any]) -> list[tuple[Role, str, int | None]]:
+        """(role, action, round or None) in the order a stage runs them."""
+        rounds = int(params.get("rounds", 1)) if self.round_stage else 0
+        plan: list[tuple[Role, str, int | None]] = [(r, a, None) for r, a in self.stage]
+        for number in range(1, rounds + 1):
+            plan += [(r, a, number) for r, a in self.round_stage]
+        return plan + [(r, a, None) for r, a in self.final_stage]
 
     def rule_for(self, step: str, sender: Role, receiver: Role) -> Rule | None:
         for rule in self.rules:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from parties.errors import ConfigError
 
@@ -38,12 +38,17 @@ class Holdings(BaseModel):
 class DataContributor(Holdings):
     """Holds a private training set: records with the given `fields`,
     sorted by `sort_key` when committed; `exclude` lists key prefixes (e.g.
-    source domains) it will prove absent from its data."""
+    source domains) it will prove absent from its data. For training, it
+    adds `synthetic_notes` generated patient notes and `canaries` secret
+    records, each inserted `canary_repeats` times."""
 
     records: tuple[dict[str, str], ...] = ()
     fields: tuple[str, ...] = ("source", "text")
     sort_key: str = "source"
     exclude: tuple[str, ...] = ()
+    synthetic_notes: int = Field(default=0, ge=0, le=100_000)
+    canaries: int = Field(default=0, ge=0, le=100)
+    canary_repeats: int = Field(default=10, ge=1, le=1000)
 
 
 class ModelCreator(Holdings):

@@ -1,23 +1,29 @@
-"""Airlock's protocols, one folder each. `get_protocol(name)` is the registry."""
+"""Airlock's protocols, one folder each. `get_protocol(name)` is the registry.
+
+Protocols are imported on first use: the federated one brings in torch,
+which a run of the other protocols need not pay for.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 from parties.errors import ConfigError
 from parties.protocol import Protocol
 
-
-def _registry() -> dict[str, Protocol]:
-    from protocols import attestation, walkthrough
-
-    return {p.name: p for p in (walkthrough.PROTOCOL, attestation.PROTOCOL)}
+MODULES = {
+    "walkthrough": "protocols.walkthrough",
+    "attestation": "protocols.attestation",
+    "federated": "protocols.federated",
+}
 
 
 def protocol_names() -> list[str]:
-    return sorted(_registry())
+    return sorted(MODULES)
 
 
 def get_protocol(name: str) -> Protocol:
-    registry = _registry()
-    if name not in registry:
-        raise ConfigError(f"unknown protocol {name!r} (one of: {', '.join(sorted(registry))})")
-    return registry[name]
+    if name not in MODULES:
+        raise ConfigError(f"unknown protocol {name!r} (one of: {', '.join(sorted(MODULES))})")
+    protocol: Protocol = importlib.import_module(MODULES[name]).PROTOCOL
+    return protocol

@@ -28,6 +28,7 @@ def claims_table(title: str, claims: list[Claim], console: Console) -> None:
             if claim.ok
             else "[red]FAILS[/]\n" + "\n".join(escape(str(f)) for f in claim.findings)
         )
+        result += "".join(f"\n[yellow]note[/] {escape(str(n))}" for n in claim.notes)
         table.add_row(escape(claim.name), str(claim.checked), result)
     console.print(table)
 

@@ -1,0 +1,1 @@
+"""The generative model the protocols share (training, MPC, enclave serving)."""

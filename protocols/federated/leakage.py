@@ -1,0 +1,79 @@
+"""What an external attacker holding the trained model learns about the
+training data: canary exposure ("The Secret Sharer", Carlini et al. 2019)
+and a loss-threshold membership-inference attack (Yeom et al. 2018).
+
+Exposure of a canary with secret s among the space R of possible secrets is
+log2|R| - log2 rank(s), where rank orders all secrets by the model's
+log-perplexity. The rank is estimated from `samples` secrets drawn
+uniformly: rank ~ (1 + number of samples scoring better) * |R| / (samples + 1).
+An unseen canary has expected exposure about 1.44 bits; the largest this
+estimate can show is log2(samples + 1).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.charlm import CharTransformer, sequence_losses
+from protocols.federated.data import CANARY_DIGITS, canary_prefix
+
+
+def exposure(model: CharTransformer, name: str, secret: str, samples: int, seed: int = 0) -> float:
+    rng = random.Random(seed)
+    space = 10**CANARY_DIGITS
+    candidates = [secret] + [f"{rng.randrange(space):0{CANARY_DIGITS}d}" for _ in range(samples)]
+    losses = sequence_losses(model, [c + "." for c in candidates], prefix=canary_prefix(name))
+    better = int((losses[1:] < losses[0]).sum())
+    rank = (1 + better) * space / (samples + 1)
+    return math.log2(space) - math.log2(rank)
+
+
+def max_exposure(samples: int) -> float:
+    """The largest exposure `samples` alternatives can show (no sample beats the canary)."""
+    return math.log2(samples + 1)
+
+
+@dataclass(frozen=True)
+class MembershipResult:
+    auc: float
+    tpr_at_1pct_fpr: float
+    members: int
+    non_members: int
+
+
+def membership_inference(
+    model: CharTransformer, members: Sequence[str], non_members: Sequence[str]
+) -> MembershipResult:
+    """Score = minus the per-character loss: training records should score higher."""
+    member_scores = -_per_char(model, members)
+    other_scores = -_per_char(model, non_members)
+    return MembershipResult(
+        auc=_auc(member_scores, other_scores),
+        tpr_at_1pct_fpr=_tpr_at(member_scores, other_scores, 0.01),
+        members=len(members),
+        non_members=len(non_members),
+    )
+
+
+def _per_char(model: CharTransformer, texts: Sequence[str]) -> np.ndarray:
+    losses = sequence_losses(model, texts).numpy()
+    return losses / np.array([max(len(t) - 1, 1) for t in texts])
+
+
+def _auc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve: P(positive > negative), ties counting half."""
+    greater = (positive[:, None] > negative[None, :]).sum()
+    ties = (positive[:, None] == negative[None, :]).sum()
+    return float((greater + 0.5 * ties) / (positive.size * negative.size))
+
+
+def _tpr_at(positive: np.ndarray, negative: np.ndarray, fpr: float) -> float:
+    """True-positive rate at the threshold that lets through at most `fpr` of the negatives."""
+    allowed = int(math.floor(fpr * negative.size))
+    threshold = np.sort(negative)[::-1][allowed] if allowed < negative.size else -np.inf
+    return float((positive > threshold).mean())

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -158,7 +159,10 @@ class CharTransformer(nn.Module):
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CharTransformer:
-        tensors = load_safetensors(data)
+        try:
+            tensors = load_safetensors(data)
+        except (SafetensorError, ValueError) as exc:
+            raise AirlockError(f"weights are not a safetensors file: {exc}") from None
         metadata = _safetensors_metadata(data)
         model = cls(ModelConfig.from_metadata(metadata))
         model.load_tensors(tensors)

@@ -12,9 +12,11 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from orchestrator.audit import ClaimsReport
 from orchestrator.launcher import RunResult, run_scenario
 from orchestrator.scenario import load_scenario, parse_scenario
 from parties.directory import Directory, PartyEntry
@@ -97,21 +99,40 @@ def parties(tmp_path: Path) -> Iterator[Parties]:
 DEFAULT_ADVERSARIES = {"deployer": "forward_prompt", "alice": "plaintext_prompt"}
 
 
+def with_adversary(text: str, party: str, adversary: str) -> str:
+    """Scenario TOML with `party` playing `adversary`."""
+    return text.replace(f"[parties.{party}]\n", f'[parties.{party}]\nadversary = "{adversary}"\n')
+
+
 def default_text(adversaries: dict[str, str]) -> str:
     """The default scenario's TOML with `adversaries` (party -> name) instead of its own."""
     _, text = load_scenario("default")
     text = re.sub(r"^adversary = .*\n", "", text, flags=re.MULTILINE)
     for party, adversary in adversaries.items():
-        text = text.replace(
-            f"[parties.{party}]\n", f'[parties.{party}]\nadversary = "{adversary}"\n'
-        )
+        text = with_adversary(text, party, adversary)
     return text
+
+
+def run_text(text: str, out: Path) -> RunResult:
+    """Run scenario TOML with every party in this process."""
+    return run_scenario(parse_scenario(text, "test"), text, out=out, in_process=True)
 
 
 def run_default(out: Path, adversaries: dict[str, str] = DEFAULT_ADVERSARIES) -> RunResult:
     """The default scenario, every party in this process."""
-    text = default_text(adversaries)
-    return run_scenario(parse_scenario(text, "test"), text, out=out, in_process=True)
+    return run_text(default_text(adversaries), out)
+
+
+def result_of(result: RunResult, party: str, action: str) -> dict[str, Any]:
+    """The result of `party`'s last `action` in a run."""
+    return [a for a in result.actions if a["party"] == party and a["action"] == action][-1][
+        "result"
+    ]
+
+
+def failing(report: ClaimsReport) -> dict[str, list[str]]:
+    """Failed claims of an audit or verification, by name, with their findings."""
+    return {c.name: [str(f) for f in c.findings] for c in report.claims if not c.ok}
 
 
 @pytest.fixture(scope="session")

@@ -33,14 +33,15 @@ def report(actions: list[dict[str, Any]]) -> list[str]:
     ]
     for entry in summary["rounds"]:
         dropped = "; ".join(f"{n}: {why}" for n, why in entry["dropped"].items()) or "-"
+        if entry.get("discarded"):
+            dropped += f" (round discarded: {entry['discarded']})"
         lines.append(
             f"| {entry['round']} | {', '.join(entry['survivors'])} | {dropped} | "
             f"{_cell(entry['epsilon'])} | {entry['seconds']} | {entry['utility_bits_per_char']} |"
         )
     lines += [
         "",
-        "What an outsider holding the model learns, measured by each contributor"
-        " on its own data:",
+        "What an outsider holding the model learns, measured by each contributor on its own data:",
         "",
         "| contributor | canary exposure (bits) | control exposure (bits) | MIA AUC"
         " | MIA TPR at 1% FPR |",

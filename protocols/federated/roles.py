@@ -58,6 +58,7 @@ from protocols.federated.secagg import (
     combine_shares,
     decode_sum,
     encode,
+    fixed_point,
     max_contributors,
     public_bytes,
     unmask,
@@ -373,13 +374,17 @@ def aggregate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = settings(params)
     current = _round(ctx)
     updates: dict[str, np.ndarray] = current["updates"]
-    if s.secure:
-        total = _unmask(ctx, s, current, updates)
-    else:
-        total = np.sum([u.astype(np.float64) for u in updates.values()], axis=0)
-    mean = torch.tensor(total / len(updates), dtype=torch.float32)
     model: CharTransformer = ctx.state["model"]
-    set_flat_parameters(model, flat_parameters(model) + s.server_learning_rate * mean)
+    discarded = None
+    try:
+        if s.secure:
+            total = _unmask(ctx, s, current, updates)
+        else:
+            total = np.sum([u.astype(np.float64) for u in updates.values()], axis=0)
+        mean = torch.tensor(total / len(updates), dtype=torch.float32)
+        set_flat_parameters(model, flat_parameters(model) + s.server_learning_rate * mean)
+    except SecAggError as error:  # the sum betrays a bad input, not whose: drop the round
+        discarded = f"{error}; the model is left unchanged"
     epsilon = None
     if s.mode == "secagg+dp":
         # the survivors' noise shares give noise multiplier z * sqrt(|U3| / t) >= z
@@ -392,6 +397,7 @@ def aggregate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         "survivors": sorted(updates),
         "dropped": dict(sorted(current["dropped"].items())),
         "rejected": dict(current["rejected"]),
+        "discarded": discarded,
         "epsilon": None if epsilon is None else round(epsilon, 3),
         "delta": s.delta if epsilon is not None else None,
         "seconds": round(time.monotonic() - current["started"], 3),
@@ -447,9 +453,9 @@ def _unmask(
             {v: combine_shares(b_shares[v], s.threshold) for v in survivors},
             {v: combine_shares(s_shares[v], s.threshold) for v in dropped},
         )
-        return decode_sum(total, len(survivors), s.max_abs).astype(np.float64)
     except SecAggError as error:
         raise Aborted(f"round {current['number']} aborted while unmasking: {error}") from None
+    return decode_sum(total, len(survivors), s.max_abs).astype(np.float64)
 
 
 def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -578,6 +584,14 @@ def _fingerprints(update: np.ndarray, encoded: np.ndarray) -> list[str]:
     return [update[start : start + 8].tobytes().hex(), encoded[start : start + 8].tobytes().hex()]
 
 
+# Faulty contributors a scenario can switch on, each sending a bad update.
+FAULTY_UPDATES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "nan_update": lambda update, _: np.where(np.arange(update.size) % 7 == 0, np.nan, update),
+    "misshapen_update": lambda update, _: update[:-1],
+    "out_of_range_update": lambda update, bound: np.full_like(update, 4 * bound),
+}
+
+
 def on_update_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     current = _contributor_round(ctx, envelope)
     s: Settings = current["settings"]
@@ -586,18 +600,22 @@ def on_update_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     if ctx.name not in survivors:
         raise AirlockError("this contributor is not in the round")
     update = _local_update(ctx, current)
-    encoded = encode(update, s.max_abs)
+    if ctx.adversary in FAULTY_UPDATES:
+        update = FAULTY_UPDATES[ctx.adversary](update, s.max_abs)
+        encoded = fixed_point(update)
+    else:
+        encoded = encode(update, s.max_abs)
     ctx.state["fingerprints"].setdefault(f"update:{ctx.name}", []).extend(
         _fingerprints(update, encoded)
     )
-    if not s.secure or ctx.adversary == "unmasked_update":
-        # honest in plain mode; the adversary sends its plain update where a masked one is due
-        step = "plain_update" if not s.secure else "masked_update"
-        return Reply(
-            step,
-            (Label(f"update:{ctx.name}", Form.PLAINTEXT),),
-            pack({}, array_bytes("update", update)),
-        )
+    plain = pack({}, array_bytes("update", update))
+    if not s.secure:
+        return Reply("plain_update", (Label(f"update:{ctx.name}", Form.PLAINTEXT),), plain)
+    if ctx.adversary in ("unmasked_update", "mislabeled_update"):
+        # the plain update where a masked one is due: labelled honestly (the
+        # boundary refuses it) or as masked (admitted; the content scan finds it)
+        form = Form.PLAINTEXT if ctx.adversary == "unmasked_update" else Form.MASKED
+        return Reply("masked_update", (Label(f"update:{ctx.name}", form),), plain)
     peers: dict[str, AdvertisedKeys] = current["peers"]
     if not set(survivors) <= set(peers) or len(survivors) < s.threshold:
         raise SecAggError("the survivors are not a large enough subset of the participants")
@@ -714,5 +732,8 @@ PROTOCOL = Protocol(
     survives_loss_of=frozenset({CONTRIBUTOR}),
     params=Settings,
     report=report,
-    adversaries={"unmasked_update": (CONTRIBUTOR, None)},
+    adversaries={
+        name: (CONTRIBUTOR, None)
+        for name in ("unmasked_update", "mislabeled_update", *FAULTY_UPDATES)
+    },
 )

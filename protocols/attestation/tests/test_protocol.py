@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.signer import CryptoSigner
 
 from orchestrator.audit import audit_run
-from orchestrator.launcher import RunResult, run_scenario
-from orchestrator.scenario import load_scenario, parse_scenario
+from orchestrator.launcher import RunResult
+from orchestrator.scenario import load_scenario
 from orchestrator.verify import verify_run
 from parties.errors import Refused
 from parties.labels import Form, Label
@@ -22,29 +22,23 @@ from parties.log import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.attestation.statements import DATASET_PREDICATE, sign_statement
-from tests.helpers import airlock, start_parties
+from tests.helpers import (
+    airlock,
+    failing,
+    result_of,
+    run_text,
+    start_parties,
+    with_adversary,
+)
 
 
 def run_attest(out: Path, edit: Callable[[str], str] = lambda text: text) -> RunResult:
     _, text = load_scenario("attest")
-    text = edit(text)
-    return run_scenario(parse_scenario(text, "attest"), text, out=out, in_process=True)
+    return run_text(edit(text), out)
 
 
 def adversary(party: str, name: str) -> Callable[[str], str]:
-    return lambda text: text.replace(
-        f"[parties.{party}]\n", f'[parties.{party}]\nadversary = "{name}"\n'
-    )
-
-
-def result_of(result: RunResult, party: str, action: str) -> dict:
-    return next(
-        a["result"] for a in result.actions if a["party"] == party and a["action"] == action
-    )
-
-
-def failing(report) -> dict[str, list[str]]:
-    return {c.name: [str(f) for f in c.findings] for c in report.claims if not c.ok}
+    return lambda text: with_adversary(text, party, name)
 
 
 def test_attest_scenario_verifies(tmp_path: Path) -> None:

@@ -343,18 +343,23 @@ def _check_guarantees(
     return claims
 
 
-def _needles(scenario: Scenario, manifest: dict[str, Any]) -> dict[tuple[str, str], list[bytes]]:
+def _needles(
+    scenario: Scenario, manifest: dict[str, Any]
+) -> dict[tuple[str, str, str], list[bytes]]:
     """What the content scan looks for, by (claim name, asset): the scenario's
     canaries, and the fingerprints (hex) that actions reported to the
     harness, e.g. a contributor's canaries and windows of its raw updates."""
-    needles: dict[tuple[str, str], list[bytes]] = defaultdict(list)
+    needles: dict[tuple[str, str, str], list[bytes]] = defaultdict(list)
     for canary in scenario.canaries:
-        needles[(f"canary {canary.asset}", canary.asset)].append(canary.value.encode())
+        needles[(f"canary {canary.asset}", canary.asset, "the canary")].append(
+            canary.value.encode()
+        )
     for action in manifest.get("actions", []):
         result = action.get("result")
         reported = result.get(FINGERPRINTS, {}) if isinstance(result, dict) else {}
         for asset, values in reported.items():
-            key = (f"content scan: {asset} (fingerprints from {action.get('party')})", asset)
+            title = f"content scan: {asset} (fingerprints from {action.get('party')})"
+            key = (title, asset, "a fingerprint")
             needles[key] += [bytes.fromhex(v) for v in values]
     return needles
 
@@ -369,7 +374,7 @@ def _scan_canaries(
     an asset it may not see in plaintext, whatever the labels claim."""
     policy = Policy(protocols={}, guarantees=tuple(scenario.policy_guarantees()))
     claims = []
-    for (title, asset), values in _needles(scenario, manifest).items():
+    for (title, asset, what), values in _needles(scenario, manifest).items():
         claim = Claim(title)
         for name, entries in logs.items():
             role: Role = scenario.role_of(name)
@@ -385,7 +390,7 @@ def _scan_canaries(
                     claim.fail(
                         name,
                         entry["index"],
-                        f"received bytes contain a canary or fingerprint of {asset} "
+                        f"received bytes contain {what} of {asset} "
                         f"(labelled {labels_text(entry.get('labels', []))})",
                     )
         claims.append(claim)

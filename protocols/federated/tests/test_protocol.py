@@ -20,9 +20,10 @@ from parties.log import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.federated.roles import pack, unpack
+from protocols.federated.scenario import federated_scenario
 from tests.helpers import failing, result_of, run_text, start_parties, with_adversary
 
-FAST = "local_steps = 2, pretrain_steps = 0, exposure_samples = 20, batch = 8"
+FAST = {"local_steps": 2, "pretrain_steps": 0, "exposure_samples": 20, "batch": 8}
 
 
 def scenario(
@@ -34,27 +35,11 @@ def scenario(
     adversaries: dict[str, str] | None = None,
     faults: str = "",
 ) -> str:
-    parts = ['name = "fed-test"\n']
-    for i in range(1, contributors + 1):
-        parts.append(
-            f'[parties.hospital_{i}]\nrole = "data_contributor"\n'
-            "synthetic_notes = 20\ncanaries = 1\n"
-        )
-    parts.append('[parties.model_creator]\nrole = "model_creator"\n')
-    parts.append(
-        '[[stages]]\nname = "train"\nprotocol = "federated"\n'
-        f'params = {{ mode = "{mode}", rounds = {rounds}, threshold = {threshold}, {FAST} }}\n'
-    )
-    parts.append(
-        '[[guarantees]]\nname = "updates"\nasset = "update:*"\n'
-        f'viewers = ["model_creator"]\nmax_form = "{update_form}"\n'
-        '[[guarantees]]\nname = "training data stays"\nasset = "train:*"\n'
-        'viewers = ["model_creator", "data_contributor"]\nmax_form = "digest"\n'
-    )
-    text = "\n".join(parts) + faults
+    params = {"mode": mode, "rounds": rounds, "threshold": threshold, **FAST}
+    text = federated_scenario(contributors, params, update_form=update_form, notes=20)
     for party, adversary in (adversaries or {}).items():
         text = with_adversary(text, party, adversary)
-    return text
+    return text + faults
 
 
 def rounds_of(result) -> list[dict]:
@@ -180,7 +165,8 @@ def test_bad_masked_updates_drop_out_or_discard_the_round(tmp_path: Path) -> Non
 
 def test_a_dropout_after_key_sharing_leaves_enough_survivors(tmp_path: Path) -> None:
     _, text = load_scenario("federated-dropout")
-    text = text.replace("rounds = 3,", "rounds = 2,").replace("local_steps = 30", FAST)
+    fast = ", ".join(f"{k} = {v}" for k, v in FAST.items())
+    text = text.replace("rounds = 3,", "rounds = 2,").replace("local_steps = 30", fast)
     result = run_text(text, tmp_path / "run")
     assert result.failure is None and result.audit.ok, failing(result.audit)
     history = rounds_of(result)
@@ -209,6 +195,7 @@ def test_stage_params_are_checked_when_the_scenario_is_parsed() -> None:
     with pytest.raises(ConfigError, match=r"stages\[0\]\.params\.mode"):
         parse_scenario(text, "bad.toml")
     text = scenario().replace("rounds = 1,", "rounds = 0,")
+    assert "rounds = 0," in text
     with pytest.raises(ConfigError, match=r"stages\[0\]\.params\.rounds"):
         parse_scenario(text, "bad.toml")
 

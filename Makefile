@@ -30,6 +30,7 @@ protos: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/boundary_throughput.py --run-time
 	$(BIN)/python bench/attestation.py
+	$(BIN)/python bench/federated.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

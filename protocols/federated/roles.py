@@ -385,6 +385,7 @@ def aggregate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         set_flat_parameters(model, flat_parameters(model) + s.server_learning_rate * mean)
     except SecAggError as error:  # the sum betrays a bad input, not whose: drop the round
         discarded = f"{error}; the model is left unchanged"
+    seconds = time.monotonic() - current["started"]  # the protocol's time, not evaluation's
     epsilon = None
     if s.mode == "secagg+dp":
         # the survivors' noise shares give noise multiplier z * sqrt(|U3| / t) >= z
@@ -400,7 +401,7 @@ def aggregate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         "discarded": discarded,
         "epsilon": None if epsilon is None else round(epsilon, 3),
         "delta": s.delta if epsilon is not None else None,
-        "seconds": round(time.monotonic() - current["started"], 3),
+        "seconds": round(seconds, 3),
         "utility_bits_per_char": round(utility(model), 4),
     }
     ctx.state["history"].append(record)

@@ -168,6 +168,17 @@ class CharTransformer(nn.Module):
         model.load_tensors(tensors)
         return model
 
+    def commitment_root(self) -> bytes:
+        """The weights' Merkle root, as the attestation protocol commits to them."""
+        from protocols.attestation.model import Tensor, weights_root
+
+        return weights_root(
+            {
+                name: Tensor("F32", tuple(t.shape), t.detach().contiguous().numpy().tobytes())
+                for name, t in self.state_dict().items()
+            }
+        )
+
     def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         expected = {k: v.shape for k, v in self.state_dict().items()}
         got = {k: v.shape for k, v in tensors.items()}

@@ -2,8 +2,9 @@
 
 The five roles of the roadmap, plus helper roles that protocols add (a dealer
 for MPC randomness, a ledger for the transparency log, an enclave inside the
-deployer). A role class declares the private inputs a party of that role
-holds; their protocol behaviour lives in `protocols/<name>/`.
+deployer, a verifier appraising attestation evidence). A role class declares
+the private inputs a party of that role holds; their protocol behaviour lives
+in `protocols/<name>/`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Role(enum.StrEnum):
     LEDGER = "ledger"
     ENCLAVE = "enclave"
     COMPUTE = "compute"
+    VERIFIER = "verifier"
 
 
 class Holdings(BaseModel):
@@ -77,7 +79,7 @@ class ExternalDatabase(Holdings):
 
 
 class Helper(Holdings):
-    """A helper role (dealer, ledger, enclave, compute) holds nothing at start."""
+    """A helper role (dealer, ledger, enclave, compute, verifier) holds nothing at start."""
 
 
 HOLDINGS: dict[Role, type[Holdings]] = {
@@ -90,6 +92,7 @@ HOLDINGS: dict[Role, type[Holdings]] = {
     Role.LEDGER: Helper,
     Role.ENCLAVE: Helper,
     Role.COMPUTE: Helper,
+    Role.VERIFIER: Helper,
 }
 
 

@@ -226,7 +226,9 @@ class PartyRuntime:
             return None
         try:
             reply = handler(self.context(header.protocol), envelope)
-        except Exception as exc:  # a party never crashes on input
+        except AirlockError as exc:  # the role's own reason, meant to be told
+            raise Refused(pb.HANDLER_FAILED, f"{header.step} refused: {exc}") from exc
+        except Exception as exc:  # a party never crashes on input; internals stay inside
             logger.exception("%s: handler %s.%s failed", self.name, header.protocol, header.step)
             raise Refused(pb.HANDLER_FAILED, f"{header.step} could not be processed") from exc
         if reply is None:

@@ -15,6 +15,7 @@ MODULES = {
     "walkthrough": "protocols.walkthrough",
     "attestation": "protocols.attestation",
     "federated": "protocols.federated",
+    "tee": "protocols.tee",
 }
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from models.charlm import (
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
+from parties.payload import pack, unpack
 from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply
 from parties.roles import DataContributor
 from protocols.federated import data, dp, leakage
@@ -100,25 +100,7 @@ def settings(params: Mapping[str, Any]) -> Settings:
     return Settings.model_validate({k: v for k, v in params.items() if k != "round"})
 
 
-# -- payloads: a JSON header, then an optional binary body ----------------------
-
-
-def pack(meta: Mapping[str, Any], body: bytes = b"") -> bytes:
-    header = json.dumps(meta).encode()
-    return struct.pack(">I", len(header)) + header + body
-
-
-def unpack(payload: bytes) -> tuple[dict[str, Any], bytes]:
-    if len(payload) < 4:
-        raise AirlockError("payload too short")
-    (size,) = struct.unpack(">I", payload[:4])
-    try:
-        meta = json.loads(payload[4 : 4 + size])
-    except ValueError:
-        raise AirlockError("payload header is not JSON") from None
-    if not isinstance(meta, dict):
-        raise AirlockError("payload header is not an object")
-    return meta, payload[4 + size :]
+# -- payloads ------------------------------------------------------------------------
 
 
 def array_bytes(name: str, array: np.ndarray) -> bytes:

@@ -17,9 +17,9 @@ from orchestrator.scenario import load_scenario, parse_scenario
 from parties.errors import ConfigError, Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
+from parties.payload import pack, unpack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
-from protocols.federated.roles import pack, unpack
 from protocols.federated.scenario import federated_scenario
 from tests.helpers import failing, result_of, run_text, start_parties, with_adversary
 

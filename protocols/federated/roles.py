@@ -42,6 +42,7 @@ from models.charlm import (
     set_flat_parameters,
     train_steps,
 )
+from models.corpus import pretrained_model, public_corpus
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
@@ -172,7 +173,7 @@ def _ask_all(
 
 def utility(model: CharTransformer) -> float:
     """Bits per character on held-out public text: lower is better."""
-    lines = data.public_corpus(200, seed="validation").splitlines()
+    lines = public_corpus(200, seed="validation").splitlines()
     losses = sequence_losses(model, lines)
     return float(losses.sum() / sum(len(line) - 1 for line in lines))
 
@@ -182,17 +183,12 @@ def utility(model: CharTransformer) -> float:
 
 def pretrain(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = settings(params)
-    torch.manual_seed(s.seed)
-    model = CharTransformer(seed=s.seed)
-    loss = 0.0
-    if s.pretrain_steps:
-        loss = train_steps(model, data.public_corpus(), steps=s.pretrain_steps, seed=s.seed)
+    model = pretrained_model(s.pretrain_steps, s.seed)
     ctx.state.update(
         model=model, accountant=dp.Accountant(s.delta), history=[], epsilon=0.0, round=None
     )
     return {
         "parameters": int(flat_parameters(model).numel()),
-        "pretrain_loss": round(loss, 4),
         "utility_bits_per_char": round(utility(model), 4),
     }
 

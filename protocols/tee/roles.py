@@ -29,10 +29,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.charlm import CharTransformer, ModelConfig, generate, train_steps
+from models.charlm import CharTransformer, ModelConfig, generate
+from models.corpus import pretrained_model
 from parties.envelope import Envelope
 from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
@@ -45,7 +45,6 @@ from protocols.attestation.statements import (
     open_statement,
     sign_statement,
 )
-from protocols.federated.data import public_corpus
 from protocols.tee import channel
 from protocols.tee.enclave import (
     on_enclave_load,
@@ -97,10 +96,7 @@ def _only(ctx: PartyContext, role: Any) -> str:
 
 def release_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = Settings.model_validate(params)
-    torch.manual_seed(s.seed)
-    model = CharTransformer(seed=s.seed)
-    if s.pretrain_steps:
-        train_steps(model, public_corpus(), steps=s.pretrain_steps, seed=s.seed)
+    model = pretrained_model(s.pretrain_steps, s.seed)
     root = model.commitment_root()
     reference = {
         "measurement": measure(ENCLAVE_IMAGE, root),

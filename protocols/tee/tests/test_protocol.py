@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from models.charlm import CharTransformer, generate, train_steps
+from models.charlm import CharTransformer, generate
+from models.corpus import pretrained_model
 from orchestrator.scenario import load_scenario
 from parties.errors import Refused
 from parties.labels import Form, Label
@@ -20,7 +20,6 @@ from parties.log import read_entries
 from parties.payload import pack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
-from protocols.federated.data import public_corpus
 from protocols.tee.evidence import ENCLAVE_IMAGE
 from tests.helpers import failing, result_of, run_text, start_parties, with_adversary
 
@@ -41,9 +40,7 @@ def test_prompts_are_answered_by_the_enclave_and_the_host_sees_ciphertext(
     asked = result_of(result, "alice", "ask")
     assert asked["refused"] == [] and "simulated" in asked["root_of_trust"]
     # the answers are the released model's own greedy continuations
-    torch.manual_seed(0)
-    model = CharTransformer(seed=0)
-    train_steps(model, public_corpus(), steps=20, seed=0)
+    model = pretrained_model(20, 0)
     assert [a["output"] for a in asked["answers"]] == [
         generate(model, p, 24)[len(p) :] for p in PROMPTS
     ]

@@ -73,9 +73,11 @@ class EndUser(Holdings):
 
 
 class ExternalDatabase(Holdings):
-    """Holds a document store for retrieval."""
+    """Holds a document store for retrieval: `documents`, plus
+    `synthetic_documents` generated clinical guidelines."""
 
     documents: tuple[str, ...] = ()
+    synthetic_documents: int = Field(default=0, ge=0, le=1_000_000)
 
 
 class Helper(Holdings):

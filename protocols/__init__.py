@@ -16,6 +16,7 @@ MODULES = {
     "attestation": "protocols.attestation",
     "federated": "protocols.federated",
     "tee": "protocols.tee",
+    "pir": "protocols.pir",
 }
 
 

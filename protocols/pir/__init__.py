@@ -1,7 +1,13 @@
-"""Private information retrieval for RAG (work in progress: the PIR schemes
-are here; the database party, the embedder and the scenario come next).
+"""The pir protocol: private retrieval for RAG. The external database
+answers without learning the query.
 
-- `records`: documents packed into fixed-size records;
-- `xor`: two-server XOR PIR over two non-colluding replicas;
-- `simplepir`: single-server LWE PIR in the style of SimplePIR.
+Files: rules.py (what may cross), roles.py (each role's logic), corpus.py
+(the synthetic guideline documents), embed.py (all-MiniLM-L6-v2, offline),
+index.py (k-means clusters, record layout, plaintext reference retrieval),
+records.py (fixed-size tagged records), xor.py (two-server XOR PIR),
+simplepir.py (single-server LWE PIR), tests/.
 """
+
+from protocols.pir.roles import PROTOCOL
+
+__all__ = ["PROTOCOL"]

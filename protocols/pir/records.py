@@ -7,6 +7,7 @@ faulty answer) an error rather than a wrong document."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,10 +21,11 @@ def _tag(text: bytes) -> bytes:
     return hashlib.sha256(b"airlock-pir-record\x00" + text).digest()[:TAG_BYTES]
 
 
-def pack(documents: list[str], record_bytes: int | None = None) -> np.ndarray:
+def pack(items: Sequence[str | bytes], record_bytes: int | None = None) -> np.ndarray:
     """An (N, record_bytes) uint8 array; record_bytes a multiple of 8 (for
-    uint64 XOR), by default the smallest that fits the longest document."""
-    encoded = [doc.encode() for doc in documents]
+    uint64 XOR), by default the smallest that fits the longest item. Text
+    is stored as UTF-8."""
+    encoded = [item.encode() if isinstance(item, str) else item for item in items]
     if not encoded:
         raise ConfigError("a PIR database needs at least one document")
     needed = LENGTH_BYTES + max(len(e) for e in encoded) + TAG_BYTES
@@ -38,13 +40,18 @@ def pack(documents: list[str], record_bytes: int | None = None) -> np.ndarray:
 
 
 def unpack(record: np.ndarray) -> str:
-    """The document in one record; a record that is not one is an error."""
+    """The text in one record; a record that is not one is an error."""
+    return unpack_bytes(record).decode()
+
+
+def unpack_bytes(record: np.ndarray) -> bytes:
+    """The bytes in one record; a record that is not one is an error."""
     raw = record.astype(np.uint8).tobytes()
     length = int.from_bytes(raw[:LENGTH_BYTES], "big")
     end = LENGTH_BYTES + length
     if end + TAG_BYTES > len(raw) or raw[end : end + TAG_BYTES] != _tag(raw[LENGTH_BYTES:end]):
         raise BadQuery("the retrieved record is not a document (wrong answer or stale hint)")
-    return raw[LENGTH_BYTES:end].decode()
+    return raw[LENGTH_BYTES:end]
 
 
 def version(records: np.ndarray) -> str:

@@ -103,12 +103,20 @@ class SimplePirServer:
 
     def answer(self, query: bytes, query_version: str) -> bytes:
         """D.qv mod 2^32 for a query made with this database's hint."""
+        return self.answer_batch([query], query_version)[0]
+
+    def answer_batch(self, queries: list[bytes], query_version: str) -> list[bytes]:
+        """Several queries as one matrix product: D is read once for the batch."""
         if query_version != self.version:
             raise BadQuery("stale hint: the database changed since the client's setup")
-        if not isinstance(query, bytes) or len(query) != 4 * self.count:
-            raise BadQuery(f"a SimplePIR query is {4 * self.count} bytes for {self.count} records")
-        vector = np.frombuffer(query, dtype="<u4")
-        return _mulmod32(self._digits, vector).astype("<u4").tobytes()
+        for query in queries:
+            if not isinstance(query, bytes) or len(query) != 4 * self.count:
+                raise BadQuery(
+                    f"a SimplePIR query is {4 * self.count} bytes for {self.count} records"
+                )
+        matrix = np.stack([np.frombuffer(q, dtype="<u4") for q in queries], axis=1)
+        answers = _mulmod32(self._digits, matrix)
+        return [answers[:, i].astype("<u4").tobytes() for i in range(len(queries))]
 
 
 class SimplePirClient:

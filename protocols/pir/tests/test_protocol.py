@@ -1,0 +1,162 @@
+"""The pir protocol between real parties (in-process, real gRPC with mutual
+TLS): PIR retrieval returns exactly what plaintext retrieval returns, the
+databases see only PIR queries, and bad, replayed or stale queries get a
+clear refusal, never a wrong document."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from orchestrator.scenario import load_scenario
+from parties.errors import Refused
+from parties.labels import Form, Label
+from parties.log import read_entries
+from parties.payload import pack
+from parties.roles import Role
+from parties.wire import airlock_pb2 as pb
+from protocols.pir.corpus import guidelines
+from protocols.pir.embed import embed
+from protocols.pir.index import build_index, plaintext_retrieve
+from tests.helpers import failing, result_of, run_text, start_parties, with_adversary
+
+DOCUMENTS = 300
+CLUSTERS = 8
+PROMPTS = [
+    "What should children with asthma take?",
+    "How is gout treated in kidney disease?",
+    "Malaria treatment during pregnancy",
+    "insulin dose for diabetes in older adults",
+    "migraine relief",
+]
+
+
+def rag_text(scheme: str = "xor", adversaries: dict[str, str] | None = None) -> str:
+    _, text = load_scenario("private-rag")
+    text = text.replace("synthetic_documents = 2000", f"synthetic_documents = {DOCUMENTS}")
+    text = re.sub(
+        r"params = \{.*\}",
+        f'params = {{ scheme = "{scheme}", clusters = {CLUSTERS}, top_k = 2, pretrain_steps = 0 }}',
+        text,
+    )
+    text = re.sub(r"prompts = \[[^\]]*\]", f"prompts = {PROMPTS!r}".replace("'", '"'), text)
+    for party, adversary in (adversaries or {}).items():
+        text = with_adversary(text, party, adversary)
+    return text
+
+
+def expected(documents: list[str]) -> list[list[str]]:
+    index = build_index(documents, embed(documents), CLUSTERS)
+    return [plaintext_retrieve(index, query, 2) for query in embed(PROMPTS)]
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[list[str]]:
+    return expected(guidelines(DOCUMENTS))
+
+
+@pytest.mark.parametrize("scheme", ["xor", "simplepir"])
+def test_pir_retrieval_is_plaintext_retrieval_and_databases_see_only_queries(
+    tmp_path: Path, reference: list[list[str]], scheme: str
+) -> None:
+    result = run_text(rag_text(scheme), tmp_path / "run")
+    assert result.failure is None and result.audit.ok, failing(result.audit)
+    retrieved = result_of(result, "alice", "retrieve")
+    assert retrieved["errors"] == []
+    assert [a["documents"] for a in retrieved["answers"]] == reference
+    assert all(a["answer"] for a in retrieved["answers"])
+    scans = [c for c in result.audit.claims if "query:alice" in c.name]
+    assert len(scans) == 2 and all(c.ok and c.checked > 0 for c in scans)
+    databases = ["guidelines_a", "guidelines_b"] if scheme == "xor" else ["guidelines_a"]
+    form = "share" if scheme == "xor" else "ciphertext"
+    for database in databases:
+        seen = result.audit.visibility[database]
+        assert seen == {"query:alice": form, "catalog:" + database: "public"}
+        # what the database received is what its log says: one batch per
+        # question, each blob the logged digest, the same size every time
+        entries, problems = read_entries(tmp_path / "run/parties" / database, database)
+        assert not problems
+        queries = [e for e in entries if e["step"] == "pir_query"]
+        assert len(queries) == len(PROMPTS)
+        assert len({e["size"] for e in queries}) == 1
+        for entry in queries:
+            blob = tmp_path / "run/parties" / database / "blobs" / entry["payload_sha256"]
+            assert hashlib.sha256(blob.read_bytes()).hexdigest() == entry["payload_sha256"]
+
+
+def test_a_plaintext_query_is_refused(tmp_path: Path) -> None:
+    result = run_text(rag_text(adversaries={"alice": "plaintext_query"}), tmp_path / "run")
+    refused = [a for a in result.actions if a["action"] == "send_plaintext_query"]
+    assert "RULE_NOT_PERMITTED" in refused[0]["result"]["refused"]
+    assert [b["refusal"] for b in result.audit.blocked] == ["RULE_NOT_PERMITTED"]
+    assert result.audit.ok  # the question never entered a database's received bytes
+
+
+def test_a_replayed_query_is_refused_never_answered(tmp_path: Path) -> None:
+    result = run_text(rag_text(adversaries={"alice": "replay_query"}), tmp_path / "run")
+    retrieved = result_of(result, "alice", "retrieve")
+    assert len(retrieved["answers"]) == 1  # the first batch was fresh
+    assert len(retrieved["errors"]) == len(PROMPTS) - 1
+    assert all("replayed query" in error for error in retrieved["errors"])
+
+
+def test_a_stale_hint_is_a_clear_error_and_the_client_downloads_again(tmp_path: Path) -> None:
+    text = rag_text("simplepir", adversaries={"guidelines_a": "update_corpus"})
+    result = run_text(text, tmp_path / "run")
+    retrieved = result_of(result, "alice", "retrieve")
+    (error,) = retrieved["errors"]
+    assert "stale catalog" in error and "downloading the catalog again" in error
+    updated = guidelines(DOCUMENTS) + ["guideline 9999: a late addition; review after 7 days."]
+    assert [a["documents"] for a in retrieved["answers"]] == expected(updated)
+
+
+@pytest.fixture
+def database(tmp_path: Path):
+    roles = {"alice": Role.END_USER, "guidelines_a": Role.EXTERNAL_DATABASE}
+    holdings = {"guidelines_a": {"synthetic_documents": 40}, "alice": {"prompts": ["x"]}}
+    started = start_parties(tmp_path, roles=roles, protocol="pir", holdings=holdings)
+    yield started
+    for runtime in started.runtimes.values():
+        runtime.stop()
+
+
+def test_malformed_queries_are_refused_and_the_database_keeps_serving(database) -> None:
+    alice = database["alice"]
+    database["guidelines_a"].act("pir", "build_index", {"clusters": 4})
+    catalog = alice.deliver(
+        "guidelines_a", "pir", "catalog_request", [Label("catalog:guidelines_a", Form.PUBLIC)], b""
+    )
+    assert catalog is not None
+    from parties.payload import unpack
+
+    meta, _ = unpack(catalog.payload)
+    version, batch = meta["version"], meta["batch"]
+    label = [Label("query:alice", Form.SHARE)]
+
+    def refusal(payload: bytes) -> str:
+        with pytest.raises(Refused) as refused:
+            alice.deliver("guidelines_a", "pir", "pir_query", label, payload)
+        assert refused.value.reason == pb.HANDLER_FAILED
+        return refused.value.detail
+
+    good = bytes(5)  # 40 records: 5 bytes of selection bits
+    assert "stale catalog" in refusal(pack({"version": "old", "size": 5}, good * batch))
+    assert "queries of equal size" in refusal(pack({"version": version, "size": "5"}, good * batch))
+    assert "queries of equal size" in refusal(pack({"version": version, "size": 5}, good))
+    assert "XOR query is 5 bytes" in refusal(
+        pack({"version": version, "size": 4}, bytes(4) * batch)
+    )
+    assert "payload" in refusal(b"\x00\x01")
+    # still serving, and a good batch is answered once only
+    reply = alice.deliver(
+        "guidelines_a",
+        "pir",
+        "pir_query",
+        label,
+        pack({"version": version, "size": 5}, good * batch),
+    )
+    assert reply is not None
+    assert "replayed query" in refusal(pack({"version": version, "size": 5}, good * batch))

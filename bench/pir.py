@@ -1,6 +1,6 @@
 """PIR server throughput against this machine's memory-read bandwidth, same run.
 
-    .venv/bin/python bench/pir.py [--mib 256] [--repeat 5]
+    .venv/bin/python bench/pir.py [--mib 256] [--repeat 5] [--batch 32] [--rag]
 
 Database: --mib of records (4 KiB each). Bandwidth baseline: a numpy sum
 over the same bytes (uint64 words, one thread, as every path here). XOR PIR
@@ -15,7 +15,9 @@ Figures, not a test.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +38,9 @@ def main() -> None:
     )
     parser.add_argument("--mib", type=int, default=256, help="database size in MiB")
     parser.add_argument("--repeat", type=int, default=5, help="best of N")
+    parser.add_argument(
+        "--rag", action="store_true", help="also time retrieval in the private-rag scenario"
+    )
     parser.add_argument(
         "--batch", type=int, default=32, help="queries answered together (a cluster's fetch)"
     )
@@ -87,6 +92,31 @@ def main() -> None:
     )
     print(f"{'SimplePIR query':<32} {len(query):>12} {'N * 4':>28}")
     print(f"{'SimplePIR answer':<32} {digits * 4:>12} {'m * 4':>28}")
+    if args.rag:
+        print("\nprivate-rag end to end (2,000 documents, 32 clusters, a batch per question)")
+        for scheme in ("xor", "simplepir"):
+            latency, moved = retrieval_latency(scheme)
+            print(f"{scheme:<10} retrieval {latency:7.1f} ms   query+answer bytes {moved:>10}")
+
+
+def retrieval_latency(scheme: str) -> tuple[float, int]:
+    """End to end in the private-rag scenario (parties in this process):
+    the best retrieval over its questions (embedding, PIR batch, decoding,
+    ranking) and the payload bytes the client sent and received per question."""
+    from orchestrator.launcher import run_scenario
+    from orchestrator.scenario import load_scenario, parse_scenario
+    from parties.log import read_entries
+
+    _, text = load_scenario("private-rag")
+    text = re.sub(r'scheme = "\w+"', f'scheme = "{scheme}"', text)
+    with tempfile.TemporaryDirectory() as scratch:
+        result = run_scenario(
+            parse_scenario(text, "bench"), text, out=Path(scratch), in_process=True
+        )
+        (retrieved,) = [a["result"] for a in result.actions if a["action"] == "retrieve"]
+        entries, _ = read_entries(Path(scratch) / "parties" / "alice", "alice")
+        moved = sum(e["size"] for e in entries if e["step"] in ("pir_query", "pir_answer"))
+    return retrieved["retrieval_ms"], moved // len(retrieved["answers"])
 
 
 if __name__ == "__main__":

@@ -271,9 +271,8 @@ def fetch(
     client = ctx.state.get("pir_client")
     if client is None or client.setup.version != first.version:
         client = ctx.state["pir_client"] = SimplePirClient(first.setup)
-    made = [client.query(i) for i in indices]
-    answers = _ask(ctx, databases[0], first, [q for q, _ in made], s)
-    return [client.decode(a, secret) for a, (_, secret) in zip(answers, made, strict=True)]
+    queries, secrets = client.query_batch(indices)
+    return client.decode_batch(_ask(ctx, databases[0], first, queries, s), secrets)
 
 
 def _fetch_cluster(

@@ -120,29 +120,64 @@ class SimplePirServer:
 
 
 class SimplePirClient:
+    """Queries and decoding, a batch at a time: A.S and hint.S run as exact
+    float64 BLAS products (`_mulmod32_full`), not as numpy integer loops."""
+
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
-        self._a = expand_matrix(setup.seed, setup.count).astype(np.uint64)
+        self._a = _halves(expand_matrix(setup.seed, setup.count))
+        self._hint = _halves(setup.hint)
         self._delta = np.uint64(1 << (32 - setup.bits))
 
     def query(self, index: int) -> tuple[bytes, np.ndarray]:
         """The query for record `index`, and the secret needed to decode its answer."""
-        if not 0 <= index < self.setup.count:
-            raise BadQuery(f"record {index} is not among {self.setup.count}")
-        secret = np.frombuffer(os.urandom(LWE_N * 4), dtype="<u4").astype(np.uint64)
+        queries, secrets = self.query_batch([index])
+        return queries[0], secrets[:, 0]
+
+    def query_batch(self, indices: list[int]) -> tuple[list[bytes], np.ndarray]:
+        """One query per index, and the (n, k) secrets that decode the answers."""
+        for index in indices:
+            if not 0 <= index < self.setup.count:
+                raise BadQuery(f"record {index} is not among {self.setup.count}")
+        k = len(indices)
+        secrets = np.frombuffer(os.urandom(LWE_N * k * 4), dtype="<u4").reshape(LWE_N, k)
         noise_rng = np.random.default_rng(int.from_bytes(os.urandom(32), "big"))
-        noise = np.rint(noise_rng.normal(0.0, SIGMA, self.setup.count)).astype(np.int64)
-        vector = (self._a @ secret + noise.astype(np.uint64)) & MASK32  # uint64 wraps mod 2^64
-        vector[index] = (vector[index] + self._delta) & MASK32
-        return vector.astype("<u4").tobytes(), secret
+        noise = np.rint(noise_rng.normal(0.0, SIGMA, (self.setup.count, k))).astype(np.int64)
+        vectors = _mulmod32_full(self._a, secrets).astype(np.uint64) + noise.astype(np.uint64)
+        vectors[indices, np.arange(k)] += self._delta
+        vectors &= MASK32  # uint64 arithmetic wraps mod 2^64, a multiple of 2^32
+        return [vectors[:, j].astype("<u4").tobytes() for j in range(k)], secrets
 
     def decode(self, answer: bytes, secret: np.ndarray) -> np.ndarray:
+        return self.decode_batch([answer], secret.reshape(LWE_N, 1))[0]
+
+    def decode_batch(self, answers: list[bytes], secrets: np.ndarray) -> list[np.ndarray]:
         digits_count = self.setup.hint.shape[0]
-        if len(answer) != 4 * digits_count:
-            raise BadQuery(f"a SimplePIR answer is {4 * digits_count} bytes")
-        raw = np.frombuffer(answer, dtype="<u4").astype(np.uint64)
-        noisy = (raw - (self.setup.hint.astype(np.uint64) @ secret)) & MASK32
+        for answer in answers:
+            if len(answer) != 4 * digits_count:
+                raise BadQuery(f"a SimplePIR answer is {4 * digits_count} bytes")
+        raw = np.stack([np.frombuffer(a, dtype="<u4") for a in answers], axis=1)
+        noisy = (raw.astype(np.uint64) - _mulmod32_full(self._hint, secrets)) & MASK32
         digits = ((noisy + self._delta // np.uint64(2)) // self._delta) % np.uint64(
             1 << self.setup.bits
         )
-        return from_digits(digits.astype(np.uint32), self.setup.bits, self.setup.record_bytes)
+        return [
+            from_digits(digits[:, j].astype(np.uint32), self.setup.bits, self.setup.record_bytes)
+            for j in range(len(answers))
+        ]
+
+
+def _halves(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A uint32 matrix as its low and high 16 bits, in float64."""
+    return (matrix & 0xFFFF).astype(np.float64), (matrix >> 16).astype(np.float64)
+
+
+def _mulmod32_full(left: tuple[np.ndarray, np.ndarray], right: np.ndarray) -> np.ndarray:
+    """(L @ R) mod 2^32 for uint32 L (given as halves) and R, exactly: the
+    high-by-high product vanishes mod 2^32; each other product of 16-bit
+    halves sums to < 2^53 while the inner dimension is under 2^21."""
+    low, high = left
+    r_low, r_high = _halves(right)
+    result = np.rint(low @ r_low).astype(np.uint64)
+    middle = np.rint(low @ r_high).astype(np.uint64) + np.rint(high @ r_low).astype(np.uint64)
+    return ((result + (middle << np.uint64(16))) & MASK32).astype(np.uint32)

@@ -15,7 +15,7 @@ from orchestrator.scenario import load_scenario
 from parties.errors import Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
-from parties.payload import pack
+from parties.payload import pack, unpack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.pir.corpus import guidelines
@@ -116,7 +116,10 @@ def test_a_stale_hint_is_a_clear_error_and_the_client_downloads_again(tmp_path: 
 @pytest.fixture
 def database(tmp_path: Path):
     roles = {"alice": Role.END_USER, "guidelines_a": Role.EXTERNAL_DATABASE}
-    holdings = {"guidelines_a": {"synthetic_documents": 40}, "alice": {"prompts": ["x"]}}
+    holdings: dict[str, dict] = {
+        "guidelines_a": {"synthetic_documents": 40},
+        "alice": {"prompts": ["x"]},
+    }
     started = start_parties(tmp_path, roles=roles, protocol="pir", holdings=holdings)
     yield started
     for runtime in started.runtimes.values():
@@ -130,8 +133,6 @@ def test_malformed_queries_are_refused_and_the_database_keeps_serving(database) 
         "guidelines_a", "pir", "catalog_request", [Label("catalog:guidelines_a", Form.PUBLIC)], b""
     )
     assert catalog is not None
-    from parties.payload import unpack
-
     meta, _ = unpack(catalog.payload)
     version, batch = meta["version"], meta["batch"]
     label = [Label("query:alice", Form.SHARE)]

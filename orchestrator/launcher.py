@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -199,17 +200,30 @@ def _run_stage(
             if action is not None:  # None: the adversary lives in the role's handlers
                 plan.append((scenario.role_of(name), [name], action, None, True))
     for role, parties, action, number, adversarial in plan:
+        timers = []
         for fault in scenario.faults:
             due = fault.round is None or fault.round == number
-            if fault.before == action and due and fault.kill in hosts.alive:
+            if fault.action != action or not due or fault.kill not in hosts.alive:
+                continue
+            if scenario.role_of(fault.kill) in protocol.survives_loss_of:
+                dropouts.add(fault.kill)
+            if fault.before is not None:
                 hosts.kill(fault.kill)
                 progress(f"fault injected: killed {fault.kill} before {action}")
-                if scenario.role_of(fault.kill) in protocol.survives_loss_of:
-                    dropouts.add(fault.kill)
+            else:
+                timer = threading.Timer(fault.after_s, _kill_during, (hosts, fault, progress))
+                timers.append(timer)
+                timer.start()
         if role in protocol.survives_loss_of:  # the protocol copes without them
             parties = [n for n in parties if n in hosts.alive]
         step_params = params if number is None else {**params, "round": number}
-        results = hosts.call({n: ("act", (protocol_name, action, step_params)) for n in parties})
+        try:
+            results = hosts.call(
+                {n: ("act", (protocol_name, action, step_params)) for n in parties}
+            )
+        finally:
+            for timer in timers:
+                timer.cancel()
         for party, result in results.items():
             done.append(
                 {
@@ -225,6 +239,12 @@ def _run_stage(
             where = f" (round {number})" if number is not None else ""
             progress(f"{protocol_name}: {tag}{party} {action}{where} -> {_brief(result)}")
     return done
+
+
+def _kill_during(hosts: LocalHosts | RayHosts, fault: Any, progress: Progress) -> None:
+    if fault.kill in hosts.alive:
+        hosts.kill(fault.kill)
+        progress(f"fault injected: killed {fault.kill} {fault.after_s} s into {fault.during}")
 
 
 def _brief(result: Any, limit: int = 240) -> str:

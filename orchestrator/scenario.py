@@ -65,12 +65,19 @@ class CanarySpec(_Strict):
 
 
 class FaultSpec(_Strict):
-    """Fault injection: kill party `kill` just before action `before` runs
-    (in round `round` of a protocol with rounds; the first time if unset)."""
+    """Fault injection: kill party `kill` just before action `before` runs,
+    or `after_s` seconds into action `during` (in round `round` of a protocol
+    with rounds; the first time if unset)."""
 
     kill: str
-    before: str
+    before: str | None = None
+    during: str | None = None
+    after_s: float = Field(default=2.0, gt=0, le=600)
     round: int | None = Field(default=None, ge=1)
+
+    @property
+    def action(self) -> str:
+        return self.before or self.during or ""
 
 
 class Scenario(_Strict):
@@ -163,9 +170,12 @@ def _check(scenario: Scenario) -> None:
     for index, fault in enumerate(scenario.faults):
         if fault.kill not in scenario.parties:
             raise ConfigError(f"faults[{index}].kill: no party named {fault.kill!r}")
-        if fault.before not in actions:
+        if (fault.before is None) == (fault.during is None):
+            raise ConfigError(f"faults[{index}]: give exactly one of `before` and `during`")
+        key = "before" if fault.before is not None else "during"
+        if fault.action not in actions:
             raise ConfigError(
-                f"faults[{index}].before: no action {fault.before!r} "
+                f"faults[{index}].{key}: no action {fault.action!r} "
                 f"(the scenario's protocols run: {', '.join(sorted(actions))})"
             )
     for index, canary in enumerate(scenario.canaries):

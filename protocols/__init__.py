@@ -17,6 +17,7 @@ MODULES = {
     "federated": "protocols.federated",
     "tee": "protocols.tee",
     "pir": "protocols.pir",
+    "mpc": "protocols.mpc",
 }
 
 

@@ -1,0 +1,179 @@
+"""Correlated randomness from a dealer party, reached through the boundary.
+
+CrypTen's own trusted-third-party provider talks to its TTP over
+torch.distributed. `DealerProvider` is a tuple provider of our own instead:
+each compute party asks the dealer for its share of each Beaver triple,
+square, binary triple, wrap or B2A pair. The dealer answers both ranks from
+one draw: the first request with a given id draws and splits, the second
+takes the other share. The ranks ask in the same order, because CrypTen's
+control flow is the same on every rank.
+
+The dealer sees only sizes, never a share of the data.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from parties.errors import AirlockError
+from protocols.mpc.compat import crypten
+
+_crypten = crypten()
+from crypten.common.util import count_wraps  # noqa: E402
+from crypten.config import cfg  # noqa: E402
+from crypten.mpc.primitives import ArithmeticSharedTensor, BinarySharedTensor  # noqa: E402
+from crypten.mpc.provider.provider import TupleProvider  # noqa: E402
+
+NAME = "AIRLOCK_DEALER"
+KINDS = ("additive", "square", "binary", "wraps", "B2A")
+OPS = ("mul", "matmul", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")
+
+Request = Callable[[dict[str, Any]], list[torch.Tensor]]
+
+
+def _random(size: list[int], generator: torch.Generator, bits: int = 64) -> torch.Tensor:
+    if bits == 64:
+        return torch.randint(-(2**63), 2**63 - 1, size, generator=generator, dtype=torch.long)
+    return torch.randint(0, 2**bits, size, generator=generator, dtype=torch.long)
+
+
+class Dealer:
+    """The dealer's side: draws, splits, and hands each rank its share."""
+
+    def __init__(self, world_size: int = 2) -> None:
+        self.world_size = world_size
+        self._generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "big") >> 1)
+        self._pending: dict[int, tuple[list[list[torch.Tensor]], set[int]]] = {}
+        self._lock = threading.Lock()
+        self.dealt = 0
+
+    def _split(self, value: torch.Tensor, binary: bool = False) -> list[torch.Tensor]:
+        shares = [_random(list(value.shape), self._generator) for _ in range(self.world_size - 1)]
+        last = value.clone()
+        for share in shares:
+            last = last ^ share if binary else last - share
+        return [*shares, last]
+
+    def _draw(self, request: dict[str, Any]) -> list[list[torch.Tensor]]:
+        """Per rank, its shares of a fresh tuple of the requested kind."""
+        kind = request.get("kind")
+        sizes = [list(map(int, request.get(k) or [])) for k in ("size0", "size1")]
+        if any(s < 0 for size in sizes for s in size) or sum(
+            torch.Size(size).numel() for size in sizes
+        ) > (1 << 26):
+            raise AirlockError("tuple request of a bad size")
+        g = self._generator
+        if kind == "additive":
+            op = request.get("op")
+            if op not in OPS:
+                raise AirlockError(f"tuple op {op!r} is not supported")
+            a, b = _random(sizes[0], g), _random(sizes[1], g)
+            c = getattr(torch, op)(a, b, **dict(request.get("kwargs") or {}))
+            parts = [self._split(a), self._split(b), self._split(c)]
+        elif kind == "square":
+            r = _random(sizes[0], g)
+            parts = [self._split(r), self._split(r * r)]
+        elif kind == "binary":
+            a, b = _random(sizes[0], g), _random(sizes[1], g)
+            a, b = torch.broadcast_tensors(a, b)
+            parts = [self._split(a, True), self._split(b, True), self._split(a & b, True)]
+        elif kind == "wraps":
+            r_shares = [_random(sizes[0], g) for _ in range(self.world_size)]
+            parts = [r_shares, self._split(count_wraps(r_shares))]
+        elif kind == "B2A":
+            bits = [_random(sizes[0], g, bits=1) for _ in range(self.world_size)]
+            value = bits[0]
+            for bit in bits[1:]:
+                value = value ^ bit
+            parts = [self._split(value), bits]
+        else:
+            raise AirlockError(f"unknown tuple kind {kind!r}")
+        return [[part[rank] for part in parts] for rank in range(self.world_size)]
+
+    def deal(self, rank: int, request: dict[str, Any]) -> list[torch.Tensor]:
+        if not 0 <= rank < self.world_size:
+            raise AirlockError(f"rank {rank} is not a compute party")
+        try:
+            ident = int(request["id"])
+        except (KeyError, TypeError, ValueError):
+            raise AirlockError("a tuple request needs an integer id") from None
+        with self._lock:
+            if ident not in self._pending:
+                self._pending[ident] = (self._draw(request), set())
+                self.dealt += 1
+            shares, taken = self._pending[ident]
+            if rank in taken:
+                raise AirlockError(f"tuple {ident} was already dealt to rank {rank}")
+            taken.add(rank)
+            if len(taken) == self.world_size:
+                del self._pending[ident]
+        return shares[rank]
+
+
+class DealerProvider(TupleProvider):  # type: ignore[misc]
+    """The compute parties' side: each tuple is one request to the dealer."""
+
+    NAME = NAME
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request: Request | None = None
+        self._counter = 0
+        self.requests = 0
+
+    def reset(self, request: Request) -> None:
+        self.request, self._counter = request, 0
+
+    def _ask(self, kind: str, size0: Any, size1: Any = (), **extra: Any) -> list[torch.Tensor]:
+        if self.request is None:
+            raise AirlockError("no dealer connected")
+        self._counter += 1
+        self.requests += 1
+        message = {"id": self._counter, "kind": kind, "size0": list(size0), "size1": list(size1)}
+        return self.request({**message, **extra})
+
+    def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if args:
+            raise AirlockError("positional arguments to a triple op are not supported")
+        a, b, c = self._ask("additive", size0, size1, op=op, kwargs=kwargs)
+        return tuple(ArithmeticSharedTensor.from_shares(x, precision=0) for x in (a, b, c))
+
+    def square(self, size, device=None):  # type: ignore[no-untyped-def]
+        r, r2 = self._ask("square", size)
+        return (
+            ArithmeticSharedTensor.from_shares(r, precision=0),
+            ArithmeticSharedTensor.from_shares(r2, precision=0),
+        )
+
+    def generate_binary_triple(self, size0, size1, device=None):  # type: ignore[no-untyped-def]
+        a, b, c = self._ask("binary", size0, size1)
+        return tuple(BinarySharedTensor.from_shares(x) for x in (a, b, c))
+
+    def wrap_rng(self, size, device=None):  # type: ignore[no-untyped-def]
+        r, theta = self._ask("wraps", size)
+        return (
+            ArithmeticSharedTensor.from_shares(r, precision=0),
+            ArithmeticSharedTensor.from_shares(theta, precision=0),
+        )
+
+    def B2A_rng(self, size, device=None):  # type: ignore[no-untyped-def]
+        r_arithmetic, r_binary = self._ask("B2A", size)
+        return (
+            ArithmeticSharedTensor.from_shares(r_arithmetic, precision=0),
+            BinarySharedTensor.from_shares(r_binary),
+        )
+
+
+PROVIDER = DealerProvider()
+
+
+def use_dealer(request: Request) -> None:
+    """Make CrypTen take its tuples from the dealer, through `request`."""
+    vars(_crypten.mpc)["__SUPPORTED_PROVIDERS"][NAME] = PROVIDER
+    cfg.mpc.provider = NAME
+    PROVIDER.reset(request)

@@ -1,0 +1,84 @@
+"""The shared model's forward pass under CrypTen, built directly from the
+weights (`crypten.nn.from_pytorch` does not work on current torch).
+
+It mirrors `models.charlm.CharTransformer` operation for operation:
+
+- the one-hot prompt times the token embedding;
+- plus the position embedding;
+- per block, ReLU attention (scores times a public causal weighting), then
+  a ReLU MLP, each added back;
+- the head, for the last position only.
+
+There is no softmax, exp or reciprocal of a secret value. The only
+non-linearity is ReLU, which CrypTen computes exactly. Inputs and weights
+are fixed point with 16 fractional bits, as CrypTen encodes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from models.charlm import ModelConfig
+from protocols.mpc.compat import crypten
+
+SCALE = 1 << 16  # CrypTen's default fixed-point precision: 16 bits
+
+
+def encode(values: torch.Tensor) -> torch.Tensor:
+    """Fixed point as CrypTen encodes it: round(x * 2^16) as int64."""
+    return torch.round(values.double() * SCALE).long()
+
+
+def decode(encoded: torch.Tensor) -> torch.Tensor:
+    return encoded.double() / SCALE
+
+
+def split(encoded: torch.Tensor, parties: int = 2) -> list[torch.Tensor]:
+    """Additive shares mod 2^64 (int64 arithmetic wraps)."""
+    shares = [
+        torch.randint(-(2**63), 2**63 - 1, encoded.shape, dtype=torch.long)
+        for _ in range(parties - 1)
+    ]
+    last = encoded.clone()
+    for share in shares:
+        last = last - share
+    return [*shares, last]
+
+
+def one_hot(tokens: list[int], vocab: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.tensor(tokens), vocab).double()
+
+
+def secret(share: torch.Tensor) -> Any:
+    return crypten().mpc.MPCTensor.from_shares(share, precision=16)
+
+
+def forward(x: Any, weights: Mapping[str, Any], config: ModelConfig) -> Any:
+    """Logits of the last position, as an MPCTensor: x is the shared one-hot
+    prompt (length x vocab), `weights` the shared state dict."""
+    length = x.size(0)
+    head = config.width // config.heads
+    mask = torch.tril(torch.ones(length, length))
+    weighting = mask / mask.sum(dim=1, keepdim=True)  # public: only positions are counted
+    h = x.matmul(weights["token_embedding.weight"]) + weights["position_embedding.weight"][:length]
+    for b in range(config.layers):
+        w = f"blocks.{b}."
+        qkv = h.matmul(weights[w + "attention.qkv.weight"].t()) + weights[w + "attention.qkv.bias"]
+        mixed = []
+        for i in range(config.heads):
+            q = qkv[:, i * head : (i + 1) * head]
+            k = qkv[:, config.width + i * head : config.width + (i + 1) * head]
+            v = qkv[:, 2 * config.width + i * head : 2 * config.width + (i + 1) * head]
+            scores = (q.matmul(k.t()) * (1 / math.sqrt(head))).relu() * weighting
+            mixed.append(scores.matmul(v))
+        attended = crypten().cat(mixed, dim=1)
+        h = h + attended.matmul(weights[w + "attention.out.weight"].t())
+        h = h + weights[w + "attention.out.bias"]
+        hidden = (h.matmul(weights[w + "mlp.0.weight"].t()) + weights[w + "mlp.0.bias"]).relu()
+        h = h + hidden.matmul(weights[w + "mlp.2.weight"].t()) + weights[w + "mlp.2.bias"]
+    last = h[length - 1 : length]
+    return last.matmul(weights["head.weight"].t()) + weights["head.bias"]

@@ -1,0 +1,136 @@
+"""The dealer's tuples reconstruct correctly and are dealt once per rank; the
+boundary communicator's collectives, between two ranks in threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from parties.errors import AirlockError
+from protocols.mpc.communicator import BoundaryCommunicator, Inbox
+from protocols.mpc.dealer import Dealer
+from protocols.mpc.model import decode, encode, split
+
+
+def deal_both(dealer: Dealer, request: dict) -> list[list[torch.Tensor]]:
+    return [dealer.deal(rank, request) for rank in (0, 1)]
+
+
+def test_beaver_triples_reconstruct() -> None:
+    dealer = Dealer()
+    for ident, (op, size0, size1) in enumerate(
+        (("mul", [3, 4], [3, 4]), ("matmul", [3, 5], [5, 2]))
+    ):
+        shares = deal_both(
+            dealer, {"id": ident, "kind": "additive", "size0": size0, "size1": size1, "op": op}
+        )
+        a, b, c = (shares[0][i] + shares[1][i] for i in range(3))
+        assert torch.equal(c, getattr(torch, op)(a, b))
+        assert not torch.equal(shares[0][0], a)  # a share is not the value
+
+
+def test_binary_square_wrap_and_b2a_tuples_reconstruct() -> None:
+    from crypten.common.util import count_wraps
+
+    dealer = Dealer()
+    binary = deal_both(dealer, {"id": 1, "kind": "binary", "size0": [4], "size1": [4]})
+    a, b, c = (binary[0][i] ^ binary[1][i] for i in range(3))
+    assert torch.equal(c, a & b)
+    square = deal_both(dealer, {"id": 2, "kind": "square", "size0": [4]})
+    r = square[0][0] + square[1][0]
+    assert torch.equal(square[0][1] + square[1][1], r * r)
+    wraps = deal_both(dealer, {"id": 3, "kind": "wraps", "size0": [6]})
+    theta = wraps[0][1] + wraps[1][1]
+    assert torch.equal(theta, count_wraps([wraps[0][0], wraps[1][0]]))
+    b2a = deal_both(dealer, {"id": 4, "kind": "B2A", "size0": [8]})
+    bit = b2a[0][1] ^ b2a[1][1]
+    assert set(bit.tolist()) <= {0, 1} and torch.equal(b2a[0][0] + b2a[1][0], bit)
+
+
+def test_the_dealer_refuses_bad_requests() -> None:
+    dealer = Dealer()
+    request = {"id": 9, "kind": "square", "size0": [2]}
+    dealer.deal(0, request)
+    with pytest.raises(AirlockError, match="already dealt"):
+        dealer.deal(0, request)
+    with pytest.raises(AirlockError, match="unknown tuple kind"):
+        dealer.deal(0, {"id": 10, "kind": "secrets", "size0": [1]})
+    with pytest.raises(AirlockError, match="not supported"):
+        dealer.deal(0, {"id": 11, "kind": "additive", "size0": [1], "size1": [1], "op": "exp"})
+    with pytest.raises(AirlockError, match="bad size"):
+        dealer.deal(0, {"id": 12, "kind": "square", "size0": [1 << 14, 1 << 14]})
+    with pytest.raises(AirlockError, match="integer id"):
+        dealer.deal(0, {"id": "x", "kind": "square", "size0": [1]})
+    with pytest.raises(AirlockError, match="not a compute party"):
+        dealer.deal(2, {"id": 13, "kind": "square", "size0": [1]})
+
+
+def test_fixed_point_sharing_round_trips() -> None:
+    values = torch.tensor([[-1.5, 0.25], [3.0, 1e-4]])
+    shares = split(encode(values))
+    assert torch.allclose(decode(shares[0] + shares[1]), values.double(), atol=2**-16)
+
+
+def pair() -> list[BoundaryCommunicator]:
+    inboxes = [Inbox(), Inbox()]
+    names = ["deployer", "compute"]
+
+    def sender(me: int):
+        return lambda peer, payload: inboxes[names.index(peer)].put(me, payload)
+
+    return [BoundaryCommunicator(r, names, sender(r), inboxes[r]) for r in (0, 1)]
+
+
+def run_both(function) -> list:
+    results: list = [None, None]
+    communicators = pair()
+
+    def run(rank: int) -> None:
+        results[rank] = function(communicators[rank], rank)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_collectives_between_two_ranks() -> None:
+    def work(comm: BoundaryCommunicator, rank: int):
+        mine = torch.tensor([rank + 1, 10 * (rank + 1)])
+        return (
+            comm.all_reduce(mine),
+            comm.all_reduce([mine, mine * 2], batched=True),
+            comm.all_reduce(mine, op=torch.distributed.ReduceOp.BXOR),
+            comm.broadcast(mine, 1),
+            comm.all_gather(mine),
+            comm.gather(mine, 0),
+            comm.reduce(mine, 1),
+            comm.broadcast_obj({"rank": rank} if rank == 0 else None, 0),
+        )
+
+    zero, one = run_both(work)
+    for result in (zero, one):
+        assert result[0].tolist() == [3, 30]
+        assert [t.tolist() for t in result[1]] == [[3, 30], [6, 60]]
+        assert result[2].tolist() == [1 ^ 2, 10 ^ 20]
+        assert result[3].tolist() == [2, 20]
+        assert [t.tolist() for t in result[4]] == [[1, 10], [2, 20]]
+        assert result[7] == {"rank": 0}
+    assert [t.tolist() for t in zero[5]] == [[1, 10], [2, 20]] and one[5] == [None]
+    assert zero[6] is None and one[6].tolist() == [3, 30]
+
+
+def test_a_message_of_the_wrong_kind_is_a_protocol_error() -> None:
+    def work(comm: BoundaryCommunicator, rank: int):
+        if rank == 0:
+            comm.send(torch.tensor([1]), 1)
+            return None
+        with pytest.raises(AirlockError, match="out of step"):
+            comm.broadcast(torch.tensor([0]), 0)
+        return "checked"
+
+    assert run_both(work)[1] == "checked"

@@ -142,6 +142,8 @@ class RayHosts:
                 failures.append(PartyFailed(party, "stopped unexpectedly (its actor died)"))
             except ray.exceptions.RayTaskError as error:
                 failures.append(PartyFailed(party, _explain(error.cause)))
+            except ray.exceptions.RayError as error:  # e.g. an error Ray could not unpickle
+                failures.append(PartyFailed(party, f"failed: {error}"))
         if failures:
             raise failures[0]
         return results

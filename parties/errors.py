@@ -33,6 +33,9 @@ class Refused(AirlockError):
     def reason_name(self) -> str:
         return pb.RefusalReason.Name(self.reason)
 
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:  # survives pickling (Ray's errors)
+        return (type(self), (self.reason, self.detail))
+
 
 class Undelivered(AirlockError):
     """An envelope could not reach its receiver (peer down, unreachable, timed out)."""
@@ -43,7 +46,11 @@ class PartyFailed(AirlockError):
 
     def __init__(self, party: str, detail: str) -> None:
         self.party = party
+        self.detail = detail
         super().__init__(f"party {party!r}: {detail}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.party, self.detail))
 
 
 class ClaimFailed(AirlockError):
@@ -54,6 +61,9 @@ class ClaimFailed(AirlockError):
         self.claim = claim
         self.detail = detail
         super().__init__(f"{claim}: {detail}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (self.claim, self.detail))
 
 
 class BadQuery(AirlockError):

@@ -115,6 +115,8 @@ def test_shares_may_go_only_where_the_protocol_says(mpc_parties) -> None:
         with pytest.raises(Refused) as refused:
             deployer.deliver(receiver, "mpc", "mpc_message", share, b"share")
         assert refused.value.reason == pb.RULE_NOT_PERMITTED, receiver
+    # the leak_share adversary, played by the deployer
+    assert "RULE_NOT_PERMITTED" in deployer.act("mpc", "leak_share", {})["refused"]
     # the prompt in the clear is refused even between the compute parties
     with pytest.raises(Refused) as refused:
         deployer.deliver(

@@ -34,6 +34,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/boundary_throughput.py --run-time
 	$(BIN)/python bench/attestation.py
 	$(BIN)/python bench/federated.py
+	$(BIN)/python bench/tee.py --ray
+	$(BIN)/python bench/pir.py --rag
+	$(BIN)/python bench/mpc.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

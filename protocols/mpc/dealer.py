@@ -13,6 +13,7 @@ The dealer sees only sizes, never a share of the data.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from crypten.mpc.provider.provider import TupleProvider  # noqa: E402
 
 NAME = "AIRLOCK_DEALER"
 KINDS = ("additive", "square", "binary", "wraps", "B2A")
+MAX_BULK = 16
+BULK = 8  # tuples of one kind and size asked for at once: CrypTen asks for many alike
 OPS = ("mul", "matmul", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")
 
 Request = Callable[[dict[str, Any]], list[torch.Tensor]]
@@ -60,7 +63,15 @@ class Dealer:
         return [*shares, last]
 
     def _draw(self, request: dict[str, Any]) -> list[list[torch.Tensor]]:
-        """Per rank, its shares of a fresh tuple of the requested kind."""
+        """Per rank, its shares of `count` fresh tuples of the requested kind,
+        one after the other."""
+        count = request.get("count", 1)
+        if not isinstance(count, int) or not 1 <= count <= MAX_BULK:
+            raise AirlockError(f"a tuple request asks for 1 to {MAX_BULK} tuples")
+        draws = [self._draw_one(request) for _ in range(count)]
+        return [[t for draw in draws for t in draw[rank]] for rank in range(self.world_size)]
+
+    def _draw_one(self, request: dict[str, Any]) -> list[list[torch.Tensor]]:
         kind = request.get("kind")
         sizes = [list(map(int, request.get(k) or [])) for k in ("size0", "size1")]
         if any(s < 0 for size in sizes for s in size) or sum(
@@ -124,18 +135,29 @@ class DealerProvider(TupleProvider):  # type: ignore[misc]
         super().__init__()
         self.request: Request | None = None
         self._counter = 0
+        self._spare: dict[str, list[list[torch.Tensor]]] = {}
         self.requests = 0
 
     def reset(self, request: Request) -> None:
-        self.request, self._counter = request, 0
+        self.request, self._counter, self._spare = request, 0, {}
 
     def _ask(self, kind: str, size0: Any, size1: Any = (), **extra: Any) -> list[torch.Tensor]:
+        """One tuple. Tuples of one kind and size come from the dealer BULK at
+        a time; both ranks ask in the same order, so their spares match."""
         if self.request is None:
             raise AirlockError("no dealer connected")
+        message = {"kind": kind, "size0": list(size0), "size1": list(size1), **extra}
+        key = json.dumps(message, sort_keys=True)
+        spare = self._spare.get(key)
+        if spare:
+            return spare.pop(0)
         self._counter += 1
         self.requests += 1
-        message = {"id": self._counter, "kind": kind, "size0": list(size0), "size1": list(size1)}
-        return self.request({**message, **extra})
+        shares = self.request({**message, "id": self._counter, "count": BULK})
+        per_tuple = len(shares) // BULK
+        tuples = [shares[i * per_tuple : (i + 1) * per_tuple] for i in range(BULK)]
+        self._spare[key] = tuples[1:]
+        return tuples[0]
 
     def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):  # type: ignore[no-untyped-def]
         if args:

@@ -31,6 +31,17 @@ def test_beaver_triples_reconstruct() -> None:
         assert not torch.equal(shares[0][0], a)  # a share is not the value
 
 
+def test_tuples_come_in_bulk_each_one_fresh() -> None:
+    shares = deal_both(Dealer(), {"id": 1, "kind": "square", "size0": [3], "count": 4})
+    assert len(shares[0]) == 8  # 4 tuples of (r, r^2)
+    values = [shares[0][i] + shares[1][i] for i in range(8)]
+    for r, r2 in zip(values[0::2], values[1::2], strict=True):
+        assert torch.equal(r2, r * r)
+    assert len({tuple(v.tolist()) for v in values[0::2]}) == 4
+    with pytest.raises(AirlockError, match="1 to 16 tuples"):
+        Dealer().deal(0, {"id": 1, "kind": "square", "size0": [3], "count": 99})
+
+
 def test_binary_square_wrap_and_b2a_tuples_reconstruct() -> None:
     from crypten.common.util import count_wraps
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel
 
 from parties.envelope import Envelope
+from parties.errors import AirlockError, Refused
 from parties.labels import Form, Label, asset_matches
 from parties.roles import Holdings, Role
 
@@ -69,6 +70,7 @@ class PartyContext(TypingProtocol):
     """What role logic may use inside a party."""
 
     name: str
+    protocol: str
     role: Role
     holdings: Holdings
     adversary: str | None
@@ -85,6 +87,25 @@ class PartyContext(TypingProtocol):
     def deliver(
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
     ) -> Envelope | None: ...
+
+
+def sole_peer(ctx: PartyContext, role: Role) -> str:
+    """The one party of `role` in the run; a clear error if there is not exactly one."""
+    peers = ctx.peers(role)
+    if len(peers) != 1:
+        raise AirlockError(f"the {ctx.protocol} protocol needs one {role}, found {len(peers)}")
+    return peers[0]
+
+
+def attempt(
+    ctx: PartyContext, receiver: str, step: str, labels: Iterable[Label], payload: bytes
+) -> dict[str, Any]:
+    """An adversarial delivery: a refusal is the expected outcome, not an error."""
+    try:
+        ctx.deliver(receiver, step, labels, payload)
+    except Refused as refusal:
+        return {"attempted": step, "receiver": receiver, "refused": refusal.reason_name}
+    return {"attempted": step, "receiver": receiver, "refused": None}
 
 
 Handler = Callable[[PartyContext, Envelope], Reply | None]

@@ -4,6 +4,7 @@ Ray), and runs of the default scenario."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -88,12 +89,21 @@ def start_parties(
     return Parties(run_id, authority, runtimes, directory, entries)
 
 
+@contextlib.contextmanager
+def running_parties(tmp: Path, **kwargs: Any) -> Iterator[Parties]:
+    """`start_parties(tmp, **kwargs)`, stopped on the way out."""
+    started = start_parties(tmp, **kwargs)
+    try:
+        yield started
+    finally:
+        for runtime in started.runtimes.values():
+            runtime.stop()
+
+
 @pytest.fixture
 def parties(tmp_path: Path) -> Iterator[Parties]:
-    started = start_parties(tmp_path)
-    yield started
-    for runtime in started.runtimes.values():
-        runtime.stop()
+    with running_parties(tmp_path) as started:
+        yield started
 
 
 DEFAULT_ADVERSARIES = {"deployer": "forward_prompt", "alice": "plaintext_prompt"}

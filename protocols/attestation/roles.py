@@ -86,10 +86,6 @@ def placeholder_answer(model_root: bytes, prompt: str) -> str:
     return f"answer {hashlib.sha256(model_root + prompt.encode()).hexdigest()[:24]}"
 
 
-def _signer(ctx: PartyContext) -> PartySigner:
-    return PartySigner(ctx.public_key(ctx.name), ctx.sign)
-
-
 def _ledger(ctx: PartyContext) -> str:
     return ctx.peers(Role.LEDGER)[0]
 
@@ -153,7 +149,11 @@ def attest_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     assert isinstance(holdings, DataContributor)
     dataset = Dataset(f"train:{ctx.name}", holdings.records, holdings.fields, holdings.sort_key)
     statement = sign_statement(
-        dataset.name, dataset.root.hex(), DATASET_PREDICATE, dataset.predicate(), _signer(ctx)
+        dataset.name,
+        dataset.root.hex(),
+        DATASET_PREDICATE,
+        dataset.predicate(),
+        PartySigner.of(ctx),
     )
     try:
         logged = _submit(ctx, statement, _dataset_label(ctx))
@@ -238,7 +238,11 @@ def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     }
     predicate = model_predicate(holdings.model, tensors, datasets, training)
     statement = sign_statement(
-        f"weights:{ctx.name}", weights_root(tensors).hex(), MODEL_PREDICATE, predicate, _signer(ctx)
+        f"weights:{ctx.name}",
+        weights_root(tensors).hex(),
+        MODEL_PREDICATE,
+        predicate,
+        PartySigner.of(ctx),
     )
     try:
         logged = _submit(ctx, statement, _model_label(ctx))
@@ -282,7 +286,9 @@ def on_inference_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     served = committed.model + ("-small" if ctx.adversary == "swap_model" else "")
     root = weights_root(placeholder_weights(served))
     output = placeholder_answer(root, prompt)
-    receipt = issue_receipt(root, prompt.encode(), output.encode(), nonce, ctx.name, _signer(ctx))
+    receipt = issue_receipt(
+        root, prompt.encode(), output.encode(), nonce, ctx.name, PartySigner.of(ctx)
+    )
     user = envelope.header.sender
     try:
         _submit(ctx, receipt, _receipt_labels(user))

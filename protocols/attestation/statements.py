@@ -26,6 +26,7 @@ from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import Signature, Signer, SSlibKey
 
 from parties.errors import ClaimFailed
+from parties.protocol import PartyContext
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 DATASET_PREDICATE = "urn:airlock:predicate:dataset-commitment:v1"
@@ -43,6 +44,11 @@ class PartySigner(Signer):
     ) -> None:
         self._public_key = SSlibKey.from_crypto(public_key)
         self._sign = sign
+
+    @classmethod
+    def of(cls, ctx: PartyContext) -> PartySigner:
+        """The signer of the party whose context this is."""
+        return cls(ctx.public_key(ctx.name), ctx.sign)
 
     @property
     def public_key(self) -> SSlibKey:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -34,17 +34,30 @@ Send = Callable[[str, bytes], None]  # (peer name, payload): one envelope, deliv
 RECV_TIMEOUT = 20.0  # a peer silent this long has failed: end the inference
 
 
+def pack_tensors(meta: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> bytes:
+    """A JSON header, then named tensors as safetensors."""
+    return pack(meta, save_tensors({k: v.contiguous() for k, v in tensors.items()}))
+
+
+def unpack_tensors(payload: bytes) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    meta, body = unpack(payload)
+    try:
+        return meta, dict(load_tensors(body)) if body else {}
+    except Exception:
+        raise AirlockError("the payload holds no tensors") from None
+
+
 def encode_tensors(kind: str, tensors: list[torch.Tensor]) -> bytes:
-    body = save_tensors({str(i): t.contiguous() for i, t in enumerate(tensors)})
-    return pack({"kind": kind, "count": len(tensors)}, body)
+    """One CrypTen message: its kind and its tensors, in order."""
+    named = {str(i): t for i, t in enumerate(tensors)}
+    return pack_tensors({"kind": kind, "count": len(tensors)}, named)
 
 
 def decode_tensors(payload: bytes) -> tuple[str, list[torch.Tensor]]:
-    meta, body = unpack(payload)
+    meta, tensors = unpack_tensors(payload)
     try:
-        tensors = load_tensors(body) if body else {}
         return str(meta["kind"]), [tensors[str(i)] for i in range(int(meta["count"]))]
-    except Exception:
+    except (KeyError, TypeError, ValueError):
         raise AirlockError("an MPC message that is not a tensor list") from None
 
 

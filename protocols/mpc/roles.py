@@ -27,18 +27,16 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
 from models.charlm import TOKENIZER, BadPrompt, ModelConfig
 from models.corpus import pretrained_model
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
-from parties.payload import pack, unpack
-from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply
+from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply, attempt, sole_peer
 from parties.roles import Role
 from protocols.mpc import communicator, dealer
+from protocols.mpc.communicator import pack_tensors, unpack_tensors
 from protocols.mpc.model import decode, encode, forward, one_hot, secret, split
 from protocols.mpc.rules import COMPUTE_ROLES, CREATOR, DEALER, NAME, RULES, USER
 
@@ -61,18 +59,6 @@ def compute_parties(ctx: PartyContext) -> list[str]:
     return ranked
 
 
-def _tensors_payload(meta: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> bytes:
-    return pack(meta, save_tensors({k: v.contiguous() for k, v in tensors.items()}))
-
-
-def _tensors(payload: bytes) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    meta, body = unpack(payload)
-    try:
-        return meta, dict(load_tensors(body))
-    except Exception:
-        raise AirlockError("the payload holds no tensors") from None
-
-
 # -- model creator ---------------------------------------------------------------------
 
 
@@ -87,7 +73,7 @@ def share_weights(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     meta = {k: str(v) for k, v in model.config.__dict__.items()}
     label = [Label(f"weights:{ctx.name}", Form.SHARE)]
     for rank, party in enumerate(compute_parties(ctx)):
-        ctx.deliver(party, "weight_shares", label, _tensors_payload(meta, shares[rank]))
+        ctx.deliver(party, "weight_shares", label, pack_tensors(meta, shares[rank]))
     # a fingerprint of the weights for the audit's content scan: raw and fixed point
     first = state["token_embedding.weight"]
     return {
@@ -105,7 +91,7 @@ def share_weights(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
 
 
 def on_weight_shares(ctx: PartyContext, envelope: Envelope) -> None:
-    meta, shares = _tensors(envelope.payload)
+    meta, shares = unpack_tensors(envelope.payload)
     ctx.state["config"] = ModelConfig.from_metadata(meta)
     ctx.state["weight_shares"] = shares
 
@@ -124,7 +110,7 @@ def _connect(ctx: PartyContext) -> None:
     def send(peer: str, payload: bytes) -> None:
         ctx.deliver(peer, "mpc_message", labels, payload, "mpc")
 
-    dealer_name = sorted(ctx.peers(DEALER))[0]
+    dealer_name = sole_peer(ctx, DEALER)
     request_label = [Label(f"randomness:{dealer_name}", Form.PUBLIC)]
 
     def request(message: dict[str, Any]) -> list[torch.Tensor]:
@@ -133,7 +119,7 @@ def _connect(ctx: PartyContext) -> None:
         )
         if reply is None:
             raise AirlockError("the dealer sent nothing")
-        meta, tensors = _tensors(reply.payload)
+        meta, tensors = unpack_tensors(reply.payload)
         return [tensors[str(i)] for i in range(int(meta["count"]))]
 
     dealer.use_dealer(request)
@@ -151,7 +137,7 @@ def on_mpc_message(ctx: PartyContext, envelope: Envelope) -> None:
 def on_prompt_shares(ctx: PartyContext, envelope: Envelope) -> Reply:
     if "weight_shares" not in ctx.state:
         raise AirlockError("no weight shares received")
-    _, tensors = _tensors(envelope.payload)
+    _, tensors = unpack_tensors(envelope.payload)
     share = tensors.get("prompt")
     config: ModelConfig = ctx.state["config"]
     if share is None or share.dim() != 2 or share.shape[1] != config.vocab:
@@ -168,7 +154,7 @@ def on_prompt_shares(ctx: PartyContext, envelope: Envelope) -> Reply:
         result = logits.share
     user = envelope.header.sender
     label = (Label(f"output:{user}", Form.SHARE),)
-    return Reply("logit_shares", label, _tensors_payload({}, {"logits": result}))
+    return Reply("logit_shares", label, pack_tensors({}, {"logits": result}))
 
 
 # -- dealer ---------------------------------------------------------------------------------
@@ -183,7 +169,7 @@ def on_tuple_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     shares = the_dealer.deal(ranks.index(envelope.header.sender), request)
     label = (Label(f"randomness:{ctx.name}", Form.SHARE),)
     body = {str(i): t for i, t in enumerate(shares)}
-    return Reply("tuple_shares", label, _tensors_payload({"count": len(shares)}, body))
+    return Reply("tuple_shares", label, pack_tensors({"count": len(shares)}, body))
 
 
 # -- end user ---------------------------------------------------------------------------------
@@ -207,11 +193,11 @@ def _next_token(ctx: PartyContext, parties: list[str], window: list[int], vocab:
     label = [Label(f"prompt:{ctx.name}", Form.SHARE)]
 
     def ask(rank: int) -> torch.Tensor:
-        payload = _tensors_payload({}, {"prompt": shares[rank]})
+        payload = pack_tensors({}, {"prompt": shares[rank]})
         reply = ctx.deliver(parties[rank], "prompt_shares", label, payload, "mpc")
         if reply is None:
             raise AirlockError(f"{parties[rank]} sent no logits")
-        return _tensors(reply.payload)[1]["logits"]
+        return unpack_tensors(reply.payload)[1]["logits"]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         logit_shares = list(pool.map(ask, range(2)))  # both ranks compute together
@@ -247,15 +233,12 @@ def generate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
 
 def leak_share(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     """Adversary leak_share: a compute party sends its weight shares to the end user."""
-    user = sorted(ctx.peers(USER))[0]
+    user = sole_peer(ctx, USER)
     label = [Label("weights:model_creator", Form.SHARE)]
     shares = ctx.state.get("weight_shares", {})
-    payload = _tensors_payload({}, dict(list(shares.items())[:1]))
-    try:
-        ctx.deliver(user, "mpc_message", label, payload)
-    except AirlockError as error:
-        return {"refused": str(error)}
-    return {"refused": None}
+    return attempt(
+        ctx, user, "mpc_message", label, pack_tensors({}, dict(list(shares.items())[:1]))
+    )
 
 
 PROTOCOL = Protocol(

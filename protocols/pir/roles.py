@@ -35,7 +35,7 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError, BadQuery
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply
+from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply, attempt
 from parties.roles import ExternalDatabase
 from protocols.pir import xor
 from protocols.pir.corpus import guidelines
@@ -347,11 +347,7 @@ def send_plaintext_query(ctx: PartyContext, params: Mapping[str, Any]) -> Summar
     prompts = list(getattr(ctx.holdings, "prompts", ()))
     database = sorted(ctx.peers(DATABASE))[0]
     label = [Label(f"query:{ctx.name}", Form.PLAINTEXT)]
-    try:
-        ctx.deliver(database, "pir_query", label, pack({}, prompts[0].encode()))
-    except AirlockError as error:
-        return {"refused": str(error)}
-    return {"refused": None}
+    return attempt(ctx, database, "pir_query", label, pack({}, prompts[0].encode()))
 
 
 PROTOCOL = Protocol(

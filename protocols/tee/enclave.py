@@ -89,7 +89,7 @@ def on_enclave_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
         output.encode(),
         nonce,
         ctx.name,
-        PartySigner(ctx.public_key(ctx.name), ctx.sign),
+        PartySigner.of(ctx),
     )
     answer = json.dumps({"output": output, "receipt": receipt}).encode()
     labels = (Label(f"output:{user}", Form.CIPHERTEXT),)

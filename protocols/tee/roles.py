@@ -37,7 +37,7 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import PartyContext, Protocol, Reply
+from parties.protocol import PartyContext, Protocol, Reply, sole_peer
 from protocols.attestation.receipts import check_receipt
 from protocols.attestation.statements import (
     PartySigner,
@@ -80,17 +80,6 @@ class Settings(BaseModel):
     seed: int = 0
 
 
-def _signer(ctx: PartyContext) -> PartySigner:
-    return PartySigner(ctx.public_key(ctx.name), ctx.sign)
-
-
-def _only(ctx: PartyContext, role: Any) -> str:
-    peers = ctx.peers(role)
-    if len(peers) != 1:
-        raise AirlockError(f"the tee protocol needs exactly one {role}, found {len(peers)}")
-    return peers[0]
-
-
 # -- model creator (reference value provider) ---------------------------------------
 
 
@@ -109,12 +98,12 @@ def release_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         reference["measurement"],
         REFERENCE_PREDICATE,
         reference,
-        _signer(ctx),
+        PartySigner.of(ctx),
     )
     label = [Label(f"reference:{ctx.name}", Form.PUBLIC)]
-    ctx.deliver(_only(ctx, VERIFIER), "reference_values", label, json.dumps(statement).encode())
+    ctx.deliver(sole_peer(ctx, VERIFIER), "reference_values", label, json.dumps(statement).encode())
     weights = [Label(f"weights:{ctx.name}", Form.PLAINTEXT)]
-    ctx.deliver(_only(ctx, DEPLOYER), "model_release", weights, model.to_bytes())
+    ctx.deliver(sole_peer(ctx, DEPLOYER), "model_release", weights, model.to_bytes())
     return {"model_root": root.hex(), "measurement": reference["measurement"]}
 
 
@@ -140,14 +129,14 @@ def launch_enclave(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         Label(f"enclave_image:{ctx.name}", Form.PUBLIC),
         Label("weights:model_creator", Form.PLAINTEXT),
     ]
-    enclave = _only(ctx, ENCLAVE)
+    enclave = sole_peer(ctx, ENCLAVE)
     ctx.deliver(enclave, "enclave_load", labels, pack(meta, model.to_bytes()))
     return {"enclave": enclave, "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def on_attestation_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     evidence = _evidence_for(ctx, envelope.header.sender, envelope.payload)
-    return Reply("evidence", (Label(f"evidence:{_only(ctx, ENCLAVE)}", Form.PUBLIC),), evidence)
+    return Reply("evidence", (Label(f"evidence:{sole_peer(ctx, ENCLAVE)}", Form.PUBLIC),), evidence)
 
 
 def _evidence_for(ctx: PartyContext, user: str, request: bytes) -> bytes:
@@ -158,7 +147,7 @@ def _evidence_for(ctx: PartyContext, user: str, request: bytes) -> bytes:
         rogue = ctx.state.setdefault("rogue", SimulatedHardware(SimulatedVendor(b"rogue vendor")))
         keys = ctx.state.setdefault("rogue_keys", channel.new_key_pair())
         quote = rogue.quote(
-            _only(ctx, ENCLAVE),
+            sole_peer(ctx, ENCLAVE),
             measure(ENCLAVE_IMAGE, model.commitment_root()),
             nonce,
             channel.public_bytes(keys),
@@ -167,7 +156,7 @@ def _evidence_for(ctx: PartyContext, user: str, request: bytes) -> bytes:
     if ctx.adversary == "replay_quote" and "first_evidence" in ctx.state:
         return bytes(ctx.state["first_evidence"])
     label = [Label(f"nonce:{user}", Form.PUBLIC)]
-    reply = ctx.deliver(_only(ctx, ENCLAVE), "evidence_request", label, request)
+    reply = ctx.deliver(sole_peer(ctx, ENCLAVE), "evidence_request", label, request)
     if reply is None:
         raise AirlockError("the enclave gave no evidence")
     ctx.state.setdefault("first_evidence", reply.payload)
@@ -179,7 +168,7 @@ def on_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
     meta, sealed = unpack(envelope.payload)
     relay = pack({"user": user, "request": str(meta["request"])}, sealed)
     label = [Label(f"prompt:{user}", Form.CIPHERTEXT)]
-    reply = ctx.deliver(_only(ctx, ENCLAVE), "enclave_prompt", label, relay)
+    reply = ctx.deliver(sole_peer(ctx, ENCLAVE), "enclave_prompt", label, relay)
     if reply is None:
         raise AirlockError("the enclave gave no answer")
     return Reply("sealed_answer", (Label(f"output:{user}", Form.CIPHERTEXT),), reply.payload)
@@ -230,7 +219,7 @@ def on_appraisal_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     except AttestationRefused as refusal:
         result.update(status="contraindicated", reason=str(refusal))
     statement = sign_statement(
-        f"attestation-result:{nonce.hex()}", "0" * 64, RESULT_PREDICATE, result, _signer(ctx)
+        f"attestation-result:{nonce.hex()}", "0" * 64, RESULT_PREDICATE, result, PartySigner.of(ctx)
     )
     label = (Label(f"attestation_result:{ctx.name}", Form.PUBLIC),)
     return Reply("attestation_result", label, json.dumps(statement).encode())
@@ -281,7 +270,7 @@ def _ask_enclave(
     meta, sealed_answer = unpack(reply.payload)
     answer = json.loads(channel.open_answer(context, sealed_answer, aad))
     output = str(answer["output"])
-    enclave = _only(ctx, ENCLAVE)
+    enclave = sole_peer(ctx, ENCLAVE)
     check_receipt(
         answer["receipt"],
         ctx.public_key(enclave),
@@ -298,7 +287,7 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     With `baseline`, also ask the host in plaintext and time both."""
     s = Settings.model_validate(params)
     prompts = getattr(ctx.holdings, "prompts", ())
-    deployer, verifier = _only(ctx, DEPLOYER), _only(ctx, VERIFIER)
+    deployer, verifier = sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)
     answers, refused = [], []
     handshake, enclave_times, plain_times = [], [], []
     for prompt in prompts:

@@ -11,9 +11,8 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from parties.envelope import Envelope
-from parties.errors import Refused
 from parties.labels import Form, Label
-from parties.protocol import PartyContext, Protocol, Reply
+from parties.protocol import PartyContext, Protocol, Reply, attempt
 from parties.roles import DataContributor, EndUser, ExternalDatabase, ModelCreator, Role
 from protocols.walkthrough.rules import NAME, RULES
 
@@ -31,17 +30,6 @@ def _send_all(
     for receiver in receivers:
         ctx.deliver(receiver, step, labels, payload)
     return {"delivered": len(receivers)}
-
-
-def _attempt(
-    ctx: PartyContext, receiver: str, step: str, labels: list[Label], payload: bytes
-) -> Summary:
-    """An adversarial delivery: a refusal is the expected outcome, not an error."""
-    try:
-        ctx.deliver(receiver, step, labels, payload)
-    except Refused as refusal:
-        return {"attempted": step, "receiver": receiver, "refused": refusal.reason_name}
-    return {"attempted": step, "receiver": receiver, "refused": None}
 
 
 # -- data contributor -------------------------------------------------------
@@ -116,7 +104,7 @@ def send_prompt_in_clear(ctx: PartyContext, params: Mapping[str, Any], form: For
     assert isinstance(ctx.holdings, EndUser)
     deployer = ctx.peers(Role.DEPLOYER)[0]
     prompt = ctx.holdings.prompts[0].encode()
-    return _attempt(ctx, deployer, "sealed_prompt", [Label(f"prompt:{ctx.name}", form)], prompt)
+    return attempt(ctx, deployer, "sealed_prompt", [Label(f"prompt:{ctx.name}", form)], prompt)
 
 
 # -- deployer ---------------------------------------------------------------
@@ -138,7 +126,7 @@ def forward_prompt(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     """Adversarial: pass a received prompt on to the external database."""
     owner, sealed = ctx.state["prompts"][0]
     database = ctx.peers(Role.EXTERNAL_DATABASE)[0]
-    return _attempt(
+    return attempt(
         ctx, database, "sealed_prompt", [Label(f"prompt:{owner}", Form.CIPHERTEXT)], sealed
     )
 

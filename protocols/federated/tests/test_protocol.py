@@ -21,7 +21,7 @@ from parties.payload import pack, unpack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.federated.scenario import federated_scenario
-from tests.helpers import failing, result_of, run_text, start_parties, with_adversary
+from tests.helpers import failing, result_of, run_text, running_parties, with_adversary
 
 FAST = {"local_steps": 2, "pretrain_steps": 0, "exposure_samples": 20, "batch": 8}
 
@@ -203,12 +203,10 @@ def test_stage_params_are_checked_when_the_scenario_is_parsed() -> None:
 @pytest.fixture
 def pair(tmp_path: Path):
     roles = {"hospital_1": Role.DATA_CONTRIBUTOR, "model_creator": Role.MODEL_CREATOR}
-    started = start_parties(
+    with running_parties(
         tmp_path, roles=roles, protocol="federated", holdings={"hospital_1": {"synthetic_notes": 5}}
-    )
-    yield started
-    for runtime in started.runtimes.values():
-        runtime.stop()
+    ) as started:
+        yield started
 
 
 def test_contributors_refuse_malformed_and_out_of_protocol_requests(pair) -> None:

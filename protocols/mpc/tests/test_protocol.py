@@ -19,7 +19,7 @@ from parties.log import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.mpc.roles import check_prompt
-from tests.helpers import airlock, run_text, start_parties
+from tests.helpers import airlock, run_text, running_parties
 
 PROMPT = "first line for asthma is"
 
@@ -102,10 +102,8 @@ def mpc_parties(tmp_path: Path):
         "compute": Role.COMPUTE,
         "dealer": Role.DEALER,
     }
-    started = start_parties(tmp_path, roles=roles, protocol="mpc")
-    yield started
-    for runtime in started.runtimes.values():
-        runtime.stop()
+    with running_parties(tmp_path, roles=roles, protocol="mpc") as started:
+        yield started
 
 
 def test_shares_may_go_only_where_the_protocol_says(mpc_parties) -> None:

@@ -21,7 +21,7 @@ from parties.wire import airlock_pb2 as pb
 from protocols.pir.corpus import guidelines
 from protocols.pir.embed import embed
 from protocols.pir.index import build_index, plaintext_retrieve
-from tests.helpers import failing, result_of, run_text, start_parties, with_adversary
+from tests.helpers import failing, result_of, run_text, running_parties, with_adversary
 
 DOCUMENTS = 300
 CLUSTERS = 8
@@ -120,10 +120,8 @@ def database(tmp_path: Path):
         "guidelines_a": {"synthetic_documents": 40},
         "alice": {"prompts": ["x"]},
     }
-    started = start_parties(tmp_path, roles=roles, protocol="pir", holdings=holdings)
-    yield started
-    for runtime in started.runtimes.values():
-        runtime.stop()
+    with running_parties(tmp_path, roles=roles, protocol="pir", holdings=holdings) as started:
+        yield started
 
 
 def test_malformed_queries_are_refused_and_the_database_keeps_serving(database) -> None:

@@ -21,7 +21,7 @@ from parties.payload import pack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.tee.evidence import ENCLAVE_IMAGE
-from tests.helpers import failing, result_of, run_text, start_parties, with_adversary
+from tests.helpers import failing, result_of, run_text, running_parties, with_adversary
 
 PROMPTS = ["first line for asthma is", "for diabetes, start"]
 
@@ -103,10 +103,8 @@ def serving(tmp_path: Path):
         "deployer": Role.DEPLOYER,
         "enclave": Role.ENCLAVE,
     }
-    started = start_parties(tmp_path, roles=roles, protocol="tee")
-    yield started
-    for runtime in started.runtimes.values():
-        runtime.stop()
+    with running_parties(tmp_path, roles=roles, protocol="tee") as started:
+        yield started
 
 
 def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -> None:

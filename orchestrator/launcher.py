@@ -56,6 +56,14 @@ def default_run_dir(scenario: Scenario, run_id: str) -> Path:
 
 def party_configs(scenario: Scenario, run_id: str) -> dict[str, PartyConfig]:
     guarantees = tuple((g.name, g.asset, tuple(g.viewers), g.max_form) for g in scenario.guarantees)
+    settings = scenario.stage_settings()
+    roles = {name: scenario.role_of(name) for name in scenario.parties}
+    provisions: dict[str, dict[str, Any]] = {name: {} for name in scenario.parties}
+    for protocol_name, params in settings.items():
+        provision = get_protocol(protocol_name).provision
+        if provision is not None:
+            for name, material in provision(roles, params).items():
+                provisions[name][protocol_name] = material
     return {
         name: PartyConfig(
             name=name,
@@ -66,6 +74,8 @@ def party_configs(scenario: Scenario, run_id: str) -> dict[str, PartyConfig]:
             guarantees=guarantees,
             adversary=spec.adversary,
             max_payload=scenario.run.max_payload_mib << 20,
+            settings=settings,
+            provisions=provisions[name],
         )
         for name, spec in scenario.parties.items()
     }

@@ -109,6 +109,10 @@ class Scenario(_Strict):
     def protocol_names(self) -> list[str]:
         return sorted({stage.protocol for stage in self.stages})
 
+    def stage_settings(self) -> dict[str, dict[str, Any]]:
+        """protocol -> its stage's params (each protocol runs in one stage)."""
+        return {stage.protocol: dict(stage.params) for stage in self.stages}
+
     @property
     def sites(self) -> list[str]:
         return sorted({spec.site for spec in self.parties.values()})
@@ -128,6 +132,10 @@ def _check(scenario: Scenario) -> None:
         scenario.holdings_of(name)
     protocols = {}
     for index, stage in enumerate(scenario.stages):
+        if stage.protocol in protocols:
+            raise ConfigError(
+                f"stages[{index}].protocol: {stage.protocol!r} already runs in an earlier stage"
+            )
         try:
             protocols[stage.protocol] = get_protocol(stage.protocol)
         except ConfigError as exc:

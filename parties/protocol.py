@@ -75,6 +75,8 @@ class PartyContext(TypingProtocol):
     holdings: Holdings
     adversary: str | None
     state: dict[str, Any]
+    settings: Mapping[str, Any]
+    provision: Any
 
     def peers(self, role: Role) -> list[str]: ...
 
@@ -117,6 +119,8 @@ Step = tuple[Role, str]
 # evaluation harness; the audit searches every received blob for them.
 FINGERPRINTS = "fingerprints"
 Report = Callable[[list[dict[str, Any]]], list[str]]
+# party -> role, and the stage's params -> party -> what that party alone receives
+Provision = Callable[[Mapping[str, Role], Mapping[str, Any]], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,11 @@ class Protocol:
     `params`, if set, is the pydantic model a stage's params must fit.
     Parties of a role in `survives_loss_of` may die without ending the run:
     the protocol copes (e.g. contributors dropping out of a round). `report`
-    turns the stage's action results into lines of the run's report."""
+    turns the stage's action results into lines of the run's report.
+    `provision`, if set, runs in the orchestrator once per run before the
+    parties start and hands each party its own setup material (trusted
+    setup, e.g. a simulated hardware vendor's endorsement); it reaches the
+    party as `ctx.provision` over the control plane, never over the wire."""
 
     name: str
     rules: tuple[Rule, ...]
@@ -144,6 +152,7 @@ class Protocol:
     survives_loss_of: frozenset[Role] = frozenset()
     params: type[BaseModel] | None = None
     report: Report | None = None
+    provision: Provision | None = None
 
     @property
     def steps(self) -> frozenset[str]:

@@ -12,7 +12,7 @@ import enum
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,12 @@ class PartyConfig:
     guarantees: tuple[tuple[str, str, tuple[str, ...], str], ...]  # name, asset, viewers, form
     adversary: str | None = None
     max_payload: int = DEFAULT_MAX_PAYLOAD
+    # protocol -> the scenario's params for its stage: a party's own privacy
+    # settings come from here, never from a peer
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # protocol -> what the orchestrator provisioned for this party alone at
+    # setup (e.g. a simulated TEE's endorsed device key); see Protocol.provision
+    provisions: dict[str, Any] = field(default_factory=dict)
 
     def build(self, workdir: Path) -> PartyRuntime:
         from protocols import get_protocol
@@ -66,6 +72,8 @@ class PartyConfig:
             ],
             adversary=self.adversary,
             max_payload=self.max_payload,
+            settings=self.settings,
+            provisions=self.provisions,
         )
 
 
@@ -89,8 +97,12 @@ class PartyRuntime:
         guarantees: Iterable[Guarantee] = (),
         adversary: str | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        provisions: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
+        self.settings = {p: dict((settings or {}).get(p, {})) for p in protocols}
+        self.provisions = dict(provisions or {})
         self.role = role
         self.run_id = run_id
         self.holdings = holdings
@@ -279,6 +291,10 @@ class ProtocolContext:
         self.holdings = runtime.holdings
         self.adversary = runtime.adversary
         self.state = runtime.state[protocol]
+        # the scenario's params for this protocol's stage, as this party was
+        # configured: trust these, not a peer's word, for privacy settings
+        self.settings: Mapping[str, Any] = runtime.settings[protocol]
+        self.provision: Any = runtime.provisions.get(protocol)
 
     def peers(self, role: Role) -> list[str]:
         return self._runtime.directory.with_role(role)

@@ -60,9 +60,13 @@ def start_parties(
     roles: dict[str, Role] = ROLES,
     protocol: str = "walkthrough",
     holdings: dict[str, dict] | None = None,
+    settings: dict[str, Any] | None = None,
+    provisions: dict[str, Any] | None = None,
 ) -> Parties:
     """Parties of `roles` speaking `protocol`, each with its own gRPC server;
-    `holdings` (party -> values) replaces the default holdings."""
+    `holdings` (party -> values) replaces the default holdings, `settings`
+    are the stage params every party is configured with, `provisions`
+    (party -> material) what the protocol's provision would hand each."""
     run_id = "testrun"
     authority = RunAuthority(run_id)
     runtimes, entries = {}, []
@@ -78,6 +82,8 @@ def start_parties(
             protocols={protocol: get_protocol(protocol)},
             guarantees=[PROMPT_GUARANTEE],
             max_payload=max_payload,
+            settings={protocol: settings or {}},
+            provisions={protocol: (provisions or {})[name]} if name in (provisions or {}) else {},
         )
         credentials = issue_credentials(authority, name, runtime.certificate_requests())
         address = runtime.start(credentials, "127.0.0.1")

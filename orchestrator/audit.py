@@ -9,7 +9,12 @@ Claims, checked in this order:
 3. deliveries agree: both sides of every delivery or refusal logged the same
    header digest;
 4. guarantees: the visibility matrix (party x asset -> most revealing form
-   admitted) respects each guarantee of the scenario;
+   that reached it) respects each guarantee of the scenario. What reached a
+   party is what it admitted and also what it says it refused once the
+   sender was authenticated, or what the sender's log shows leaving for it:
+   the audit cannot tell an honest refusal from a receiver that kept the
+   bytes and claims it refused them. Only a sender's `withheld` (its own
+   boundary stopped it) shows that an envelope never left;
 5. canaries: no party holds a canary string in what it admitted unless it may
    see that asset in plaintext (a scan of the payload bytes, independent of
    what the labels claim).
@@ -19,6 +24,7 @@ Blocked attempts (refused envelopes) are listed alongside.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -30,13 +36,13 @@ from cryptography.exceptions import InvalidSignature
 from orchestrator.scenario import Scenario, parse_scenario
 from parties.envelope import header_from_bytes, signed_message
 from parties.errors import AirlockError, IdentityError, Refused
-from parties.identity import load_signing_certificate
+from parties.identity import ca_fingerprint, load_signing_certificate
 from parties.labels import Form
 from parties.log import (
-    BLOB_DIR,
     UNSEALED,
     Direction,
     Outcome,
+    blob_path,
     header_fields,
     labels_text,
     verify_log,
@@ -44,6 +50,25 @@ from parties.log import (
 from parties.policy import Policy
 from parties.protocol import FINGERPRINTS
 from parties.roles import Role
+from parties.wire import airlock_pb2 as pb
+
+# refusals that come after the sender's signature verified: the header is the
+# sender's own, and its payload may have reached the receiver
+_AUTHENTICATED_REFUSALS = frozenset(
+    pb.RefusalReason.Name(r)
+    for r in (
+        pb.OVERSIZED,
+        pb.REPLAYED,
+        pb.UNKNOWN_PROTOCOL,
+        pb.UNKNOWN_STEP,
+        pb.RULE_NOT_PERMITTED,
+        pb.GUARANTEE_VIOLATED,
+        pb.DIGEST_MISMATCH,
+        pb.OVERLOADED,
+    )
+)
+# a sender's outcomes that mean the envelope left it and reached the peer
+_LEFT = frozenset({Outcome.DELIVERED, Outcome.REFUSED, Outcome.REPLIED})
 
 
 class AuditError(AirlockError):
@@ -85,6 +110,7 @@ class ClaimsReport:
     run_id: str
     scenario: str
     claims: list[Claim]
+    ca_fingerprint: str = ""
 
     @property
     def ok(self) -> bool:
@@ -94,6 +120,7 @@ class ClaimsReport:
         return {
             "run_id": self.run_id,
             "scenario": self.scenario,
+            "ca_fingerprint": self.ca_fingerprint,
             "ok": self.ok,
             "claims": [
                 {
@@ -110,24 +137,28 @@ class ClaimsReport:
 
 @dataclass
 class AuditReport(ClaimsReport):
-    visibility: dict[str, dict[str, str]]
-    blocked: list[dict[str, Any]]
+    visibility: dict[str, dict[str, str]] = field(default_factory=dict)
+    blocked: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "visibility": self.visibility, "blocked": self.blocked}
 
 
-def _load_run(run_dir: Path) -> tuple[dict[str, Any], Scenario]:
+def _load_run(run_dir: Path) -> tuple[dict[str, Any], Scenario, str]:
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
-        scenario_text = (run_dir / "scenario.toml").read_text()
+        scenario_bytes = (run_dir / "scenario.toml").read_bytes()
+        scenario_text = scenario_bytes.decode("utf-8")
     except FileNotFoundError as exc:
         raise AuditError(
             f"{run_dir} is not a run directory: {Path(exc.filename).name} is missing"
         ) from None
     except ValueError as exc:
-        raise AuditError(f"{run_dir}/manifest.json does not parse: {exc}") from None
-    return manifest, parse_scenario(scenario_text, str(run_dir / "scenario.toml"))
+        raise AuditError(f"{run_dir}: manifest or scenario does not parse: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise AuditError(f"{run_dir}/manifest.json is not a JSON object")
+    scenario = parse_scenario(scenario_text, str(run_dir / "scenario.toml"))
+    return manifest, scenario, hashlib.sha256(scenario_bytes).hexdigest()
 
 
 @dataclass
@@ -142,6 +173,7 @@ class RunRecord:
     keys: dict[str, Any]
     logs: dict[str, list[dict[str, Any]]]
     integrity: Claim
+    ca_fingerprint: str = ""
 
     @property
     def run_id(self) -> str:
@@ -155,18 +187,36 @@ class RunRecord:
                 continue
             if (entry.get("protocol"), entry.get("step")) != (protocol, step):
                 continue
-            blob = self.run_dir / "parties" / party / BLOB_DIR / str(entry.get("payload_sha256"))
-            if blob.exists():
-                found.append((entry, blob.read_bytes()))
+            data = self.blob(party, entry)
+            if data is not None:
+                found.append((entry, data))
         return found
 
+    def blob(self, party: str, entry: dict[str, Any]) -> bytes | None:
+        """The payload an entry kept, if the log verified it (a regular file
+        named by its digest, inside the party's blob store)."""
+        if not entry.get("blob_verified"):
+            return None
+        path = blob_path(self.run_dir / "parties" / party, entry)
+        return path.read_bytes() if path is not None else None
 
-def load_run(run_dir: Path) -> RunRecord:
-    manifest, scenario = _load_run(run_dir)
+
+def load_run(run_dir: Path, pinned_ca: str | None = None) -> RunRecord:
+    """Load and verify a run directory. `pinned_ca`: the CA fingerprint the
+    run printed when it ended, checked against the manifest's CA (without
+    it, whoever can rewrite the whole run directory can also re-sign it)."""
+    manifest, scenario, scenario_sha256 = _load_run(run_dir)
     run_id = manifest.get("run_id", "")
-    ca_pem = manifest.get("ca_pem", "").encode()
+    ca_pem = str(manifest.get("ca_pem", "")).encode()
     parties: dict[str, dict[str, Any]] = manifest.get("parties") or {}
     integrity = Claim("log integrity")
+    try:
+        bindings = {"scenario_sha256": scenario_sha256, "ca_sha256": ca_fingerprint(ca_pem)}
+    except IdentityError as exc:
+        integrity.fail(None, None, str(exc))
+        bindings = {"scenario_sha256": scenario_sha256}
+    if pinned_ca is not None and bindings.get("ca_sha256") != pinned_ca.lower():
+        integrity.fail(None, None, "the run's CA is not the one pinned with --ca-fingerprint")
     logs: dict[str, list[dict[str, Any]]] = {}
     keys = {}
     for name in scenario.parties:
@@ -185,7 +235,10 @@ def load_run(run_dir: Path) -> RunRecord:
         if not directory.is_dir():
             integrity.fail(name, None, "log was not collected")
             continue
-        entries, problems = verify_log(directory, name, run_id, keys[name])
+        entries, problems = verify_log(directory, name, run_id, keys[name], bindings)
+        bad_blobs = {p.entry for p in problems if "blob" in p.problem}
+        for entry in entries:
+            entry["blob_verified"] = bool(entry.get("blob")) and entry.get("index") not in bad_blobs
         for problem in problems:
             if problem.problem == UNSEALED and name in manifest.get("dropouts", []):
                 # a dropout the protocol is built to survive, killed on purpose
@@ -200,22 +253,27 @@ def load_run(run_dir: Path) -> RunRecord:
                 continue
             integrity.fail(problem.party, problem.entry, problem.problem)
         logs[name] = [e for e in entries if not e.get("unparsed")]
-    return RunRecord(run_dir, manifest, scenario, keys, logs, integrity)
+    return RunRecord(
+        run_dir, manifest, scenario, keys, logs, integrity, bindings.get("ca_sha256", "")
+    )
 
 
-def audit_run(run_dir: Path) -> AuditReport:
-    run = load_run(run_dir)
+def audit_run(run_dir: Path, pinned_ca: str | None = None) -> AuditReport:
+    run = load_run(run_dir, pinned_ca)
     scenario, logs, keys = run.scenario, run.logs, run.keys
     signatures = _check_signatures(logs, keys)
     agreement = _check_agreement(logs)
     visibility, first_seen = _visibility(logs)
     guarantees = _check_guarantees(scenario, visibility, first_seen)
-    canaries = _scan_canaries(run_dir, scenario, run.manifest, logs)
+    canaries = _scan_canaries(run, scenario, run.manifest, logs)
+    # refused at a receiving boundary, or withheld by the sender's own
     blocked = [
         {
             "party": name,
             "entry": e["index"],
-            "from": e.get("peer"),
+            "from": e.get("peer") if e.get("direction") == Direction.IN else name,
+            "to": name if e.get("direction") == Direction.IN else e.get("peer"),
+            "withheld": e.get("direction") == Direction.OUT,
             "step": e.get("step", ""),
             "labels": e.get("labels", []),
             "refusal": e.get("refusal"),
@@ -223,13 +281,15 @@ def audit_run(run_dir: Path) -> AuditReport:
         }
         for name, entries in logs.items()
         for e in entries
-        if e.get("direction") == Direction.IN and e.get("outcome") == Outcome.REFUSED
+        if (e.get("direction"), e.get("outcome"))
+        in ((Direction.IN, Outcome.REFUSED), (Direction.OUT, Outcome.WITHHELD))
     ]
     shown = {p: {a: str(f) for a, f in assets.items()} for p, assets in visibility.items()}
     return AuditReport(
         run_id=run.run_id,
         scenario=scenario.name,
         claims=[run.integrity, signatures, agreement, *guarantees, *canaries],
+        ca_fingerprint=run.ca_fingerprint,
         visibility=shown,
         blocked=blocked,
     )
@@ -288,6 +348,15 @@ def _check_agreement(logs: dict[str, list[dict[str, Any]]]) -> Claim:
                         entry["index"],
                         f"{outcome} to {peer}, but {peer}'s log has {theirs or 'no entry'} for it",
                     )
+            elif entry["direction"] == Direction.OUT and outcome == Outcome.WITHHELD:
+                claim.checked += 1
+                theirs = seen.get((peer, Direction.IN, digest))
+                if theirs is not None:
+                    claim.fail(
+                        name,
+                        entry["index"],
+                        f"withheld from {peer}, but {peer}'s log has {theirs} for it",
+                    )
             elif entry["direction"] == Direction.IN and outcome == Outcome.ADMITTED:
                 claim.checked += 1
                 theirs = seen.get((peer, Direction.OUT, digest))
@@ -300,30 +369,46 @@ def _check_agreement(logs: dict[str, list[dict[str, Any]]]) -> Claim:
     return claim
 
 
-def _visibility(
-    logs: dict[str, list[dict[str, Any]]],
-) -> tuple[dict[str, dict[str, Form]], dict[tuple[str, str], int]]:
-    """party -> asset -> most revealing form admitted, and the entry that first showed it."""
+def _reached(entry: dict[str, Any]) -> bool:
+    """Whether this entry shows an envelope reaching its receiver (the log's
+    owner for an incoming entry, its peer for an outgoing one)."""
+    direction, outcome = entry.get("direction"), entry.get("outcome")
+    if direction == Direction.IN:
+        return outcome == Outcome.ADMITTED or (
+            outcome == Outcome.REFUSED and entry.get("refusal") in _AUTHENTICATED_REFUSALS
+        )
+    return direction == Direction.OUT and outcome in _LEFT
+
+
+Seen = dict[tuple[str, str], tuple[str, int]]  # (party, asset) -> (log owner, entry)
+
+
+def _visibility(logs: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, dict[str, Form]], Seen]:
+    """party -> asset -> most revealing form that reached it, and the log
+    entry that first showed it (the receiver's, or the sender's)."""
     matrix: dict[str, dict[str, Form]] = defaultdict(dict)
-    first_seen: dict[tuple[str, str], int] = {}
+    first_seen: Seen = {}
     for name, entries in logs.items():
         matrix[name]
         for entry in entries:
-            if entry.get("direction") != Direction.IN or entry.get("outcome") != Outcome.ADMITTED:
+            if not _reached(entry):
+                continue
+            receiver = name if entry.get("direction") == Direction.IN else entry.get("peer", "")
+            if receiver not in logs:
                 continue
             for label in entry.get("labels", []):
                 form, asset = Form.parse(label["form"]), label["asset"]
-                current = matrix[name].get(asset)
+                current = matrix[receiver].get(asset)
                 if current is None or form < current:
-                    matrix[name][asset] = form
-                    first_seen[(name, asset)] = entry["index"]
+                    matrix[receiver][asset] = form
+                    first_seen[(receiver, asset)] = (name, entry["index"])
     return dict(matrix), first_seen
 
 
 def _check_guarantees(
     scenario: Scenario,
     visibility: dict[str, dict[str, Form]],
-    first_seen: dict[tuple[str, str], int],
+    first_seen: Seen,
 ) -> list[Claim]:
     claims = []
     for guarantee in scenario.policy_guarantees():
@@ -334,10 +419,12 @@ def _check_guarantees(
                 if guarantee.covers(party, role, asset):
                     claim.checked += 1
                     if not form.reveals_at_most(guarantee.max_form):
+                        owner, index = first_seen[(party, asset)]
+                        where = "" if owner == party else f" (sent to it: {owner} entry {index})"
                         claim.fail(
                             party,
-                            first_seen[(party, asset)],
-                            f"saw {asset} as {form}; allowed at most {guarantee.max_form}",
+                            index if owner == party else None,
+                            f"saw {asset} as {form}; allowed at most {guarantee.max_form}{where}",
                         )
         claims.append(claim)
     return claims
@@ -365,7 +452,7 @@ def _needles(
 
 
 def _scan_canaries(
-    run_dir: Path,
+    run: RunRecord,
     scenario: Scenario,
     manifest: dict[str, Any],
     logs: dict[str, list[dict[str, Any]]],
@@ -384,8 +471,7 @@ def _scan_canaries(
                 if entry.get("direction") != Direction.IN or not entry.get("blob"):
                     continue
                 claim.checked += 1
-                blob = run_dir / "parties" / name / BLOB_DIR / str(entry.get("payload_sha256"))
-                data = blob.read_bytes() if blob.exists() else b""
+                data = run.blob(name, entry) or b""
                 if any(value in data for value in values):
                     claim.fail(
                         name,

@@ -7,13 +7,14 @@ result, turning any failure into a PartyFailed that names the party.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from parties.actor import LogKeeper, LogKeeperActor, PartyActor, PartyHost
+from parties.actor import ControlledHost, LogKeeper, LogKeeperActor, PartyActor
 from parties.errors import AirlockError, PartyFailed
 from parties.runtime import PartyConfig
 
@@ -34,12 +35,15 @@ class LocalHosts:
     """Every party in this process (no Ray); for tests and debugging."""
 
     def __init__(self, configs: Mapping[str, PartyConfig]) -> None:
-        self.hosts = {name: PartyHost(config) for name, config in configs.items()}
+        self._keys = {name: secrets.token_bytes(32) for name in configs}
+        self.hosts = {
+            name: ControlledHost(config, self._keys[name]) for name, config in configs.items()
+        }
         self.alive = set(self.hosts)
 
     def kill(self, party: str) -> None:
         """Stop the party's server; it answers nothing from now on."""
-        self.hosts[party].halt()
+        self.hosts[party].call(self._keys[party], "halt")
         self.alive.discard(party)
 
     def salvage(self, party: str, placement: Mapping[str, Any]) -> dict[str, bytes]:
@@ -51,14 +55,14 @@ class LocalHosts:
             if party not in self.alive:
                 raise PartyFailed(party, "was killed")
             try:
-                results[party] = getattr(self.hosts[party], method)(*args)
+                results[party] = self.hosts[party].call(self._keys[party], method, *args)
             except Exception as exc:
                 raise PartyFailed(party, _explain(exc)) from exc
         return results
 
     def close(self) -> None:
         for party in self.alive:
-            self.hosts[party].stop()
+            self.hosts[party].stop(self._keys[party])
 
 
 class RayHosts:
@@ -90,11 +94,13 @@ class RayHosts:
                 where = "an embedded Ray" if self.embedded else f"the Ray cluster at {address}"
                 raise AirlockError(f"cannot start {where}: {error}") from None
         self._check_sites(set(sites.values()))
+        # unnamed actors (no ray.get_actor by a guessable name), each driven
+        # with a control key that only this process holds
+        self._keys = {name: secrets.token_bytes(32) for name in configs}
         self.actors = {
             name: PartyActor.options(  # type: ignore[attr-defined]
-                name=f"airlock-{config.run_id}-{name}",
                 resources={site_resource(sites[name]): 0.001},
-            ).remote(config)
+            ).remote(config, self._keys[name])
             for name, config in configs.items()
         }
         self.alive = set(self.actors)
@@ -131,7 +137,7 @@ class RayHosts:
 
     def call(self, calls: Calls) -> dict[str, Any]:
         refs = {
-            party: getattr(self.actors[party], method).remote(*args)
+            party: self.actors[party].call.remote(self._keys[party], method, *args)
             for party, (method, args) in calls.items()
         }
         results, failures = {}, []
@@ -149,9 +155,9 @@ class RayHosts:
         return results
 
     def close(self) -> None:
-        for actor in self.actors.values():
+        for name, actor in self.actors.items():
             try:
-                ray.get(actor.stop.remote(), timeout=10)
+                ray.get(actor.stop.remote(self._keys[name]), timeout=10)
             except Exception:  # noqa: BLE001 - a dead party has nothing left to stop
                 pass
             ray.kill(actor)

@@ -5,6 +5,7 @@ run the stages, seal and collect the logs, write the run directory, audit it.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import platform
 import threading
@@ -54,7 +55,9 @@ def default_run_dir(scenario: Scenario, run_id: str) -> Path:
     return Path("runs") / f"{stamp}-{scenario.name}-{run_id[:8]}"
 
 
-def party_configs(scenario: Scenario, run_id: str) -> dict[str, PartyConfig]:
+def party_configs(
+    scenario: Scenario, run_id: str, scenario_text: str = ""
+) -> dict[str, PartyConfig]:
     guarantees = tuple((g.name, g.asset, tuple(g.viewers), g.max_form) for g in scenario.guarantees)
     settings = scenario.stage_settings()
     roles = {name: scenario.role_of(name) for name in scenario.parties}
@@ -74,6 +77,8 @@ def party_configs(scenario: Scenario, run_id: str) -> dict[str, PartyConfig]:
             guarantees=guarantees,
             adversary=spec.adversary,
             max_payload=scenario.run.max_payload_mib << 20,
+            max_kept=scenario.run.max_kept_mib << 20,
+            scenario_sha256=hashlib.sha256(scenario_text.encode()).hexdigest(),
             settings=settings,
             provisions=provisions[name],
         )
@@ -95,7 +100,7 @@ def run_scenario(
     run_id = uuid.uuid4().hex[:16]
     run_dir = out or default_run_dir(scenario, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    configs = party_configs(scenario, run_id)
+    configs = party_configs(scenario, run_id, scenario_text)
     started = datetime.datetime.now(datetime.UTC).isoformat()
     progress(f"starting {len(configs)} parties" + (" in this process" if in_process else " on Ray"))
     hosts = (
@@ -290,10 +295,28 @@ def _seal_and_collect(
                 progress(str(salvage_error))
                 continue
             progress(f"salvaged the unsealed log of {name} ({len(files)} files) from its node")
-        target = run_dir / PARTIES_DIR / name
-        for relative, data in files.items():
-            path = target / relative
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+        _write_log_files(run_dir / PARTIES_DIR / name, name, files, progress)
     progress(f"sealed and collected {len(collected)} logs")
     return collected
+
+
+def _write_log_files(
+    target: Path, party: str, files: dict[str, bytes], progress: Progress
+) -> None:
+    """Write what a party handed over, refusing any path that would leave
+    `target` (absolute, `..`, or through a link): the names are the party's."""
+    root = target.resolve()
+    for relative, data in files.items():
+        path = (target / relative).resolve()
+        if (
+            not isinstance(relative, str)
+            or not isinstance(data, bytes)
+            or Path(relative).is_absolute()
+            or ".." in Path(relative).parts
+            or not path.is_relative_to(root)
+            or path == root
+        ):
+            progress(f"refused a file {party} handed over: {relative!r} is outside its log")
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)

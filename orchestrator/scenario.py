@@ -30,6 +30,8 @@ class _Strict(BaseModel):
 class RunSettings(_Strict):
     bind_host: str = "127.0.0.1"
     max_payload_mib: int = Field(default=256, ge=1, le=4096)
+    # payload bytes each party keeps (its blob store) at most; past it, refused
+    max_kept_mib: int = Field(default=4096, ge=1, le=1 << 20)
 
 
 class PartySpec(BaseModel):

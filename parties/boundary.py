@@ -1,20 +1,27 @@
 """The boundary: the one path by which envelopes leave and enter a party.
 
-Outgoing envelopes are signed with a fresh sequence number. Incoming ones are
+Outgoing envelopes are signed with a fresh sequence number, and withheld
+unless the active protocol's rules and the scenario's guarantees permit them:
+a party's own boundary stops it leaking what a peer asked for but may not
+see (a peer's word never relaxes this party's settings). Incoming ones are
 admitted only after the four checks of DESIGN.md, in this order:
 
 1. the TLS peer is the party named as sender;
 2. the signature verifies with the sender's key and the sequence number is
-   fresh (with the size, digest and destination checks that go with it);
+   fresh (with the size and destination checks that go with it);
 3. a rule of the active protocol permits this step between these roles with
-   these labels;
+   these labels, within the step's size limit;
 4. the scenario's guarantees let the receiver see each asset in that form.
 
-Every outcome, admitted or refused, is written to the visibility log.
+All four run on the signed header, before the payload is read (so a refused
+envelope costs no buffering); the payload is then read against its signed
+size and digest, within the log's quota for kept payloads. Every outcome,
+admitted, refused or withheld, is written to the visibility log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import threading
@@ -42,6 +49,9 @@ from parties.policy import Policy
 from parties.wire import airlock_pb2 as pb
 
 DEFAULT_MAX_PAYLOAD = 256 << 20
+# deliveries one peer may have in progress at once (the server has 16 threads):
+# a flooding peer cannot take every thread from the others
+PEER_CONCURRENCY = 8
 
 
 class ReplayGuard:
@@ -93,6 +103,8 @@ class Boundary:
         self._replays = ReplayGuard()
         self._sequences: dict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
         self._sequence_lock = threading.Lock()
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._in_flight_lock = threading.Lock()
 
     # -- outgoing ---------------------------------------------------------
 
@@ -104,8 +116,15 @@ class Boundary:
         labels: Iterable[Label],
         payload: bytes,
         session: str = "",
+        answering: str | None = None,
+        check: bool = True,
     ) -> Envelope:
-        """Sign an envelope for `receiver` with the next sequence number."""
+        """Sign an envelope for `receiver` with the next sequence number.
+        With `check` (always, except for an adversary bypassing its own
+        party's boundary), the rules and guarantees are applied as the
+        receiver would: a forbidden envelope is logged as withheld and
+        Refused is raised; it never leaves. `answering`: the request step,
+        when this is a reply."""
         with self._sequence_lock:
             sequence = next(self._sequences[receiver])
         header = new_header(
@@ -120,9 +139,51 @@ class Boundary:
             payload=payload,
         )
         header_bytes = header_to_bytes(header)
-        return Envelope(header, header_bytes, self.keys.sign(signed_message(header_bytes)), payload)
+        envelope = Envelope(
+            header, header_bytes, self.keys.sign(signed_message(header_bytes)), payload
+        )
+        if check:
+            try:
+                self._check_policy(header, answering)
+            except Refused as refusal:
+                self.log.record(
+                    direction=Direction.OUT,
+                    outcome=Outcome.WITHHELD,
+                    peer=receiver,
+                    envelope=envelope,
+                    refusal=refusal.reason_name,
+                    detail=refusal.detail,
+                )
+                raise
+        return envelope
 
     # -- incoming ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def peer_slot(self, tls_peer: str) -> Iterator[None]:
+        """One of the PEER_CONCURRENCY deliveries `tls_peer` may have in
+        progress; refused (OVERLOADED, logged) when it has them all."""
+        with self._in_flight_lock:
+            busy = self._in_flight[tls_peer] >= PEER_CONCURRENCY
+            if not busy:
+                self._in_flight[tls_peer] += 1
+        if busy:
+            refusal = Refused(
+                pb.OVERLOADED, f"{tls_peer!r} has {PEER_CONCURRENCY} deliveries in progress"
+            )
+            self.log.record(
+                direction=Direction.IN,
+                outcome=Outcome.REFUSED,
+                peer=tls_peer,
+                refusal=refusal.reason_name,
+                detail=refusal.detail,
+            )
+            raise refusal
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight[tls_peer] -= 1
 
     def admit(
         self, tls_peer: str, messages: Iterator[bytes], answering: str | None = None
@@ -145,18 +206,20 @@ class Boundary:
                     pb.OVERSIZED,
                     f"payload of {header.payload_size} bytes exceeds {self.max_payload}",
                 )
-            payload = read_payload(start.payload, messages, header.payload_size)
-            envelope = Envelope(header, start.header, start.signature, payload)
-            if hashlib.sha256(payload).digest() != header.payload_sha256:
-                raise Refused(pb.DIGEST_MISMATCH, "payload does not match its signed digest")
             if not self._replays.claim(header.sender, header.sequence):
                 raise Refused(pb.REPLAYED, f"sequence {header.sequence} already seen")
-            self.policy.check(
-                header,
-                self.directory.role_of(header.sender),
-                self.directory.role_of(self.party),
-                answering,
-            )
+            self._check_policy(header, answering)
+            with self.log.reserve(header.payload_size, header.payload_sha256.hex()):
+                payload = read_payload(start.payload, messages, header.payload_size)
+                if hashlib.sha256(payload).digest() != header.payload_sha256:
+                    raise Refused(pb.DIGEST_MISMATCH, "payload does not match its signed digest")
+                envelope = Envelope(header, start.header, start.signature, payload)
+                self.log.record(
+                    direction=Direction.IN,
+                    outcome=Outcome.ADMITTED,
+                    peer=tls_peer,
+                    envelope=envelope,
+                )
         except Refused as refusal:
             self.log.record(
                 direction=Direction.IN,
@@ -168,10 +231,15 @@ class Boundary:
                 detail=refusal.detail,
             )
             raise
-        self.log.record(
-            direction=Direction.IN, outcome=Outcome.ADMITTED, peer=tls_peer, envelope=envelope
-        )
         return envelope
+
+    def _check_policy(self, header: Header, answering: str | None) -> None:
+        self.policy.check(
+            header,
+            self.directory.role_of(header.sender),
+            self.directory.role_of(header.receiver),
+            answering,
+        )
 
     def _check_identity(
         self, tls_peer: str, header: Header, header_bytes: bytes, signature: bytes

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from parties.errors import ConfigError
-from parties.identity import load_signing_certificate
+from parties.identity import ca_fingerprint, load_signing_certificate
 from parties.roles import Role
 
 
@@ -25,6 +25,7 @@ class PartyEntry:
 
 class Directory:
     def __init__(self, entries: list[PartyEntry], ca_pem: bytes) -> None:
+        self.ca_fingerprint = ca_fingerprint(ca_pem)
         self._entries = {entry.name: entry for entry in entries}
         self._keys: dict[str, ed25519.Ed25519PublicKey] = {
             entry.name: load_signing_certificate(entry.signing_cert_pem, ca_pem, entry.name)

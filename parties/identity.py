@@ -12,6 +12,7 @@ log heads are signed with Ed25519.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -108,6 +109,16 @@ class RunAuthority:
                 critical=True,
             )
         return builder.sign(self._key, hashes.SHA256()).public_bytes(_PEM)
+
+
+def ca_fingerprint(ca_pem: bytes) -> str:
+    """SHA-256 of the run CA's certificate (DER), hex: what the signed log
+    heads bind and `airlock audit --ca-fingerprint` pins."""
+    try:
+        der = x509.load_pem_x509_certificate(ca_pem).public_bytes(serialization.Encoding.DER)
+    except ValueError as exc:
+        raise IdentityError(f"the run's CA certificate does not parse: {exc}") from None
+    return hashlib.sha256(der).hexdigest()
 
 
 def load_signing_certificate(

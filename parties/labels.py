@@ -41,8 +41,10 @@ class Form(enum.IntEnum):
         return self.name.lower()
 
 
-# "kind:owner", e.g. "prompt:alice", "weights:model", "train:hospital_1".
-ASSET_RE = re.compile(r"^[a-z][a-z0-9_-]*:[A-Za-z0-9_.*-]+$")
+# "kind:owner", e.g. "prompt:alice", "weights:model", "train:hospital_1". No
+# glob characters: rules and guarantees match assets with globs, so a label
+# such as "prompt:*" would match (and escape) a guarantee about "prompt:alice".
+ASSET_RE = re.compile(r"^[a-z][a-z0-9_-]*:[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True, order=True)

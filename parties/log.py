@@ -8,12 +8,15 @@ audit runs, entry by entry.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import hashlib
 import json
+import re
+import stat
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +25,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from parties.envelope import Envelope, Header
+from parties.errors import Refused
+from parties.wire import airlock_pb2 as pb
 
 LOG_FILE = "log.jsonl"
 HEAD_FILE = "head.json"
 BLOB_DIR = "blobs"
 GENESIS = "0" * 64
 HEAD_CONTEXT = b"airlock-log-head-v1\x00"
+DEFAULT_MAX_KEPT = 4 << 30  # bytes of payload blobs a party keeps at most
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Direction(enum.StrEnum):
@@ -41,6 +48,7 @@ class Outcome(enum.StrEnum):
     DELIVERED = "delivered"  # out: the peer admitted it
     REPLIED = "replied"  # out: sent as a reply; the peer's log records its fate
     UNDELIVERED = "undelivered"  # out: never reached the peer's boundary
+    WITHHELD = "withheld"  # out: my own boundary refused to send it; it never left
 
 
 def canonical(data: Mapping[str, Any]) -> bytes:
@@ -86,12 +94,23 @@ class VisibilityLog:
     """One party's log, written where the party runs."""
 
     def __init__(
-        self, directory: Path, party: str, run_id: str, sign: Callable[[bytes], bytes]
+        self,
+        directory: Path,
+        party: str,
+        run_id: str,
+        sign: Callable[[bytes], bytes],
+        max_kept: int = DEFAULT_MAX_KEPT,
     ) -> None:
         self.directory = directory
         self.party = party
         self.run_id = run_id
+        # what the signed head binds besides the entries: the digests of the
+        # scenario this party was configured with and of the run's CA, so
+        # that neither can be swapped in the run directory afterwards
+        self.bindings: dict[str, str] = {}
         self._sign = sign
+        self._max_kept = max_kept
+        self._kept = 0
         self._lock = threading.Lock()
         self._count = 0
         self._head = GENESIS
@@ -144,6 +163,26 @@ class VisibilityLog:
             self._head = entry["hash"]
         return entry
 
+    @contextlib.contextmanager
+    def reserve(self, size: int, digest: str) -> Iterator[None]:
+        """Room for a payload about to be read and kept; refused (OVERLOADED)
+        when the party's quota of kept bytes would be exceeded. Released if
+        the payload is then refused."""
+        fresh = not (self.directory / BLOB_DIR / digest).exists()
+        charge = size if fresh else 0
+        with self._lock:
+            if self._kept + charge > self._max_kept:
+                raise Refused(
+                    pb.OVERLOADED, f"no room to keep {size} more payload bytes (quota reached)"
+                )
+            self._kept += charge
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                self._kept -= charge
+            raise
+
     def _store_blob(self, payload: bytes, digest: str) -> None:
         path = self.directory / BLOB_DIR / digest
         if path.exists():  # content-addressed: the same bytes are kept once
@@ -163,6 +202,7 @@ class VisibilityLog:
                 "entries": self._count,
                 "head": self._head,
                 "sealed_at": _now(),
+                **self.bindings,
             }
             head["signature"] = self._sign(head_message(head)).hex()
             (self.directory / HEAD_FILE).write_text(json.dumps(head, indent=2, sort_keys=True))
@@ -219,10 +259,15 @@ UNSEALED = "signed head is missing (log never sealed)"
 
 
 def verify_log(
-    directory: Path, party: str, run_id: str, public_key: ed25519.Ed25519PublicKey
+    directory: Path,
+    party: str,
+    run_id: str,
+    public_key: ed25519.Ed25519PublicKey,
+    bindings: Mapping[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[LogProblem]]:
     """Verify a party's log: entries parse and hash, the chain links, the
-    signed head covers exactly these entries, and every blob matches its name.
+    signed head covers exactly these entries and binds `bindings` (e.g. the
+    scenario's and the CA's digests), and every blob matches its name.
     Returns the entries and every problem found."""
     entries, problems = read_entries(directory, party)
     previous: str | None = GENESIS
@@ -239,14 +284,40 @@ def verify_log(
         if previous is not None and entry.get("prev") != previous:
             problems.append(LogProblem(party, number, "hash chain broken (entry missing or moved)"))
         previous = entry.get("hash")
+        kept = entry.get("direction") == "in" and entry.get("outcome") == "admitted"
+        if kept and not entry.get("blob"):
+            problems.append(LogProblem(party, number, "admitted payload was not kept as a blob"))
         if entry.get("blob"):
-            blob = directory / BLOB_DIR / str(entry.get("payload_sha256"))
-            if not blob.exists():
-                problems.append(LogProblem(party, number, "payload blob is missing"))
-            elif hashlib.sha256(blob.read_bytes()).hexdigest() != entry.get("payload_sha256"):
-                problems.append(LogProblem(party, number, "payload blob does not match its digest"))
-    problems.extend(_verify_head(directory, party, run_id, public_key, entries))
+            problem = _blob_problem(directory, entry)
+            if problem:
+                problems.append(LogProblem(party, number, problem))
+    problems.extend(_verify_head(directory, party, run_id, public_key, entries, bindings or {}))
     return entries, problems
+
+
+def blob_path(directory: Path, entry: Mapping[str, Any]) -> Path | None:
+    """The blob an entry names, or None if the name is not a SHA-256 digest
+    (a log entry must not point the audit at another file)."""
+    digest = entry.get("payload_sha256")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        return None
+    return directory / BLOB_DIR / digest
+
+
+def _blob_problem(directory: Path, entry: Mapping[str, Any]) -> str | None:
+    path = blob_path(directory, entry)
+    if path is None:
+        return "payload digest is not 64 hex digits"
+    try:
+        info = path.lstat()
+    except OSError:
+        return "payload blob is missing"
+    # a regular file of the signed size: no link, device or fifo to follow or hang on
+    if not stat.S_ISREG(info.st_mode) or info.st_size != entry.get("size"):
+        return "payload blob is not a regular file of its signed size"
+    if hashlib.sha256(path.read_bytes()).hexdigest() != path.name:
+        return "payload blob does not match its digest"
+    return None
 
 
 def _verify_head(
@@ -255,6 +326,7 @@ def _verify_head(
     run_id: str,
     public_key: ed25519.Ed25519PublicKey,
     entries: list[dict[str, Any]],
+    bindings: Mapping[str, str],
 ) -> list[LogProblem]:
     path = directory / HEAD_FILE
     if not path.exists():
@@ -267,6 +339,11 @@ def _verify_head(
     problems = []
     if head.get("party") != party or head.get("run_id") != run_id:
         problems.append(LogProblem(party, None, "signed head names another party or run"))
+    for name, value in bindings.items():
+        if head.get(name) != value:
+            problems.append(
+                LogProblem(party, None, f"signed head binds another {name.replace('_', ' ')}")
+            )
     if head.get("entries") != len(entries):
         problems.append(
             LogProblem(

@@ -90,6 +90,10 @@ class PartyContext(TypingProtocol):
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
     ) -> Envelope | None: ...
 
+    def deliver_unchecked(
+        self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
+    ) -> Envelope | None: ...
+
 
 def sole_peer(ctx: PartyContext, role: Role) -> str:
     """The one party of `role` in the run; a clear error if there is not exactly one."""
@@ -100,11 +104,22 @@ def sole_peer(ctx: PartyContext, role: Role) -> str:
 
 
 def attempt(
-    ctx: PartyContext, receiver: str, step: str, labels: Iterable[Label], payload: bytes
+    ctx: PartyContext,
+    receiver: str,
+    step: str,
+    labels: Iterable[Label],
+    payload: bytes,
+    *,
+    bypass_own_boundary: bool = True,
 ) -> dict[str, Any]:
-    """An adversarial delivery: a refusal is the expected outcome, not an error."""
+    """An adversarial delivery: a refusal is the expected outcome, not an
+    error. By default the adversary controls its party and sends past its
+    own boundary, so the receiver's boundary is what stops it (and the bytes
+    did reach the receiver); with `bypass_own_boundary=False` it plays a
+    misconfigured honest party, whose own boundary withholds it."""
+    send = ctx.deliver_unchecked if bypass_own_boundary else ctx.deliver
     try:
-        ctx.deliver(receiver, step, labels, payload)
+        send(receiver, step, labels, payload)
     except Refused as refusal:
         return {"attempted": step, "receiver": receiver, "refused": refusal.reason_name}
     return {"attempted": step, "receiver": receiver, "refused": None}

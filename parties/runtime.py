@@ -24,7 +24,7 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError, ConfigError, Refused, Undelivered
 from parties.identity import PartyCredentials, PartyKeys
 from parties.labels import Form, Label
-from parties.log import Direction, Outcome, VisibilityLog
+from parties.log import DEFAULT_MAX_KEPT, Direction, Outcome, VisibilityLog
 from parties.policy import Guarantee, Policy
 from parties.protocol import Protocol
 from parties.roles import Holdings, Role, holdings_for, parse_role
@@ -48,6 +48,8 @@ class PartyConfig:
     guarantees: tuple[tuple[str, str, tuple[str, ...], str], ...]  # name, asset, viewers, form
     adversary: str | None = None
     max_payload: int = DEFAULT_MAX_PAYLOAD
+    max_kept: int = DEFAULT_MAX_KEPT
+    scenario_sha256: str = ""  # bound into the signed log head
     # protocol -> the scenario's params for its stage: a party's own privacy
     # settings come from here, never from a peer
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -72,6 +74,8 @@ class PartyConfig:
             ],
             adversary=self.adversary,
             max_payload=self.max_payload,
+            max_kept=self.max_kept,
+            scenario_sha256=self.scenario_sha256,
             settings=self.settings,
             provisions=self.provisions,
         )
@@ -97,6 +101,8 @@ class PartyRuntime:
         guarantees: Iterable[Guarantee] = (),
         adversary: str | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        max_kept: int = DEFAULT_MAX_KEPT,
+        scenario_sha256: str = "",
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         provisions: Mapping[str, Any] | None = None,
     ) -> None:
@@ -110,7 +116,8 @@ class PartyRuntime:
         self.policy = Policy(protocols=dict(protocols), guarantees=tuple(guarantees))
         self.max_payload = max_payload
         self.keys = PartyKeys.generate(name)
-        self.log = VisibilityLog(workdir, name, run_id, self.keys.sign)
+        self.log = VisibilityLog(workdir, name, run_id, self.keys.sign, max_kept)
+        self.scenario_sha256 = scenario_sha256
         self.state: dict[str, dict[str, Any]] = {p: {} for p in protocols}
         self._stage = Stage.CREATED
         self._server: PartyServer | None = None
@@ -143,6 +150,10 @@ class PartyRuntime:
     def join(self, directory: Directory) -> None:
         self._require(Stage.LISTENING)
         self.directory = directory
+        self.log.bindings = {
+            "scenario_sha256": self.scenario_sha256,
+            "ca_sha256": directory.ca_fingerprint,
+        }
         self._boundary = Boundary(
             party=self.name,
             run_id=self.run_id,
@@ -187,12 +198,17 @@ class PartyRuntime:
         labels: Iterable[Label],
         payload: bytes,
         session: str = "",
+        check: bool = True,
     ) -> Envelope | None:
         """Sign, log and send one envelope; return the admitted reply, if any.
-        Raises Refused or Undelivered; the log records either."""
+        Raises Refused (withheld by this party's own boundary, or refused by
+        the receiver's) or Undelivered; the log records each. `check=False`
+        is for adversaries only: they bypass their own party's boundary."""
         self._require(Stage.JOINED)
         assert self._client is not None
-        envelope = self.boundary.seal(receiver, protocol, step, labels, payload, session)
+        envelope = self.boundary.seal(
+            receiver, protocol, step, labels, payload, session, check=check
+        )
         address = self.directory.entry(receiver).address
         try:
             raw_reply = self._client.send(receiver, address, envelope)
@@ -230,6 +246,10 @@ class PartyRuntime:
     def _on_delivery(self, tls_peer: str, messages: Iterator[bytes]) -> Envelope | None:
         if not self._joined.wait(timeout=30):
             raise Refused(pb.WRONG_DESTINATION, f"{self.name} has not joined the run")
+        with self.boundary.peer_slot(tls_peer):
+            return self._admit_and_handle(tls_peer, messages)
+
+    def _admit_and_handle(self, tls_peer: str, messages: Iterator[bytes]) -> Envelope | None:
         envelope = self.boundary.admit(tls_peer, messages)
         header = envelope.header
         protocol = self.policy.protocols[header.protocol]
@@ -245,14 +265,22 @@ class PartyRuntime:
             raise Refused(pb.HANDLER_FAILED, f"{header.step} could not be processed") from exc
         if reply is None:
             return None
-        reply_envelope = self.boundary.seal(
-            header.sender,
-            header.protocol,
-            reply.step,
-            reply.labels,
-            reply.payload,
-            header.session_id,
-        )
+        try:
+            # an adversary's handlers are its own code: it bypasses its boundary
+            reply_envelope = self.boundary.seal(
+                header.sender,
+                header.protocol,
+                reply.step,
+                reply.labels,
+                reply.payload,
+                header.session_id,
+                answering=header.step,
+                check=self.adversary is None,
+            )
+        except Refused as refusal:
+            raise Refused(
+                pb.HANDLER_FAILED, f"{header.step} reply withheld by {self.name}: {refusal}"
+            ) from None
         self.log.record(
             direction=Direction.OUT,
             outcome=Outcome.REPLIED,
@@ -314,3 +342,14 @@ class ProtocolContext:
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
     ) -> Envelope | None:
         return self._runtime.deliver(receiver, self.protocol, step, labels, payload, session)
+
+    def deliver_unchecked(
+        self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
+    ) -> Envelope | None:
+        """UNSAFE, adversaries only: send past this party's own boundary, as
+        an attacker who controls its party would; the receiver still checks."""
+        if self.adversary is None:
+            raise AirlockError(f"{self.name} is honest: its deliveries pass its own boundary")
+        return self._runtime.deliver(
+            receiver, self.protocol, step, labels, payload, session, check=False
+        )

@@ -40,6 +40,7 @@ STATUS_OF_REFUSAL = {
     pb.RULE_NOT_PERMITTED: grpc.StatusCode.PERMISSION_DENIED,
     pb.GUARANTEE_VIOLATED: grpc.StatusCode.PERMISSION_DENIED,
     pb.HANDLER_FAILED: grpc.StatusCode.ABORTED,
+    pb.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 # Called with (TLS peer name, raw request messages); returns a reply or None.

@@ -32,12 +32,14 @@ def integrity_findings(run: Path) -> list[tuple[str | None, int | None, str]]:
 def test_default_run_audits_clean_and_shows_the_blocked_attempts(default_run: Path) -> None:
     report = audit_run(default_run)
     assert report.ok, [str(f) for c in report.claims for f in c.findings]
-    blocked = {(b["from"], b["party"], b["refusal"]) for b in report.blocked}
+    blocked = {(b["from"], b["to"], b["withheld"], b["refusal"]) for b in report.blocked}
     assert blocked == {
-        ("alice", "deployer", "GUARANTEE_VIOLATED"),
-        ("deployer", "guidelines_db", "RULE_NOT_PERMITTED"),
+        ("alice", "deployer", True, "GUARANTEE_VIOLATED"),  # her own boundary withheld it
+        ("deployer", "guidelines_db", False, "RULE_NOT_PERMITTED"),
     }
     assert report.visibility["deployer"]["prompt:alice"] == "ciphertext"
+    # the forwarded prompt was refused, but it reached the database
+    assert report.visibility["guidelines_db"]["prompt:alice"] == "ciphertext"
     assert report.visibility["model_creator"] == {
         "train:hospital_1": "digest",
         "train:hospital_2": "digest",
@@ -89,7 +91,8 @@ def test_a_reordered_pair_is_found(run_copy: Path) -> None:
 def test_an_edited_blob_is_found(run_copy: Path) -> None:
     entry = json.loads(log_lines(run_copy, "deployer")[1])
     blob = run_copy / "parties" / "deployer" / BLOB_DIR / entry["payload_sha256"]
-    blob.write_bytes(blob.read_bytes() + b"!")
+    data = blob.read_bytes()
+    blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # same size, one bit flipped
     assert ("deployer", 1, "payload blob does not match its digest") in integrity_findings(run_copy)
 
 

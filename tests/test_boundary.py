@@ -46,7 +46,7 @@ def send(
 
 def catalog_request(parties: Parties, payload: bytes = b"{}") -> Envelope:
     return parties["alice"].boundary.seal(
-        "guidelines_db", "walkthrough", "catalog_request", CATALOG, payload
+        "guidelines_db", "walkthrough", "catalog_request", CATALOG, payload, check=False
     )
 
 
@@ -168,7 +168,7 @@ def _payload_swapped(parties: Parties) -> Refused:
 
 def _wrong_receiver(parties: Parties) -> Refused:
     envelope = parties["alice"].boundary.seal(
-        "deployer", "walkthrough", "catalog_request", CATALOG, b"{}"
+        "deployer", "walkthrough", "catalog_request", CATALOG, b"{}", check=False
     )
     with pytest.raises(Refused) as caught:
         send(parties, "alice", "guidelines_db", envelope)
@@ -177,8 +177,8 @@ def _wrong_receiver(parties: Parties) -> Refused:
 
 def _deliver(protocol: str, step: str, labels: list[Label]) -> Callable[[Parties], Refused]:
     def attempt(parties: Parties) -> Refused:
-        with pytest.raises(Refused) as caught:
-            parties["alice"].deliver("guidelines_db", protocol, step, labels, b"{}")
+        with pytest.raises(Refused) as caught:  # past alice's own boundary, as an attacker
+            parties["alice"].deliver("guidelines_db", protocol, step, labels, b"{}", check=False)
         return caught.value
 
     return attempt
@@ -231,6 +231,7 @@ def test_refusal_is_logged_on_both_sides_with_the_same_digest(parties: Parties) 
             "sealed_prompt",
             [Label("prompt:alice", Form.PLAINTEXT)],
             b"hello",
+            check=False,
         )
     assert caught.value.reason == pb.GUARANTEE_VIOLATED
     sent, received = last_entry(parties["alice"]), last_entry(parties["deployer"])
@@ -262,7 +263,7 @@ def test_server_must_be_the_named_party(parties: Parties) -> None:
     """A client addressing 'deployer' at the database's address fails TLS name checks."""
     client = client_of(parties["alice"])
     envelope = parties["alice"].boundary.seal(
-        "deployer", "walkthrough", "catalog_request", CATALOG, b"{}"
+        "deployer", "walkthrough", "catalog_request", CATALOG, b"{}", check=False
     )
     with pytest.raises(Undelivered):
         client.send("deployer", parties.directory.entry("guidelines_db").address, envelope)

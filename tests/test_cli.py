@@ -9,9 +9,10 @@ from tests.helpers import airlock
 
 
 def test_logs_table_and_json_show_the_same_entries(default_run: Path) -> None:
-    table = airlock("logs", str(default_run), "--party", "deployer")
+    table = airlock("logs", str(default_run), "--party", "alice")
     assert table.returncode == 0
-    assert "GUARANTEE_VIOLATED" in table.stdout and "prompt:alice@plaintext" in table.stdout
+    assert "withheld" in table.stdout and "GUARANTEE_VIOLATED" in table.stdout
+    assert "prompt:alice@plaintext" in table.stdout
     lines = airlock("logs", str(default_run), "--format", "json").stdout.splitlines()
     entries = [json.loads(line) for line in lines]
     assert {e["party"] for e in entries} == {

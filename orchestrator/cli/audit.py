@@ -18,11 +18,20 @@ def audit(
     format: Annotated[
         OutputFormat, typer.Option("--format", help="table for people, json for machines.")
     ] = OutputFormat.table,
+    ca_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-fingerprint",
+            help="The run CA's SHA-256 that `airlock run` printed (sha256:HEX or HEX): "
+            "without it, someone who rewrites the whole run directory could re-sign it.",
+        ),
+    ] = None,
 ) -> None:
     """Verify every hash chain and signed head, that both sides of every
     delivery agree, each guarantee of the scenario, and scan received bytes for
     canaries. Exit 0 when everything holds, 1 listing each failure."""
-    report = audit_run(run_dir)
+    pinned = ca_fingerprint.removeprefix("sha256:") if ca_fingerprint else None
+    report = audit_run(run_dir, pinned)
     if format == OutputFormat.json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -37,7 +37,8 @@ def audit_tables(report: AuditReport, console: Console) -> None:
     claims_table(f"Audit of run {report.run_id} ({report.scenario})", report.claims, console)
 
     matrix = Table(
-        title="Visibility: the most revealing form each party admitted", title_justify="left"
+        title="Visibility: the most revealing form that reached each party",
+        title_justify="left",
     )
     matrix.add_column("party")
     matrix.add_column("asset @ form")
@@ -48,8 +49,10 @@ def audit_tables(report: AuditReport, console: Console) -> None:
     if report.blocked:
         console.print("[bold]Blocked at the boundary[/]")
         for item in report.blocked:
+            verb = "withheld" if item["withheld"] else "refused"
             console.print(
-                f"  [red]refused[/] {item['from']} -> {item['party']} (entry {item['entry']}): "
+                f"  [red]{verb}[/] {item['from']} -> {item['to']} "
+                f"({item['party']} entry {item['entry']}): "
                 + escape(
                     f"{item['step']} [{labels_text(item['labels'])}]: "
                     f"{item['refusal']}: {item['detail']}"
@@ -58,3 +61,9 @@ def audit_tables(report: AuditReport, console: Console) -> None:
             )
     verdict = "[bold green]every claim holds[/]" if report.ok else "[bold red]some claims fail[/]"
     console.print(verdict)
+    if report.ca_fingerprint:
+        console.print(
+            f"Run CA: sha256:{report.ca_fingerprint} "
+            "(pin it: airlock audit RUN --ca-fingerprint ...)",
+            highlight=False,
+        )

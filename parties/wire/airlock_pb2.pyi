@@ -35,6 +35,7 @@ class RefusalReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RULE_NOT_PERMITTED: _ClassVar[RefusalReason]
     GUARANTEE_VIOLATED: _ClassVar[RefusalReason]
     HANDLER_FAILED: _ClassVar[RefusalReason]
+    OVERLOADED: _ClassVar[RefusalReason]
 FORM_UNSPECIFIED: Form
 PLAINTEXT: Form
 AGGREGATE: Form
@@ -58,6 +59,7 @@ UNKNOWN_STEP: RefusalReason
 RULE_NOT_PERMITTED: RefusalReason
 GUARANTEE_VIOLATED: RefusalReason
 HANDLER_FAILED: RefusalReason
+OVERLOADED: RefusalReason
 
 class Label(_message.Message):
     __slots__ = ("asset", "form")

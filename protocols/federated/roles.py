@@ -261,7 +261,7 @@ def share_keys(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         "threshold": s.threshold,
         "participants": {n: k.to_json() for n, k in keys.items()},
     }
-    labels = [_control(ctx), Label("keys:*", Form.PUBLIC)]
+    labels = [_control(ctx), *(Label(f"keys:{n}", Form.PUBLIC) for n in sorted(keys))]
     replies, failed = _ask_all(
         ctx, keys, "key_directory", labels, lambda _: pack(meta), _session(current["number"])
     )
@@ -316,7 +316,7 @@ def collect_updates(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
             }
         )
 
-    labels = [_control(ctx), Label("mask_seeds:*", Form.CIPHERTEXT)]
+    labels = [_control(ctx), *(Label(f"mask_seeds:{v}", Form.CIPHERTEXT) for v in sharing)]
     replies, failed = _ask_all(
         ctx, sharing, "update_request", labels, payload_for, _session(current["number"])
     )
@@ -632,7 +632,8 @@ def on_unmask_request(ctx: PartyContext, envelope: Envelope) -> Reply:
         "b": {v: [shares[v]["index"], shares[v]["b"].hex()] for v in sorted(survivors)},
         "s": {v: [shares[v]["index"], shares[v]["s"].hex()] for v in sorted(dropped)},
     }
-    return Reply("unmask_shares", (Label("mask_seeds:*", Form.SHARE),), json.dumps(answer).encode())
+    labels = tuple(Label(f"mask_seeds:{v}", Form.SHARE) for v in sorted(sharing))
+    return Reply("unmask_shares", labels, json.dumps(answer).encode())
 
 
 def on_update_rejected(ctx: PartyContext, envelope: Envelope) -> None:

@@ -105,7 +105,9 @@ def _connect(ctx: PartyContext) -> None:
         raise AirlockError("each compute party needs its own process: run on Ray, not --in-process")
     rank = ranks.index(ctx.name)
     inbox: communicator.Inbox = ctx.state.setdefault("inbox", communicator.Inbox())
-    labels = [Label("prompt:*", Form.SHARE), Label("weights:*", Form.SHARE)]
+    # every message may carry shares of the prompt or of the weights
+    labels = [Label(f"prompt:{sole_peer(ctx, USER)}", Form.SHARE)]
+    labels.append(Label(f"weights:{sole_peer(ctx, CREATOR)}", Form.SHARE))
 
     def send(peer: str, payload: bytes) -> None:
         ctx.deliver(peer, "mpc_message", labels, payload, "mpc")

@@ -100,11 +100,17 @@ def send_prompt(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     return {"receipts": receipts}
 
 
-def send_prompt_in_clear(ctx: PartyContext, params: Mapping[str, Any], form: Form) -> Summary:
+def send_prompt_in_clear(ctx: PartyContext, form: Form, *, bypass_own_boundary: bool) -> Summary:
+    """Adversarial: the first prompt, unsealed, labelled `form`. A
+    misconfigured client goes through its own boundary, which withholds it;
+    a compromised one bypasses it, and the bytes reach the deployer."""
     assert isinstance(ctx.holdings, EndUser)
     deployer = ctx.peers(Role.DEPLOYER)[0]
     prompt = ctx.holdings.prompts[0].encode()
-    return attempt(ctx, deployer, "sealed_prompt", [Label(f"prompt:{ctx.name}", form)], prompt)
+    label = [Label(f"prompt:{ctx.name}", form)]
+    return attempt(
+        ctx, deployer, "sealed_prompt", label, prompt, bypass_own_boundary=bypass_own_boundary
+    )
 
 
 # -- deployer ---------------------------------------------------------------
@@ -159,10 +165,13 @@ PROTOCOL = Protocol(
         (Role.END_USER, "fetch_catalog"): fetch_catalog,
         (Role.END_USER, "send_prompt"): send_prompt,
         (Role.END_USER, "plaintext_prompt"): lambda ctx, p: send_prompt_in_clear(
-            ctx, p, Form.PLAINTEXT
+            ctx, Form.PLAINTEXT, bypass_own_boundary=False
+        ),
+        (Role.END_USER, "leaked_prompt"): lambda ctx, p: send_prompt_in_clear(
+            ctx, Form.PLAINTEXT, bypass_own_boundary=True
         ),
         (Role.END_USER, "mislabeled_prompt"): lambda ctx, p: send_prompt_in_clear(
-            ctx, p, Form.CIPHERTEXT
+            ctx, Form.CIPHERTEXT, bypass_own_boundary=True
         ),
         (Role.DEPLOYER, "forward_prompt"): forward_prompt,
     },
@@ -174,6 +183,7 @@ PROTOCOL = Protocol(
     ),
     adversaries={
         "plaintext_prompt": (Role.END_USER, "plaintext_prompt"),
+        "leaked_prompt": (Role.END_USER, "leaked_prompt"),
         "mislabeled_prompt": (Role.END_USER, "mislabeled_prompt"),
         "forward_prompt": (Role.DEPLOYER, "forward_prompt"),
     },

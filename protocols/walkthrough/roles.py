@@ -143,11 +143,22 @@ def forward_prompt(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
 def on_catalog_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     assert isinstance(ctx.holdings, ExternalDatabase)
     titles = [doc.split("\n", 1)[0] for doc in ctx.holdings.documents]
+    if ctx.adversary == "tainted_catalog":
+        return tainted_catalog(titles)
     return Reply(
         "catalog",
         (Label(f"catalog:{ctx.name}", Form.PUBLIC),),
         json.dumps({"titles": titles}).encode(),
     )
+
+
+def tainted_catalog(titles: list[str]) -> Reply:
+    """Adversarial: a database answers with a record of a contributor's
+    training data (labelled as such). The caller's boundary refuses the
+    reply, but the bytes reached it: the audit counts them as seen."""
+    record = "Jane Roe, type 2 diabetes, MRN 48-1193 AIRLOCK-CANARY-TRAIN-hospital_1-3b9d"
+    payload = json.dumps({"titles": titles, "record": record}).encode()
+    return Reply("catalog", (Label("train:hospital_1", Form.PLAINTEXT),), payload)
 
 
 PROTOCOL = Protocol(
@@ -186,5 +197,6 @@ PROTOCOL = Protocol(
         "leaked_prompt": (Role.END_USER, "leaked_prompt"),
         "mislabeled_prompt": (Role.END_USER, "mislabeled_prompt"),
         "forward_prompt": (Role.DEPLOYER, "forward_prompt"),
+        "tainted_catalog": (Role.EXTERNAL_DATABASE, None),
     },
 )

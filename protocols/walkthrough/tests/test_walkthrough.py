@@ -12,7 +12,7 @@ from parties.errors import Refused
 from parties.labels import Form, Label
 from parties.log import BLOB_DIR, read_entries
 from parties.wire import airlock_pb2 as pb
-from tests.helpers import Parties, run_default
+from tests.helpers import Parties, failing, run_default
 
 
 def admitted_payloads(parties: Parties, name: str, step: str) -> list[bytes]:
@@ -55,20 +55,50 @@ def test_clean_default_run_has_nothing_blocked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("party", "adversary", "reason"),
+    ("party", "adversary", "reason", "withheld"),
     [
-        ("alice", "plaintext_prompt", "GUARANTEE_VIOLATED"),
-        ("deployer", "forward_prompt", "RULE_NOT_PERMITTED"),
+        ("alice", "plaintext_prompt", "GUARANTEE_VIOLATED", True),  # by her own boundary
+        ("deployer", "forward_prompt", "RULE_NOT_PERMITTED", False),  # by the database's
     ],
 )
 def test_adversaries_are_refused_at_the_boundary(
-    tmp_path: Path, party: str, adversary: str, reason: str
+    tmp_path: Path, party: str, adversary: str, reason: str, withheld: bool
 ) -> None:
     result = run_default(tmp_path / "run", adversaries={party: adversary})
     attempt = next(a for a in result.actions if a["adversarial"])
     assert attempt["party"] == party and attempt["result"]["refused"] == reason
     assert result.audit.ok
-    assert [b["refusal"] for b in result.audit.blocked] == [reason]
+    assert [(b["refusal"], b["withheld"]) for b in result.audit.blocked] == [(reason, withheld)]
+
+
+def test_a_leaked_prompt_refused_by_the_receiver_still_counts_as_seen(tmp_path: Path) -> None:
+    """A compromised client past its own boundary: the deployer refuses the
+    plaintext prompt, but the bytes reached it, so the guarantee fails (the
+    audit cannot tell an honest refusal from a receiver that kept them).
+    Held before: a refusal counted as not seen."""
+    result = run_default(tmp_path / "run", adversaries={"alice": "leaked_prompt"})
+    assert result.actions[-1]["result"]["refused"] == "GUARANTEE_VIOLATED"
+    assert result.audit.visibility["deployer"]["prompt:alice"] == "plaintext"
+    findings = failing(result.audit)
+    assert list(findings) == ["guarantee: prompts stay sealed outside the end user"]
+    assert findings["guarantee: prompts stay sealed outside the end user"][0].startswith(
+        "deployer entry"
+    )
+
+
+def test_a_reply_refused_by_the_callers_boundary_counts_as_seen(tmp_path: Path) -> None:
+    """The database replies with a training record; alice's boundary refuses
+    the reply over gRPC, and the audit still counts what reached her.
+    Held before: `replied` paired with `refused` passed every claim."""
+    result = run_default(tmp_path / "run", adversaries={"guidelines_db": "tainted_catalog"})
+    assert result.failure is not None and "RULE_NOT_PERMITTED" in result.failure
+    alice = read_entries(tmp_path / "run" / "parties" / "alice", "alice")[0]
+    refused = [e for e in alice if e["direction"] == "in" and e["outcome"] == "refused"]
+    assert [(e["step"], e["refusal"], e["blob"]) for e in refused] == [
+        ("catalog", "RULE_NOT_PERMITTED", False)
+    ]
+    assert result.audit.visibility["alice"]["train:hospital_1"] == "plaintext"
+    assert "guarantee: training data leaves contributors only as digests" in failing(result.audit)
 
 
 def test_a_mislabelled_plaintext_prompt_is_caught_by_the_canary_scan(tmp_path: Path) -> None:

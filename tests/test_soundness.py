@@ -1,0 +1,259 @@
+"""The runtime's soundness holes of issue 11, each played through the real
+runtime (parties over gRPC with mutual TLS, or a run directory written by a
+real run). Each test failed on the code before the fix."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.audit import audit_run
+from orchestrator.hosts import LocalHosts
+from orchestrator.launcher import _write_log_files, party_configs
+from orchestrator.scenario import load_scenario
+from parties.actor import ControlRefused
+from parties.envelope import Envelope, signed_message, to_messages
+from parties.errors import AirlockError, Refused
+from parties.identity import RunAuthority
+from parties.labels import Form, Label
+from parties.log import BLOB_DIR, GENESIS, LOG_FILE, entry_hash, read_entries
+from parties.transport import REFUSAL_KEY
+from parties.wire import airlock_pb2 as pb
+from tests.helpers import Parties, failing, running_parties
+from tests.test_boundary import CATALOG, catalog_request, client_of, send
+
+# -- 3. the sender's own boundary -------------------------------------------
+
+
+def test_an_honest_party_withholds_what_the_receiver_may_not_see(parties: Parties) -> None:
+    """Before: the envelope left and only the receiver's boundary stood in the way."""
+    with pytest.raises(Refused) as caught:
+        parties["alice"].deliver(
+            "deployer", "walkthrough", "sealed_prompt", [Label("prompt:alice", Form.PLAINTEXT)], b""
+        )
+    assert caught.value.reason == pb.GUARANTEE_VIOLATED
+    sent = read_entries(parties["alice"].log.directory, "alice")[0][-1]
+    assert (sent["direction"], sent["outcome"]) == ("out", "withheld")
+    assert read_entries(parties["deployer"].log.directory, "deployer")[0] == []
+
+
+def test_only_an_adversary_may_bypass_its_own_boundary(parties: Parties) -> None:
+    ctx = parties["alice"].context("walkthrough")
+    with pytest.raises(AirlockError, match="honest"):
+        ctx.deliver_unchecked("guidelines_db", "catalog_request", CATALOG, b"{}")
+
+
+# -- 4. Ray's control plane and the run directory ----------------------------
+
+
+def test_a_control_call_without_the_partys_key_is_refused(tmp_path: Path) -> None:
+    """Before: any code that reached a party's actor could export its log."""
+    scenario, text = load_scenario("default")
+    hosts = LocalHosts(party_configs(scenario, "keyrun", text))
+    try:
+        with pytest.raises(ControlRefused):
+            hosts.hosts["deployer"].call(b"\0" * 32, "export_log")
+        with pytest.raises(ControlRefused):  # another party's key is no better
+            hosts.hosts["deployer"].call(hosts._keys["alice"], "export_log")
+        with pytest.raises(ControlRefused):
+            hosts.hosts["deployer"].call(hosts._keys["deployer"], "stop")  # not a control method
+        assert "hostname" in hosts.call({"deployer": ("node", ())})["deployer"]
+    finally:
+        hosts.close()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/airlock-absolute-escape", "blobs/../../x"])
+def test_collected_files_stay_inside_the_partys_folder(tmp_path: Path, name: str) -> None:
+    """Before: a party's file names were joined to the run directory as given."""
+    target = tmp_path / "run" / "parties" / "deployer"
+    said: list[str] = []
+    _write_log_files(target, "deployer", {name: b"owned", LOG_FILE: b""}, said.append)
+    assert said == [f"refused a file deployer handed over: {name!r} is outside its log"]
+    assert not (tmp_path / "run" / "escaped").exists() and not (tmp_path / "run" / "x").exists()
+    assert not Path("/tmp/airlock-absolute-escape").exists()
+    assert (target / LOG_FILE).exists()
+
+
+# -- 8. what the signed heads bind -------------------------------------------
+
+
+def test_an_edited_scenario_fails_the_signed_heads(run_copy: Path) -> None:
+    """Relaxing a guarantee in scenario.toml. Before: the audit used it as written."""
+    path = run_copy / "scenario.toml"
+    path.write_text(path.read_text().replace('max_form = "ciphertext"', 'max_form = "plaintext"'))
+    findings = failing(audit_run(run_copy))["log integrity"]
+    assert "alice: signed head binds another scenario sha256" in findings
+    assert len([f for f in findings if "scenario sha256" in f]) == 6  # every party's head
+
+
+def test_a_replaced_ca_fails_the_heads_and_the_pin(run_copy: Path, default_run: Path) -> None:
+    """Before: a new CA in manifest.json (and logs re-signed under it) passed."""
+    pinned = audit_run(default_run).ca_fingerprint
+    assert len(pinned) == 64 and audit_run(default_run, pinned).ok
+    manifest_path = run_copy / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["ca_pem"] = RunAuthority("forged").certificate_pem.decode()
+    manifest_path.write_text(json.dumps(manifest))
+    findings = failing(audit_run(run_copy, pinned))["log integrity"]
+    assert "run: the run's CA is not the one pinned with --ca-fingerprint" in findings
+    assert not audit_run(default_run, "0" * 64).ok
+
+
+# -- 9. blob names in log entries --------------------------------------------
+
+
+def rewrite_entry(run: Path, party: str, index: int, **changes: object) -> None:
+    """Edit one entry and re-chain the log after it (the head then fails, as
+    it must; what matters here is what else the audit does with the entry)."""
+    path = run / "parties" / party / LOG_FILE
+    entries = [json.loads(line) for line in path.read_bytes().splitlines()]
+    entries[index].update(changes)
+    previous = GENESIS
+    for entry in entries:
+        entry["prev"] = previous
+        entry["hash"] = entry_hash(entry)
+        previous = entry["hash"]
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+
+
+def admitted_index(run: Path, party: str) -> int:
+    entries = read_entries(run / "parties" / party, party)[0]
+    return next(e["index"] for e in entries if e["outcome"] == "admitted")
+
+
+def test_a_blob_name_outside_the_store_is_never_read(run_copy: Path) -> None:
+    """Before: the audit opened whatever path an entry named (/etc/hostname
+    was read; /dev/zero hung it)."""
+    index = admitted_index(run_copy, "deployer")
+    rewrite_entry(run_copy, "deployer", index, payload_sha256="../../../../../../etc/hostname")
+    findings = failing(audit_run(run_copy))["log integrity"]
+    assert f"deployer entry {index}: payload digest is not 64 hex digits" in findings
+
+
+def test_a_linked_blob_is_refused(run_copy: Path) -> None:
+    index = admitted_index(run_copy, "deployer")
+    entry = read_entries(run_copy / "parties" / "deployer", "deployer")[0][index]
+    blob = run_copy / "parties" / "deployer" / BLOB_DIR / entry["payload_sha256"]
+    blob.unlink()
+    blob.symlink_to("/dev/zero")
+    findings = failing(audit_run(run_copy))["log integrity"]
+    assert f"deployer entry {index}: payload blob is not a regular file of its signed size" in (
+        findings
+    )
+
+
+def test_an_admitted_entry_without_its_blob_fails(run_copy: Path) -> None:
+    """Before: `blob: false` on an admitted entry skipped the content scan."""
+    index = admitted_index(run_copy, "deployer")
+    rewrite_entry(run_copy, "deployer", index, blob=False)
+    findings = failing(audit_run(run_copy))["log integrity"]
+    assert f"deployer entry {index}: admitted payload was not kept as a blob" in findings
+
+
+# -- 10. resource limits -----------------------------------------------------
+
+
+def test_the_header_is_judged_before_the_payload_is_read(parties: Parties) -> None:
+    """A forbidden step with a payload that does not match its digest: the
+    rule refuses it from the header alone. Before: the payload was read and
+    hashed first (DIGEST_MISMATCH)."""
+    envelope = parties["alice"].boundary.seal(
+        "guidelines_db", "walkthrough", "exfiltrate", CATALOG, b"x" * 1000, check=False
+    )
+    envelope = Envelope(envelope.header, envelope.header_bytes, envelope.signature, b"y" * 1000)
+    with pytest.raises(Refused) as caught:
+        send(parties, "alice", "guidelines_db", envelope)
+    assert caught.value.reason == pb.UNKNOWN_STEP
+
+
+def test_kept_payloads_have_a_quota(tmp_path: Path) -> None:
+    """Before: blobs had no bound; a peer could fill the receiver's disk."""
+    with running_parties(tmp_path) as parties:
+        parties["guidelines_db"].log._max_kept = 3000
+        send(parties, "alice", "guidelines_db", catalog_request(parties, b"{}" + b" " * 998))
+        send(parties, "alice", "guidelines_db", catalog_request(parties, b" {}" + b" " * 997))
+        with pytest.raises(Refused) as caught:
+            send(parties, "alice", "guidelines_db", catalog_request(parties, b"{}" + b" " * 1498))
+        assert caught.value.reason == pb.OVERLOADED
+        # the same bytes again cost nothing: blobs are content-addressed
+        send(parties, "alice", "guidelines_db", catalog_request(parties, b"{}" + b" " * 998))
+
+
+def slow_stream(envelope: Envelope, release: threading.Event) -> Iterator[pb.Envelope]:
+    first, *rest = list(to_messages(envelope))
+    yield first
+    release.wait(20)
+    yield from rest
+
+
+def test_one_peer_cannot_hold_every_delivery_thread(parties: Parties) -> None:
+    """Nine slow deliveries at once from alice: the ninth is refused
+    (OVERLOADED) while the database still serves others. Before: the
+    sixteen server threads were anyone's."""
+    client = client_of(parties["alice"])
+    address = parties.directory.entry("guidelines_db").address
+    method = client._method("guidelines_db", address)
+    release = threading.Event()
+    outcomes: list[str] = []
+
+    def deliver() -> None:
+        envelope = catalog_request(parties, b"{}" + b" " * (2 << 20))
+        try:
+            list(method(slow_stream(envelope, release), timeout=30))
+            outcomes.append("admitted")
+        except Exception as error:  # noqa: BLE001 - the gRPC error carries the refusal
+            metadata = dict(error.trailing_metadata() or ())  # type: ignore[attr-defined]
+            outcomes.append(pb.Refusal.FromString(metadata[REFUSAL_KEY]).detail)
+
+    threads = [threading.Thread(target=deliver) for _ in range(9)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while not outcomes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(Refused) as other:  # another peer is still served (and judged)
+        parties["deployer"].deliver(
+            "guidelines_db", "walkthrough", "catalog_request", CATALOG, b"{}", check=False
+        )
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    client.close()
+    assert outcomes.count("admitted") == 8
+    assert [o for o in outcomes if o != "admitted"] == ["'alice' has 8 deliveries in progress"]
+    assert other.value.reason == pb.RULE_NOT_PERMITTED
+
+
+# -- 13. labels are names, not patterns --------------------------------------
+
+
+def test_a_label_cannot_be_a_pattern(parties: Parties) -> None:
+    """`prompt:*` in a label would match (and so escape) a guarantee about
+    prompt:alice. Before: admitted as a label like any other."""
+    with pytest.raises(ValueError, match="malformed asset"):
+        Label("prompt:*", Form.PLAINTEXT)
+    signer = parties["alice"]
+    header = pb.EnvelopeHeader(
+        sender="alice",
+        receiver="guidelines_db",
+        run_id=parties.run_id,
+        protocol="walkthrough",
+        step="catalog_request",
+        sequence=99,
+        payload_size=2,
+        payload_sha256=hashlib.sha256(b"{}").digest(),
+        labels=[pb.Label(asset="catalog:*", form=pb.PUBLIC)],
+    ).SerializeToString()
+    message = pb.Envelope(
+        header=header, signature=signer.keys.sign(signed_message(header)), payload=b"{}"
+    )
+    with pytest.raises(Refused) as caught:
+        parties["guidelines_db"].boundary.admit("alice", iter([message.SerializeToString()]))
+    assert caught.value.reason == pb.MALFORMED

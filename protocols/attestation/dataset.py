@@ -4,17 +4,20 @@ from it to a verifier who sees nothing else.
 Each record is a JSON object with exactly the declared schema's fields. Its
 leaf is `u16 big-endian length of key || key (UTF-8) || SHA-256 of the
 record's canonical JSON` (binary, as the per-record cost dominates commit
-time), and leaves are sorted by key. So:
+time). Leaves are sorted by key into a key-ordered Merkle tree with range
+commitments (`ordered`): every node commits to the lowest and highest key
+below it, and every proof checks the order along its path. So:
 
-- membership: a record, its index and an inclusion proof show that this exact
-  record is in the committed set;
-- exclusion: two adjacent leaves whose keys bracket a prefix X (or the first or
-  last leaf alone, at the ends) show that no key starts with X, e.g. no record
-  from source domain "nytimes.com". Only the neighbours' keys are revealed,
-  never their contents.
+- membership: a record, its index and a path show that this exact record is
+  in the committed set;
+- exclusion: two adjacent leaves whose keys bracket a prefix X (or the first
+  or last leaf alone, at the ends) show that no key starts with X, e.g. no
+  record from source domain "nytimes.com". This is sound against the
+  contributor: no tree it can build has both a valid exclusion proof for X
+  and a member whose key starts with X (the argument is in `ordered`).
 
-Exclusion rests on the leaves being sorted, which the contributor attests to;
-an auditor who may see the whole dataset can rebuild the root and check.
+A proof reveals the neighbours' keys and, for each sibling on their paths,
+the lowest and highest key below it; never a record's contents.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parties.errors import ClaimFailed, ConfigError
-from protocols.attestation.merkle import MerkleTree, leaf_hash, verify_inclusion
+from protocols.attestation.ordered import TREE_FORMAT, Node, OrderedTree, verify_path
 from protocols.attestation.statements import DATASET_PREDICATE, OpenedStatement, integer
 
 CANONICALIZATION = "json:sorted-keys,no-whitespace,utf-8"
@@ -54,14 +57,14 @@ class MembershipProof:
     index: int
     size: int
     leaf: bytes  # the leaf's encoded bytes
-    path: tuple[bytes, ...]
+    path: tuple[Node, ...]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "size": self.size,
             "leaf": self.leaf.hex(),
-            "path": [p.hex() for p in self.path],
+            "path": [node.to_json() for node in self.path],
         }
 
     @classmethod
@@ -71,19 +74,32 @@ class MembershipProof:
                 int(data["index"]),
                 int(data["size"]),
                 bytes.fromhex(data["leaf"]),
-                tuple(bytes.fromhex(p) for p in data["path"]),
+                tuple(Node.from_json(node) for node in data["path"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ClaimFailed(claim, "malformed membership proof") from None
 
-    def key(self, claim: str) -> str:
+    def key(self, claim: str) -> bytes:
+        """The leaf's key, UTF-8 encoded."""
         length = int.from_bytes(self.leaf[:2], "big")
         if len(self.leaf) != 2 + length + 32:
             raise ClaimFailed(claim, "leaf is not a dataset leaf")
+        key = self.leaf[2 : 2 + length]
         try:
-            return self.leaf[2 : 2 + length].decode()
+            key.decode()
         except UnicodeDecodeError:
             raise ClaimFailed(claim, "leaf key is not UTF-8") from None
+        return key
+
+    def verify(self, commitment: Commitment, claim: str) -> None:
+        """The leaf is at `index` under the committed root, in key order."""
+        if self.size != commitment.size:
+            raise ClaimFailed(
+                claim, f"proof is for {self.size} records, commitment has {commitment.size}"
+            )
+        verify_path(
+            self.key(claim), self.leaf, self.index, self.size, self.path, commitment.root, claim
+        )
 
 
 @dataclass(frozen=True)
@@ -127,9 +143,9 @@ class Commitment:
         predicate = statement.predicate
         if statement.predicate_type != DATASET_PREDICATE:
             raise ClaimFailed(claim, "not a dataset commitment")
-        formats = (predicate.get("canonicalization"), predicate.get("leaf"))
-        if formats != (CANONICALIZATION, LEAF_FORMAT):
-            raise ClaimFailed(claim, "unknown record canonicalization or leaf format")
+        formats = (predicate.get("canonicalization"), predicate.get("leaf"), predicate.get("tree"))
+        if formats != (CANONICALIZATION, LEAF_FORMAT, TREE_FORMAT):
+            raise ClaimFailed(claim, "unknown record canonicalization, leaf or tree format")
         try:
             root = bytes.fromhex(statement.sha256)
             schema = tuple(str(field) for field in predicate["schema"])
@@ -167,10 +183,17 @@ class Dataset:
         for (a, _), (b, _) in zip(keyed, keyed[1:], strict=False):
             if a == b:
                 raise ConfigError(f"{name}: two records share the key {a!r}")
+        keyed = self._arrange(keyed)
         self.keys = [key for key, _ in keyed]
         self.records = [record for _, record in keyed]
         self.leaves = [record_leaf(key, record) for key, record in keyed]
-        self.tree = MerkleTree.from_data(self.leaves)
+        self.tree = OrderedTree(
+            [(k.encode(), leaf) for k, leaf in zip(self.keys, self.leaves, strict=True)]
+        )
+
+    def _arrange(self, keyed: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        """The order of the leaves: sorted by key (a dishonest contributor's may differ)."""
+        return keyed
 
     @property
     def root(self) -> bytes:
@@ -183,7 +206,7 @@ class Dataset:
             "sort_key": self.sort_key,
             "canonicalization": CANONICALIZATION,
             "leaf": LEAF_FORMAT,
-            "tree": "rfc6962-sha256",
+            "tree": TREE_FORMAT,
         }
 
     def prove_membership(self, record: Mapping[str, Any]) -> MembershipProof:
@@ -194,9 +217,7 @@ class Dataset:
         return self._proof(index)
 
     def _proof(self, index: int) -> MembershipProof:
-        return MembershipProof(
-            index, len(self.leaves), self.leaves[index], tuple(self.tree.inclusion_proof(index))
-        )
+        return MembershipProof(index, len(self.leaves), self.leaves[index], self.tree.path(index))
 
     def prove_exclusion(self, prefix: str) -> ExclusionProof:
         """Prove that no key starts with `prefix`; fails if one does."""
@@ -215,40 +236,32 @@ def verify_membership(
     claim = f"membership of {record.get(commitment.sort_key)!r} in {commitment.dataset}"
     if set(record) != set(commitment.schema):
         raise ClaimFailed(claim, "record does not match the committed schema")
-    if proof.size != commitment.size:
-        raise ClaimFailed(
-            claim, f"proof is for {proof.size} records, commitment has {commitment.size}"
-        )
     if proof.leaf != record_leaf(record[commitment.sort_key], record):
         raise ClaimFailed(claim, "record does not match the proved leaf")
-    verify_inclusion(
-        leaf_hash(proof.leaf), proof.index, proof.size, proof.path, commitment.root, claim
-    )
+    proof.verify(commitment, claim)
 
 
 def verify_exclusion(commitment: Commitment, proof: ExclusionProof) -> None:
+    """Sound against the prover: see `ordered` for the argument."""
     claim = f"exclusion of {proof.prefix!r} from {commitment.dataset}"
-    if not proof.prefix:
+    prefix = proof.prefix.encode()
+    if not prefix:
         raise ClaimFailed(claim, "an empty prefix matches every record")
     for side in (proof.before, proof.after):
         if side is not None:
-            if side.size != commitment.size:
-                raise ClaimFailed(claim, "neighbour proved against another dataset size")
-            verify_inclusion(
-                leaf_hash(side.leaf), side.index, side.size, side.path, commitment.root, claim
-            )
+            side.verify(commitment, claim)
     if proof.before is None and proof.after is None:
         if commitment.size != 0:
             raise ClaimFailed(claim, "no neighbours given for a non-empty dataset")
         return
     if proof.before is not None:
-        if proof.before.key(claim) >= proof.prefix:
+        if proof.before.key(claim) >= prefix:
             raise ClaimFailed(claim, "the left neighbour does not sort before the prefix")
         if proof.after is None and proof.before.index != commitment.size - 1:
             raise ClaimFailed(claim, "the left neighbour is not the last record")
     if proof.after is not None:
         key = proof.after.key(claim)
-        if key < proof.prefix or key.startswith(proof.prefix):
+        if key < prefix or key.startswith(prefix):
             raise ClaimFailed(claim, "the right neighbour does not sort after the prefix")
         if proof.before is None and proof.after.index != 0:
             raise ClaimFailed(claim, "the right neighbour is not the first record")

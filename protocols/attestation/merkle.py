@@ -15,13 +15,15 @@ and 2.1.4.2 step by step.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from parties.errors import ClaimFailed
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+Node = TypeVar("Node")
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -146,6 +148,38 @@ class MerkleTree:
             raise ValueError(f"tree has {len(self)} leaves, not {size}")
 
 
+def fold_path(
+    leaf: Node,
+    index: int,
+    size: int,
+    proof: Sequence[Node],
+    combine: Callable[[Node, Node], Node],
+    claim: str,
+) -> Node:
+    """RFC 9162 2.1.3.2's walk from leaf `index` of a tree of `size` up its
+    audit path; `combine(left, right)` makes a parent. Returns the root the
+    path leads to (the caller compares it). Shared by this module's trees and
+    the key-ordered tree of `ordered`, whose nodes carry key ranges."""
+    if not 0 <= index < size:
+        raise ClaimFailed(claim, f"leaf index {index} is outside a tree of {size}")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            raise ClaimFailed(claim, "inclusion proof is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            r = combine(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = combine(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ClaimFailed(claim, "inclusion proof does not lead to the root (too short)")
+    return r
+
+
 def verify_inclusion(
     leaf: bytes,
     index: int,
@@ -155,22 +189,7 @@ def verify_inclusion(
     claim: str = "inclusion",
 ) -> None:
     """RFC 9162 2.1.3.2. `leaf` is the leaf hash. Raises ClaimFailed."""
-    if not 0 <= index < size:
-        raise ClaimFailed(claim, f"leaf index {index} is outside a tree of {size}")
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            raise ClaimFailed(claim, "inclusion proof is longer than the tree is deep")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0 or r != root:
+    if fold_path(leaf, index, size, proof, node_hash, claim) != root:
         raise ClaimFailed(claim, "inclusion proof does not lead to the root")
 
 

@@ -26,6 +26,7 @@ from parties.errors import ClaimFailed
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, Protocol, Reply
 from parties.roles import DataContributor, ModelCreator, Role
+from protocols.attestation.adversaries import OutOfOrderDataset
 from protocols.attestation.dataset import (
     Commitment,
     Dataset,
@@ -147,7 +148,11 @@ def open_logged(
 def attest_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     holdings = ctx.holdings
     assert isinstance(holdings, DataContributor)
-    dataset = Dataset(f"train:{ctx.name}", holdings.records, holdings.fields, holdings.sort_key)
+    dataset_args = (f"train:{ctx.name}", holdings.records, holdings.fields, holdings.sort_key)
+    if ctx.adversary == "hide_excluded":
+        dataset: Dataset = OutOfOrderDataset(*dataset_args, hidden=tuple(holdings.exclude))
+    else:
+        dataset = Dataset(*dataset_args)
     statement = sign_statement(
         dataset.name,
         dataset.root.hex(),
@@ -429,5 +434,9 @@ PROTOCOL = Protocol(
         (Role.MODEL_CREATOR, "audit_ledger"),
         (Role.DEPLOYER, "audit_ledger"),
     ),
-    adversaries={"swap_model": (Role.DEPLOYER, None), "rewrite_history": (Role.LEDGER, None)},
+    adversaries={
+        "hide_excluded": (Role.DATA_CONTRIBUTOR, None),
+        "swap_model": (Role.DEPLOYER, None),
+        "rewrite_history": (Role.LEDGER, None),
+    },
 )

@@ -109,6 +109,33 @@ def test_data_from_the_excluded_domain_cannot_be_proved_absent(tmp_path: Path) -
     )
 
 
+NYT_RECORD = '  { source = "nytimes.com/2023/12/27/ai", text = "A newspaper article." },\n'
+
+
+def with_nyt_record(text: str) -> str:
+    """hospital_2 holds a nytimes.com record (it sorts between bmj.com and who.int)."""
+    return text.replace(
+        'records = [\n  { source = "bmj.com', "records = [\n" + NYT_RECORD + '  { source = "bmj.com'
+    )
+
+
+def test_a_contributor_hiding_excluded_records_out_of_order_is_caught(tmp_path: Path) -> None:
+    """The attack of issue 11 item 6: the nytimes.com record is placed first,
+    out of key order, and "exclusion" is proved from its sorted neighbours."""
+    result = run_attest(
+        tmp_path / "run",
+        lambda t: with_adversary(with_nyt_record(t), "hospital_2", "hide_excluded"),
+    )
+    attested = result_of(result, "hospital_2", "attest_dataset")
+    assert attested["exclusions_proved"] == ["nytimes.com"]  # the forged proof was shown
+    assert result_of(result, "model_creator", "commit_model")["datasets"] == ["train:hospital_1"]
+    problems = failing(verify_run(tmp_path / "run"))
+    assert list(problems) == ["dataset attestations and exclusion proofs"]
+    (finding,) = problems["dataset attestations and exclusion proofs"]
+    assert finding.startswith("model_creator entry")
+    assert "from train:hospital_2: keys out of order: 'nytimes.com/" in finding
+
+
 def test_verify_cli_exit_codes_and_json(tmp_path: Path) -> None:
     run_attest(tmp_path / "good")
     run_attest(tmp_path / "bad", adversary("deployer", "swap_model"))
@@ -179,8 +206,9 @@ def test_the_ledger_refuses_bad_submissions_and_keeps_serving(
                 b"{}",
             )
         assert plain.value.reason == pb.RULE_NOT_PERMITTED
+        # (refused by the ledger's boundary, or by the sender's own before it left)
         entries, _ = read_entries(parties["ledger"].log.directory, "ledger")
-        assert [e["outcome"] for e in entries] == ["admitted", "refused"]
+        assert [e["outcome"] for e in entries if e["outcome"] == "admitted"] == ["admitted"]
     finally:
         for runtime in parties.runtimes.values():
             runtime.stop()

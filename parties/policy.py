@@ -55,6 +55,11 @@ class Policy:
                 f"with [{shown}] is not permitted",
             )
         step = f"{header.protocol}.{header.step}"
+        if rule.max_payload is not None and header.payload_size > rule.max_payload:
+            raise Refused(
+                pb.OVERSIZED,
+                f"{step} carries at most {rule.max_payload} bytes, not {header.payload_size}",
+            )
         if rule.reply_to and answering not in rule.reply_to:
             raise Refused(
                 pb.RULE_NOT_PERMITTED,

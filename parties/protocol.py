@@ -44,13 +44,16 @@ class Rule:
     """Step `step` may go from a `sender` role to a `receiver` role if every
     label of the envelope is permitted by one of `labels`. A step with
     `reply_to` may only arrive as the answer to one of those steps (on the
-    same call), never unsolicited; a step without it never as an answer."""
+    same call), never unsolicited; a step without it never as an answer.
+    `max_payload` (bytes), if set, bounds the step's payload below the run's
+    limit: a control message has no business being megabytes long."""
 
     step: str
     sender: Role
     receiver: Role
     labels: tuple[LabelRule, ...]
     reply_to: tuple[str, ...] = ()
+    max_payload: int | None = None
 
     def permits(self, labels: Iterable[Label], sender: str, receiver: str) -> bool:
         return all(any(r.permits(label, sender, receiver) for r in self.labels) for label in labels)

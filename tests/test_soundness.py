@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from parties.transport import REFUSAL_KEY
 from parties.wire import airlock_pb2 as pb
 from tests.helpers import Parties, failing, running_parties
 from tests.test_boundary import CATALOG, catalog_request, client_of, send
+
+PROMPT = [Label("prompt:alice", Form.CIPHERTEXT)]
 
 # -- 3. the sender's own boundary -------------------------------------------
 
@@ -192,18 +195,29 @@ def slow_stream(envelope: Envelope, release: threading.Event) -> Iterator[pb.Env
     yield from rest
 
 
+def test_a_step_has_its_own_size_limit(parties: Parties) -> None:
+    """A catalogue request is a few bytes; 100 KiB of one is refused from its
+    header, far below the run's limit. Before: only the run's limit applied."""
+    with pytest.raises(Refused) as caught:
+        send(parties, "alice", "guidelines_db", catalog_request(parties, b" " * (100 << 10)))
+    assert caught.value.reason == pb.OVERSIZED
+    assert "walkthrough.catalog_request carries at most 65536 bytes" in caught.value.detail
+
+
 def test_one_peer_cannot_hold_every_delivery_thread(parties: Parties) -> None:
     """Nine slow deliveries at once from alice: the ninth is refused
-    (OVERLOADED) while the database still serves others. Before: the
+    (OVERLOADED) while the deployer still serves others. Before: the
     sixteen server threads were anyone's."""
     client = client_of(parties["alice"])
-    address = parties.directory.entry("guidelines_db").address
-    method = client._method("guidelines_db", address)
+    address = parties.directory.entry("deployer").address
+    method = client._method("deployer", address)
     release = threading.Event()
     outcomes: list[str] = []
 
     def deliver() -> None:
-        envelope = catalog_request(parties, b"{}" + b" " * (2 << 20))
+        envelope = parties["alice"].boundary.seal(
+            "deployer", "walkthrough", "sealed_prompt", PROMPT, os.urandom(2 << 20)
+        )
         try:
             list(method(slow_stream(envelope, release), timeout=30))
             outcomes.append("admitted")
@@ -218,9 +232,9 @@ def test_one_peer_cannot_hold_every_delivery_thread(parties: Parties) -> None:
     deadline = time.monotonic() + 10
     while not outcomes and time.monotonic() < deadline:
         time.sleep(0.05)
-    with pytest.raises(Refused) as other:  # another peer is still served (and judged)
-        parties["deployer"].deliver(
-            "guidelines_db", "walkthrough", "catalog_request", CATALOG, b"{}", check=False
+    with pytest.raises(Refused) as other:  # another peer is still served, and judged
+        parties["hospital_1"].deliver(
+            "deployer", "walkthrough", "sealed_prompt", PROMPT, b"sealed", check=False
         )
     release.set()
     for thread in threads:
@@ -228,7 +242,7 @@ def test_one_peer_cannot_hold_every_delivery_thread(parties: Parties) -> None:
     client.close()
     assert outcomes.count("admitted") == 8
     assert [o for o in outcomes if o != "admitted"] == ["'alice' has 8 deliveries in progress"]
-    assert other.value.reason == pb.RULE_NOT_PERMITTED
+    assert other.value.reason == pb.RULE_NOT_PERMITTED  # by rule, as usual: not by load
 
 
 # -- 13. labels are names, not patterns --------------------------------------

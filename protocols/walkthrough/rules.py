@@ -5,6 +5,7 @@ from parties.protocol import Rule, label_rule
 from parties.roles import Role
 
 NAME = "walkthrough"
+SMALL = 64 << 10  # commitments, cards, catalogues and receipts: a few hundred bytes
 
 RULES = (
     Rule(
@@ -12,6 +13,7 @@ RULES = (
         Role.DATA_CONTRIBUTOR,
         Role.MODEL_CREATOR,
         (label_rule("train:{sender}", Form.DIGEST),),
+        max_payload=SMALL,
     ),
     Rule(
         "model_card",
@@ -21,12 +23,14 @@ RULES = (
             label_rule("weights:{sender}", Form.DIGEST),
             label_rule("model_card:{sender}", Form.PUBLIC),
         ),
+        max_payload=SMALL,
     ),
     Rule(
         "catalog_request",
         Role.END_USER,
         Role.EXTERNAL_DATABASE,
         (label_rule("catalog:{receiver}", Form.PUBLIC),),
+        max_payload=SMALL,
     ),
     Rule(
         "catalog",
@@ -34,6 +38,7 @@ RULES = (
         Role.END_USER,
         (label_rule("catalog:{sender}", Form.PUBLIC),),
         reply_to=("catalog_request",),
+        max_payload=SMALL,
     ),
     Rule(
         "sealed_prompt",
@@ -47,5 +52,6 @@ RULES = (
         Role.END_USER,
         (label_rule("prompt:{receiver}", Form.DIGEST),),
         reply_to=("sealed_prompt",),
+        max_payload=SMALL,
     ),
 )

@@ -5,6 +5,7 @@ Ray), and runs of the default scenario."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from orchestrator.scenario import load_scenario, parse_scenario
 from parties.directory import Directory, PartyEntry
 from parties.identity import RunAuthority, issue_credentials
 from parties.labels import Form
+from parties.log import GENESIS, LOG_FILE, entry_hash
 from parties.policy import Guarantee
 from parties.roles import Role, holdings_for
 from parties.runtime import PartyRuntime
@@ -166,6 +168,20 @@ def run_copy(default_run: Path, tmp_path: Path) -> Path:
     target = tmp_path / "run"
     shutil.copytree(default_run, target)
     return target
+
+
+def rewrite_entry(run: Path, party: str, index: int, **changes: object) -> None:
+    """Edit one entry and re-chain the log after it (the head then fails, as
+    it must; what matters here is what else the audit does with the entry)."""
+    path = run / "parties" / party / LOG_FILE
+    entries = [json.loads(line) for line in path.read_bytes().splitlines()]
+    entries[index].update(changes)
+    previous = GENESIS
+    for entry in entries:
+        entry["prev"] = previous
+        entry["hash"] = entry_hash(entry)
+        previous = entry["hash"]
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
 
 
 def airlock(

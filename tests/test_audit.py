@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.audit import AuditError, audit_run
 from parties.log import BLOB_DIR, HEAD_FILE, LOG_FILE
-from tests.helpers import airlock
+from tests.helpers import airlock, failing, rewrite_entry
 
 
 def log_lines(run: Path, party: str) -> list[bytes]:
@@ -160,3 +160,29 @@ def test_audit_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path) ->
     done = airlock("audit", str(tmp_path))
     assert done.returncode == 2
     assert "not a run directory" in done.stderr and "Traceback" not in done.stderr
+
+
+def admitted_entry(run: Path, party: str) -> dict:
+    return next(
+        json.loads(line)
+        for line in log_lines(run, party)
+        if b'"outcome": "admitted"' in line and b'"direction": "in"' in line
+    )
+
+
+def test_a_forged_sender_signature_fails_its_claim(run_copy: Path) -> None:
+    """The deployer's log claims an envelope alice never signed."""
+    entry = admitted_entry(run_copy, "deployer")
+    rewrite_entry(run_copy, "deployer", entry["index"], signature="00" * 64)
+    findings = failing(audit_run(run_copy))["sender signatures"]
+    where = f"deployer entry {entry['index']}"
+    assert findings == [f"{where}: admitted envelope's signature does not verify"]
+
+
+def test_an_entry_that_misstates_its_header_fails_the_signature_claim(run_copy: Path) -> None:
+    """The header bytes are alice's, but the entry names another step."""
+    entry = admitted_entry(run_copy, "deployer")
+    rewrite_entry(run_copy, "deployer", entry["index"], step=entry["step"] + "_elsewhere")
+    findings = failing(audit_run(run_copy))["sender signatures"]
+    where = f"deployer entry {entry['index']}"
+    assert findings == [f"{where}: log entry disagrees with the signed header"]

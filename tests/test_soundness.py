@@ -23,10 +23,10 @@ from parties.envelope import Envelope, signed_message, to_messages
 from parties.errors import AirlockError, Refused
 from parties.identity import RunAuthority
 from parties.labels import Form, Label
-from parties.log import BLOB_DIR, GENESIS, LOG_FILE, entry_hash, read_entries
+from parties.log import BLOB_DIR, LOG_FILE, read_entries
 from parties.transport import REFUSAL_KEY
 from parties.wire import airlock_pb2 as pb
-from tests.helpers import Parties, failing, running_parties
+from tests.helpers import Parties, failing, rewrite_entry, running_parties
 from tests.test_boundary import CATALOG, catalog_request, client_of, send
 
 PROMPT = [Label("prompt:alice", Form.CIPHERTEXT)]
@@ -109,20 +109,6 @@ def test_a_replaced_ca_fails_the_heads_and_the_pin(run_copy: Path, default_run: 
 
 
 # -- 9. blob names in log entries --------------------------------------------
-
-
-def rewrite_entry(run: Path, party: str, index: int, **changes: object) -> None:
-    """Edit one entry and re-chain the log after it (the head then fails, as
-    it must; what matters here is what else the audit does with the entry)."""
-    path = run / "parties" / party / LOG_FILE
-    entries = [json.loads(line) for line in path.read_bytes().splitlines()]
-    entries[index].update(changes)
-    previous = GENESIS
-    for entry in entries:
-        entry["prev"] = previous
-        entry["hash"] = entry_hash(entry)
-        previous = entry["hash"]
-    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
 
 
 def admitted_index(run: Path, party: str) -> int:

@@ -6,15 +6,22 @@ its measurement is SHA-256 over them and the model's weights root. The host
 hardware measures what was loaded, but always runs this file's logic, so a
 modified image changes the measurement as it would on real hardware.
 
-Inside: a per-boot HPKE key pair, whose public half goes into the evidence;
-prompts are opened, answered by the loaded model, sealed back to the user,
-and receipted with the enclave's own signature.
+The hardware is the device attestation key the orchestrator provisioned to
+this party alone (`ctx.provision`). Inside, per boot: an HPKE key pair and a
+receipt-signing key, both public halves quoted in the evidence. Prompts are
+opened, answered by the loaded model, sealed back to the user, and
+receipted with the attested receipt key.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from pyhpke import KEMKeyPair
+from securesystemslib.signer import Signer
 
 from models.charlm import CharTransformer, generate
 from parties.envelope import Envelope
@@ -25,7 +32,8 @@ from parties.protocol import PartyContext, Reply
 from protocols.attestation.receipts import issue_receipt
 from protocols.attestation.statements import PartySigner
 from protocols.tee import channel
-from protocols.tee.evidence import SimulatedHardware, measure
+from protocols.tee.evidence import DeviceProvision, SimulatedHardware, measure
+from protocols.tee.settings import Settings
 
 
 def request_aad(user: str, request: str) -> bytes:
@@ -33,68 +41,121 @@ def request_aad(user: str, request: str) -> bytes:
     return f"airlock tee\n{user}\n{request}".encode()
 
 
-def _loaded(ctx: PartyContext) -> dict[str, Any]:
-    loaded = ctx.state.get("loaded")
-    if loaded is None:
+@dataclass(frozen=True)
+class Answered:
+    """A prompt answered inside the enclave; `sealed` is all that leaves."""
+
+    user: str
+    request: str
+    prompt: str
+    output: str
+    sealed: bytes
+
+    def reply(self, step: str = "enclave_answer", **meta: str) -> Reply:
+        labels = (Label(f"output:{self.user}", Form.CIPHERTEXT),)
+        return Reply(step, labels, pack({"request": self.request, **meta}, self.sealed))
+
+
+@dataclass(frozen=True)
+class LoadedEnclave:
+    """One boot of the enclave: what was loaded, and its per-boot keys."""
+
+    hardware: SimulatedHardware
+    model: CharTransformer
+    model_root: bytes
+    measurement: str
+    hpke_keys: KEMKeyPair
+    receipt_key: ed25519.Ed25519PrivateKey
+    max_new_tokens: int
+
+    @classmethod
+    def boot(
+        cls, device: DeviceProvision, image: bytes, model: CharTransformer, max_new_tokens: int
+    ) -> LoadedEnclave:
+        root = model.commitment_root()
+        return cls(
+            SimulatedHardware(device),
+            model,
+            root,
+            measure(image, root),
+            channel.new_key_pair(),
+            ed25519.Ed25519PrivateKey.generate(),
+            max_new_tokens,
+        )
+
+    @property
+    def receipt_signer(self) -> Signer:
+        return PartySigner(self.receipt_key.public_key(), self.receipt_key.sign)
+
+    def evidence(self, enclave: str, nonce: bytes) -> dict[str, Any]:
+        return self.hardware.quote(
+            enclave,
+            self.measurement,
+            nonce,
+            channel.public_bytes(self.hpke_keys),
+            self.receipt_key.public_key(),
+        )
+
+    def answer(
+        self, server: str, user: str, request: str, sealed: bytes, signer: Signer
+    ) -> Answered:
+        """Open `user`'s sealed prompt, answer it, and seal the answer (with a
+        receipt signed by `signer`) back to the sender of the prompt."""
+        aad = request_aad(user, request)
+        opened, context = channel.open_request(self.hpke_keys, sealed, aad)
+        try:
+            asked = json.loads(opened)
+            prompt, nonce = str(asked["prompt"]), bytes.fromhex(asked["nonce"])
+        except (ValueError, KeyError, TypeError):
+            raise AirlockError("the opened request is not a prompt") from None
+        output = generate(self.model, prompt, self.max_new_tokens)[len(prompt) :]
+        receipt = issue_receipt(
+            self.model_root, prompt.encode(), output.encode(), nonce, server, signer
+        )
+        answer = json.dumps({"output": output, "receipt": receipt}).encode()
+        return Answered(user, request, prompt, output, channel.seal_answer(context, answer, aad))
+
+
+def booted(ctx: PartyContext) -> LoadedEnclave:
+    enclave: LoadedEnclave | None = ctx.state.get("loaded")
+    if enclave is None:
         raise AirlockError("no model is loaded in the enclave")
-    return loaded
+    return enclave
+
+
+def relayed(envelope: Envelope) -> tuple[str, str, bytes]:
+    """(user, request id, sealed prompt) of a prompt the host relayed."""
+    meta, sealed = unpack(envelope.payload)
+    return str(meta["user"]), str(meta["request"]), sealed
 
 
 def on_enclave_load(ctx: PartyContext, envelope: Envelope) -> None:
+    if not isinstance(ctx.provision, DeviceProvision):
+        raise AirlockError(
+            "this enclave has no device attestation key (the orchestrator provisions one per run)"
+        )
     meta, weights = unpack(envelope.payload)
     image = bytes.fromhex(str(meta["image"]))
     model = CharTransformer.from_bytes(weights)
-    root = model.commitment_root()
-    ctx.state.setdefault("hardware", SimulatedHardware())
-    ctx.state["loaded"] = {
-        "model": model,
-        "model_root": root,
-        "measurement": measure(image, root),
-        "keys": channel.new_key_pair(),  # per boot: a reload makes a new one
-        "max_new_tokens": int(meta.get("max_new_tokens", 24)),
-    }
+    # the answer length is the scenario's, never the host's word; a reload
+    # is a new boot: new HPKE and receipt keys
+    tokens = Settings.model_validate(ctx.settings).max_new_tokens
+    ctx.state["loaded"] = LoadedEnclave.boot(ctx.provision, image, model, tokens)
 
 
 def on_evidence_request(ctx: PartyContext, envelope: Envelope) -> Reply:
-    loaded = _loaded(ctx)
+    enclave = booted(ctx)
     nonce = bytes.fromhex(str(json.loads(envelope.payload)["nonce"]))
     if not 16 <= len(nonce) <= 64:
         raise AirlockError("a nonce must be 16 to 64 bytes")
-    hardware: SimulatedHardware = ctx.state["hardware"]
-    quote = hardware.quote(
-        ctx.name, loaded["measurement"], nonce, channel.public_bytes(loaded["keys"])
-    )
     return Reply(
-        "evidence", (Label(f"evidence:{ctx.name}", Form.PUBLIC),), json.dumps(quote).encode()
+        "evidence",
+        (Label(f"evidence:{ctx.name}", Form.PUBLIC),),
+        json.dumps(enclave.evidence(ctx.name, nonce)).encode(),
     )
 
 
 def on_enclave_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
     """Open the user's sealed prompt, answer it, seal the answer back."""
-    loaded = _loaded(ctx)
-    meta, sealed = unpack(envelope.payload)
-    user, request = str(meta["user"]), str(meta["request"])
-    aad = request_aad(user, request)
-    opened, context = channel.open_request(loaded["keys"], sealed, aad)
-    try:
-        asked = json.loads(opened)
-        prompt, nonce = str(asked["prompt"]), bytes.fromhex(asked["nonce"])
-    except (ValueError, KeyError, TypeError):
-        raise AirlockError("the opened request is not a prompt") from None
-    text = generate(loaded["model"], prompt, loaded["max_new_tokens"])
-    output = text[len(prompt) :]
-    receipt = issue_receipt(
-        loaded["model_root"],
-        prompt.encode(),
-        output.encode(),
-        nonce,
-        ctx.name,
-        PartySigner.of(ctx),
-    )
-    answer = json.dumps({"output": output, "receipt": receipt}).encode()
-    labels = (Label(f"output:{user}", Form.CIPHERTEXT),)
-    return Reply(
-        "enclave_answer",
-        labels,
-        pack({"request": request}, channel.seal_answer(context, answer, aad)),
-    )
+    enclave = booted(ctx)
+    return enclave.answer(ctx.name, *relayed(envelope), enclave.receipt_signer).reply()

@@ -1,14 +1,20 @@
 """Remote-attestation evidence, and its appraisal (RFC 9334 roles).
 
 SIMULATED HARDWARE ROOT OF TRUST. No TEE hardware exists here, so
-`SimulatedVendor` plays the chip vendor. Its root key is derived from a
-constant in this file, so anyone who reads the file can forge evidence. On
-real hardware the key is fused into the chip and the vendor publishes only
-its certificate. Everything above the root is real:
+`SimulatedVendor` plays the chip vendor: a fresh random Ed25519 root key,
+minted once per run inside the orchestrator (`provision`) and never sent
+anywhere. The vendor endorses one device attestation key per enclave; the
+enclave party alone receives that device key and its certificate, and the
+verifier alone receives the vendor's root certificate. On real hardware the
+device key is fused into the chip and the host cannot read it; here it lives
+in the enclave party's process (its own Ray actor), so the host is kept
+from it by process isolation, not by silicon. Everything above the root is
+real:
 
-- the vendor's X.509 certificate endorses a per-boot device attestation key;
-- that key signs the evidence: measurement, the relying party's nonce, and
-  the enclave's ephemeral HPKE public key;
+- the vendor's X.509 certificate endorses the device attestation key;
+- that key signs the evidence: the measurement, the relying party's nonce,
+  the enclave's per-boot HPKE public key and its per-boot receipt-signing
+  key (so answers and receipts are bound to the attested enclave);
 - the verifier checks the endorsement chain, the signature, the measurement
   against reference values signed by the model creator, and the nonce.
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +39,19 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
 from parties.errors import AirlockError
+from parties.roles import Role
 
-SIMULATED_VENDOR_SEED = b"airlock SIMULATED tee vendor root v1"
 SIMULATED = "simulated hardware root of trust (no TEE hardware here)"
 ENCLAVE_IMAGE = (Path(__file__).parent / "enclave.py").read_bytes()
-_EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+MALFORMED = "malformed evidence"
+CLAIM_FIELDS = (
+    "enclave",
+    "measurement",
+    "nonce",
+    "hpke_public_key",
+    "receipt_public_key",
+    "root_of_trust",
+)
 
 
 class AttestationRefused(AirlockError):
@@ -58,68 +73,134 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-class SimulatedVendor:
-    """SIMULATED: the chip vendor, its root key derived from a public seed."""
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
 
-    def __init__(self, seed: bytes = SIMULATED_VENDOR_SEED) -> None:
-        self._key = ed25519.Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest())
-        name = _name(f"Simulated TEE vendor root {hashlib.sha256(seed).hexdigest()[:8]}")
-        self.certificate = (
+
+def _raw_private(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+@dataclass(frozen=True)
+class DeviceProvision:
+    """SIMULATED: what the vendor fuses into one chip, handed to the enclave
+    party alone: the device attestation key (raw Ed25519) and the vendor's
+    certificate endorsing it (PEM)."""
+
+    private_key: bytes
+    certificate_pem: bytes
+
+    def __repr__(self) -> str:  # never print the key
+        return "DeviceProvision(<simulated device attestation key>)"
+
+
+@dataclass(frozen=True)
+class VendorRoot:
+    """The vendor's root certificate (PEM), all a verifier is given."""
+
+    certificate_pem: bytes
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.certificate_pem)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.certificate_pem).hexdigest()
+
+
+class SimulatedVendor:
+    """SIMULATED: a chip vendor with a fresh random root key (from the OS
+    CSPRNG); whoever creates one holds its key, so only the orchestrator's
+    vendor (see `provision`) is trusted in a run."""
+
+    def __init__(self) -> None:
+        self._key = ed25519.Ed25519PrivateKey.generate()
+        public = self._key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        name = _name(f"SIMULATED TEE vendor root {hashlib.sha256(public).hexdigest()[:16]}")
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
             x509.CertificateBuilder()
             .subject_name(name)
             .issuer_name(name)
             .public_key(self._key.public_key())
-            .serial_number(1)
-            .not_valid_before(_EPOCH)
-            .not_valid_after(_EPOCH + datetime.timedelta(days=3650))
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .sign(self._key, None)
         )
+        self.root = VendorRoot(_pem(certificate))
+        self._subject = name
 
-    def endorse(self, device_key: ed25519.Ed25519PublicKey) -> x509.Certificate:
-        """The certificate that binds a device's attestation key to this vendor."""
+    def device(self) -> DeviceProvision:
+        """A new chip: a fresh device attestation key, endorsed by this vendor."""
+        key = ed25519.Ed25519PrivateKey.generate()
         now = datetime.datetime.now(datetime.UTC)
-        return (
+        certificate = (
             x509.CertificateBuilder()
-            .subject_name(_name("Simulated TEE device attestation key"))
-            .issuer_name(self.certificate.subject)
-            .public_key(device_key)
+            .subject_name(_name("SIMULATED TEE device attestation key"))
+            .issuer_name(self._subject)
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(self._key, None)
         )
+        return DeviceProvision(_raw_private(key), _pem(certificate))
 
 
-def trusted_vendor_certificate() -> x509.Certificate:
-    """The endorsement the verifier trusts (the simulated vendor's root)."""
-    return SimulatedVendor().certificate
+def provision(roles: Mapping[str, Role], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's trusted setup, in the orchestrator: one fresh simulated
+    vendor; each enclave gets its own endorsed device key, each verifier the
+    vendor's root certificate, nobody else anything. The vendor's key is
+    dropped on return."""
+    vendor = SimulatedVendor()
+    material: dict[str, Any] = {}
+    for party, role in roles.items():
+        if role == Role.ENCLAVE:
+            material[party] = vendor.device()
+        elif role == Role.VERIFIER:
+            material[party] = vendor.root
+    return material
 
 
 class SimulatedHardware:
-    """SIMULATED: the chip inside one enclave: a per-boot attestation key,
-    endorsed by the vendor, that signs quotes of what was loaded."""
+    """SIMULATED: the chip inside one enclave. Its endorsed device key signs
+    quotes of what was loaded, and of the enclave's per-boot keys."""
 
-    def __init__(self, vendor: SimulatedVendor | None = None) -> None:
-        self._key = ed25519.Ed25519PrivateKey.generate()
-        self.certificate = (vendor or SimulatedVendor()).endorse(self._key.public_key())
+    def __init__(self, device: DeviceProvision) -> None:
+        self._key = ed25519.Ed25519PrivateKey.from_private_bytes(device.private_key)
+        self._certificate_pem = device.certificate_pem.decode()
 
-    def quote(self, enclave: str, measurement: str, nonce: bytes, hpke_public: bytes) -> dict:
+    def quote(
+        self,
+        enclave: str,
+        measurement: str,
+        nonce: bytes,
+        hpke_public: bytes,
+        receipt_public: ed25519.Ed25519PublicKey,
+    ) -> dict[str, Any]:
         claims = {
             "enclave": enclave,
             "measurement": measurement,
             "nonce": nonce.hex(),
             "hpke_public_key": hpke_public.hex(),
+            "receipt_public_key": receipt_public.public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            ).hex(),
             "issued_at": datetime.datetime.now(datetime.UTC).isoformat(),
             "root_of_trust": SIMULATED,
         }
         return {
             "claims": claims,
             "signature": self._key.sign(canonical(claims)).hex(),
-            "device_certificate": self.certificate.public_bytes(
-                serialization.Encoding.PEM
-            ).decode(),
+            "device_certificate": self._certificate_pem,
         }
 
 
@@ -141,18 +222,20 @@ def appraise(
     """The verifier's checks, in order: well-formed, endorsed by the trusted
     vendor, signed by the endorsed key, fresh (our nonce), and measuring what
     the reference values say. Returns the claims; raises AttestationRefused."""
+    if not isinstance(evidence, dict) or not isinstance(evidence.get("claims"), dict):
+        raise AttestationRefused(MALFORMED)
+    claims = evidence["claims"]
+    if not all(isinstance(claims.get(k), str) for k in CLAIM_FIELDS):
+        raise AttestationRefused(MALFORMED)
     try:
-        assert isinstance(evidence, dict)
-        claims = evidence["claims"]
         signature = bytes.fromhex(evidence["signature"])
         device = x509.load_pem_x509_certificate(str(evidence["device_certificate"]).encode())
-        assert isinstance(claims, dict)
-        fields = ("enclave", "measurement", "nonce", "hpke_public_key", "root_of_trust")
-        assert all(isinstance(claims.get(k), str) for k in fields)
         bytes.fromhex(claims["nonce"])
-        assert len(bytes.fromhex(claims["hpke_public_key"])) == 32
-    except (AssertionError, KeyError, TypeError, ValueError):
-        raise AttestationRefused("malformed evidence") from None
+        if len(bytes.fromhex(claims["hpke_public_key"])) != 32:
+            raise AttestationRefused(MALFORMED)
+        ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(claims["receipt_public_key"]))
+    except (KeyError, TypeError, ValueError):
+        raise AttestationRefused(MALFORMED) from None
     try:
         device.verify_directly_issued_by(vendor)
     except (ValueError, TypeError, InvalidSignature):

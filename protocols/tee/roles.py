@@ -3,21 +3,20 @@
 model creator: pretrains the model, releases it to the deployer, and gives
     the verifier signed reference values (the measurement of the approved
     enclave image with this model).
-deployer (host): loads the enclave with an image and a model, and relays
+deployer (host.py): loads the enclave with an image and a model, and relays
     nonces, evidence, sealed prompts and sealed answers, which it cannot open.
-enclave (enclave.py): measured by the simulated hardware; quotes, decrypts,
-    answers, seals and receipts.
-verifier (RATS Verifier): appraises evidence against the vendor endorsement,
-    the reference values and the relying party's nonce; signs a result.
+enclave (enclave.py): quotes with the device key the orchestrator provisioned
+    to it alone; opens prompts, answers, seals and receipts.
+verifier (RATS Verifier): appraises evidence against the run's simulated
+    vendor root (provisioned to it alone), the reference values and the
+    relying party's nonce; signs a result.
 end user (RATS Relying Party): per prompt, a fresh nonce, evidence via the
     deployer, a result from the verifier; only on an affirming result does it
-    seal its prompt (HPKE) to the key in the evidence.
+    seal its prompt (HPKE) to the key in the evidence, and it accepts the
+    answer's receipt only under the receipt key in the evidence.
 
-Adversaries, all played by the deployer: `swap_model` (loads a smaller
-model), `modified_code` (loads a patched enclave image), `replay_quote`
-(answers every attestation request with the first evidence it saw),
-`rogue_vendor` (answers with evidence from hardware of an unknown vendor,
-with a key of its own).
+The trusted setup (`evidence.provision`) runs in the orchestrator once per
+run. The adversaries live in adversaries.py.
 """
 
 from __future__ import annotations
@@ -26,18 +25,18 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from models.charlm import CharTransformer, ModelConfig, generate
 from models.corpus import pretrained_model
 from parties.envelope import Envelope
 from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import PartyContext, Protocol, Reply, sole_peer
+from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply, sole_peer
 from protocols.attestation.receipts import check_receipt
 from protocols.attestation.statements import (
     PartySigner,
@@ -45,7 +44,7 @@ from protocols.attestation.statements import (
     open_statement,
     sign_statement,
 )
-from protocols.tee import channel
+from protocols.tee import adversaries, channel, host
 from protocols.tee.enclave import (
     on_enclave_load,
     on_enclave_prompt,
@@ -57,27 +56,19 @@ from protocols.tee.evidence import (
     SIMULATED,
     AttestationRefused,
     ReferenceValues,
-    SimulatedHardware,
-    SimulatedVendor,
+    VendorRoot,
     appraise,
     measure,
-    trusted_vendor_certificate,
+    provision,
 )
 from protocols.tee.rules import CREATOR, DEPLOYER, ENCLAVE, NAME, RULES, USER, VERIFIER
+from protocols.tee.settings import Settings
 
 REFERENCE_PREDICATE = "urn:airlock:predicate:tee-reference-values:v1"
 RESULT_PREDICATE = "urn:airlock:predicate:attestation-result:v1"
+# shorter texts are not searched for: they could match some blob by chance
+MIN_FINGERPRINT_BYTES = 8
 Summary = dict[str, Any]
-
-
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    pretrain_steps: int = Field(default=150, ge=0)
-    max_new_tokens: int = Field(default=24, ge=1, le=256)
-    baseline: bool = False  # also serve each prompt in plaintext, for the benchmark
-    repeat: int = Field(default=1, ge=1, le=100)
-    seed: int = 0
 
 
 # -- model creator (reference value provider) ---------------------------------------
@@ -107,82 +98,6 @@ def release_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     return {"model_root": root.hex(), "measurement": reference["measurement"]}
 
 
-# -- deployer (host and relay) ---------------------------------------------------------
-
-
-def on_model_release(ctx: PartyContext, envelope: Envelope) -> None:
-    ctx.state["model"] = CharTransformer.from_bytes(envelope.payload)
-
-
-def launch_enclave(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    s = Settings.model_validate(params)
-    model: CharTransformer | None = ctx.state.get("model")
-    if model is None:
-        raise AirlockError("the deployer has no model to load")
-    image = ENCLAVE_IMAGE
-    if ctx.adversary == "swap_model":  # a cheaper model than the one released
-        model = CharTransformer(ModelConfig(width=32, hidden=96), seed=1)
-    if ctx.adversary == "modified_code":
-        image += b"\n# patched by the host: copy every prompt to the host's disk\n"
-    meta = {"image": image.hex(), "max_new_tokens": s.max_new_tokens}
-    labels = [
-        Label(f"enclave_image:{ctx.name}", Form.PUBLIC),
-        Label("weights:model_creator", Form.PLAINTEXT),
-    ]
-    enclave = sole_peer(ctx, ENCLAVE)
-    ctx.deliver(enclave, "enclave_load", labels, pack(meta, model.to_bytes()))
-    return {"enclave": enclave, "parameters": sum(p.numel() for p in model.parameters())}
-
-
-def on_attestation_request(ctx: PartyContext, envelope: Envelope) -> Reply:
-    evidence = _evidence_for(ctx, envelope.header.sender, envelope.payload)
-    return Reply("evidence", (Label(f"evidence:{sole_peer(ctx, ENCLAVE)}", Form.PUBLIC),), evidence)
-
-
-def _evidence_for(ctx: PartyContext, user: str, request: bytes) -> bytes:
-    if ctx.adversary == "rogue_vendor":
-        # the host fakes an enclave: the right measurement, its own key, a rogue chip
-        model: CharTransformer = ctx.state["model"]
-        nonce = bytes.fromhex(str(json.loads(request)["nonce"]))
-        rogue = ctx.state.setdefault("rogue", SimulatedHardware(SimulatedVendor(b"rogue vendor")))
-        keys = ctx.state.setdefault("rogue_keys", channel.new_key_pair())
-        quote = rogue.quote(
-            sole_peer(ctx, ENCLAVE),
-            measure(ENCLAVE_IMAGE, model.commitment_root()),
-            nonce,
-            channel.public_bytes(keys),
-        )
-        return json.dumps(quote).encode()
-    if ctx.adversary == "replay_quote" and "first_evidence" in ctx.state:
-        return bytes(ctx.state["first_evidence"])
-    label = [Label(f"nonce:{user}", Form.PUBLIC)]
-    reply = ctx.deliver(sole_peer(ctx, ENCLAVE), "evidence_request", label, request)
-    if reply is None:
-        raise AirlockError("the enclave gave no evidence")
-    ctx.state.setdefault("first_evidence", reply.payload)
-    return reply.payload
-
-
-def on_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
-    user = envelope.header.sender
-    meta, sealed = unpack(envelope.payload)
-    relay = pack({"user": user, "request": str(meta["request"])}, sealed)
-    label = [Label(f"prompt:{user}", Form.CIPHERTEXT)]
-    reply = ctx.deliver(sole_peer(ctx, ENCLAVE), "enclave_prompt", label, relay)
-    if reply is None:
-        raise AirlockError("the enclave gave no answer")
-    return Reply("sealed_answer", (Label(f"output:{user}", Form.CIPHERTEXT),), reply.payload)
-
-
-def on_plain_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
-    """The baseline: the same model served in plaintext by the host."""
-    request = json.loads(envelope.payload)
-    prompt = str(request["prompt"])
-    output = generate(ctx.state["model"], prompt, int(request["max_new_tokens"]))[len(prompt) :]
-    label = (Label(f"output:{envelope.header.sender}", Form.PLAINTEXT),)
-    return Reply("plain_answer", label, json.dumps({"output": output}).encode())
-
-
 # -- verifier ------------------------------------------------------------------------------
 
 
@@ -206,15 +121,21 @@ def on_appraisal_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     reference: ReferenceValues | None = ctx.state.get("reference")
     result: dict[str, Any] = {"nonce": nonce.hex(), "root_of_trust": SIMULATED}
     try:
+        # the vendor root comes from the run's trusted setup, never from a peer
+        if not isinstance(ctx.provision, VendorRoot):
+            raise AttestationRefused("no vendor root was provisioned to this verifier")
         if reference is None:
             raise AttestationRefused("no reference values received")
-        claims = appraise(request.get("evidence"), nonce, reference, trusted_vendor_certificate())
+        vendor = ctx.provision
+        claims = appraise(request.get("evidence"), nonce, reference, vendor.certificate)
         result.update(
             status="affirming",
             enclave=claims["enclave"],
             measurement=claims["measurement"],
             model_root=reference.model_root,
             hpke_public_key=claims["hpke_public_key"],
+            receipt_public_key=claims["receipt_public_key"],
+            vendor_root_sha256=vendor.sha256,
         )
     except AttestationRefused as refusal:
         result.update(status="contraindicated", reason=str(refusal))
@@ -228,20 +149,31 @@ def on_appraisal_request(ctx: PartyContext, envelope: Envelope) -> Reply:
 # -- end user (relying party) -----------------------------------------------------------
 
 
-def _attest(ctx: PartyContext, deployer: str, verifier: str) -> dict[str, Any]:
-    """Fresh evidence, appraised; the affirming result's claims, or ClaimFailed."""
+@dataclass(frozen=True)
+class AttestedEnclave:
+    """What an affirming attestation result vouches for."""
+
+    hpke_public_key: bytes
+    receipt_key: ed25519.Ed25519PublicKey
+    model_root: bytes
+    vendor_root_sha256: str
+
+
+def _attest(ctx: PartyContext, deployer: str, verifier: str) -> AttestedEnclave:
+    """Fresh evidence, appraised; what the affirming result vouches for, or ClaimFailed."""
+    claim = "enclave attestation"
     nonce = os.urandom(32)
     request = json.dumps({"nonce": nonce.hex()}).encode()
     nonce_label = Label(f"nonce:{ctx.name}", Form.PUBLIC)
     reply = ctx.deliver(deployer, "attestation_request", [nonce_label], request)
     if reply is None:
-        raise ClaimFailed("enclave attestation", "the deployer sent no evidence")
+        raise ClaimFailed(claim, "the deployer sent no evidence")
     evidence = json_or_none(reply.payload)
     appraisal = json.dumps({"evidence": evidence, "nonce": nonce.hex()}).encode()
     labels = [Label(reply.header.labels[0].asset, Form.PUBLIC), nonce_label]
     answer = ctx.deliver(verifier, "appraisal_request", labels, appraisal)
     if answer is None:
-        raise ClaimFailed("enclave attestation", "the verifier sent no result")
+        raise ClaimFailed(claim, "the verifier sent no result")
     result = open_statement(
         json_or_none(answer.payload),
         ctx.public_key(verifier),
@@ -249,32 +181,42 @@ def _attest(ctx: PartyContext, deployer: str, verifier: str) -> dict[str, Any]:
         "attestation result",
     ).predicate
     if result.get("nonce") != nonce.hex():
-        raise ClaimFailed("enclave attestation", "the result answers another nonce")
+        raise ClaimFailed(claim, "the result answers another nonce")
     if result.get("status") != "affirming":
-        raise ClaimFailed("enclave attestation", str(result.get("reason", "not affirming")))
-    return result
+        raise ClaimFailed(claim, str(result.get("reason", "not affirming")))
+    try:
+        return AttestedEnclave(
+            bytes.fromhex(result["hpke_public_key"]),
+            ed25519.Ed25519PublicKey.from_public_bytes(
+                bytes.fromhex(result["receipt_public_key"])
+            ),
+            bytes.fromhex(result["model_root"]),
+            str(result["vendor_root_sha256"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ClaimFailed(claim, "the affirming result is malformed") from None
 
 
 def _ask_enclave(
-    ctx: PartyContext, deployer: str, enclave_key: bytes, prompt: str, model_root: bytes
+    ctx: PartyContext, deployer: str, enclave: AttestedEnclave, prompt: str
 ) -> tuple[str, bytes]:
-    """Seal a prompt to the attested enclave; open and check its answer."""
+    """Seal a prompt to the attested enclave; open its answer and check the
+    receipt under the attested receipt key (not a key the host names)."""
     request, nonce = os.urandom(16).hex(), os.urandom(16)
     aad = request_aad(ctx.name, request)
     message = json.dumps({"prompt": prompt, "nonce": nonce.hex()}).encode()
-    sealed, context = channel.seal_request(enclave_key, message, aad)
+    sealed, context = channel.seal_request(enclave.hpke_public_key, message, aad)
     label = [Label(f"prompt:{ctx.name}", Form.CIPHERTEXT)]
     reply = ctx.deliver(deployer, "sealed_prompt", label, pack({"request": request}, sealed))
     if reply is None:
         raise ClaimFailed("enclave answer", "no answer")
-    meta, sealed_answer = unpack(reply.payload)
+    _, sealed_answer = unpack(reply.payload)
     answer = json.loads(channel.open_answer(context, sealed_answer, aad))
     output = str(answer["output"])
-    enclave = sole_peer(ctx, ENCLAVE)
     check_receipt(
         answer["receipt"],
-        ctx.public_key(enclave),
-        model_root=model_root,
+        enclave.receipt_key,
+        model_root=enclave.model_root,
         prompt=prompt.encode(),
         output=output.encode(),
         nonce=nonce,
@@ -282,24 +224,34 @@ def _ask_enclave(
     return output, sealed_answer
 
 
+def _fingerprints(texts: Iterable[str]) -> list[str]:
+    """Each text as sent and as a JSON string body (how it would sit in a
+    JSON payload), hex, for the audit's content scan."""
+    found: set[bytes] = set()
+    for text in texts:
+        forms = {text.encode(), json.dumps(text)[1:-1].encode()}
+        found |= {f for f in forms if len(f) >= MIN_FINGERPRINT_BYTES}
+    return sorted(f.hex() for f in found)
+
+
 def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     """Per prompt: attest, then (only if affirming) ask through the enclave.
-    With `baseline`, also ask the host in plaintext and time both."""
+    With `baseline`, also ask the host in plaintext and time both. Every
+    prompt and every answer is reported as a fingerprint for the audit."""
     s = Settings.model_validate(params)
     prompts = getattr(ctx.holdings, "prompts", ())
     deployer, verifier = sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)
-    answers, refused = [], []
+    answers, refused, vendor_roots = [], [], set()
     handshake, enclave_times, plain_times = [], [], []
     for prompt in prompts:
         for _ in range(s.repeat):
             try:
                 started = time.perf_counter()
-                result = _attest(ctx, deployer, verifier)
+                enclave = _attest(ctx, deployer, verifier)
                 handshake.append(time.perf_counter() - started)
-                key = bytes.fromhex(result["hpke_public_key"])
-                root = bytes.fromhex(result["model_root"])
+                vendor_roots.add(enclave.vendor_root_sha256)
                 started = time.perf_counter()
-                output, _ = _ask_enclave(ctx, deployer, key, prompt, root)
+                output, _ = _ask_enclave(ctx, deployer, enclave, prompt)
                 enclave_times.append(time.perf_counter() - started)
             except (ClaimFailed, AirlockError) as error:
                 refused.append(f"{prompt!r}: not sent: {error}")
@@ -312,8 +264,17 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
                 plain_times.append(time.perf_counter() - started)
         else:
             answers.append({"prompt": prompt, "output": output})
-    summary: Summary = {"answers": answers, "refused": refused, "root_of_trust": SIMULATED}
-    if handshake:
+    summary: Summary = {
+        "answers": answers,
+        "refused": refused,
+        "root_of_trust": SIMULATED,
+        "vendor_roots": sorted(vendor_roots),
+        FINGERPRINTS: {
+            f"prompt:{ctx.name}": _fingerprints(prompts),
+            f"output:{ctx.name}": _fingerprints(a["output"] for a in answers),
+        },
+    }
+    if enclave_times:  # an answer was accepted
         summary["handshake_ms"] = round(1000 * min(handshake), 2)
         summary["enclave_ms"] = round(1000 * min(enclave_times), 2)
     if plain_times:
@@ -321,29 +282,66 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     return summary
 
 
+# -- the protocol ------------------------------------------------------------------------
+
+Request = TypeVar("Request")
+
+
+def _played(
+    honest: Callable[[PartyContext, Request], Any],
+    **variants: Callable[[PartyContext, Request], Any],
+) -> Callable[[PartyContext, Request], Any]:
+    """The role's `honest` logic, or the variant of the adversary its party plays."""
+
+    def play(ctx: PartyContext, request: Request) -> Any:
+        return variants.get(ctx.adversary or "", honest)(ctx, request)
+
+    return play
+
+
 PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
     handlers={
-        (DEPLOYER, "model_release"): on_model_release,
-        (DEPLOYER, "attestation_request"): on_attestation_request,
-        (DEPLOYER, "sealed_prompt"): on_sealed_prompt,
-        (DEPLOYER, "plain_prompt"): on_plain_prompt,
+        (DEPLOYER, "model_release"): host.on_model_release,
+        (DEPLOYER, "attestation_request"): _played(
+            host.on_attestation_request,
+            replay_quote=adversaries.replayed_evidence,
+            rogue_vendor=adversaries.rogue_evidence,
+        ),
+        (DEPLOYER, "sealed_prompt"): _played(
+            host.on_sealed_prompt, rogue_vendor=adversaries.open_sealed_prompt
+        ),
+        (DEPLOYER, "plain_prompt"): host.on_plain_prompt,
         (ENCLAVE, "enclave_load"): on_enclave_load,
         (ENCLAVE, "evidence_request"): on_evidence_request,
-        (ENCLAVE, "enclave_prompt"): on_enclave_prompt,
+        (ENCLAVE, "enclave_prompt"): _played(
+            on_enclave_prompt,
+            unattested_receipt_key=adversaries.answer_with_party_key,
+            mislabeled_answer=adversaries.answer_leaking_to_host,
+        ),
         (VERIFIER, "reference_values"): on_reference_values,
         (VERIFIER, "appraisal_request"): on_appraisal_request,
     },
     actions={
         (CREATOR, "release_model"): release_model,
-        (DEPLOYER, "launch_enclave"): launch_enclave,
+        (DEPLOYER, "launch_enclave"): _played(
+            host.launch_enclave,
+            swap_model=adversaries.launch_swapped_model,
+            modified_code=adversaries.launch_modified_code,
+        ),
+        (DEPLOYER, "show_opened_prompts"): adversaries.show_opened_prompts,
         (USER, "ask"): ask,
     },
     stage=((CREATOR, "release_model"), (DEPLOYER, "launch_enclave"), (USER, "ask")),
     adversaries={
-        name: (DEPLOYER, None)
-        for name in ("swap_model", "modified_code", "replay_quote", "rogue_vendor")
+        "swap_model": (DEPLOYER, None),
+        "modified_code": (DEPLOYER, None),
+        "replay_quote": (DEPLOYER, None),
+        "rogue_vendor": (DEPLOYER, "show_opened_prompts"),
+        "unattested_receipt_key": (ENCLAVE, None),
+        "mislabeled_answer": (ENCLAVE, None),
     },
     params=Settings,
+    provision=provision,
 )

@@ -1,4 +1,4 @@
-"""Evidence and its appraisal; the HPKE channel."""
+"""Evidence and its appraisal, the per-run trusted setup; the HPKE channel."""
 
 from __future__ import annotations
 
@@ -7,32 +7,50 @@ import json
 import os
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from parties.roles import Role
 from protocols.tee import channel
 from protocols.tee.evidence import (
     ENCLAVE_IMAGE,
     AttestationRefused,
+    DeviceProvision,
     ReferenceValues,
     SimulatedHardware,
     SimulatedVendor,
+    VendorRoot,
     appraise,
     measure,
-    trusted_vendor_certificate,
+    provision,
 )
 
 ROOT = bytes(32)
 REFERENCE = ReferenceValues(measure(ENCLAVE_IMAGE, ROOT), ROOT.hex(), "")
 KEY = bytes(range(32))
+RECEIPT_KEY = ed25519.Ed25519PrivateKey.generate().public_key()
+VENDOR = SimulatedVendor()
+TRUSTED = VENDOR.root.certificate
+ROLES = {
+    "model_creator": Role.MODEL_CREATOR,
+    "deployer": Role.DEPLOYER,
+    "enclave": Role.ENCLAVE,
+    "verifier": Role.VERIFIER,
+    "alice": Role.END_USER,
+}
 
 
-def quote(nonce: bytes, hardware: SimulatedHardware | None = None, image: bytes = ENCLAVE_IMAGE):
-    return (hardware or SimulatedHardware()).quote("enclave", measure(image, ROOT), nonce, KEY)
+def quote(nonce: bytes, device: DeviceProvision | None = None, image: bytes = ENCLAVE_IMAGE):
+    hardware = SimulatedHardware(device or VENDOR.device())
+    return hardware.quote("enclave", measure(image, ROOT), nonce, KEY, RECEIPT_KEY)
 
 
-def test_honest_evidence_appraises() -> None:
+def test_honest_evidence_appraises_and_binds_both_enclave_keys() -> None:
     nonce = os.urandom(32)
-    claims = appraise(quote(nonce), nonce, REFERENCE, trusted_vendor_certificate())
+    claims = appraise(quote(nonce), nonce, REFERENCE, TRUSTED)
     assert claims["hpke_public_key"] == KEY.hex() and "simulated" in claims["root_of_trust"]
+    assert ed25519.Ed25519PublicKey.from_public_bytes(
+        bytes.fromhex(claims["receipt_public_key"])
+    ) == RECEIPT_KEY
 
 
 def test_the_measurement_covers_code_and_weights() -> None:
@@ -40,30 +58,29 @@ def test_the_measurement_covers_code_and_weights() -> None:
     assert measure(ENCLAVE_IMAGE, bytes([1]) * 32) != REFERENCE.measurement
     nonce = os.urandom(32)
     with pytest.raises(AttestationRefused, match="measurement does not match"):
-        appraise(
-            quote(nonce, image=ENCLAVE_IMAGE + b"#"), nonce, REFERENCE, trusted_vendor_certificate()
-        )
+        appraise(quote(nonce, image=ENCLAVE_IMAGE + b"#"), nonce, REFERENCE, TRUSTED)
 
 
 def test_a_replayed_quote_is_refused() -> None:
     old = quote(os.urandom(32))
     with pytest.raises(AttestationRefused, match="replayed quote"):
-        appraise(old, os.urandom(32), REFERENCE, trusted_vendor_certificate())
+        appraise(old, os.urandom(32), REFERENCE, TRUSTED)
 
 
-def test_evidence_from_an_unknown_vendor_is_refused() -> None:
+def test_evidence_from_any_other_vendor_is_refused() -> None:
+    """Anyone can make a SimulatedVendor; only the run's own is trusted."""
     nonce = os.urandom(32)
-    rogue = SimulatedHardware(SimulatedVendor(b"another vendor"))
     with pytest.raises(AttestationRefused, match="unknown vendor key"):
-        appraise(quote(nonce, rogue), nonce, REFERENCE, trusted_vendor_certificate())
+        appraise(quote(nonce, SimulatedVendor().device()), nonce, REFERENCE, TRUSTED)
 
 
-def test_edited_claims_break_the_signature() -> None:
+@pytest.mark.parametrize("claim", ["hpke_public_key", "receipt_public_key"])
+def test_a_swapped_enclave_key_breaks_the_signature(claim: str) -> None:
     nonce = os.urandom(32)
     evidence = quote(nonce)
-    evidence["claims"]["hpke_public_key"] = bytes(32).hex()  # the host's key instead
+    evidence["claims"][claim] = bytes(32).hex()  # the host's key instead
     with pytest.raises(AttestationRefused, match="signature does not verify"):
-        appraise(evidence, nonce, REFERENCE, trusted_vendor_certificate())
+        appraise(evidence, nonce, REFERENCE, TRUSTED)
 
 
 @pytest.mark.parametrize(
@@ -72,21 +89,40 @@ def test_edited_claims_break_the_signature() -> None:
         lambda e: None,
         lambda e: "evidence",
         lambda e: {k: v for k, v in e.items() if k != "signature"},
+        lambda e: {**e, "claims": "claims"},
         lambda e: {**e, "signature": "zz"},
         lambda e: {**e, "device_certificate": "not a certificate"},
         lambda e: {**e, "claims": {**e["claims"], "nonce": 7}},
         lambda e: {**e, "claims": {**e["claims"], "hpke_public_key": "00"}},
+        lambda e: {**e, "claims": {**e["claims"], "receipt_public_key": "00"}},
+        lambda e: {**e, "claims": {k: v for k, v in e["claims"].items() if k != "enclave"}},
     ],
 )
 def test_malformed_evidence_is_refused(edit) -> None:
     nonce = os.urandom(32)
     with pytest.raises(AttestationRefused, match="malformed evidence"):
-        appraise(edit(copy.deepcopy(quote(nonce))), nonce, REFERENCE, trusted_vendor_certificate())
+        appraise(edit(copy.deepcopy(quote(nonce))), nonce, REFERENCE, TRUSTED)
 
 
-def test_the_simulated_vendor_certificate_is_stable() -> None:
-    assert SimulatedVendor().certificate == trusted_vendor_certificate()
-    assert SimulatedVendor(b"x").certificate != trusted_vendor_certificate()
+def test_the_trusted_setup_hands_the_device_key_to_the_enclave_alone() -> None:
+    material = provision(ROLES, {})
+    assert set(material) == {"enclave", "verifier"}  # the deployer gets nothing
+    device, root = material["enclave"], material["verifier"]
+    assert isinstance(device, DeviceProvision) and isinstance(root, VendorRoot)
+    assert "PRIVATE" not in root.certificate_pem.decode()
+    assert device.private_key.hex() not in repr(device)
+    nonce = os.urandom(32)
+    claims = appraise(quote(nonce, device), nonce, REFERENCE, root.certificate)
+    assert claims["nonce"] == nonce.hex()
+
+
+def test_each_run_has_its_own_vendor_root_and_a_device_of_another_run_is_refused() -> None:
+    first, second = provision(ROLES, {}), provision(ROLES, {})
+    assert first["verifier"].sha256 != second["verifier"].sha256
+    # a device of one run (a leaked key, say) is worth nothing in another
+    nonce = os.urandom(32)
+    with pytest.raises(AttestationRefused, match="unknown vendor key"):
+        appraise(quote(nonce, first["enclave"]), nonce, REFERENCE, second["verifier"].certificate)
 
 
 def test_hpke_request_and_answer_round_trip_and_refuse_tampering() -> None:

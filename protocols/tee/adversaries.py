@@ -1,0 +1,110 @@
+"""The adversaries the tee protocol knows, apart from the honest roles.
+
+Played by the deployer (the host):
+  swap_model     loads a smaller model than the one released;
+  modified_code  loads a patched enclave image;
+  replay_quote   answers every attestation request with the first evidence;
+  rogue_vendor   plays the enclave itself: it makes its own simulated vendor
+                 and chip (anyone can; the run's vendor key stays in the
+                 orchestrator) and quotes its own keys with the right
+                 measurement; a prompt sealed to it, it opens and answers.
+                 Its action `show_opened_prompts` reports what it opened.
+Played by the enclave, standing for an image the reference values approved
+but which is flawed (the simulated hardware always runs enclave.py, so a
+misbehaving enclave is played here, with the measurement unchanged):
+  unattested_receipt_key  signs receipts with its party key, which the host's
+                          runtime holds, not the receipt key its evidence binds;
+  mislabeled_answer       also hands the host each answer in the clear, in a
+                          reply labelled ciphertext.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from models.charlm import CharTransformer, ModelConfig
+from parties.envelope import Envelope
+from parties.payload import unpack
+from parties.protocol import PartyContext, Reply, sole_peer
+from protocols.attestation.statements import PartySigner
+from protocols.tee.enclave import LoadedEnclave, booted, relayed
+from protocols.tee.evidence import ENCLAVE_IMAGE, SimulatedVendor
+from protocols.tee.host import (
+    enclave_evidence,
+    evidence_reply,
+    load_enclave,
+    released_model,
+)
+from protocols.tee.rules import ENCLAVE
+from protocols.tee.settings import Settings
+
+# -- the deployer ----------------------------------------------------------------------
+
+
+def launch_swapped_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """swap_model: a cheaper model than the one released."""
+    cheaper = CharTransformer(ModelConfig(width=32, hidden=96), seed=1)
+    return load_enclave(ctx, ENCLAVE_IMAGE, cheaper)
+
+
+def launch_modified_code(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """modified_code: the enclave image, patched."""
+    patch = b"\n# patched by the host: copy every prompt to the host's disk\n"
+    return load_enclave(ctx, ENCLAVE_IMAGE + patch, released_model(ctx))
+
+
+def replayed_evidence(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """replay_quote: the first evidence the enclave gave, for every request."""
+    first = ctx.state.get("first_evidence")
+    if first is None:
+        first = enclave_evidence(ctx, envelope.header.sender, envelope.payload)
+        ctx.state["first_evidence"] = first
+    return evidence_reply(ctx, first)
+
+
+def _host_enclave(ctx: PartyContext) -> LoadedEnclave:
+    """rogue_vendor: the enclave's own code, run by the host outside any
+    enclave, on a chip of a vendor the host made."""
+    forged: LoadedEnclave | None = ctx.state.get("forged")
+    if forged is None:
+        tokens = Settings.model_validate(ctx.settings).max_new_tokens
+        device = SimulatedVendor().device()
+        forged = LoadedEnclave.boot(device, ENCLAVE_IMAGE, released_model(ctx), tokens)
+        ctx.state["forged"] = forged
+    return forged
+
+
+def rogue_evidence(ctx: PartyContext, envelope: Envelope) -> Reply:
+    nonce = bytes.fromhex(str(json.loads(envelope.payload)["nonce"]))
+    quote = _host_enclave(ctx).evidence(sole_peer(ctx, ENCLAVE), nonce)
+    return evidence_reply(ctx, json.dumps(quote).encode())
+
+
+def open_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
+    meta, sealed = unpack(envelope.payload)
+    host = _host_enclave(ctx)
+    user, request = envelope.header.sender, str(meta["request"])
+    answered = host.answer(sole_peer(ctx, ENCLAVE), user, request, sealed, host.receipt_signer)
+    ctx.state.setdefault("opened_prompts", []).append(answered.prompt)
+    return answered.reply("sealed_answer")
+
+
+def show_opened_prompts(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"opened_prompts": list(ctx.state.get("opened_prompts", []))}
+
+
+# -- the enclave ---------------------------------------------------------------------------
+
+
+def answer_with_party_key(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """unattested_receipt_key: receipts signed outside the attested key."""
+    return booted(ctx).answer(ctx.name, *relayed(envelope), PartySigner.of(ctx)).reply()
+
+
+def answer_leaking_to_host(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """mislabeled_answer: the sealed answer, and the output in the clear."""
+    enclave = booted(ctx)
+    answered = enclave.answer(ctx.name, *relayed(envelope), enclave.receipt_signer)
+    return answered.reply(output=answered.output)

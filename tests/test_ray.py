@@ -43,6 +43,34 @@ def test_airlock_run_on_embedded_ray_then_audit_and_logs(tmp_path: Path) -> None
     logs = airlock("logs", str(run_dir), "--party", "deployer", "--format", "json")
     entries = [json.loads(line) for line in logs.stdout.splitlines()]
     assert {e["outcome"] for e in entries} >= {"admitted", "refused", "replied"}
+    logs = airlock("logs", str(run_dir), "--party", "alice", "--format", "json")
+    assert "withheld" in {json.loads(line)["outcome"] for line in logs.stdout.splitlines()}
+
+
+def test_a_party_cannot_drive_another_partys_actor() -> None:
+    """Before: actors were named `airlock-<run>-<party>`, so any party's code
+    could `ray.get_actor` another and call `export_log` (its received shares,
+    its queries). Now no actor has a name, and a call without the party's
+    control key is refused."""
+    import ray
+
+    from orchestrator.hosts import RayHosts
+    from orchestrator.launcher import party_configs
+    from orchestrator.scenario import load_scenario
+    from parties.actor import ControlRefused
+
+    scenario, text = load_scenario("default")
+    configs = party_configs(scenario, "raykeys", text)
+    hosts = RayHosts(configs, {n: s.site for n, s in scenario.parties.items()}, None)
+    try:
+        named = ray.util.list_named_actors(all_namespaces=True)
+        assert not [a for a in named if "airlock" in str(a)]
+        with pytest.raises(ray.exceptions.RayTaskError) as caught:
+            ray.get(hosts.actors["deployer"].call.remote(os.urandom(32), "export_log"))
+        assert isinstance(caught.value.cause, ControlRefused)
+        assert hosts.call({"deployer": ("node", ())})["deployer"]["pid"] > 0
+    finally:
+        hosts.close()
 
 
 def test_a_killed_party_ends_the_run_cleanly(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@ boundary: no torch.distributed sockets between parties.
 
 CrypTen has no plug-in point for a communicator. `install()` replaces
 `crypten.communicator.get` and `is_initialized` with functions returning
-ours, then runs CrypTen's own PRNG setup over it. That setup is a seed
-exchange between the ranks, itself sent as envelopes. Because the
+ours, then runs CrypTen's generator setup over it: an exchange of AES-CTR
+keys between the ranks (compat.py), itself sent as envelopes. Because the
 communicator is per process, each compute party must run in its own process
 (a Ray actor).
 
@@ -243,8 +243,8 @@ _installed: BoundaryCommunicator | None = None
 
 
 def install(communicator: BoundaryCommunicator) -> None:
-    """Make `communicator` CrypTen's, for this process, and set up CrypTen's
-    shared PRNG seeds over it (all ranks must call this together)."""
+    """Make `communicator` CrypTen's, for this process, and exchange the keys
+    of CrypTen's generators over it (all ranks must call this together)."""
     global _installed
     module = crypten()
     _installed = communicator

@@ -8,13 +8,14 @@ one draw: the first request with a given id draws and splits, the second
 takes the other share. The ranks ask in the same order, because CrypTen's
 control flow is the same on every rank.
 
-The dealer sees only sizes, never a share of the data.
+The dealer sees only sizes, never a share of the data. It draws every
+tuple from an AES-CTR keystream under a key of its own (`randomness.py`):
+a rank that sees its shares cannot predict the next tuple.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 
 from parties.errors import AirlockError
 from protocols.mpc.compat import crypten
+from protocols.mpc.randomness import KeyStream
 
 _crypten = crypten()
 from crypten.common.util import count_wraps  # noqa: E402
@@ -39,24 +41,18 @@ OPS = ("mul", "matmul", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2
 Request = Callable[[dict[str, Any]], list[torch.Tensor]]
 
 
-def _random(size: list[int], generator: torch.Generator, bits: int = 64) -> torch.Tensor:
-    if bits == 64:
-        return torch.randint(-(2**63), 2**63 - 1, size, generator=generator, dtype=torch.long)
-    return torch.randint(0, 2**bits, size, generator=generator, dtype=torch.long)
-
-
 class Dealer:
     """The dealer's side: draws, splits, and hands each rank its share."""
 
     def __init__(self, world_size: int = 2) -> None:
         self.world_size = world_size
-        self._generator = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "big") >> 1)
+        self._stream = KeyStream.fresh()
         self._pending: dict[int, tuple[list[list[torch.Tensor]], set[int]]] = {}
         self._lock = threading.Lock()
         self.dealt = 0
 
     def _split(self, value: torch.Tensor, binary: bool = False) -> list[torch.Tensor]:
-        shares = [_random(list(value.shape), self._generator) for _ in range(self.world_size - 1)]
+        shares = [self._stream.ring_elements(value.shape) for _ in range(self.world_size - 1)]
         last = value.clone()
         for share in shares:
             last = last ^ share if binary else last - share
@@ -78,26 +74,26 @@ class Dealer:
             torch.Size(size).numel() for size in sizes
         ) > (1 << 26):
             raise AirlockError("tuple request of a bad size")
-        g = self._generator
+        ring = self._stream.ring_elements
         if kind == "additive":
             op = request.get("op")
             if op not in OPS:
                 raise AirlockError(f"tuple op {op!r} is not supported")
-            a, b = _random(sizes[0], g), _random(sizes[1], g)
+            a, b = ring(sizes[0]), ring(sizes[1])
             c = getattr(torch, op)(a, b, **dict(request.get("kwargs") or {}))
             parts = [self._split(a), self._split(b), self._split(c)]
         elif kind == "square":
-            r = _random(sizes[0], g)
+            r = ring(sizes[0])
             parts = [self._split(r), self._split(r * r)]
         elif kind == "binary":
-            a, b = _random(sizes[0], g), _random(sizes[1], g)
+            a, b = ring(sizes[0]), ring(sizes[1])
             a, b = torch.broadcast_tensors(a, b)
             parts = [self._split(a, True), self._split(b, True), self._split(a & b, True)]
         elif kind == "wraps":
-            r_shares = [_random(sizes[0], g) for _ in range(self.world_size)]
+            r_shares = [ring(sizes[0]) for _ in range(self.world_size)]
             parts = [r_shares, self._split(count_wraps(r_shares))]
         elif kind == "B2A":
-            bits = [_random(sizes[0], g, bits=1) for _ in range(self.world_size)]
+            bits = [self._stream.bits(sizes[0], 1) for _ in range(self.world_size)]
             value = bits[0]
             for bit in bits[1:]:
                 value = value ^ bit

@@ -24,6 +24,7 @@ import torch
 
 from models.charlm import ModelConfig
 from protocols.mpc.compat import crypten
+from protocols.mpc.randomness import random_ring_elements
 
 SCALE = 1 << 16  # CrypTen's default fixed-point precision: 16 bits
 
@@ -38,11 +39,9 @@ def decode(encoded: torch.Tensor) -> torch.Tensor:
 
 
 def split(encoded: torch.Tensor, parties: int = 2) -> list[torch.Tensor]:
-    """Additive shares mod 2^64 (int64 arithmetic wraps)."""
-    shares = [
-        torch.randint(-(2**63), 2**63 - 1, encoded.shape, dtype=torch.long)
-        for _ in range(parties - 1)
-    ]
+    """Additive shares mod 2^64 (int64 arithmetic wraps); all but the last
+    are uniform ring elements from a fresh AES-CTR keystream."""
+    shares = [random_ring_elements(encoded.shape) for _ in range(parties - 1)]
     last = encoded.clone()
     for share in shares:
         last = last - share

@@ -5,6 +5,7 @@ the refusals are checked in-process."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,13 @@ from orchestrator.scenario import load_scenario
 from parties.errors import Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
-from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
+from protocols.mpc.communicator import pack_tensors
 from protocols.mpc.roles import check_prompt
-from tests.helpers import airlock, run_text, running_parties
+from tests.helpers import airlock, run_text
 
 PROMPT = "first line for asthma is"
+PROMPT_SHARE = [Label("prompt:alice", Form.SHARE)]
 
 
 def mpc_text(tokens: int = 2, prompt: str = PROMPT, fault: str = "") -> str:
@@ -93,42 +95,51 @@ def test_a_bad_prompt_is_refused_before_anything_is_shared(tmp_path: Path) -> No
     assert not [e for e in entries if e["step"] == "prompt_shares"]
 
 
-@pytest.fixture
-def mpc_parties(tmp_path: Path):
-    roles = {
-        "alice": Role.END_USER,
-        "model_creator": Role.MODEL_CREATOR,
-        "deployer": Role.DEPLOYER,
-        "compute": Role.COMPUTE,
-        "dealer": Role.DEALER,
-    }
-    with running_parties(tmp_path, roles=roles, protocol="mpc") as started:
-        yield started
-
-
 def test_shares_may_go_only_where_the_protocol_says(mpc_parties) -> None:
     deployer = mpc_parties["deployer"]
     share = [Label("prompt:alice", Form.SHARE)]
-    for receiver in ("model_creator", "alice", "dealer"):
-        with pytest.raises(Refused) as refused:
-            deployer.deliver(receiver, "mpc", "mpc_message", share, b"share")
-        assert refused.value.reason == pb.RULE_NOT_PERMITTED, receiver
-    # the leak_share adversary, played by the deployer
+    plaintext = [Label("prompt:alice", Form.PLAINTEXT)]
+    # each refused by the deployer's own boundary, and by the receiver's when sent past it;
+    # the prompt in the clear even between the compute parties
+    sends = [(receiver, share) for receiver in ("model_creator", "alice", "dealer")]
+    for receiver, labels in [*sends, ("compute", plaintext)]:
+        for check in (True, False):
+            with pytest.raises(Refused) as refused:
+                deployer.deliver(receiver, "mpc", "mpc_message", labels, b"x", check=check)
+            assert refused.value.reason == pb.RULE_NOT_PERMITTED, (receiver, check)
+        entries, _ = read_entries(mpc_parties[receiver].log.directory, receiver)
+        assert [e["outcome"] for e in entries if e["step"] == "mpc_message"] == ["refused"]
+    # the leak_share adversary, played by the deployer (past its own boundary)
+    deployer.adversary = "leak_share"
     assert "RULE_NOT_PERMITTED" in deployer.act("mpc", "leak_share", {})["refused"]
-    # the prompt in the clear is refused even between the compute parties
-    with pytest.raises(Refused) as refused:
-        deployer.deliver(
-            "compute", "mpc", "mpc_message", [Label("prompt:alice", Form.PLAINTEXT)], b"x"
-        )
-    assert refused.value.reason == pb.RULE_NOT_PERMITTED
 
 
-def test_compute_parties_refuse_malformed_shares(mpc_parties) -> None:
+def test_compute_parties_refuse_prompt_shares_before_weight_shares(mpc_parties) -> None:
     # (the test directory's prompt guarantee caps the deployer at ciphertext,
     # so the shares go to the other compute party)
-    alice = mpc_parties["alice"]
-    label = [Label("prompt:alice", Form.SHARE)]
+    share = pack_tensors({}, {"prompt": torch.zeros(3, ModelConfig().vocab, dtype=torch.long)})
     with pytest.raises(Refused) as refused:
-        alice.deliver("compute", "mpc", "prompt_shares", label, b"junk")
+        mpc_parties["alice"].deliver("compute", "mpc", "prompt_shares", PROMPT_SHARE, share)
     assert refused.value.reason == pb.HANDLER_FAILED
     assert "no weight shares" in refused.value.detail
+
+
+def test_compute_parties_refuse_malformed_prompt_shares(mpc_parties) -> None:
+    config = ModelConfig()
+    mpc_parties["model_creator"].act("mpc", "share_weights", {"pretrain_steps": 0})
+    shape = rf"a prompt share is a \(length, {config.vocab}\) tensor"
+    rows = f"a prompt share has 1 to {config.context} int64 rows"
+    malformed = {
+        b"junk": "payload header runs past the payload",
+        pack_tensors({}, {}): shape,  # no prompt share at all
+        pack_tensors({}, {"prompt": torch.zeros(config.vocab, dtype=torch.long)}): shape,
+        pack_tensors({}, {"prompt": torch.zeros(3, config.vocab + 1, dtype=torch.long)}): shape,
+        pack_tensors({}, {"prompt": torch.zeros(config.context + 1, config.vocab).long()}): rows,
+        pack_tensors({}, {"prompt": torch.zeros(0, config.vocab, dtype=torch.long)}): rows,
+        pack_tensors({}, {"prompt": torch.zeros(3, config.vocab)}): rows,  # float, not int64
+    }
+    for payload, reason in malformed.items():
+        with pytest.raises(Refused) as refused:
+            mpc_parties["alice"].deliver("compute", "mpc", "prompt_shares", PROMPT_SHARE, payload)
+        assert refused.value.reason == pb.HANDLER_FAILED
+        assert re.search(reason, refused.value.detail), (reason, refused.value.detail)

@@ -1,0 +1,94 @@
+"""AES-CTR keystreams, and CrypTen drawing its own secret randomness from
+them; no torch, numpy or `random` generator in the protocol's code."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from parties.errors import AirlockError
+from protocols.mpc import compat
+from protocols.mpc.randomness import KEY_BYTES, KeyStream
+
+CPU = torch.device("cpu")
+
+
+def test_a_shared_key_gives_a_shared_stream_and_a_fresh_one_does_not() -> None:
+    key = os.urandom(KEY_BYTES)
+    one, other = KeyStream(key), KeyStream(key)
+    assert torch.equal(one.ring_elements((3, 5)), other.ring_elements((3, 5)))
+    assert torch.equal(one.ring_elements(7), other.ring_elements(7))  # and stays in step
+    assert not torch.equal(one.ring_elements(8), KeyStream.fresh().ring_elements(8))
+    assert not torch.equal(one.ring_elements(8), one.ring_elements(8))  # never repeats
+    assert one.ring_elements((0, 4)).shape == (0, 4)
+    bits = one.bits(1000, 3)
+    assert bits.dtype == torch.long and set(bits.unique().tolist()) == set(range(8))
+    with pytest.raises(ValueError, match="1 to 64 random bits"):
+        one.bits(4, 65)
+    with pytest.raises(ValueError, match="32 bytes"):
+        KeyStream(b"short")
+
+
+def test_crypten_draws_its_secret_randomness_from_keystreams(monkeypatch) -> None:
+    module = compat.crypten()
+    from crypten.common import rng
+    from crypten.mpc.primitives import arithmetic, binary
+
+    arithmetic_tensor, binary_tensor = arithmetic.ArithmeticSharedTensor, binary.BinarySharedTensor
+    for drawing in (rng, arithmetic, binary):
+        for name in ("generate_random_ring_element", "generate_kbit_random_tensor"):
+            if hasattr(drawing, name):
+                assert getattr(drawing, name) in (compat.ring_element, compat.kbit_tensor)
+    assert module._setup_prng is compat.share_keys
+    with pytest.raises(AirlockError, match="torch generator"):
+        rng.generate_random_ring_element((4,), generator=torch.Generator())
+    with pytest.raises(AirlockError, match="Z/2\\^64"):
+        rng.generate_random_ring_element((4,), ring_size=2**32)
+    # CrypTen's local randomness: fresh every time
+    assert not torch.equal(arithmetic_tensor.PRSS((8,)).share, arithmetic_tensor.PRSS((8,)).share)
+    # Zero sharings between two ranks: each rank's "next" key is the other's
+    # "prev" key, so the two shares cancel out, and neither is zero.
+    keys = os.urandom(KEY_BYTES), os.urandom(KEY_BYTES)
+    for kind, combine in ((arithmetic_tensor, torch.add), (binary_tensor, torch.bitwise_xor)):
+        shares = []
+        for rank in (0, 1):
+            monkeypatch.setitem(module.generators["prev"], CPU, KeyStream(keys[1 - rank]))
+            monkeypatch.setitem(module.generators["next"], CPU, KeyStream(keys[rank]))
+            shares.append(kind.PRZS((1000,)).share)
+        assert torch.equal(combine(*shares), torch.zeros(1000, dtype=torch.long))
+        assert bool((shares[0] != 0).all())
+
+
+RANDOM_ATTRIBUTES = {
+    ("torch", name) for name in ("randint", "rand", "randn", "randperm", "Generator", "manual_seed")
+} | {("np", "random"), ("numpy", "random")}
+RANDOM_MODULES = {"random", "numpy.random"}
+
+
+def imported_modules(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return set()
+
+
+def test_no_secret_is_drawn_from_a_non_cryptographic_generator() -> None:
+    """A guard against regressions: the protocol's own code (not its tests)
+    names no torch, numpy or `random` generator."""
+    package = Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute | ast.Import | ast.ImportFrom):
+                continue
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if (node.value.id, node.attr) in RANDOM_ATTRIBUTES:
+                    found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+            if imported_modules(node) & RANDOM_MODULES:
+                found.append(f"{path.name}:{node.lineno} imports a random module")
+    assert not found, found

@@ -26,7 +26,7 @@ from typing import Any
 
 from models.charlm import CharTransformer, ModelConfig
 from parties.envelope import Envelope
-from parties.payload import unpack
+from parties.payload import pack, unpack
 from parties.protocol import PartyContext, Reply, sole_peer
 from protocols.attestation.statements import PartySigner
 from protocols.tee.enclave import LoadedEnclave, booted, relayed
@@ -107,4 +107,6 @@ def answer_leaking_to_host(ctx: PartyContext, envelope: Envelope) -> Reply:
     """mislabeled_answer: the sealed answer, and the output in the clear."""
     enclave = booted(ctx)
     answered = enclave.answer(ctx.name, *relayed(envelope), enclave.receipt_signer)
-    return answered.reply(output=answered.output)
+    honest = answered.reply()
+    meta, sealed = unpack(honest.payload)
+    return Reply(honest.step, honest.labels, pack({**meta, "output": answered.output}, sealed))

@@ -51,9 +51,9 @@ class Answered:
     output: str
     sealed: bytes
 
-    def reply(self, step: str = "enclave_answer", **meta: str) -> Reply:
+    def reply(self, step: str = "enclave_answer") -> Reply:
         labels = (Label(f"output:{self.user}", Form.CIPHERTEXT),)
-        return Reply(step, labels, pack({"request": self.request, **meta}, self.sealed))
+        return Reply(step, labels, pack({"request": self.request}, self.sealed))
 
 
 @dataclass(frozen=True)

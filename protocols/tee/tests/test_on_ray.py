@@ -1,5 +1,6 @@
 """`airlock run tee-inference` with each party in its own Ray actor process,
-then `airlock audit`: the deployer holds only ciphertext."""
+then `airlock audit`: the deployer holds only ciphertext, and no party's
+bytes hold a prompt or an answer it may not see."""
 
 from __future__ import annotations
 
@@ -27,5 +28,13 @@ def test_tee_inference_on_ray_then_audit(tmp_path: Path) -> None:
     assert len({p["placement"]["pid"] for p in manifest["parties"].values()}) == 5
     audit = airlock("audit", str(run_dir), "--format", "json")
     assert audit.returncode == 0, audit.stdout
-    seen = json.loads(audit.stdout)["visibility"]["deployer"]
+    audited = json.loads(audit.stdout)
+    seen = audited["visibility"]["deployer"]
     assert {f for a, f in seen.items() if a.startswith(("prompt:", "output:"))} == {"ciphertext"}
+    # the device key crossed to the enclave's actor over Ray; the audit
+    # searched every party's bytes for every prompt and every answer
+    assert len(asked["vendor_roots"]) == 1
+    scans = {c["claim"]: c for c in audited["claims"]}
+    for asset in ("prompt:alice", "output:alice"):
+        scan = scans[f"content scan: {asset} (fingerprints from alice)"]
+        assert scan["ok"] and scan["checked"] > 0

@@ -41,11 +41,15 @@ def build_bom(run_dir: Path) -> str:
     if not ledgers:
         raise AirlockError(f"{run_dir}: the run has no ledger, so no logged model to describe")
     logged = [item for ledger in ledgers for item in logged_statements(run, ledger)[1]]
-    models = [(s, o) for s, o in logged if o.predicate_type == MODEL_PREDICATE]
+    models = [(i.envelope, i.opened) for i in logged if i.opened.predicate_type == MODEL_PREDICATE]
     if not models:
         raise AirlockError(f"{run_dir}: no model commitment was logged in this run")
     statement, model = models[-1]
-    datasets = {o.subject: (s, o) for s, o in logged if o.predicate_type == DATASET_PREDICATE}
+    datasets = {
+        i.opened.subject: (i.envelope, i.opened)
+        for i in logged
+        if i.opened.predicate_type == DATASET_PREDICATE
+    }
     predicate = model.predicate
     model_component = Component(
         type=ComponentType.MACHINE_LEARNING_MODEL,

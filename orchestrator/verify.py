@@ -5,31 +5,38 @@ exclusion proofs, model commitments and inference receipts.
 Numbered as the checks run:
 
 1. log integrity (as the audit): the material below is what parties logged;
-2. statements: each one the ledger admitted verifies with its sender's key;
-3. ledger history: rebuilding the ledger's tree from the statements it
+2. statements: each one the ledger logged (answered) verifies with its
+   sender's key;
+3. ledger order: the ledger gave each index to one statement only (a ledger
+   showing parties different histories, a split view, gives one index twice);
+   ledger history: rebuilding the ledger's tree from the statements it
    received, in order, gives every signed head any party was shown; each
    inclusion and consistency proof a party was given verifies;
 4. datasets: each dataset attestation shown to the model creator is signed,
    logged, and its exclusion proofs hold;
 5. model commitment: each model statement names only logged dataset statements;
 6. receipts: each receipt an end user received, or the ledger logged, is
-   signed by the deployer, answers a request the deployer received, and names
-   the committed model.
+   signed with a receipt key the model commitment endorses for its server,
+   names the committed model, and (for those users received) answers a
+   request the deployer received, with that request's salted prompt digest
+   and the output the user was given.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.audit import Claim, ClaimsReport, RunRecord, load_run
 from parties.errors import ClaimFailed
+from parties.log import Direction, Outcome
 from parties.roles import Role
 from protocols.attestation.ledger import TreeHead, check_answer, entry_bytes
 from protocols.attestation.merkle import MerkleTree, verify_consistency, verify_inclusion
 from protocols.attestation.model import ModelCommitment
-from protocols.attestation.receipts import check_receipt
+from protocols.attestation.receipts import open_receipt, salted_sha256
 from protocols.attestation.roles import SIGNED_BY_SENDER, check_dataset_attestation
 from protocols.attestation.rules import NAME as PROTOCOL
 from protocols.attestation.statements import (
@@ -40,6 +47,8 @@ from protocols.attestation.statements import (
     json_or_none,
     open_statement,
 )
+
+RECEIPTS_CLAIM = "inference receipts come from endorsed servers and name the committed model"
 
 
 def verify_run(run_dir: Path) -> ClaimsReport:
@@ -54,10 +63,9 @@ def verify_run(run_dir: Path) -> ClaimsReport:
         statements, logged = logged_statements(run, ledger)
         claims.append(statements)
         ordered, order_claim = _ledger_order(run, ledger, logged)
+        claims.append(order_claim)
         tree = MerkleTree.from_data(entry_bytes(statement) for statement in ordered)
-        history = _history(run, ledger, tree)
-        history.findings[:0] = order_claim.findings
-        claims.append(history)
+        claims.append(_history(run, ledger, tree))
         datasets_claim, accepted = _datasets(run, ledger, roles)
         claims.append(datasets_claim)
         commitment, model_claim = _model(logged, accepted)
@@ -66,7 +74,16 @@ def verify_run(run_dir: Path) -> ClaimsReport:
     return ClaimsReport(run.run_id, run.scenario.name, claims)
 
 
-Logged = list[tuple[dict[str, Any], OpenedStatement]]
+@dataclass(frozen=True)
+class LoggedStatement:
+    """A statement the ledger logged, opened with its sender's key."""
+
+    sender: str
+    envelope: dict[str, Any]
+    opened: OpenedStatement
+
+
+Logged = list[LoggedStatement]
 
 
 def _digest(statement: dict[str, Any]) -> str:
@@ -74,13 +91,23 @@ def _digest(statement: dict[str, Any]) -> str:
 
 
 def logged_statements(run: RunRecord, ledger: str) -> tuple[Claim, Logged]:
-    """2. Every statement the ledger admitted, opened with its sender's key."""
+    """2. Every statement the ledger logged, opened with its sender's key. A
+    submission the ledger admitted but refused (its handler failed, so it
+    never answered) is not logged."""
     roles = {name: run.scenario.role_of(name) for name in run.scenario.parties}
     claim = Claim(f"statements logged by {ledger} are signed by their senders")
+    answered = {
+        (entry.get("peer"), entry.get("session"))
+        for entry in run.logs.get(ledger, [])
+        if (entry.get("direction"), entry.get("outcome"), entry.get("step"))
+        == (Direction.OUT, Outcome.REPLIED, "logged")
+    }
     logged = []
     for entry, payload in run.received(ledger, PROTOCOL, "submit"):
-        claim.checked += 1
         sender = entry["peer"]
+        if (sender, entry.get("session")) not in answered:
+            continue
+        claim.checked += 1
         request = json_or_none(payload)
         try:
             if not isinstance(request, dict) or "statement" not in request:
@@ -94,7 +121,7 @@ def logged_statements(run: RunRecord, ledger: str) -> tuple[Claim, Logged]:
         except ClaimFailed as error:
             claim.fail(ledger, entry["index"], str(error))
             continue
-        logged.append((request["statement"], opened))
+        logged.append(LoggedStatement(sender, request["statement"], opened))
     return claim, logged
 
 
@@ -104,14 +131,15 @@ def _ledger_order(
     """The ledger's order of entries, from the index each answer gave to the
     statement its session names (the ledger's own log is in arrival order,
     which concurrent submissions can make differ from append order)."""
-    claim = Claim("ledger order")
-    by_digest = {_digest(statement): statement for statement, _ in logged}
+    claim = Claim(f"{ledger} gave each log index to one statement")
+    by_digest = {_digest(item.envelope): item.envelope for item in logged}
     positions: dict[int, str] = {}
     for party in run.logs:
         for entry, payload in run.received(party, PROTOCOL, "logged"):
             answer = json_or_none(payload)
             if not isinstance(answer, dict) or not isinstance(answer.get("index"), int):
                 continue
+            claim.checked += 1
             index, digest = answer["index"], str(entry.get("session"))
             if positions.setdefault(index, digest) != digest:
                 claim.fail(party, entry["index"], f"{ledger} gave index {index} to two statements")
@@ -199,10 +227,12 @@ def _model(logged: Logged, accepted: set[tuple[str, str]]) -> tuple[ModelCommitm
     """5. The model statement binds only logged datasets whose attestations hold."""
     claim = Claim("model commitment binds logged, verified datasets")
     logged_datasets = {
-        (o.subject, o.sha256) for _, o in logged if o.predicate_type == DATASET_PREDICATE
+        (item.opened.subject, item.opened.sha256)
+        for item in logged
+        if item.opened.predicate_type == DATASET_PREDICATE
     }
     commitment = None
-    for _, opened in logged:
+    for opened in (item.opened for item in logged):
         if opened.predicate_type != MODEL_PREDICATE:
             continue
         claim.checked += 1
@@ -231,17 +261,18 @@ def _receipts(
     commitment: ModelCommitment | None,
     roles: dict[str, Role],
 ) -> Claim:
-    """6. Receipts answer real requests and name the committed model."""
-    claim = Claim("inference receipts name the committed model")
+    """6. Receipts come from endorsed servers, answer real requests and name
+    the committed model."""
+    claim = Claim(RECEIPTS_CLAIM)
     if commitment is None:
         claim.fail(None, None, "no committed model to check receipts against")
         return claim
-    prompts: dict[str, bytes] = {}  # nonce -> prompt, as the deployers received them
+    requests: dict[str, str] = {}  # nonce -> salted prompt digest, as the deployers received them
     for deployer in (n for n, r in roles.items() if r == Role.DEPLOYER):
         for _, payload in run.received(deployer, PROTOCOL, "inference_request"):
             request = json_or_none(payload)
             if isinstance(request, dict):
-                prompts[str(request.get("nonce"))] = str(request.get("prompt")).encode()
+                requests[str(request.get("nonce"))] = str(request.get("input_sha256"))
     for user in (n for n, r in roles.items() if r == Role.END_USER):
         for entry, payload in run.received(user, PROTOCOL, "inference_response"):
             claim.checked += 1
@@ -249,35 +280,35 @@ def _receipts(
             try:
                 if not isinstance(answer, dict):
                     raise ClaimFailed("inference receipt", "malformed answer")
-                opened = open_statement(
-                    answer.get("receipt"),
-                    run.keys[deployer],
-                    RECEIPT_PREDICATE,
-                    "inference receipt",
+                receipt = open_receipt(
+                    answer.get("receipt"), commitment.receipt_key(deployer, "inference receipt")
                 )
-                nonce = str(opened.predicate.get("nonce"))
-                if nonce not in prompts:
+                if receipt.nonce not in requests:
                     raise ClaimFailed(
                         "inference receipt", f"answers no request {deployer} received"
                     )
-                check_receipt(
-                    answer["receipt"],
-                    run.keys[deployer],
+                output_salt = bytes.fromhex(str(answer.get("output_salt")))
+                receipt.check(
                     model_root=commitment.root,
-                    prompt=prompts[nonce],
-                    output=str(answer.get("output")).encode(),
-                    nonce=bytes.fromhex(nonce),
+                    input_sha256=requests[receipt.nonce],
+                    output_sha256=salted_sha256(output_salt, str(answer.get("output")).encode()),
+                    nonce=bytes.fromhex(receipt.nonce),
                 )
             except ClaimFailed as error:
                 claim.fail(user, entry["index"], str(error))
-    for _, opened in logged:
-        if opened.predicate_type == RECEIPT_PREDICATE:
+            except ValueError:
+                claim.fail(user, entry["index"], "inference receipt: malformed answer")
+    for item in logged:
+        if item.opened.predicate_type == RECEIPT_PREDICATE:
             claim.checked += 1
-            if opened.predicate.get("model_sha256") != commitment.root.hex():
-                claim.fail(
-                    ledger,
-                    None,
-                    f"a receipt logged by {opened.predicate.get('server')} "
-                    "names a model other than the committed one",
-                )
+            try:
+                key = commitment.receipt_key(item.sender, "receipt logged by " + item.sender)
+                receipt = open_receipt(item.envelope, key)
+                if receipt.model_sha256 != commitment.root.hex():
+                    raise ClaimFailed(
+                        f"receipt logged by {item.sender}",
+                        "names a model other than the committed one",
+                    )
+            except ClaimFailed as error:
+                claim.fail(ledger, None, str(error))
     return claim

@@ -4,10 +4,36 @@ plays the named adversary."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from securesystemslib.signer import CryptoSigner, Signer
+
 from parties.errors import ClaimFailed
+from parties.protocol import PartyContext
 from protocols.attestation.dataset import Dataset, ExclusionProof
+from protocols.attestation.ledger import TransparencyLog
+from protocols.attestation.model import DatasetReference
+
+# adversary `unattested_dataset`: what a model creator adds to the datasets
+# its model statement names, a dataset no contributor attested (scraped data)
+UNATTESTED_DATASET = DatasetReference(
+    "train:web_scrape", hashlib.sha256(b"scraped pages").hexdigest()
+)
+
+
+def forged_signer() -> Signer:
+    """adversary `forge_statement`: a contributor signs its statement with a
+    key that is not its certified one (as if passing off another's statement)."""
+    return CryptoSigner(ed25519.Ed25519PrivateKey.generate())
+
+
+def split_view_log(ctx: PartyContext, asker: str) -> TransparencyLog:
+    """adversary `split_view`: the ledger keeps one log per party, so each
+    sees a history of its own that stays consistent, and none sees the others'."""
+    forks: dict[str, TransparencyLog] = ctx.state.setdefault("forks", {})
+    return forks.setdefault(asker, TransparencyLog(ctx.name, ctx.sign))
 
 
 class OutOfOrderDataset(Dataset):

@@ -1,10 +1,21 @@
 """Inference receipts: whoever serves inference signs (model commitment,
-SHA-256 of the input, SHA-256 of the output, time, the user's nonce). The end
-user checks the receipt against the committed model it expects."""
+digest of the input, digest of the output, time, the user's nonce). The end
+user checks the receipt against the committed model it expects.
+
+The digests are salted, `SHA-256(salt || data)` with a 32-byte salt, so that
+whoever reads a logged receipt (the ledger, anyone auditing it) cannot
+recover a guessable prompt or answer by hashing candidates. The end user
+draws the prompt's salt and keeps it (it opens the commitment later, to
+whomever it chooses); the server only ever sees the commitment. The server
+draws the output's salt and returns it to the user alone, beside the
+receipt. With empty salts (the TEE protocol, whose receipts travel only
+sealed to the user) the digests are plain SHA-256.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 
@@ -14,9 +25,21 @@ from securesystemslib.signer import Signer
 from parties.errors import ClaimFailed
 from protocols.attestation.statements import RECEIPT_PREDICATE, open_statement, sign_statement
 
+SALT_BYTES = 32
+CLAIM = "inference receipt"
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def new_salt() -> bytes:
+    return os.urandom(SALT_BYTES)
+
+
+def salted_sha256(salt: bytes, data: bytes) -> str:
+    """The commitment to `data` under `salt` (a fixed-length salt, so unambiguous)."""
+    return sha256_hex(salt + data)
 
 
 def issue_receipt(
@@ -26,17 +49,27 @@ def issue_receipt(
     nonce: bytes,
     server: str,
     signer: Signer,
+    *,
+    input_sha256: str | None = None,
+    output_salt: bytes = b"",
 ) -> dict:
-    """The server's signed receipt, as a DSSE envelope (subject: the output)."""
+    """The server's signed receipt, as a DSSE envelope (subject: the output).
+    `input_sha256`: the user's salted commitment to the prompt, if it sent
+    one (default: SHA-256 of the prompt); `output_salt`: the server's salt
+    for the output digest."""
     predicate = {
         "server": server,
         "model_sha256": model_root.hex(),
-        "input_sha256": sha256_hex(prompt),
+        "input_sha256": sha256_hex(prompt) if input_sha256 is None else input_sha256,
         "nonce": nonce.hex(),
         "time_unix": time.time(),
     }
     return sign_statement(
-        f"output:{server}", sha256_hex(output), RECEIPT_PREDICATE, predicate, signer
+        f"output:{server}",
+        salted_sha256(output_salt, output),
+        RECEIPT_PREDICATE,
+        predicate,
+        signer,
     )
 
 
@@ -48,6 +81,37 @@ class Receipt:
     output_sha256: str
     nonce: str
 
+    def check(
+        self, *, model_root: bytes, input_sha256: str, output_sha256: str, nonce: bytes
+    ) -> None:
+        """For this request (nonce), input and output, naming the committed model."""
+        if self.nonce != nonce.hex():
+            raise ClaimFailed(CLAIM, "receipt answers another request (nonce differs)")
+        if self.input_sha256 != input_sha256 or self.output_sha256 != output_sha256:
+            raise ClaimFailed(CLAIM, "receipt is for another input or output")
+        if self.model_sha256 != model_root.hex():
+            raise ClaimFailed(
+                CLAIM,
+                f"served by model {self.model_sha256[:16]}..., "
+                f"not the committed {model_root.hex()[:16]}...",
+            )
+
+
+def open_receipt(envelope: object, server_key: ed25519.Ed25519PublicKey) -> Receipt:
+    """A receipt signed by `server_key`, its fields read. Raises ClaimFailed."""
+    statement = open_statement(envelope, server_key, RECEIPT_PREDICATE, CLAIM)
+    predicate = statement.predicate
+    try:
+        return Receipt(
+            str(predicate["server"]),
+            str(predicate["model_sha256"]),
+            str(predicate["input_sha256"]),
+            statement.sha256,
+            str(predicate["nonce"]),
+        )
+    except KeyError as missing:
+        raise ClaimFailed(CLAIM, f"receipt lacks {missing}") from None
+
 
 def check_receipt(
     envelope: object,
@@ -57,30 +121,16 @@ def check_receipt(
     prompt: bytes,
     output: bytes,
     nonce: bytes,
+    prompt_salt: bytes = b"",
+    output_salt: bytes = b"",
 ) -> Receipt:
     """The end user's check: signed by the server, for this prompt, output and
     nonce, and naming the committed model. Raises ClaimFailed otherwise."""
-    claim = "inference receipt"
-    statement = open_statement(envelope, server_key, RECEIPT_PREDICATE, claim)
-    predicate = statement.predicate
-    try:
-        receipt = Receipt(
-            str(predicate["server"]),
-            str(predicate["model_sha256"]),
-            str(predicate["input_sha256"]),
-            statement.sha256,
-            str(predicate["nonce"]),
-        )
-    except KeyError as missing:
-        raise ClaimFailed(claim, f"receipt lacks {missing}") from None
-    if receipt.nonce != nonce.hex():
-        raise ClaimFailed(claim, "receipt answers another request (nonce differs)")
-    if receipt.input_sha256 != sha256_hex(prompt) or receipt.output_sha256 != sha256_hex(output):
-        raise ClaimFailed(claim, "receipt is for another input or output")
-    if receipt.model_sha256 != model_root.hex():
-        raise ClaimFailed(
-            claim,
-            f"served by model {receipt.model_sha256[:16]}..., "
-            f"not the committed {model_root.hex()[:16]}...",
-        )
+    receipt = open_receipt(envelope, server_key)
+    receipt.check(
+        model_root=model_root,
+        input_sha256=salted_sha256(prompt_salt, prompt),
+        output_sha256=salted_sha256(output_salt, output),
+        nonce=nonce,
+    )
     return receipt

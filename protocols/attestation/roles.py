@@ -17,16 +17,23 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from pydantic import BaseModel, ConfigDict
 
 from parties.envelope import Envelope
-from parties.errors import ClaimFailed
+from parties.errors import ClaimFailed, ConfigError, Refused
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, Protocol, Reply
 from parties.roles import DataContributor, ModelCreator, Role
-from protocols.attestation.adversaries import OutOfOrderDataset
+from protocols.attestation.adversaries import (
+    UNATTESTED_DATASET,
+    OutOfOrderDataset,
+    forged_signer,
+    split_view_log,
+)
 from protocols.attestation.dataset import (
     Commitment,
     Dataset,
@@ -42,11 +49,12 @@ from protocols.attestation.ledger import (
 from protocols.attestation.model import (
     DatasetReference,
     ModelCommitment,
+    Server,
     Tensor,
     model_predicate,
     weights_root,
 )
-from protocols.attestation.receipts import check_receipt, issue_receipt
+from protocols.attestation.receipts import check_receipt, issue_receipt, new_salt, salted_sha256
 from protocols.attestation.rules import NAME, RULES
 from protocols.attestation.statements import (
     DATASET_PREDICATE,
@@ -60,6 +68,26 @@ from protocols.attestation.statements import (
 )
 
 Summary = dict[str, Any]
+
+
+class Settings(BaseModel):
+    """The stage's params (see docs/attestation.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    training_protocol: str = "none"
+    training: dict[str, Any] = {}
+    # the deployers the model creator deploys to, and so endorses to sign
+    # receipts for its model (default: every deployer of the run)
+    deploy_to: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PromptOpening:
+    """What opens an end user's salted prompt commitment; never leaves the user."""
+
+    prompt: str
+    salt: bytes
 
 
 def placeholder_weights(model: str) -> dict[str, Tensor]:
@@ -115,8 +143,11 @@ def _submit(ctx: PartyContext, statement: dict[str, Any], labels: list[Label]) -
     payload = json.dumps({"statement": statement, "since": last.size if last else 0}).encode()
     # the session names the entry, so an answer can be matched to its statement
     session = hashlib.sha256(entry_bytes(statement)).hexdigest()
-    reply = ctx.deliver(ledger, "submit", labels, payload, session)
     claim = f"ledger entry of {ctx.name}"
+    try:
+        reply = ctx.deliver(ledger, "submit", labels, payload, session)
+    except Refused as refusal:
+        raise ClaimFailed(claim, f"the ledger refused the statement ({refusal})") from None
     if reply is None:
         raise ClaimFailed(claim, "the ledger did not answer")
     answer = json_or_none(reply.payload)
@@ -153,12 +184,9 @@ def attest_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         dataset: Dataset = OutOfOrderDataset(*dataset_args, hidden=tuple(holdings.exclude))
     else:
         dataset = Dataset(*dataset_args)
+    signer = forged_signer() if ctx.adversary == "forge_statement" else PartySigner.of(ctx)
     statement = sign_statement(
-        dataset.name,
-        dataset.root.hex(),
-        DATASET_PREDICATE,
-        dataset.predicate(),
-        PartySigner.of(ctx),
+        dataset.name, dataset.root.hex(), DATASET_PREDICATE, dataset.predicate(), signer
     )
     try:
         logged = _submit(ctx, statement, _dataset_label(ctx))
@@ -236,12 +264,18 @@ def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     holdings = ctx.holdings
     assert isinstance(holdings, ModelCreator)
     tensors = placeholder_weights(holdings.model)
+    settings = Settings.model_validate(params)
     datasets = [ctx.state["datasets"][name] for name in sorted(ctx.state.get("datasets", {}))]
-    training = {
-        "protocol": str(params.get("training_protocol", "none")),
-        **dict(params.get("training", {})),
-    }
-    predicate = model_predicate(holdings.model, tensors, datasets, training)
+    if ctx.adversary == "unattested_dataset":
+        datasets.append(UNATTESTED_DATASET)
+    training = {"protocol": settings.training_protocol, **settings.training}
+    deployers = ctx.peers(Role.DEPLOYER)
+    deploy_to = deployers if settings.deploy_to is None else settings.deploy_to
+    strangers = sorted(set(deploy_to) - set(deployers))
+    if strangers:
+        raise ConfigError(f"params.deploy_to: {strangers} are not deployers of this run")
+    servers = [Server.of(name, ctx.public_key(name)) for name in deploy_to]
+    predicate = model_predicate(holdings.model, tensors, datasets, training, servers)
     statement = sign_statement(
         f"weights:{ctx.name}",
         weights_root(tensors).hex(),
@@ -259,6 +293,7 @@ def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     return {
         "model": holdings.model,
         "datasets": [d.name for d in datasets],
+        "servers": [server.name for server in servers],
         "rejected_datasets": len(ctx.state.get("rejected", [])),
     }
 
@@ -284,15 +319,33 @@ def on_model_attestation(ctx: PartyContext, envelope: Envelope) -> None:
 
 def on_inference_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     """Serve the committed model, or (adversary swap_model) a smaller one, and
-    sign and log a receipt naming the weights actually served."""
-    request = json.loads(envelope.payload)
-    prompt, nonce = str(request["prompt"]), bytes.fromhex(request["nonce"])
-    committed: ModelCommitment = ctx.state["model"]
+    sign and log a receipt naming the weights actually served. The receipt
+    carries the user's salted commitment to the prompt, and a digest of the
+    output under a fresh salt that only the user is given."""
+    try:
+        request = json.loads(envelope.payload)
+        prompt, nonce = str(request["prompt"]), bytes.fromhex(request["nonce"])
+        input_sha256 = bytes.fromhex(request["input_sha256"]).hex()
+    except (ValueError, KeyError, TypeError):
+        raise ClaimFailed("inference request", "malformed request") from None
+    if len(input_sha256) != 64:
+        raise ClaimFailed("inference request", "the prompt commitment is not a SHA-256 digest")
+    committed: ModelCommitment | None = ctx.state.get("model")
+    if committed is None:
+        raise ClaimFailed("inference request", f"{ctx.name} has no committed model to serve")
     served = committed.model + ("-small" if ctx.adversary == "swap_model" else "")
     root = weights_root(placeholder_weights(served))
     output = placeholder_answer(root, prompt)
+    output_salt = new_salt()
     receipt = issue_receipt(
-        root, prompt.encode(), output.encode(), nonce, ctx.name, PartySigner.of(ctx)
+        root,
+        prompt.encode(),
+        output.encode(),
+        nonce,
+        ctx.name,
+        PartySigner.of(ctx),
+        input_sha256=input_sha256,
+        output_salt=output_salt,
     )
     user = envelope.header.sender
     try:
@@ -300,13 +353,14 @@ def on_inference_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     except ClaimFailed as error:
         _reject(ctx, error)
     labels = (Label(f"output:{user}", Form.PUBLIC), Label(f"prompt:{user}", Form.DIGEST))
-    return Reply(
-        "inference_response", labels, json.dumps({"output": output, "receipt": receipt}).encode()
-    )
+    answer = {"output": output, "output_salt": output_salt.hex(), "receipt": receipt}
+    return Reply("inference_response", labels, json.dumps(answer).encode())
 
 
 def query(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    """Ask each prompt; accept an answer only with a receipt for the committed model."""
+    """Ask each prompt, sending only a salted commitment to it for the receipt
+    (the salt stays here, in `openings`); accept an answer only with a receipt
+    signed by a server the model commitment endorses, naming the committed model."""
     prompts = getattr(ctx.holdings, "prompts", ())
     commitment: ModelCommitment | None = ctx.state.get("model")
     if commitment is None:
@@ -314,13 +368,22 @@ def query(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
             "accepted": 0,
             "rejected": [_reject(ctx, ClaimFailed("model commitment", "none received"))],
         }
+    openings: dict[str, PromptOpening] = ctx.state.setdefault("openings", {})
     accepted, rejected = 0, []
     for deployer in ctx.peers(Role.DEPLOYER):
         for prompt in prompts:
-            nonce = os.urandom(16)
-            request = json.dumps({"prompt": prompt, "nonce": nonce.hex()}).encode()
+            nonce, salt = os.urandom(16), new_salt()
+            openings[nonce.hex()] = PromptOpening(prompt, salt)
+            request = {
+                "prompt": prompt,
+                "nonce": nonce.hex(),
+                "input_sha256": salted_sha256(salt, prompt.encode()),
+            }
             reply = ctx.deliver(
-                deployer, "inference_request", [Label(f"prompt:{ctx.name}", Form.PUBLIC)], request
+                deployer,
+                "inference_request",
+                [Label(f"prompt:{ctx.name}", Form.PUBLIC)],
+                json.dumps(request).encode(),
             )
             try:
                 if reply is None:
@@ -328,11 +391,13 @@ def query(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
                 answer = json.loads(reply.payload)
                 check_receipt(
                     answer["receipt"],
-                    ctx.public_key(deployer),
+                    commitment.receipt_key(deployer, "inference receipt"),
                     model_root=commitment.root,
                     prompt=prompt.encode(),
                     output=str(answer["output"]).encode(),
                     nonce=nonce,
+                    prompt_salt=salt,
+                    output_salt=bytes.fromhex(answer["output_salt"]),
                 )
                 accepted += 1
             except ClaimFailed as error:
@@ -364,7 +429,9 @@ def audit_ledger(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
 # -- ledger -----------------------------------------------------------------
 
 
-def _log(ctx: PartyContext) -> TransparencyLog:
+def _log(ctx: PartyContext, asker: str) -> TransparencyLog:
+    if ctx.adversary == "split_view":
+        return split_view_log(ctx, asker)
     # setdefault is atomic: concurrent first submissions share one log
     log: TransparencyLog = ctx.state.setdefault("log", TransparencyLog(ctx.name, ctx.sign))
     return log
@@ -379,17 +446,19 @@ SIGNED_BY_SENDER = {
 
 def on_submit(ctx: PartyContext, envelope: Envelope) -> Reply:
     """Log a statement signed by its sender; answer with head and proofs.
-    Adversary rewrite_history: once three entries exist, replace the first."""
+    Adversary rewrite_history: once three entries exist, replace the first;
+    log_unverified: log statements without checking their signatures."""
     request = json.loads(envelope.payload)
     sender = envelope.header.sender
     role = ctx.role_of(sender)
-    open_statement(
-        request["statement"],
-        ctx.public_key(sender),
-        SIGNED_BY_SENDER[role],
-        f"statement submitted by {sender}",
-    )
-    log = _log(ctx)
+    if ctx.adversary != "log_unverified":
+        open_statement(
+            request["statement"],
+            ctx.public_key(sender),
+            SIGNED_BY_SENDER[role],
+            f"statement submitted by {sender}",
+        )
+    log = _log(ctx, sender)
     if (
         ctx.adversary == "rewrite_history"
         and len(log.entries) >= 3
@@ -402,7 +471,8 @@ def on_submit(ctx: PartyContext, envelope: Envelope) -> Reply:
 
 
 def on_head_request(ctx: PartyContext, envelope: Envelope) -> Reply:
-    answer = _log(ctx).answer(None, int(json.loads(envelope.payload).get("since", 0)))
+    since = int(json.loads(envelope.payload).get("since", 0))
+    answer = _log(ctx, envelope.header.sender).answer(None, since)
     return Reply("logged", (Label(f"ledger:{ctx.name}", Form.PUBLIC),), json.dumps(answer).encode())
 
 
@@ -434,9 +504,14 @@ PROTOCOL = Protocol(
         (Role.MODEL_CREATOR, "audit_ledger"),
         (Role.DEPLOYER, "audit_ledger"),
     ),
+    params=Settings,
     adversaries={
         "hide_excluded": (Role.DATA_CONTRIBUTOR, None),
+        "forge_statement": (Role.DATA_CONTRIBUTOR, None),
+        "unattested_dataset": (Role.MODEL_CREATOR, None),
         "swap_model": (Role.DEPLOYER, None),
         "rewrite_history": (Role.LEDGER, None),
+        "log_unverified": (Role.LEDGER, None),
+        "split_view": (Role.LEDGER, None),
     },
 )

@@ -12,6 +12,7 @@ from parties.errors import ClaimFailed
 from protocols.attestation.model import (
     DatasetReference,
     ModelCommitment,
+    Server,
     Tensor,
     model_predicate,
     weights_root,
@@ -40,6 +41,7 @@ def committed() -> ModelCommitment:
         MODEL,
         [DatasetReference("train:h1", "cd" * 32)],
         {"protocol": "federated", "epsilon": 3.0, "delta": 1e-5},
+        [Server.of("deployer", SERVER.public_key())],
     )
     envelope = sign_statement(
         "weights:model_creator",
@@ -58,6 +60,9 @@ def test_commitment_binds_weights_datasets_and_training() -> None:
     assert commitment.parameter_count == 16 * 8 + 16
     assert commitment.datasets == (DatasetReference("train:h1", "cd" * 32),)
     assert commitment.training["epsilon"] == 3.0
+    assert commitment.receipt_key("deployer", "r") == SERVER.public_key()
+    with pytest.raises(ClaimFailed, match="shadow is not a server the commitment"):
+        commitment.receipt_key("shadow", "r")
     commitment.check_weights(MODEL, "weights")
     with pytest.raises(ClaimFailed, match="not the committed model"):
         commitment.check_weights(SMALLER, "weights")

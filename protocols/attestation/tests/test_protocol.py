@@ -4,7 +4,9 @@ caught by the parties and by `airlock verify`; bad submissions are refused."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,13 +17,14 @@ from securesystemslib.signer import CryptoSigner
 from orchestrator.audit import audit_run
 from orchestrator.launcher import RunResult
 from orchestrator.scenario import load_scenario
-from orchestrator.verify import verify_run
-from parties.errors import Refused
+from orchestrator.verify import RECEIPTS_CLAIM, verify_run
+from parties.errors import ConfigError, Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
-from protocols.attestation.statements import DATASET_PREDICATE, sign_statement
+from protocols.attestation.receipts import sha256_hex
+from protocols.attestation.statements import DATASET_PREDICATE, RECEIPT_PREDICATE, sign_statement
 from tests.helpers import (
     airlock,
     failing,
@@ -65,11 +68,91 @@ def test_a_swapped_model_is_rejected_by_the_end_user_and_by_verify(tmp_path: Pat
     query = result_of(result, "alice", "query")
     assert query["accepted"] == 0 and all("not the committed" in r for r in query["rejected"])
     problems = failing(verify_run(tmp_path / "run"))
-    assert list(problems) == ["inference receipts name the committed model"]
+    assert list(problems) == [RECEIPTS_CLAIM]
     assert any(
         p.startswith("alice entry") and "not the committed" in p
-        for p in problems["inference receipts name the committed model"]
+        for p in problems[RECEIPTS_CLAIM]
     )
+
+
+SHADOW = '[parties.shadow]\nrole = "deployer"\nsite = "serving"\n\n'
+
+
+def test_receipts_from_a_server_the_creator_did_not_deploy_to_are_refused(tmp_path: Path) -> None:
+    """A second deployer serves the committed model without the creator's
+    endorsement (a pirated copy) and signs receipts naming the committed root.
+    The scenario's creator deploys to `deploy_to = ["deployer"]` only."""
+    result = run_attest(
+        tmp_path / "run",
+        lambda t: t.replace("[parties.alice]", SHADOW + "[parties.alice]"),
+    )
+    assert result_of(result, "model_creator", "commit_model")["servers"] == ["deployer"]
+    query = result_of(result, "alice", "query")
+    assert query["accepted"] == 2 and len(query["rejected"]) == 2
+    assert all(
+        "shadow is not a server the commitment to 'airlock-tiny' endorses" in reason
+        for reason in query["rejected"]
+    )
+    problems = failing(verify_run(tmp_path / "run"))
+    assert list(problems) == [RECEIPTS_CLAIM]
+    shadow_findings = [p for p in problems[RECEIPTS_CLAIM] if "shadow is not a server" in p]
+    assert len(shadow_findings) == 4  # the two alice received and the two the ledger logged
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [('deploy_to = ["alice"]', "['alice'] are not deployers"), ("deploy = 1", "deploy")],
+)
+def test_bad_deployment_params_are_clear_errors(tmp_path: Path, params: str, message: str) -> None:
+    _, text = load_scenario("attest")
+    text = text.replace('deploy_to = ["deployer"]', params)
+    try:
+        result = run_text(text, tmp_path / "run")
+    except ConfigError as error:  # refused when the scenario is parsed
+        assert message in str(error)
+    else:
+        assert result.failure is not None and message in result.failure
+
+
+def ledger_statements(run: Path) -> list[dict]:
+    """Every statement the ledger received, decoded from its DSSE envelope."""
+    return [
+        json.loads(base64.b64decode(json.loads(payload)["statement"]["payload"]))
+        for _, payload in _received(run, "ledger", "submit")
+    ]
+
+
+def test_the_ledger_never_holds_a_guessable_prompt_or_output_digest(tmp_path: Path) -> None:
+    """A dictionary attack on the log: hash each candidate prompt (and answer)
+    and look for it in everything the ledger received. Salted digests defeat it,
+    and differ from run to run."""
+    prompts = ["What is the first-line treatment for asthma?", "Who needs a flu vaccine?"]
+    digests = []
+    for number in (1, 2):
+        result = run_attest(tmp_path / f"run{number}")
+        assert result_of(result, "alice", "query") == {"accepted": 2, "rejected": []}
+        outputs = [
+            json.loads(payload)["output"]
+            for _, payload in _received(tmp_path / f"run{number}", "alice", "inference_response")
+        ]
+        statements = ledger_statements(tmp_path / f"run{number}")
+        seen = json.dumps(statements)
+        guesses = [sha256_hex(p.encode()) for p in prompts + outputs]
+        assert len(outputs) == 2 and not any(guess in seen for guess in guesses)
+        receipts = [s for s in statements if s["predicateType"] == RECEIPT_PREDICATE]
+        assert len(receipts) == 2
+        digests.append({r["predicate"]["input_sha256"] for r in receipts})
+        assert not digests[-1] & {sha256_hex(p.encode()) for p in prompts}
+    assert len(digests[0]) == 2 and not digests[0] & digests[1]
+
+
+def _received(run: Path, party: str, step: str) -> list[tuple[dict, bytes]]:
+    directory = run / "parties" / party
+    return [
+        (e, (directory / "blobs" / e["payload_sha256"]).read_bytes())
+        for e in read_entries(directory, party)[0]
+        if (e["direction"], e["outcome"], e["step"]) == ("in", "admitted", step)
+    ]
 
 
 def test_a_ledger_rewriting_history_is_caught(tmp_path: Path) -> None:
@@ -136,6 +219,51 @@ def test_a_contributor_hiding_excluded_records_out_of_order_is_caught(tmp_path: 
     assert "from train:hospital_2: keys out of order: 'nytimes.com/" in finding
 
 
+def test_a_ledger_logging_a_forged_statement_fails_the_signature_claim(tmp_path: Path) -> None:
+    """hospital_2 submits a statement signed with a key not its own. An honest
+    ledger refuses it (and verify does not count it as logged); one that logs
+    without checking is caught by the claim that logged statements are signed."""
+    forged = run_attest(tmp_path / "honest", adversary("hospital_2", "forge_statement"))
+    rejected = result_of(forged, "hospital_2", "attest_dataset")["rejected"]
+    assert "the ledger refused the statement (HANDLER_FAILED" in rejected
+    assert list(failing(verify_run(tmp_path / "honest"))) == []
+
+    run_attest(
+        tmp_path / "colluding",
+        lambda t: with_adversary(
+            with_adversary(t, "hospital_2", "forge_statement"), "ledger", "log_unverified"
+        ),
+    )
+    problems = failing(verify_run(tmp_path / "colluding"))
+    claim = "statements logged by ledger are signed by their senders"
+    (finding,) = problems[claim]
+    assert re.fullmatch(
+        r"ledger entry \d+: statement from hospital_2: signature does not verify", finding
+    )
+
+
+def test_a_ledger_showing_each_party_its_own_history_is_caught(tmp_path: Path) -> None:
+    """Split view: every party's own checks pass, but the ledger gave one index
+    to several statements, and its heads are not the tree of what it received."""
+    result = run_attest(tmp_path / "run", adversary("ledger", "split_view"))
+    for party in ("hospital_1", "hospital_2", "model_creator"):
+        assert result_of(result, party, "audit_ledger")["consistent"] is True
+    problems = failing(verify_run(tmp_path / "run"))
+    order = "ledger gave each log index to one statement"
+    assert set(problems) == {order, "ledger's signed heads and proofs match what it received"}
+    assert any("ledger gave index 0 to two statements" in p for p in problems[order])
+
+
+def test_a_model_statement_naming_an_unattested_dataset_fails_verify(tmp_path: Path) -> None:
+    run_attest(tmp_path / "run", adversary("model_creator", "unattested_dataset"))
+    problems = failing(verify_run(tmp_path / "run"))
+    claim = "model commitment binds logged, verified datasets"
+    assert list(problems) == [claim]
+    (finding,) = problems[claim]
+    assert "airlock-tiny names train:web_scrape" in finding
+    assert "not a logged dataset whose attestation holds" in finding
+
+
 def test_verify_cli_exit_codes_and_json(tmp_path: Path) -> None:
     run_attest(tmp_path / "good")
     run_attest(tmp_path / "bad", adversary("deployer", "swap_model"))
@@ -145,7 +273,7 @@ def test_verify_cli_exit_codes_and_json(tmp_path: Path) -> None:
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
     assert [c["claim"] for c in report["claims"] if not c["ok"]] == [
-        "inference receipts name the committed model"
+        RECEIPTS_CLAIM
     ]
 
 

@@ -12,8 +12,9 @@ Twisters: predictable from their outputs) through two functions of
 `crypten.common.rng`, which each drawing module binds by name at import.
 Every such binding is redirected to AES-CTR keystreams (`randomness.py`),
 and CrypTen's seed setup (`_setup_prng`) is replaced by an exchange of
-256-bit keys for the same four generators. A torch generator handed to them
-is refused, so no path can fall back to one.
+256-bit keys for the same four generators. Only CrypTen's own TTP provider,
+which the protocol replaces with its dealer, still draws from the torch
+generators it seeds itself.
 
 Import CrypTen only through `crypten()` here.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,13 +41,19 @@ class _NoOnnxRegistry:
         raise RuntimeError("CrypTen's ONNX converter is not available on this torch")
 
 
-def _stream(generator: Any, device: Any) -> KeyStream:
+# CrypTen's own draws, kept for torch generators: only CrypTen's TTP provider
+# hands it those, and only the benchmark's CrypTen baseline runs it (the
+# protocol takes its tuples from the dealer party instead).
+_CRYPTEN_DRAWS: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def _stream(generator: KeyStream | None, device: Any) -> KeyStream:
     if device is not None and torch.device(device).type != "cpu":
         raise AirlockError("Airlock runs CrypTen on the CPU")
     if generator is None:  # CrypTen's "local" randomness: known to this party alone
         return KeyStream.fresh()
     if not isinstance(generator, KeyStream):
-        raise AirlockError("CrypTen asked for secret randomness from a torch generator")
+        raise AirlockError(f"CrypTen asked for secret randomness from a {type(generator)}")
     return generator
 
 
@@ -53,6 +61,8 @@ def ring_element(
     size: Any, ring_size: int = RING_SIZE, generator: Any = None, device: Any = None
 ) -> torch.Tensor:
     """`crypten.common.rng.generate_random_ring_element`, from a keystream."""
+    if isinstance(generator, torch.Generator):
+        return _CRYPTEN_DRAWS["ring_element"](size, ring_size, generator, device=device)
     if ring_size != RING_SIZE:
         raise AirlockError("CrypTen's ring is Z/2^64")
     return _stream(generator, device).ring_elements(size)
@@ -62,34 +72,37 @@ def kbit_tensor(
     size: Any, bitlength: int | None = None, generator: Any = None, device: Any = None
 ) -> torch.Tensor:
     """`crypten.common.rng.generate_kbit_random_tensor`, from a keystream."""
+    if isinstance(generator, torch.Generator):
+        return _CRYPTEN_DRAWS["kbit_tensor"](size, bitlength, generator, device=device)
     return _stream(generator, device).bits(size, 64 if bitlength is None else bitlength)
 
 
-def share_keys() -> None:
-    """In place of CrypTen's `_setup_prng` (all ranks call it together):
-    "next" is keyed with a key this rank sends to the next rank, "prev" with
-    the one the previous rank sent, "global" with rank 0's, "local" with a
-    key of its own."""
-    module = sys.modules["crypten"]
-    comm = module.communicator.get()
+def exchange_keys(comm: Any) -> dict[str, bytes]:
+    """The keys of CrypTen's four generators, for this rank (all ranks call
+    this together): "next" a key this rank sends to the next rank, "prev"
+    the one the previous rank sent, "global" rank 0's, "local" its own."""
     rank, world = comm.get_rank(), comm.get_world_size()
+    next_key = os.urandom(KEY_BYTES)
+    received = torch.tensor(list(next_key), dtype=torch.uint8)  # world 1: its own
+    if world >= 2:  # as CrypTen's own seed exchange: both sides post, then wait
+        sending = comm.isend(torch.tensor(list(next_key), dtype=torch.uint8), (rank + 1) % world)
+        receiving = comm.irecv(received, src=(rank - 1) % world)
+        sending.wait()
+        receiving.wait()
+    global_key = comm.broadcast(torch.tensor(list(os.urandom(KEY_BYTES)), dtype=torch.uint8), 0)
+    return {
+        "prev": bytes(received.tolist()),
+        "next": next_key,
+        "local": os.urandom(KEY_BYTES),
+        "global": bytes(global_key.tolist()),
+    }
 
-    def as_tensor(key: bytes) -> torch.Tensor:
-        return torch.tensor(list(key), dtype=torch.uint8)
 
-    def as_key(tensor: torch.Tensor) -> bytes:
-        if tensor.dtype != torch.uint8 or tensor.shape != (KEY_BYTES,):
-            raise AirlockError(f"a keystream key is {KEY_BYTES} bytes")
-        return bytes(tensor.tolist())
-
-    next_key = prev_key = os.urandom(KEY_BYTES)
-    if world >= 2:
-        comm.send(as_tensor(next_key), (rank + 1) % world)
-        prev_key = as_key(comm.recv(torch.empty(KEY_BYTES, dtype=torch.uint8), (rank - 1) % world))
-    global_key = as_key(comm.broadcast(as_tensor(os.urandom(KEY_BYTES)), 0))
-    local_key = os.urandom(KEY_BYTES)
-    keys = {"prev": prev_key, "next": next_key, "local": local_key, "global": global_key}
-    for name, key in keys.items():
+def share_keys() -> None:
+    """In place of CrypTen's `_setup_prng`: its generators become keystreams
+    under exchanged keys."""
+    module = sys.modules["crypten"]
+    for name, key in exchange_keys(module.communicator.get()).items():
         module.generators[name].clear()
         module.generators[name][torch.device("cpu")] = KeyStream(key)
 
@@ -97,6 +110,8 @@ def share_keys() -> None:
 def _draw_from_keystreams(module: Any) -> None:
     import crypten.common.rng as rng
 
+    _CRYPTEN_DRAWS["ring_element"] = rng.generate_random_ring_element
+    _CRYPTEN_DRAWS["kbit_tensor"] = rng.generate_kbit_random_tensor
     replacements = (
         (rng.generate_random_ring_element, ring_element),
         (rng.generate_kbit_random_tensor, kbit_tensor),

@@ -3,15 +3,14 @@ boundary communicator's collectives, between two ranks in threads."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 
 from parties.errors import AirlockError
-from protocols.mpc.communicator import BoundaryCommunicator, Inbox
+from protocols.mpc.communicator import BoundaryCommunicator
 from protocols.mpc.dealer import Dealer
 from protocols.mpc.model import decode, encode, split
+from protocols.mpc.tests.conftest import run_both
 
 
 def deal_both(dealer: Dealer, request: dict) -> list[list[torch.Tensor]]:
@@ -82,31 +81,6 @@ def test_fixed_point_sharing_round_trips() -> None:
     values = torch.tensor([[-1.5, 0.25], [3.0, 1e-4]])
     shares = split(encode(values))
     assert torch.allclose(decode(shares[0] + shares[1]), values.double(), atol=2**-16)
-
-
-def pair() -> list[BoundaryCommunicator]:
-    inboxes = [Inbox(), Inbox()]
-    names = ["deployer", "compute"]
-
-    def sender(me: int):
-        return lambda peer, payload: inboxes[names.index(peer)].put(me, payload)
-
-    return [BoundaryCommunicator(r, names, sender(r), inboxes[r]) for r in (0, 1)]
-
-
-def run_both(function) -> list:
-    results: list = [None, None]
-    communicators = pair()
-
-    def run(rank: int) -> None:
-        results[rank] = function(communicators[rank], rank)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
 
 
 def test_collectives_between_two_ranks() -> None:

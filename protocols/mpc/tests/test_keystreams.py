@@ -13,6 +13,7 @@ import torch
 from parties.errors import AirlockError
 from protocols.mpc import compat
 from protocols.mpc.randomness import KEY_BYTES, KeyStream
+from protocols.mpc.tests.conftest import run_both
 
 CPU = torch.device("cpu")
 
@@ -44,10 +45,10 @@ def test_crypten_draws_its_secret_randomness_from_keystreams(monkeypatch) -> Non
             if hasattr(drawing, name):
                 assert getattr(drawing, name) in (compat.ring_element, compat.kbit_tensor)
     assert module._setup_prng is compat.share_keys
-    with pytest.raises(AirlockError, match="torch generator"):
-        rng.generate_random_ring_element((4,), generator=torch.Generator())
     with pytest.raises(AirlockError, match="Z/2\\^64"):
         rng.generate_random_ring_element((4,), ring_size=2**32)
+    with pytest.raises(AirlockError, match="secret randomness from a"):
+        rng.generate_random_ring_element((4,), generator=object())
     # CrypTen's local randomness: fresh every time
     assert not torch.equal(arithmetic_tensor.PRSS((8,)).share, arithmetic_tensor.PRSS((8,)).share)
     # Zero sharings between two ranks: each rank's "next" key is the other's
@@ -63,9 +64,15 @@ def test_crypten_draws_its_secret_randomness_from_keystreams(monkeypatch) -> Non
         assert bool((shares[0] != 0).all())
 
 
-RANDOM_ATTRIBUTES = {
-    ("torch", name) for name in ("randint", "rand", "randn", "randperm", "Generator", "manual_seed")
-} | {("np", "random"), ("numpy", "random")}
+def test_the_ranks_exchange_the_keys_of_crypten_generators() -> None:
+    zero, one = run_both(lambda comm, rank: compat.exchange_keys(comm))
+    assert zero["next"] == one["prev"] and zero["prev"] == one["next"]
+    assert zero["global"] == one["global"]
+    keys = [*zero.values(), one["local"]]
+    assert len(set(keys)) == len(keys) and all(len(key) == KEY_BYTES for key in keys)
+
+
+TORCH_DRAWS = {"randint", "rand", "randn", "randperm", "Generator", "manual_seed"}
 RANDOM_MODULES = {"random", "numpy.random"}
 
 
@@ -77,18 +84,38 @@ def imported_modules(node: ast.AST) -> set[str]:
     return set()
 
 
+def non_cryptographic_draws(tree: ast.AST) -> list[str]:
+    """Calls of torch's generators (torch.randint(...), torch.Generator(...),
+    ...), any use of numpy's, and imports of `random` or numpy.random."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner, name = node.func.value, node.func.attr
+            if isinstance(owner, ast.Name) and owner.id == "torch" and name in TORCH_DRAWS:
+                found.append(f"{node.lineno}: torch.{name}(...)")
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id in ("np", "numpy") and node.attr == "random":
+                found.append(f"{node.lineno}: {node.value.id}.random")
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            if imported_modules(node) & RANDOM_MODULES:
+                found.append(f"{node.lineno}: imports a random module")
+    return found
+
+
+def test_the_scan_finds_a_non_cryptographic_draw() -> None:
+    old_split = "shares = [torch.randint(-(2**63), 2**63 - 1, shape) for _ in range(n)]"
+    assert non_cryptographic_draws(ast.parse(old_split)) == ["1: torch.randint(...)"]
+    assert len(non_cryptographic_draws(ast.parse("import random\nnp.random.default_rng()"))) == 2
+    assert not non_cryptographic_draws(ast.parse("isinstance(g, torch.Generator)"))
+
+
 def test_no_secret_is_drawn_from_a_non_cryptographic_generator() -> None:
     """A guard against regressions: the protocol's own code (not its tests)
-    names no torch, numpy or `random` generator."""
+    draws from no torch, numpy or `random` generator."""
     package = Path(__file__).resolve().parent.parent
-    found = []
-    for path in sorted(package.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Attribute | ast.Import | ast.ImportFrom):
-                continue
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                if (node.value.id, node.attr) in RANDOM_ATTRIBUTES:
-                    found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
-            if imported_modules(node) & RANDOM_MODULES:
-                found.append(f"{path.name}:{node.lineno} imports a random module")
+    found = {
+        path.name: draws
+        for path in sorted(package.glob("*.py"))
+        if (draws := non_cryptographic_draws(ast.parse(path.read_text())))
+    }
     assert not found, found

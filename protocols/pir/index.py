@@ -34,7 +34,7 @@ class Index:
 
     @property
     def largest_cluster(self) -> int:
-        return max(b - a for a, b in zip(self.starts, self.starts[1:], strict=False))
+        return largest_cluster(self.starts)
 
     def records(self) -> np.ndarray:
         items = [
@@ -43,19 +43,27 @@ class Index:
         return records.pack(items)
 
 
+def largest_cluster(starts: Sequence[int]) -> int:
+    """The size of the largest cluster: every fetch is padded to it."""
+    return max(b - a for a, b in zip(starts, starts[1:], strict=False))
+
+
 def build_index(documents: Sequence[str], embeddings: np.ndarray, clusters: int) -> Index:
     if not 1 <= clusters <= len(documents):
         raise ConfigError(f"{clusters} clusters do not fit {len(documents)} documents")
     centroids, labels = kmeans2(
         embeddings.astype(np.float64), clusters, minit="++", seed=np.random.default_rng(0)
     )
+    # an empty cluster is dropped: clients refuse a catalog with one (and a
+    # question nearest it would fetch nothing)
+    kept = np.flatnonzero(np.bincount(labels, minlength=clusters))
+    labels = np.searchsorted(kept, labels)
     order = np.lexsort((np.arange(len(documents)), labels))  # by cluster, then original order
-    counts = np.bincount(labels, minlength=clusters)
-    starts = [0, *np.cumsum(counts).tolist()]
+    starts = [0, *np.cumsum(np.bincount(labels)).tolist()]
     return Index(
         [documents[i] for i in order],
         embeddings[order].astype(np.float16),
-        centroids.astype(np.float32),
+        centroids[kept].astype(np.float32),
         starts,
     )
 

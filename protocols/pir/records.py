@@ -2,7 +2,11 @@
 text, an 8-byte tag (SHA-256 of the text, truncated), zero padding. Every PIR
 answer is one whole record, so a database answers every query with the same
 number of bytes; the tag makes a wrongly decoded record (a stale hint, a
-faulty answer) an error rather than a wrong document."""
+faulty answer) an error rather than a wrong document.
+
+The tag is not a commitment: anyone can tag any text. What binds a position
+to its content is the record's digest, which the database publishes in its
+catalog for every record (`digests`); the version names the whole list."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from parties.errors import BadQuery, ConfigError
 
 LENGTH_BYTES = 4
 TAG_BYTES = 8
+DIGEST_BYTES = 32
 
 
 def _tag(text: bytes) -> bytes:
@@ -54,6 +59,23 @@ def unpack_bytes(record: np.ndarray) -> bytes:
     return raw[LENGTH_BYTES:end]
 
 
+def digest(record: np.ndarray) -> bytes:
+    """SHA-256 of one whole record (its padding too)."""
+    return hashlib.sha256(b"airlock-pir-digest\x00" + record.tobytes()).digest()
+
+
+def digests(records: np.ndarray) -> bytes:
+    """Every record's digest, in order: what the catalog commits to."""
+    return b"".join(digest(row) for row in records)
+
+
+def version_of(record_digests: bytes, record_bytes: int) -> str:
+    """The version that a catalog's digests and record size name; a client
+    recomputes it from the catalog rather than trusting the database's word."""
+    shape = f"{len(record_digests) // DIGEST_BYTES}x{record_bytes}".encode()
+    return hashlib.sha256(b"airlock-pir-version\x00" + shape + record_digests).hexdigest()
+
+
 def version(records: np.ndarray) -> str:
     """Names one state of the database; queries made for another are refused."""
-    return hashlib.sha256(records.tobytes() + str(records.shape).encode()).hexdigest()
+    return version_of(digests(records), records.shape[1])

@@ -7,11 +7,15 @@ external database: builds its index (embeds its corpus with MiniLM, k-means
     queries. It refuses a query for another version (a stale catalog or
     hint), of the wrong size or form, a batch of the wrong size, and a batch
     it has answered before (a replay).
-end user: embeds each question locally, picks the nearest cluster, and
-    fetches every record of it by PIR. The batch is always as large as the
-    largest cluster, so its size says nothing of the cluster. It ranks what
-    it fetched and answers the question with the top documents in the
-    shared model's prompt.
+end user: checks each database's catalog against its own settings
+    (catalog.py), embeds each question locally, picks the nearest cluster,
+    and fetches every record of it by PIR. The batch is always as large as
+    the largest cluster, as the client computes it, so its size says
+    nothing of the cluster. Every record of the batch, padding too, is
+    checked against its digest in the catalog, and a wrong one is the same
+    error wherever it sits. It ranks what it fetched and answers the
+    question with the top documents in the shared model's prompt.
+Malicious databases are in adversaries.py.
 
 Schemes (the stage's `scheme`): `xor`, two replicas that must not collude;
 `simplepir`, one server.
@@ -20,10 +24,11 @@ Schemes (the stage's `scheme`): `xor`, two replicas that must not collude;
 from __future__ import annotations
 
 import hashlib
-import os
+import secrets
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -37,16 +42,21 @@ from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply, attempt
 from parties.roles import ExternalDatabase
-from protocols.pir import xor
+from protocols.pir import records, xor
+from protocols.pir.adversaries import DATABASE_ADVERSARIES, declared_batch, served_answers
+from protocols.pir.catalog import Catalog, publish
+from protocols.pir.catalog import read as read_catalog
 from protocols.pir.corpus import guidelines
 from protocols.pir.embed import DIMENSIONS, embed
 from protocols.pir.index import Index, build_index, decode_record, nearest_cluster, rank
 from protocols.pir.rules import DATABASE, NAME, RULES, USER
-from protocols.pir.simplepir import Setup, SimplePirClient, SimplePirServer
+from protocols.pir.simplepir import SimplePirClient, SimplePirServer, seed_for
 
 Summary = dict[str, Any]
 MAX_SEEN = 1 << 20  # replay memory per database, in batches
 STALE = "stale catalog"  # the refusal a client answers by downloading the catalog again
+# one error for every wrong answer, whatever its position in the batch
+WRONG_ANSWER = "a retrieved record does not match its digest in the catalog: a wrong answer"
 
 
 class Settings(BaseModel):
@@ -75,142 +85,101 @@ def _corpus(ctx: PartyContext) -> list[str]:
     return documents
 
 
-def _build(ctx: PartyContext, s: Settings) -> dict[str, Any]:
+@dataclass
+class Database:
+    """A database's built index, its PIR server, its catalog (header and
+    body, fixed for this version) and the batches it has answered."""
+
+    settings: Settings
+    index: Index
+    server: xor.XorServer | SimplePirServer
+    batch: int  # queries per batch: the largest cluster (see adversaries.declared_batch)
+    catalog: tuple[dict[str, Any], bytes]
+    seen: set[bytes] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _build(ctx: PartyContext, s: Settings) -> Database:
     documents = _corpus(ctx)
     index = build_index(documents, embed(documents), min(s.clusters, len(documents)))
     table = index.records()
+    digests = records.digests(table)
+    version = records.version_of(digests, table.shape[1])
     server: xor.XorServer | SimplePirServer
     if s.scheme == "xor":
         server = xor.XorServer(table)
     else:
-        # the seed of A from the contents: replicas and rebuilds of one
-        # version agree, another version gets another A
-        server = SimplePirServer(table, seed=hashlib.sha256(table.tobytes()).digest()[:16])
-    return {
-        "settings": s,
-        "index": index,
-        "server": server,
-        "record_bytes": int(table.shape[1]),
-        "seen": set(),
-        "lock": threading.Lock(),
-    }
+        server = SimplePirServer(table, seed=seed_for(version))
+    batch = declared_batch(ctx.adversary, index)
+    meta, body = publish(
+        s.scheme,
+        index,
+        batch=batch,
+        record_bytes=table.shape[1],
+        digests=digests,
+        version=version,
+        setup=server.setup() if isinstance(server, SimplePirServer) else None,
+    )
+    return Database(s, index, server, batch, (meta, body))
 
 
 def build_index_action(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    s = Settings.model_validate(params)
-    built = _build(ctx, s)
-    ctx.state["db"] = built
-    index: Index = built["index"]
+    database = ctx.state["db"] = _build(ctx, Settings.model_validate(params))
+    meta, _ = database.catalog
     return {
-        "documents": len(index.documents),
-        "clusters": len(index.starts) - 1,
-        "largest_cluster": index.largest_cluster,
-        "record_bytes": built["record_bytes"],
-        "version": built["server"].version[:16],
+        "documents": meta["count"],
+        "clusters": len(meta["starts"]) - 1,
+        "largest_cluster": database.index.largest_cluster,
+        "record_bytes": meta["record_bytes"],
+        "version": meta["version"][:16],
     }
 
 
-def _db(ctx: PartyContext) -> dict[str, Any]:
-    built = ctx.state.get("db")
-    if built is None:
+def _db(ctx: PartyContext) -> Database:
+    database = ctx.state.get("db")
+    if database is None:
         raise AirlockError("the database has no index yet")
-    return built
+    return database
 
 
 def on_catalog_request(ctx: PartyContext, envelope: Envelope) -> Reply:
-    built = _db(ctx)
-    index: Index = built["index"]
-    server = built["server"]
-    meta: dict[str, Any] = {
-        "scheme": built["settings"].scheme,
-        "count": len(index.documents),
-        "starts": index.starts,
-        "batch": index.largest_cluster,
-        "version": server.version,
-    }
-    body = index.centroids.astype("<f4").tobytes()
-    if isinstance(server, SimplePirServer):
-        setup = server.setup()
-        meta.update(
-            seed=setup.seed.hex(),
-            bits=setup.bits,
-            record_bytes=setup.record_bytes,
-            digits=int(setup.hint.shape[0]),
-        )
-        body += setup.hint.astype("<u4").tobytes()
+    database = _db(ctx)
+    meta, body = database.catalog
     if ctx.adversary == "update_corpus" and not ctx.state.get("updated"):
         # the database changes right after the client's download
         ctx.state["updated"] = True
-        ctx.state["db"] = _build(ctx, built["settings"])
+        ctx.state["db"] = _build(ctx, database.settings)
     return Reply("catalog", (Label(f"catalog:{ctx.name}", Form.PUBLIC),), pack(meta, body))
 
 
 def on_pir_query(ctx: PartyContext, envelope: Envelope) -> Reply:
-    built = _db(ctx)
-    server = built["server"]
+    database = _db(ctx)
+    server = database.server
     meta, body = unpack(envelope.payload)
     if meta.get("version") != server.version:
         raise BadQuery(f"{STALE}: the database changed since the client's download")
-    batch = built["index"].largest_cluster
+    batch = database.batch
     if not isinstance(meta.get("size"), int) or meta["size"] * batch != len(body):
         raise BadQuery(f"a batch is {batch} queries of equal size")
     size = meta["size"]
     queries = [body[i * size : (i + 1) * size] for i in range(batch)]
     digest = hashlib.sha256(body).digest()
-    with built["lock"]:
-        if digest in built["seen"]:
+    with database.lock:
+        if digest in database.seen:
             raise BadQuery("replayed query: this batch was answered before")
-        if len(built["seen"]) >= MAX_SEEN:
-            built["seen"].clear()
-        built["seen"].add(digest)
+        if len(database.seen) >= MAX_SEEN:
+            database.seen.clear()
+        database.seen.add(digest)
     if isinstance(server, SimplePirServer):
         answers = server.answer_batch(queries, meta["version"])
     else:
         answers = server.answer_batch(queries)
-    form = _form(built["settings"].scheme)
-    label = (Label(f"records:{ctx.name}", form),)
+    answers = served_answers(ctx.adversary, answers)
+    label = (Label(f"records:{ctx.name}", _form(database.settings.scheme)),)
     return Reply("pir_answer", label, pack({"size": len(answers[0])}, b"".join(answers)))
 
 
 # -- end user ---------------------------------------------------------------------------
-
-
-class Catalog:
-    """A database's public catalog, as the client downloaded it."""
-
-    def __init__(self, meta: dict[str, Any], body: bytes) -> None:
-        try:
-            self.scheme = str(meta["scheme"])
-            self.count = int(meta["count"])
-            self.starts = [int(x) for x in meta["starts"]]
-            self.batch = int(meta["batch"])
-            self.version = str(meta["version"])
-            clusters = len(self.starts) - 1
-            centroid_bytes = clusters * DIMENSIONS * 4
-            self.centroids = np.frombuffer(body[:centroid_bytes], dtype="<f4").reshape(
-                clusters, DIMENSIONS
-            )
-            self.setup: Setup | None = None
-            if self.scheme == "simplepir":
-                digits = int(meta["digits"])
-                hint = np.frombuffer(body[centroid_bytes:], dtype="<u4").reshape(digits, -1)
-                self.setup = Setup(
-                    bytes.fromhex(meta["seed"]),
-                    hint,
-                    self.count,
-                    int(meta["bits"]),
-                    int(meta["record_bytes"]),
-                    self.version,
-                )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AirlockError(f"malformed catalog: {exc}") from None
-
-    def same_as(self, other: Catalog) -> bool:
-        return (
-            self.version == other.version
-            and self.starts == other.starts
-            and np.array_equal(self.centroids, other.centroids)
-        )
 
 
 def _catalogs(ctx: PartyContext, s: Settings) -> tuple[list[str], list[Catalog]]:
@@ -225,9 +194,7 @@ def _catalogs(ctx: PartyContext, s: Settings) -> tuple[list[str], list[Catalog]]
         reply = ctx.deliver(name, "catalog_request", label, b"{}")
         if reply is None:
             raise AirlockError(f"{name} sent no catalog")
-        catalogs.append(Catalog(*unpack(reply.payload)))
-    if any(c.scheme != s.scheme for c in catalogs):
-        raise AirlockError(f"a database does not serve {s.scheme}")
+        catalogs.append(read_catalog(name, *unpack(reply.payload), s.scheme, s.clusters))
     if s.scheme == "xor" and not catalogs[0].same_as(catalogs[1]):
         raise AirlockError("the two replicas hold different databases")
     return databases, catalogs
@@ -247,8 +214,8 @@ def _ask(
     if reply is None:
         raise AirlockError(f"{database} sent no answer")
     answer_meta, answer_body = unpack(reply.payload)
-    size = int(answer_meta["size"])
-    if size * len(queries) != len(answer_body):
+    size = catalog.answer_bytes
+    if answer_meta.get("size") != size or size * len(queries) != len(answer_body):
         raise BadQuery(f"{database} answered a batch of the wrong size")
     return [answer_body[i * size : (i + 1) * size] for i in range(len(queries))]
 
@@ -260,19 +227,29 @@ def fetch(
     indices: list[int],
     s: Settings,
 ) -> list[np.ndarray]:
-    """The records at `indices`, by PIR (one batch per database)."""
+    """The records at `indices`, by PIR (one batch per database), each
+    checked against its digest in the catalog. All are checked, and any
+    mismatch is the same error whatever its position: a database that
+    corrupts one answer learns only that it did, never whether that
+    position was a record the client wanted or padding."""
     first = catalogs[0]
+    rows: list[np.ndarray]
     if s.scheme == "xor":
         pairs = [xor.make_queries(i, first.count) for i in indices]
         left = _ask(ctx, databases[0], first, [a for a, _ in pairs], s)
         right = _ask(ctx, databases[1], catalogs[1], [b for _, b in pairs], s)
-        return [xor.combine(a, b) for a, b in zip(left, right, strict=True)]
-    assert first.setup is not None
-    client = ctx.state.get("pir_client")
-    if client is None or client.setup.version != first.version:
-        client = ctx.state["pir_client"] = SimplePirClient(first.setup)
-    queries, secrets = client.query_batch(indices)
-    return client.decode_batch(_ask(ctx, databases[0], first, queries, s), secrets)
+        rows = [xor.combine(a, b) for a, b in zip(left, right, strict=True)]
+    else:
+        assert first.setup is not None
+        client = ctx.state.get("pir_client")
+        if client is None or client.setup.version != first.version:
+            client = ctx.state["pir_client"] = SimplePirClient(first.setup)
+        queries, lwe_secrets = client.query_batch(indices)
+        rows = client.decode_batch(_ask(ctx, databases[0], first, queries, s), lwe_secrets)
+    intact = [records.digest(row) == first.digest(i) for i, row in zip(indices, rows, strict=True)]
+    if not all(intact):
+        raise BadQuery(WRONG_ANSWER)
+    return rows
 
 
 def _fetch_cluster(
@@ -282,17 +259,31 @@ def _fetch_cluster(
     query: np.ndarray,
     s: Settings,
 ) -> tuple[int, list[np.ndarray]]:
-    """Every record of the cluster nearest the query, then padding records
-    up to the catalog's batch size, so the batch's size says nothing of the
-    cluster. Returns the cluster's size and the records."""
+    """Every record of the cluster nearest the query, then random padding
+    records up to the batch (the largest cluster, as the client computed
+    it), so the batch's size says nothing of the cluster. Returns the
+    cluster's size and the records."""
     catalog = catalogs[0]
-    cluster = nearest_cluster(catalog.centroids, query)
-    start, end = catalog.starts[cluster], catalog.starts[cluster + 1]
-    padding = [
-        int.from_bytes(os.urandom(4), "big") % catalog.count
-        for _ in range(catalog.batch - (end - start))
-    ]
-    return end - start, fetch(ctx, databases, catalogs, [*range(start, end), *padding], s)
+    wanted = catalog.cluster(nearest_cluster(catalog.centroids, query))
+    padding = [secrets.randbelow(catalog.count) for _ in range(catalog.batch - len(wanted))]
+    return len(wanted), fetch(ctx, databases, catalogs, [*wanted, *padding], s)
+
+
+def _documents(rows: list[np.ndarray], span: int) -> tuple[np.ndarray, list[str]]:
+    """The embeddings and texts of the first `span` rows. Every row is
+    decoded, padding too, so the work does not depend on the span. A row
+    that matched its digest but is not a document (the database committed
+    to garbage) is left out rather than failing: a failure would happen
+    exactly when its cluster is wanted."""
+    decoded: list[tuple[np.ndarray, str] | None] = []
+    for row in rows:
+        try:
+            decoded.append(decode_record(row))
+        except (AirlockError, UnicodeDecodeError):
+            decoded.append(None)
+    kept = [d for d in decoded[:span] if d is not None]
+    embeddings = np.array([e for e, _ in kept], dtype=np.float16).reshape(-1, DIMENSIONS)
+    return embeddings, [t for _, t in kept]
 
 
 def _prompt_text(documents: list[str], question: str, context: int) -> str:
@@ -303,7 +294,7 @@ def _prompt_text(documents: list[str], question: str, context: int) -> str:
 
 
 def retrieve(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    s = Settings.model_validate(params)
+    s = Settings.model_validate(ctx.settings)  # the client's own, never a database's
     prompts = list(getattr(ctx.holdings, "prompts", ()))
     model = pretrained_model(s.pretrain_steps)
     databases, catalogs = _catalogs(ctx, s)
@@ -313,18 +304,17 @@ def retrieve(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         started = time.perf_counter()
         try:
             try:
-                span, records = _fetch_cluster(ctx, databases, catalogs, query, s)
+                span, rows = _fetch_cluster(ctx, databases, catalogs, query, s)
             except AirlockError as error:
                 if STALE not in str(error):
                     raise
                 errors.append(f"{prompt!r}: {error}; downloading the catalog again")
                 databases, catalogs = _catalogs(ctx, s)
-                span, records = _fetch_cluster(ctx, databases, catalogs, query, s)
+                span, rows = _fetch_cluster(ctx, databases, catalogs, query, s)
         except AirlockError as error:
             errors.append(f"{prompt!r}: {error}")
             continue
-        decoded = [decode_record(r) for r in records[:span]]
-        documents = rank(query, np.stack([e for e, _ in decoded]), [t for _, t in decoded], s.top_k)
+        documents = rank(query, *_documents(rows, span), s.top_k)
         timings.append(time.perf_counter() - started)
         prompt_text = _prompt_text(documents, prompt, model.config.context)
         answer = generate(model, prompt_text, s.max_new_tokens)[len(prompt_text) :]
@@ -367,6 +357,7 @@ PROTOCOL = Protocol(
         "plaintext_query": (USER, "send_plaintext_query"),
         "replay_query": (USER, None),
         "update_corpus": (DATABASE, None),
+        **{name: (DATABASE, None) for name in DATABASE_ADVERSARIES},
     },
     params=Settings,
 )

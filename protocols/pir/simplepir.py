@@ -16,6 +16,7 @@ has no BLAS; this keeps the server's scan close to memory bandwidth.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ def plaintext_bits(count: int) -> int:
         if TAIL * SIGMA * p * math.sqrt(count / 3) < 2**32 / (2 * p):
             return bits
     raise ConfigError(f"no plaintext modulus keeps SimplePIR correct for {count} records")
+
+
+def seed_for(version: str) -> bytes:
+    """The seed of A for one database version: replicas and rebuilds of a
+    version agree, another version gets another A, and since a client
+    derives it too, a malicious database cannot choose its own A."""
+    return hashlib.sha256(b"airlock-simplepir-seed\x00" + version.encode()).digest()[:16]
 
 
 def expand_matrix(seed: bytes, rows: int, cols: int = LWE_N) -> np.ndarray:

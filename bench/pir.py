@@ -3,7 +3,9 @@
     .venv/bin/python bench/pir.py [--mib 256] [--repeat 5] [--batch 32] [--rag]
 
 Database: --mib of records (4 KiB each). Bandwidth baseline: a numpy sum
-over the same bytes (uint64 words, one thread, as every path here). XOR PIR
+over the same bytes (uint64 words). Every path runs on one thread: the
+numpy paths are single-threaded, and BLAS (SimplePIR) and OpenMP are pinned
+to one thread with threadpoolctl; the script prints the count. XOR PIR
 reduces the records its query selects in one streaming pass; SimplePIR
 multiplies its digit matrix (float64, exact through BLAS) by the query.
 A batch (what a client sends to fetch a cluster) is answered in one pass
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,6 +33,7 @@ from protocols.pir.simplepir import LWE_N, SimplePirClient, SimplePirServer  # n
 from protocols.pir.xor import XorServer, make_queries  # noqa: E402
 
 RECORD_BYTES = 4096
+THREADS = 1  # for every path, so that SimplePIR's BLAS is not compared on more cores
 
 
 def main() -> None:
@@ -45,6 +49,11 @@ def main() -> None:
         "--batch", type=int, default=32, help="queries answered together (a cluster's fetch)"
     )
     args = parser.parse_args()
+    with threadpool_limits(limits=THREADS):
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     count = (args.mib << 20) // RECORD_BYTES
     records = np.random.default_rng(3).integers(0, 256, (count, RECORD_BYTES), dtype=np.uint8)
     size_gb = records.nbytes / 1e9
@@ -74,6 +83,8 @@ def main() -> None:
         f"SimplePIR: n = {LWE_N}, p = 2^{lwe.bits}, {digits} digits per record, "
         f"setup {setup_time:.1f} s"
     )
+    pools = ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpool_info())
+    print(f"threads per path: {THREADS} (thread pools: {pools})")
     print(f"{'path':<32} {'GB/s':>7} {'vs memory':>10}")
     print(f"{'memory read (numpy sum)':<32} {bandwidth:7.2f} {1.0:9.2f}x")
     rows = [

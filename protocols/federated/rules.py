@@ -41,7 +41,11 @@ RULES = (
     _down("update_request", label_rule("mask_seeds:*", Form.CIPHERTEXT)),
     _up("masked_update", "update_request", label_rule("update:{sender}", Form.MASKED)),
     _up("plain_update", "update_request", label_rule("update:{sender}", Form.PLAINTEXT)),
-    # who survived; answered with the shares that remove the masks
+    # the survivor set, answered with the contributor's signature over it
+    # (Bonawitz et al.'s consistency check); then the survivors and those
+    # signatures, answered with the shares that remove the masks
+    _down("consistency_request"),
+    _up("consistency_signature", "consistency_request", CONTROL),
     _down("unmask_request"),
     _up("unmask_shares", "unmask_request", label_rule("mask_seeds:*", Form.SHARE)),
     # why an update was left out of the round

@@ -13,7 +13,12 @@ sum. b_u and s_u's private key are Shamir-shared t-of-n among the peers.
 After the masked inputs arrive, each survivor reveals, for every peer,
 the share of b (peer survived) or of s's private key (peer dropped), never
 both; the aggregator rebuilds the self-masks of the survivors and the
-pairwise masks of the dropped, and removes them.
+pairwise masks of the dropped, and removes them. Before revealing anything,
+each survivor checks the consistency round (the paper's round 3, for an
+active aggregator): at least t members of the survivor set signed exactly
+that set with their identity keys. Each contributor signs one set a round
+and t > n/2, so no two different sets can both gather t signatures, and a
+peer's b and s are never both revealed.
 
 Libraries: `cryptography` for X25519, HKDF, AES-CTR (the PRG) and AES-GCM;
 PyCryptodome's Shamir (GF(2^128), 16-byte secrets; a 32-byte key is shared
@@ -24,12 +29,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from Crypto.Protocol.SecretSharing import Shamir
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -44,6 +49,18 @@ RAW = serialization.Encoding.Raw
 
 class SecAggError(AirlockError):
     """A secure-aggregation message or value that does not check out."""
+
+
+def check_threshold(threshold: int, contributors: int) -> None:
+    """t-of-n sharing among n contributors needs n/2 < t <= n. Below a strict
+    majority an aggregator could gather t consistency signatures on two
+    different survivor sets, one where u survived (its self-mask seed
+    revealed) and one where u dropped (its mask key revealed), and unmask u."""
+    if not contributors / 2 < threshold <= contributors:
+        raise SecAggError(
+            f"threshold {threshold} does not fit {contributors} contributors: secure "
+            f"aggregation needs more than half of them and at most all (n/2 < t <= n)"
+        )
 
 
 # -- fixed point ---------------------------------------------------------------
@@ -195,7 +212,7 @@ class RoundSecrets:
             out[name] = (nonce + self._channel(by_name[name]).encrypt(nonce, plain, aad)).hex()
         return out
 
-    def open_share(self, sender: AdvertisedKeys, ciphertext_hex: str) -> dict[str, object]:
+    def open_share(self, sender: AdvertisedKeys, ciphertext_hex: str) -> KeyShare:
         """Decrypt the shares `sender` addressed to this party."""
         try:
             raw = bytes.fromhex(ciphertext_hex)
@@ -203,11 +220,7 @@ class RoundSecrets:
                 raw[:12], raw[12:], _share_aad(self.context, sender.party, self.party)
             )
             data = json.loads(plain)
-            return {
-                "b": bytes.fromhex(data["b"]),
-                "s": bytes.fromhex(data["s"]),
-                "index": int(data["index"]),
-            }
+            return KeyShare(int(data["index"]), bytes.fromhex(data["b"]), bytes.fromhex(data["s"]))
         except (InvalidTag, ValueError, KeyError, TypeError):
             raise SecAggError(f"the key shares from {sender.party} do not decrypt") from None
 
@@ -221,8 +234,47 @@ class RoundSecrets:
         return masked
 
 
+@dataclass(frozen=True)
+class KeyShare:
+    """The shares of one peer's self-mask seed b and mask key s held by this party."""
+
+    index: int
+    b: bytes
+    s: bytes
+
+
 def _share_aad(context: bytes, sender: str, receiver: str) -> bytes:
     return context + b"\n" + sender.encode() + b"->" + receiver.encode()
+
+
+# -- consistency check (Bonawitz et al. round 3) -------------------------------
+
+
+def survivors_message(context: bytes, survivors: Collection[str]) -> bytes:
+    """What a survivor signs: this round's survivor set U3, in a canonical form."""
+    return b"airlock secagg survivors\n" + context + b"\n" + json.dumps(sorted(survivors)).encode()
+
+
+def consistent_signers(
+    signatures: Mapping[str, str],
+    survivors: Collection[str],
+    context: bytes,
+    key_of: Callable[[str], ed25519.Ed25519PublicKey],
+) -> set[str]:
+    """The members of `survivors` whose signature (hex) is valid over exactly
+    this set; anything else (a non-member, a signature over another set,
+    garbage) counts for nothing."""
+    message = survivors_message(context, survivors)
+    signers = set()
+    for name, signature in signatures.items():
+        if name not in survivors:
+            continue
+        try:
+            key_of(name).verify(bytes.fromhex(signature), message)
+        except (InvalidSignature, ValueError, TypeError, KeyError):  # not a signer
+            continue
+        signers.add(name)
+    return signers
 
 
 # -- Shamir ----------------------------------------------------------------------

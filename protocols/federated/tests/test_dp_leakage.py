@@ -1,4 +1,5 @@
-"""Clipping, noise and accounting; the leakage measures on known cases."""
+"""Clipping onto the grid, the discrete Gaussian, the noise that protects
+each contributor and its accounting; the leakage measures on known cases."""
 
 from __future__ import annotations
 
@@ -9,21 +10,58 @@ import pytest
 import torch
 
 from models.charlm import CharTransformer, train_steps
+from parties.errors import AirlockError
 from protocols.federated import data, dp, leakage
+from protocols.federated.secagg import SCALE
 
 
-def test_clip_bounds_the_l2_norm_and_leaves_small_updates_alone() -> None:
-    update = np.full(100, 0.5, dtype=np.float32)  # norm 5
-    clipped, norm = dp.clip(update, 1.0)
-    assert norm == pytest.approx(5.0) and np.linalg.norm(clipped) == pytest.approx(1.0, rel=1e-5)
-    small, _ = dp.clip(update / 10, 1.0)
-    np.testing.assert_array_equal(small, update / 10)
+def test_clipping_bounds_the_l2_norm_on_the_grid_and_leaves_small_updates_alone() -> None:
+    update = np.full(10_000, 0.05)  # norm 5
+    clipped = dp.clip_to_grid(update, 1.0)
+    assert clipped.dtype == np.int64
+    # rounding onto the grid cannot push it past the bound: sensitivity is clip * SCALE
+    assert 0.99 * SCALE < np.linalg.norm(clipped) <= SCALE
+    small = update / 100  # norm 0.05
+    np.testing.assert_array_equal(dp.clip_to_grid(small, 1.0), np.round(small * SCALE))
+    with pytest.raises(AirlockError, match="below the fixed-point rounding error"):
+        dp.clip_to_grid(np.zeros(10**8 // 4, dtype=np.float32), 1e-3)
 
 
-def test_noise_shares_of_threshold_contributors_sum_to_the_mechanism_noise() -> None:
-    # t shares of std z*C/sqrt(t) sum to std z*C
-    total = sum(dp.noise_share(200_000, 1.5, 0.1, 4) for _ in range(4))
-    assert np.std(total) == pytest.approx(0.15, rel=0.02)
+@pytest.mark.parametrize("variance", [3, 2317**2])
+def test_the_discrete_gaussian_is_integer_centred_and_of_its_variance(variance: int) -> None:
+    samples = dp.discrete_gaussian(variance, 200_000)
+    assert samples.dtype == np.int64
+    sigma = math.sqrt(variance)
+    # mean within 5 standard errors; variance within 2% (its standard error is 0.3%)
+    assert abs(samples.mean()) < 5 * sigma / math.sqrt(samples.size)
+    assert samples.var() == pytest.approx(variance, rel=0.02)
+    assert len(np.unique(samples[:1000])) > (20 if variance > 100 else 5)  # not a constant
+    np.testing.assert_array_equal(dp.discrete_gaussian(0, 5), np.zeros(5))
+
+
+def test_the_discrete_gaussian_matches_its_probabilities() -> None:
+    variance, count = 2, 200_000
+    samples = dp.discrete_gaussian(variance, count)
+    values = np.arange(-6, 7)
+    expected = np.exp(-(values**2) / (2 * variance))
+    expected *= count / expected.sum()
+    observed = np.array([(samples == v).sum() for v in values])
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert chi2 < 40  # 12 degrees of freedom: p < 1e-4 past 40
+
+
+def test_the_noise_protecting_each_contributor_is_the_others_noise() -> None:
+    # t shares of variance (z C)^2 / (t - 1): any t - 1 of them give z C
+    variance = dp.share_variance(1.5, 0.1, 3)
+    assert variance == math.ceil((1.5 * 0.1 * SCALE) ** 2 / 2)
+    three = {"a": variance, "b": variance, "c": variance}
+    assert dp.round_multiplier(three, 0.1) == pytest.approx(1.5, rel=1e-6)
+    four = {**three, "d": variance}
+    assert dp.round_multiplier(four, 0.1) == pytest.approx(1.5 * math.sqrt(3 / 2), rel=1e-6)
+    # a survivor that added less protects the others less: the weakest one counts
+    uneven = {**three, "c": 0}
+    assert dp.round_multiplier(uneven, 0.1) == pytest.approx(1.5 / math.sqrt(2), rel=1e-6)
+    assert dp.round_multiplier({"a": variance}, 0.1) == 0
 
 
 def test_epsilon_grows_with_rounds_and_shrinks_with_noise() -> None:
@@ -34,6 +72,9 @@ def test_epsilon_grows_with_rounds_and_shrinks_with_noise() -> None:
     assert all(h < lo for h, lo in zip(high, low, strict=True))
     # one Gaussian mechanism with multiplier 2 at delta 1e-5: between 1 and 3
     assert 1.0 < high[0] < 3.0
+    # a round without noise leaves no finite epsilon, then or later
+    unbounded = dp.Accountant(1e-5)
+    assert [unbounded.add_round(m) for m in (2.0, 0.0, 2.0)][1:] == [math.inf, math.inf]
 
 
 def test_auc_and_tpr_on_known_scores() -> None:

@@ -5,7 +5,6 @@ boundary refusing what the aggregator may not see."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -98,15 +97,21 @@ def test_plain_updates_need_guarantees_that_allow_them(tmp_path: Path) -> None:
     forbidden = run_text(scenario(mode="plain"), tmp_path / "forbidden")
     assert forbidden.failure is not None
     assert "round 1 aborted after collecting updates: 0 contributor(s) remain" in forbidden.failure
-    assert "GUARANTEE_VIOLATED" in forbidden.failure
-    refused = [b for b in forbidden.audit.blocked if b["party"] == "model_creator"]
-    assert {b["refusal"] for b in refused} == {"GUARANTEE_VIOLATED"} and len(refused) == 3
+    assert "reply withheld by hospital_1: GUARANTEE_VIOLATED" in forbidden.failure
+    # each honest contributor's own boundary withheld its plaintext update
+    withheld = forbidden.audit.blocked
+    assert {(b["party"], b["step"], b["refusal"], b["withheld"]) for b in withheld} == {
+        (f"hospital_{i}", "plain_update", "GUARANTEE_VIOLATED", True) for i in (1, 2, 3)
+    }
+    assert forbidden.audit.ok, failing(forbidden.audit)
 
 
 def test_an_unmasked_update_is_refused_at_the_boundary(tmp_path: Path) -> None:
     text = scenario(adversaries={"hospital_2": "unmasked_update"})
     result = run_text(text, tmp_path / "run")
-    assert result.failure is None and result.audit.ok, failing(result.audit)
+    assert result.failure is None
+    # refused, but its bytes reached the aggregator: the audit says so
+    assert list(failing(result.audit)) == ["guarantee: updates reach the aggregator at most masked"]
     (blocked,) = result.audit.blocked
     assert (blocked["party"], blocked["from"], blocked["refusal"]) == (
         "model_creator",
@@ -152,7 +157,7 @@ def test_bad_plain_updates_are_rejected_with_a_reason_and_the_round_goes_on(
 
 def test_bad_masked_updates_drop_out_or_discard_the_round(tmp_path: Path) -> None:
     faulty = {"hospital_1": "misshapen_update", "hospital_2": "out_of_range_update"}
-    text = scenario(contributors=4, adversaries=faulty)
+    text = scenario(contributors=4, threshold=3, adversaries=faulty)
     result = run_text(text, tmp_path / "run")
     assert result.failure is None
     (history,) = rounds_of(result)
@@ -204,7 +209,11 @@ def test_stage_params_are_checked_when_the_scenario_is_parsed() -> None:
 def pair(tmp_path: Path):
     roles = {"hospital_1": Role.DATA_CONTRIBUTOR, "model_creator": Role.MODEL_CREATOR}
     with running_parties(
-        tmp_path, roles=roles, protocol="federated", holdings={"hospital_1": {"synthetic_notes": 5}}
+        tmp_path,
+        roles=roles,
+        protocol="federated",
+        holdings={"hospital_1": {"synthetic_notes": 5}},
+        settings={"mode": "plain"},
     ) as started:
         yield started
 
@@ -214,15 +223,16 @@ def test_contributors_refuse_malformed_and_out_of_protocol_requests(pair) -> Non
     control = [Label("federated:model_creator", Form.PUBLIC)]
     weights = control + [Label("weights:model_creator", Form.PLAINTEXT)]
     cases = [
-        ("round_start", weights, b"garbage"),
-        ("round_start", weights, pack({"round": 1})),
-        ("unmask_request", control, pack({"survivors": [], "dropped": []})),
-        ("update_request", [Label("mask_seeds:*", Form.CIPHERTEXT), *control], b"\x00\x00"),
+        ("round_start", weights, b"garbage", "payload header runs past the payload"),
+        ("round_start", weights, pack({"round": 1}), "settings are missing or invalid"),
+        ("unmask_request", control, pack({"survivors": [], "dropped": []}), "no training data"),
+        ("update_request", [Label("mask_seeds:hospital_1", Form.CIPHERTEXT), *control], b"", ""),
     ]
-    for step, labels, payload in cases:
+    for step, labels, payload, reason in cases:
         with pytest.raises(Refused) as refused:
             creator.deliver("hospital_1", "federated", step, labels, payload)
         assert refused.value.reason == pb.HANDLER_FAILED, step
+        assert reason in refused.value.detail, step
     # a contributor never speaks unasked: an unsolicited update is refused
     with pytest.raises(Refused) as refused:
         pair["hospital_1"].deliver(
@@ -234,5 +244,6 @@ def test_contributors_refuse_malformed_and_out_of_protocol_requests(pair) -> Non
         )
     assert refused.value.reason == pb.RULE_NOT_PERMITTED
     # and the contributor still serves
+    pair["hospital_1"].act("federated", "prepare_data", {"mode": "plain"})
     creator.deliver("hospital_1", "federated", "update_rejected", control, pack({"reason": "x"}))
-    assert json.loads(json.dumps(pair["hospital_1"].state["federated"]["rejections"])) == ["x"]
+    assert pair["hospital_1"].state["federated"]["contributor"].rejections == ["x"]

@@ -1,9 +1,8 @@
 """Secure aggregation primitives: masks cancel, with and without dropouts;
-Shamir thresholds; fixed-point range checks; forged keys and shares refused."""
+Shamir thresholds; fixed-point range checks; forged keys and shares refused;
+the consistency check's signatures and the majority threshold."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -12,13 +11,17 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from protocols.federated.secagg import (
     SCALE,
     AdvertisedKeys,
+    KeyShare,
     RoundSecrets,
     SecAggError,
+    check_threshold,
     combine_shares,
+    consistent_signers,
     decode_sum,
     encode,
     max_contributors,
     share_secret,
+    survivors_message,
     unmask,
 )
 
@@ -32,7 +35,7 @@ def setup_round(threshold: int = 3):
     secrets = {n: RoundSecrets(n, CONTEXT) for n in NAMES}
     keys = {n: secrets[n].advertise(identities[n].sign) for n in NAMES}
     # every ciphertext addressed to every peer, opened by that peer
-    shares: dict[str, dict[str, dict]] = {n: {} for n in NAMES}
+    shares: dict[str, dict[str, KeyShare]] = {n: {} for n in NAMES}
     for sender in NAMES:
         for receiver, ciphertext in (
             secrets[sender].encrypted_shares(list(keys.values()), threshold).items()
@@ -52,7 +55,7 @@ def test_pairwise_masks_cancel_and_self_masks_are_removed() -> None:
     for value in masked.values():
         total += value
     seeds = {
-        n: combine_shares({shares[h][n]["index"]: shares[h][n]["b"] for h in NAMES[:3]}, 3)
+        n: combine_shares({shares[h][n].index: shares[h][n].b for h in NAMES[:3]}, 3)
         for n in NAMES
     }
     result = decode_sum(unmask(total, CONTEXT, keys, {}, seeds, {}), 4, 1.0)
@@ -66,11 +69,11 @@ def test_a_dropout_after_key_sharing_is_unmasked_from_the_survivors_shares() -> 
     for name in survivors:
         total += secrets[name].mask(encode(updates[name], 1.0), keys.values())
     b_seeds = {
-        n: combine_shares({shares[h][n]["index"]: shares[h][n]["b"] for h in survivors}, 3)
+        n: combine_shares({shares[h][n].index: shares[h][n].b for h in survivors}, 3)
         for n in survivors
     }
     s_key = combine_shares(
-        {shares[h][dropped]["index"]: shares[h][dropped]["s"] for h in survivors}, 3
+        {shares[h][dropped].index: shares[h][dropped].s for h in survivors}, 3
     )
     result = decode_sum(
         unmask(
@@ -139,4 +142,35 @@ def test_tampered_or_misdirected_share_ciphertexts_are_refused() -> None:
     with pytest.raises(SecAggError, match="do not decrypt"):
         secrets["bravo"].open_share(keys["alpha"], "not hex")
     opened = secrets["bravo"].open_share(keys["alpha"], ciphertexts["bravo"])
-    assert set(opened) == {"b", "s", "index"} and json.dumps(opened["index"]) == "2"
+    assert opened.index == 2 and len(opened.b) == 16 and len(opened.s) == 32
+
+
+def test_the_threshold_must_be_a_strict_majority_of_the_contributors() -> None:
+    for threshold, contributors in ((3, 4), (2, 3), (4, 4), (6, 10)):
+        check_threshold(threshold, contributors)
+    for threshold, contributors in ((2, 4), (3, 6), (5, 10), (5, 4)):
+        with pytest.raises(SecAggError, match=f"threshold {threshold} does not fit"):
+            check_threshold(threshold, contributors)
+
+
+def test_only_members_signing_exactly_the_survivor_set_count() -> None:
+    identities, _, _, _, _ = setup_round()
+    survivors = ["alpha", "bravo", "charlie"]
+
+    def signed(name: str, names: list[str]) -> str:
+        return identities[name].sign(survivors_message(CONTEXT, names)).hex()
+
+    def key_of(name: str) -> ed25519.Ed25519PublicKey:
+        return identities[name].public_key()
+
+    signatures = {
+        "alpha": signed("alpha", survivors),
+        "bravo": signed("bravo", list(reversed(survivors))),  # the order does not matter
+        "charlie": signed("charlie", ["alpha", "bravo"]),  # another set
+        "delta": signed("delta", survivors),  # not a member of the set
+    }
+    assert consistent_signers(signatures, survivors, CONTEXT, key_of) == {"alpha", "bravo"}
+    forged = {"alpha": signed("bravo", survivors), "bravo": "zz", "charlie": "00" * 64}
+    assert consistent_signers(forged, survivors, CONTEXT, key_of) == set()
+    other_round = {"alpha": identities["alpha"].sign(survivors_message(b"x/2/y", survivors)).hex()}
+    assert consistent_signers(other_round, survivors, CONTEXT, key_of) == set()

@@ -92,7 +92,12 @@ def test_a_plaintext_query_is_refused(tmp_path: Path) -> None:
     refused = [a for a in result.actions if a["action"] == "send_plaintext_query"]
     assert "RULE_NOT_PERMITTED" in refused[0]["result"]["refused"]
     assert [b["refusal"] for b in result.audit.blocked] == ["RULE_NOT_PERMITTED"]
-    assert result.audit.ok  # the question never entered a database's received bytes
+    # refused, yet its bytes reached the database (the audit cannot tell an
+    # honest refusal from a receiver that kept them): the guarantee fails
+    # there, and nothing else does
+    ((claim, (finding,)),) = failing(result.audit).items()
+    assert claim == "guarantee: databases see queries only as PIR queries"
+    assert finding.startswith("guidelines_a entry") and "query:alice as plaintext" in finding
 
 
 def test_a_replayed_query_is_refused_never_answered(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ a rank that sees its shares cannot predict the next tuple.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,13 @@ from crypten.mpc.provider.provider import TupleProvider  # noqa: E402
 NAME = "AIRLOCK_DEALER"
 KINDS = ("additive", "square", "binary", "wraps", "B2A")
 MAX_BULK = 16
+# Elements one request may make the dealer draw and hold: inputs and product
+# over all its tuples. The reply carries the same amount back, so this is
+# also what a rank can make the dealer spend per request.
+MAX_REQUEST_ELEMENTS = 1 << 24
+# Tuples drawn for one rank and not yet taken by the other: a rank that asks
+# far ahead of its peer is refused rather than filling the dealer's memory.
+MAX_PENDING = 64
 BULK = 8  # tuples of one kind and size asked for at once: CrypTen asks for many alike
 OPS = ("mul", "matmul", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")
 
@@ -64,16 +72,17 @@ class Dealer:
         count = request.get("count", 1)
         if not isinstance(count, int) or not 1 <= count <= MAX_BULK:
             raise AirlockError(f"a tuple request asks for 1 to {MAX_BULK} tuples")
+        if count * _elements(request) > MAX_REQUEST_ELEMENTS:
+            raise AirlockError(
+                f"tuple request of a bad size: over {MAX_REQUEST_ELEMENTS} elements"
+                " with the product"
+            )
         draws = [self._draw_one(request) for _ in range(count)]
         return [[t for draw in draws for t in draw[rank]] for rank in range(self.world_size)]
 
     def _draw_one(self, request: dict[str, Any]) -> list[list[torch.Tensor]]:
         kind = request.get("kind")
-        sizes = [list(map(int, request.get(k) or [])) for k in ("size0", "size1")]
-        if any(s < 0 for size in sizes for s in size) or sum(
-            torch.Size(size).numel() for size in sizes
-        ) > (1 << 26):
-            raise AirlockError("tuple request of a bad size")
+        sizes = _sizes(request)
         ring = self._stream.ring_elements
         if kind == "additive":
             op = request.get("op")
@@ -111,6 +120,10 @@ class Dealer:
             raise AirlockError("a tuple request needs an integer id") from None
         with self._lock:
             if ident not in self._pending:
+                if len(self._pending) >= MAX_PENDING:
+                    raise AirlockError(
+                        f"{MAX_PENDING} tuples are waiting for the other rank: asked too far ahead"
+                    )
                 self._pending[ident] = (self._draw(request), set())
                 self.dealt += 1
             shares, taken = self._pending[ident]
@@ -120,6 +133,33 @@ class Dealer:
             if len(taken) == self.world_size:
                 del self._pending[ident]
         return shares[rank]
+
+
+def _sizes(request: dict[str, Any]) -> list[list[int]]:
+    try:
+        sizes = [list(map(int, request.get(k) or [])) for k in ("size0", "size1")]
+    except (TypeError, ValueError):
+        raise AirlockError("tuple request of a bad size: sizes are lists of integers") from None
+    if any(s < 0 for size in sizes for s in size) or any(len(size) > 8 for size in sizes):
+        raise AirlockError("tuple request of a bad size")
+    return sizes
+
+
+def _elements(request: dict[str, Any]) -> int:
+    """Elements one tuple of `request` takes: its inputs and what is computed
+    from them, whose shape comes from meta tensors (no memory, no work)."""
+    sizes = _sizes(request)
+    inputs = sum(math.prod(size) for size in sizes)
+    try:
+        if request.get("kind") == "binary":
+            return inputs + 3 * math.prod(torch.broadcast_shapes(*sizes))
+        if request.get("kind") != "additive" or request.get("op") not in OPS:
+            return inputs
+        a, b = (torch.empty(size, dtype=torch.long, device="meta") for size in sizes)
+        kwargs = dict(request.get("kwargs") or {})
+        return inputs + getattr(torch, request["op"])(a, b, **kwargs).numel()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise AirlockError(f"tuple request of a bad size: {error}") from None
 
 
 class DealerProvider(TupleProvider):  # type: ignore[misc]

@@ -8,7 +8,7 @@ import torch
 
 from parties.errors import AirlockError
 from protocols.mpc.communicator import BoundaryCommunicator
-from protocols.mpc.dealer import Dealer
+from protocols.mpc.dealer import MAX_PENDING, Dealer
 from protocols.mpc.model import decode, encode, split
 from protocols.mpc.tests.conftest import run_both
 
@@ -71,10 +71,38 @@ def test_the_dealer_refuses_bad_requests() -> None:
         dealer.deal(0, {"id": 11, "kind": "additive", "size0": [1], "size1": [1], "op": "exp"})
     with pytest.raises(AirlockError, match="bad size"):
         dealer.deal(0, {"id": 12, "kind": "square", "size0": [1 << 14, 1 << 14]})
+    with pytest.raises(AirlockError, match="with the product"):
+        # small inputs, a 2^50-element product: refused before anything is drawn
+        dealer.deal(
+            0,
+            {
+                "id": 14,
+                "kind": "additive",
+                "op": "matmul",
+                "size0": [1 << 25, 1],
+                "size1": [1, 1 << 25],
+            },
+        )
+    with pytest.raises(AirlockError, match="with the product"):
+        dealer.deal(0, {"id": 15, "kind": "binary", "size0": [1 << 13, 1], "size1": [1, 1 << 13]})
+    with pytest.raises(AirlockError, match="bad size"):
+        dealer.deal(
+            0, {"id": 16, "kind": "additive", "op": "matmul", "size0": [2, 3], "size1": [4, 5]}
+        )
     with pytest.raises(AirlockError, match="integer id"):
         dealer.deal(0, {"id": "x", "kind": "square", "size0": [1]})
     with pytest.raises(AirlockError, match="not a compute party"):
         dealer.deal(2, {"id": 13, "kind": "square", "size0": [1]})
+
+
+def test_a_rank_cannot_fill_the_dealer_by_asking_ahead() -> None:
+    dealer = Dealer()
+    for ident in range(MAX_PENDING):
+        dealer.deal(0, {"id": ident, "kind": "square", "size0": [1]})
+    with pytest.raises(AirlockError, match="too far ahead"):
+        dealer.deal(0, {"id": MAX_PENDING, "kind": "square", "size0": [1]})
+    dealer.deal(1, {"id": 0, "kind": "square", "size0": [1]})  # the peer catches up: room again
+    dealer.deal(0, {"id": MAX_PENDING, "kind": "square", "size0": [1]})
 
 
 def test_fixed_point_sharing_round_trips() -> None:

@@ -95,6 +95,20 @@ class Setup:
     version: str
 
 
+def lwe_noise(shape: tuple[int, ...]) -> np.ndarray:
+    """Rounded Gaussian noise of deviation SIGMA (int64), by Box-Muller from
+    os.urandom: the noise hides the query, so it must not come from numpy's
+    generators, whose state the server could rebuild. (LWE needs the noise's
+    size, not DP's exact discrete Gaussian, so floating point is fine here.)"""
+    count = math.prod(shape)
+    words = np.frombuffer(os.urandom(16 * count), dtype=np.uint64).reshape(2, count)
+    # 53-bit uniforms; u1 in (0, 1] so that its log is finite
+    u1 = ((words[0] >> np.uint64(11)).astype(np.float64) + 1.0) / 2.0**53
+    u2 = (words[1] >> np.uint64(11)).astype(np.float64) / 2.0**53
+    normal = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    return np.rint(SIGMA * normal).astype(np.int64).reshape(shape)
+
+
 class SimplePirServer:
     def __init__(self, records: np.ndarray, seed: bytes | None = None) -> None:
         self.count, self.record_bytes = records.shape
@@ -149,8 +163,7 @@ class SimplePirClient:
                 raise BadQuery(f"record {index} is not among {self.setup.count}")
         k = len(indices)
         secrets = np.frombuffer(os.urandom(LWE_N * k * 4), dtype="<u4").reshape(LWE_N, k)
-        noise_rng = np.random.default_rng(int.from_bytes(os.urandom(32), "big"))
-        noise = np.rint(noise_rng.normal(0.0, SIGMA, (self.setup.count, k))).astype(np.int64)
+        noise = lwe_noise((self.setup.count, k))
         vectors = _mulmod32_full(self._a, secrets).astype(np.uint64) + noise.astype(np.uint64)
         vectors[indices, np.arange(k)] += self._delta
         vectors &= MASK32  # uint64 arithmetic wraps mod 2^64, a multiple of 2^32

@@ -9,10 +9,12 @@ import pytest
 from parties.errors import BadQuery, ConfigError
 from protocols.pir.records import pack, unpack
 from protocols.pir.simplepir import (
+    SIGMA,
     SimplePirClient,
     SimplePirServer,
     _mulmod32,
     expand_matrix,
+    lwe_noise,
     plaintext_bits,
     to_digits,
 )
@@ -53,6 +55,22 @@ def test_simplepir_returns_records_exactly() -> None:
     for index in [0, 1, 150, 298, 299, *range(3, 300, 37)]:
         query, secret = client.query(index)
         assert unpack(client.decode(server.answer(query, server.version), secret)) == DOCS[index]
+
+
+def test_the_query_noise_is_gaussian_and_not_from_numpys_generators(monkeypatch) -> None:
+    """The LWE noise hides the query; numpy's Mersenne Twister / PCG state
+    can be rebuilt from outputs, so the client must not draw from them."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a numpy generator was used for secret noise")
+
+    monkeypatch.setattr(np.random, "default_rng", refuse)
+    monkeypatch.setattr(np.random, "normal", refuse)
+    noise = lwe_noise((200_000,))
+    assert abs(noise.mean()) < 0.1 and abs(noise.std() - SIGMA) < 0.1
+    assert abs(noise).max() < 12 * SIGMA and not np.array_equal(noise, lwe_noise((200_000,)))
+    client = SimplePirClient(SimplePirServer(RECORDS).setup())
+    client.query_batch([1, 2])
 
 
 def test_the_float_products_equal_exact_integer_arithmetic() -> None:

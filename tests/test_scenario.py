@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.scenario import builtin_names, load_scenario, parse_scenario
 from parties.errors import ConfigError
+from protocols import get_protocol, protocol_names
 from tests.helpers import airlock
 
 MINIMAL = """
@@ -117,3 +118,16 @@ def test_cli_help_explains_each_command() -> None:
     assert done.returncode == 0
     for command in ("run", "audit", "logs", "scenarios"):
         assert command in done.stdout
+
+
+def test_the_scenario_guide_names_every_adversary_a_protocol_knows() -> None:
+    """A scenario author learns the adversaries from docs/scenarios.md: one
+    added to a protocol and left out there is a gap in the docs."""
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "scenarios.md").read_text()
+    missing = [
+        f"{name}: {adversary}"
+        for name in protocol_names()
+        for adversary in get_protocol(name).adversaries
+        if f"`{adversary}`" not in guide
+    ]
+    assert not missing, missing

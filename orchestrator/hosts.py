@@ -17,6 +17,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from parties.actor import ControlledHost, LogKeeper, LogKeeperActor, PartyActor
 from parties.errors import AirlockError, PartyFailed
 from parties.runtime import PartyConfig
+from protocols import get_protocol
 
 Calls = Mapping[str, tuple[str, tuple[Any, ...]]]  # party -> (method, args)
 
@@ -37,7 +38,8 @@ class LocalHosts:
     def __init__(self, configs: Mapping[str, PartyConfig]) -> None:
         self._keys = {name: secrets.token_bytes(32) for name in configs}
         self.hosts = {
-            name: ControlledHost(config, self._keys[name]) for name, config in configs.items()
+            name: ControlledHost(config, self._keys[name], get_protocol)
+            for name, config in configs.items()
         }
         self.alive = set(self.hosts)
 
@@ -100,7 +102,7 @@ class RayHosts:
         self.actors = {
             name: PartyActor.options(  # type: ignore[attr-defined]
                 resources={site_resource(sites[name]): 0.001},
-            ).remote(config, self._keys[name])
+            ).remote(config, self._keys[name], get_protocol)
             for name, config in configs.items()
         }
         self.alive = set(self.actors)

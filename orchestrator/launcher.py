@@ -210,10 +210,9 @@ def _run_stage(
         for role, action, number in protocol.plan(params)
     ]
     for name, spec in scenario.parties.items():
-        if spec.adversary is not None and spec.adversary in protocol.adversaries:
-            action = protocol.adversaries[spec.adversary][1]
-            if action is not None:  # None: the adversary lives in the role's handlers
-                plan.append((scenario.role_of(name), [name], action, None, True))
+        adversary = protocol.adversaries.get(spec.adversary) if spec.adversary else None
+        if adversary is not None and adversary.after_stage is not None:
+            plan.append((scenario.role_of(name), [name], adversary.after_stage, None, True))
     for role, parties, action, number, adversarial in plan:
         timers = []
         for fault in scenario.faults:
@@ -300,9 +299,7 @@ def _seal_and_collect(
     return collected
 
 
-def _write_log_files(
-    target: Path, party: str, files: dict[str, bytes], progress: Progress
-) -> None:
+def _write_log_files(target: Path, party: str, files: dict[str, bytes], progress: Progress) -> None:
     """Write what a party handed over, refusing any path that would leave
     `target` (absolute, `..`, or through a link): the names are the party's."""
     root = target.resolve()

@@ -17,7 +17,8 @@ from parties.errors import ConfigError
 from parties.identity import check_party_name
 from parties.labels import ASSET_RE, Form
 from parties.policy import Guarantee
-from parties.roles import Holdings, Role, holdings_for, parse_role
+from parties.protocol import party_holdings
+from parties.roles import Holdings, Role, parse_role
 from protocols import get_protocol
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
@@ -97,9 +98,15 @@ class Scenario(_Strict):
     def role_of(self, party: str) -> Role:
         return parse_role(self.parties[party].role)
 
-    def holdings_of(self, party: str) -> Holdings:
+    def holdings_of(self, party: str, protocol: str) -> Holdings:
+        """What `party` holds, as `protocol` (one of the stages') declares it."""
+        return self.all_holdings_of(party)[protocol]
+
+    def all_holdings_of(self, party: str) -> dict[str, Holdings]:
         spec = self.parties[party]
-        return holdings_for(parse_role(spec.role), spec.holdings_values, f"parties.{party}")
+        protocols = {name: get_protocol(name) for name in self.protocol_names}
+        where = f"parties.{party}"
+        return party_holdings(parse_role(spec.role), spec.holdings_values, where, protocols)
 
     def policy_guarantees(self) -> list[Guarantee]:
         return [
@@ -131,7 +138,6 @@ def _check(scenario: Scenario) -> None:
             scenario.role_of(name)
         except ConfigError as exc:
             raise ConfigError(f"parties.{name}.role: {exc}") from None
-        scenario.holdings_of(name)
     protocols = {}
     for index, stage in enumerate(scenario.stages):
         if stage.protocol in protocols:
@@ -150,6 +156,8 @@ def _check(scenario: Scenario) -> None:
                 first = exc.errors()[0]
                 key = ".".join(str(p) for p in first["loc"])
                 raise ConfigError(f"stages[{index}].params.{key}: {first['msg']}") from None
+    for name in scenario.parties:
+        scenario.all_holdings_of(name)
     for name, spec in scenario.parties.items():
         if spec.adversary is None:
             continue
@@ -160,7 +168,7 @@ def _check(scenario: Scenario) -> None:
                 f"parties.{name}.adversary: unknown adversary {spec.adversary!r} "
                 f"(the scenario's protocols know: {', '.join(known) or 'none'})"
             )
-        wanted = matches[0].adversaries[spec.adversary][0]
+        wanted = matches[0].adversaries[spec.adversary].role
         if scenario.role_of(name) != wanted:
             raise ConfigError(
                 f"parties.{name}.adversary: {spec.adversary!r} is played by a {wanted}, "
@@ -176,7 +184,6 @@ def _check(scenario: Scenario) -> None:
         if unknown:
             raise ConfigError(f"guarantees[{index}].viewers: unknown party or role {unknown[0]!r}")
     actions = {action for p in protocols.values() for action in p.action_names}
-    actions |= {a for p in protocols.values() for _, a in p.adversaries.values() if a is not None}
     for index, fault in enumerate(scenario.faults):
         if fault.kill not in scenario.parties:
             raise ConfigError(f"faults[{index}].kill: no party named {fault.kill!r}")

@@ -203,7 +203,7 @@ def _datasets(
     claim = Claim("dataset attestations and exclusion proofs")
     accepted = set()
     for creator in (n for n, r in roles.items() if r == Role.MODEL_CREATOR):
-        holdings = run.scenario.holdings_of(creator)
+        holdings = run.scenario.holdings_of(creator, "attestation")
         required = getattr(holdings, "requires_exclusion", ())
         for entry, payload in run.received(creator, PROTOCOL, "dataset_attestation"):
             claim.checked += 1

@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,14 @@ from parties.directory import Directory, PartyEntry
 from parties.errors import AirlockError
 from parties.identity import PartyCredentials
 from parties.log import LOG_FILE, export_directory
+from parties.protocol import Protocol
 from parties.runtime import PartyConfig
 
 
 class PartyHost:
-    def __init__(self, config: PartyConfig) -> None:
+    def __init__(self, config: PartyConfig, resolve: Callable[[str], Protocol]) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix=f"airlock-{config.run_id}-{config.name}-"))
-        self._runtime = config.build(self._workdir)
+        self._runtime = config.build(self._workdir, resolve)
 
     def node(self) -> dict[str, Any]:
         where = {
@@ -88,9 +90,11 @@ class ControlledHost:
         {"node", "certificate_requests", "start", "join", "act", "seal", "export_log", "halt"}
     )
 
-    def __init__(self, config: PartyConfig, control_key: bytes) -> None:
+    def __init__(
+        self, config: PartyConfig, control_key: bytes, resolve: Callable[[str], Protocol]
+    ) -> None:
         self._key = control_key
-        self._host = PartyHost(config)
+        self._host = PartyHost(config, resolve)
 
     def call(self, control_key: bytes, method: str, *args: Any) -> Any:
         if not isinstance(control_key, bytes) or not hmac.compare_digest(control_key, self._key):

@@ -69,3 +69,9 @@ class ClaimFailed(AirlockError):
 class BadQuery(AirlockError):
     """A retrieval query that a database refuses: wrong length, dtype or range,
     or made for another version of the database (a stale hint)."""
+
+
+class OutOfStep(AirlockError):
+    """A message or action that the role's state does not expect now (a
+    share before the keys, a second unmask request): refused as OUT_OF_STEP,
+    never a KeyError."""

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from parties.envelope import Envelope, Header
 from parties.errors import Refused
+from parties.store import STORE_DIR
 from parties.wire import airlock_pb2 as pb
 
 LOG_FILE = "log.jsonl"
@@ -214,11 +215,14 @@ class VisibilityLog:
 
 
 def export_directory(directory: Path) -> dict[str, bytes]:
-    """The files of a log directory by relative path (blobs half-written excluded)."""
+    """The files of a log directory by relative path (blobs half-written
+    excluded). The party's own store lives beside the log and never leaves."""
     return {
         str(path.relative_to(directory)): path.read_bytes()
         for path in sorted(directory.rglob("*"))
-        if path.is_file() and ".tmp" not in path.name
+        if path.is_file()
+        and ".tmp" not in path.name
+        and path.relative_to(directory).parts[0] != STORE_DIR
     }
 
 

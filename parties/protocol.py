@@ -8,18 +8,20 @@ the parties.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from typing import Protocol as TypingProtocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel
 
 from parties.envelope import Envelope
-from parties.errors import AirlockError, Refused
+from parties.errors import AirlockError, ConfigError, OutOfStep, Refused
 from parties.labels import Form, Label, asset_matches
-from parties.roles import Holdings, Role
+from parties.roles import HOLDINGS, Holdings, Role, holdings_for
+from parties.store import PartyStore
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,21 @@ class Reply:
     payload: bytes
 
 
+class RoleState:
+    """Base of a role's typed state in one protocol: a dataclass whose
+    `phase` (an enum of the protocol's own) says where the role stands.
+    `expect` is the one check that a message or action comes in step."""
+
+    phase: enum.Enum
+
+    def expect(self, *phases: enum.Enum, doing: str) -> None:
+        if self.phase not in phases:
+            wanted = " or ".join(p.name.lower() for p in phases)
+            raise OutOfStep(
+                f"{doing} needs the role to be {wanted}, it is {self.phase.name.lower()}"
+            )
+
+
 class PartyContext(TypingProtocol):
     """What role logic may use inside a party."""
 
@@ -77,9 +94,10 @@ class PartyContext(TypingProtocol):
     role: Role
     holdings: Holdings
     adversary: str | None
-    state: dict[str, Any]
+    state: Any  # the role's RoleState when the protocol declares one, else a dict
     settings: Mapping[str, Any]
     provision: Any
+    store: PartyStore
 
     def peers(self, role: Role) -> list[str]: ...
 
@@ -96,6 +114,16 @@ class PartyContext(TypingProtocol):
     def deliver_unchecked(
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
     ) -> Envelope | None: ...
+
+
+S = TypeVar("S", bound=RoleState)
+
+
+def state_of(ctx: PartyContext, kind: type[S]) -> S:
+    """The role's typed state, as declared in `Protocol.states`."""
+    if not isinstance(ctx.state, kind):
+        raise OutOfStep(f"a {ctx.role} has no {kind.__name__} in {ctx.protocol}")
+    return ctx.state
 
 
 def sole_peer(ctx: PartyContext, role: Role) -> str:
@@ -142,15 +170,31 @@ Provision = Callable[[Mapping[str, Role], Mapping[str, Any]], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
+class Adversary:
+    """A misbehaviour a protocol knows, played by a party of `role`, kept
+    apart from the honest code. `handlers` (by step) and `actions` (by
+    name) replace the role's honest ones for the adversarial party only;
+    `after_stage`, if set, names an action run once after the stage's plan
+    (an adversary's own, or an honest one)."""
+
+    role: Role
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    actions: Mapping[str, Action] = field(default_factory=dict)
+    after_stage: str | None = None
+
+
+@dataclass(frozen=True)
 class Protocol:
     """A protocol's rules, the handlers of receiving roles and the actions of
     initiating roles. A stage runs, in order, the (role, action) pairs of
     `stage`, then `round_stage` once per round (the stage's `rounds` param),
-    then `final_stage`. An adversary is played by a role: either an action
-    run after the stage's, or (action None) a change of the role's handlers,
-    which read `ctx.adversary`.
+    then `final_stage`. `adversaries` are the misbehaviours it knows
+    (`Adversary`). `states` gives each role's typed state (a RoleState
+    factory); a role without one gets a dict.
 
-    `params`, if set, is the pydantic model a stage's params must fit.
+    `params`, if set, is the pydantic model a stage's params must fit;
+    `holdings` the holdings model of each role that holds something for
+    this protocol (a subclass of the role's own model in parties.roles).
     Parties of a role in `survives_loss_of` may die without ending the run:
     the protocol copes (e.g. contributors dropping out of a round). `report`
     turns the stage's action results into lines of the run's report.
@@ -166,11 +210,51 @@ class Protocol:
     stage: tuple[Step, ...] = ()
     round_stage: tuple[Step, ...] = ()
     final_stage: tuple[Step, ...] = ()
-    adversaries: Mapping[str, tuple[Role, str | None]] = field(default_factory=dict)
+    adversaries: Mapping[str, Adversary] = field(default_factory=dict)
+    states: Mapping[Role, Callable[[], RoleState]] = field(default_factory=dict)
+    holdings: Mapping[Role, type[Holdings]] = field(default_factory=dict)
     survives_loss_of: frozenset[Role] = frozenset()
     params: type[BaseModel] | None = None
     report: Report | None = None
     provision: Provision | None = None
+
+    def __post_init__(self) -> None:
+        """A handler for a step no rule names, or an adversary's after-stage
+        action that exists nowhere, is a mistake in the protocol's code."""
+        steps = self.steps
+        for role, schema in self.holdings.items():
+            if not issubclass(schema, HOLDINGS[role]):
+                raise ConfigError(f"{self.name}: holdings of {role} must extend its role's model")
+        for _role, step in self.handlers:
+            if step not in steps:
+                raise ConfigError(f"{self.name}: handler for {step!r}, which no rule names")
+        for name, adversary in self.adversaries.items():
+            for step in adversary.handlers:
+                if step not in steps:
+                    raise ConfigError(f"{self.name}: adversary {name} handles unknown {step!r}")
+            action = adversary.after_stage
+            if (
+                action is not None
+                and action not in adversary.actions
+                and ((adversary.role, action) not in self.actions)
+            ):
+                raise ConfigError(f"{self.name}: adversary {name} runs unknown action {action!r}")
+
+    def holdings_model(self, role: Role) -> type[Holdings]:
+        return self.holdings.get(role, HOLDINGS[role])
+
+    def handler(self, role: Role, step: str, adversary: str | None) -> Handler | None:
+        """The handler `role` runs for `step`: the adversary's, if it plays one here."""
+        played = self.adversaries.get(adversary) if adversary else None
+        if played is not None and played.role == role and step in played.handlers:
+            return played.handlers[step]
+        return self.handlers.get((role, step))
+
+    def action(self, role: Role, name: str, adversary: str | None) -> Action | None:
+        played = self.adversaries.get(adversary) if adversary else None
+        if played is not None and played.role == role and name in played.actions:
+            return played.actions[name]
+        return self.actions.get((role, name))
 
     @property
     def steps(self) -> frozenset[str]:
@@ -178,7 +262,11 @@ class Protocol:
 
     @property
     def action_names(self) -> frozenset[str]:
-        return frozenset(a for _, a in self.stage + self.round_stage + self.final_stage)
+        """Every action a stage of this protocol may run, adversaries' included."""
+        planned = {a for _, a in self.stage + self.round_stage + self.final_stage}
+        return frozenset(
+            planned | {a.after_stage for a in self.adversaries.values() if a.after_stage}
+        )
 
     def plan(self, params: Mapping[str, Any]) -> list[tuple[Role, str, int | None]]:
         """(role, action, round or None) in the order a stage runs them."""
@@ -193,3 +281,11 @@ class Protocol:
             if rule.step == step and rule.sender == sender and rule.receiver == receiver:
                 return rule
         return None
+
+
+def party_holdings(
+    role: Role, values: Mapping[str, Any], where: str, protocols: Mapping[str, Protocol]
+) -> dict[str, Holdings]:
+    """A party's holdings as each of `protocols` declares them for its role."""
+    schemas = {name: protocol.holdings_model(role) for name, protocol in protocols.items()}
+    return holdings_for(role, values, where, schemas)

@@ -10,6 +10,7 @@ in `protocols/<name>/`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -107,11 +108,34 @@ def parse_role(text: str) -> Role:
         ) from None
 
 
-def holdings_for(role: Role, values: dict[str, Any], where: str) -> Holdings:
-    """Validate a party's private inputs for its role; errors name `where`.key."""
-    try:
-        return HOLDINGS[role].model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}.{key}: {first['msg']} (role {role})") from None
+def holdings_for(
+    role: Role,
+    values: Mapping[str, Any],
+    where: str,
+    schemas: Mapping[str, type[Holdings]] | None = None,
+) -> dict[str, Holdings]:
+    """Validate a party's private inputs for its role, once per protocol:
+    `schemas` maps each active protocol to the holdings model it declares
+    for the role (a subclass of the role's own), and the result maps each
+    protocol to what its role logic sees. A key no schema knows is an
+    error; errors name `where`.key."""
+    base = HOLDINGS[role]
+    schemas = dict(schemas or {"": base})
+    known = {key for schema in (base, *schemas.values()) for key in schema.model_fields}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}: Extra inputs are not permitted: role {role} holds"
+            f" {', '.join(sorted(known)) or 'nothing'} in this scenario's protocols"
+        )
+    held = {}
+    for protocol, schema in schemas.items():
+        try:
+            held[protocol] = schema.model_validate(
+                {k: v for k, v in values.items() if k in schema.model_fields}
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{where}.{key}: {first['msg']} (role {role})") from None
+    return held

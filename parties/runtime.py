@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from parties.boundary import DEFAULT_MAX_PAYLOAD, Boundary
 from parties.directory import Directory
 from parties.envelope import Envelope
-from parties.errors import AirlockError, ConfigError, Refused, Undelivered
+from parties.errors import AirlockError, ConfigError, OutOfStep, Refused, Undelivered
 from parties.identity import PartyCredentials, PartyKeys
 from parties.labels import Form, Label
 from parties.log import DEFAULT_MAX_KEPT, Direction, Outcome, VisibilityLog
 from parties.policy import Guarantee, Policy
-from parties.protocol import Protocol
-from parties.roles import Holdings, Role, holdings_for, parse_role
+from parties.protocol import Protocol, party_holdings
+from parties.roles import Holdings, Role, parse_role
+from parties.store import PartyStore
 from parties.transport import PartyClient, PartyServer
 from parties.wire import airlock_pb2 as pb
 
@@ -57,17 +58,18 @@ class PartyConfig:
     # setup (e.g. a simulated TEE's endorsed device key); see Protocol.provision
     provisions: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, workdir: Path) -> PartyRuntime:
-        from protocols import get_protocol
-
+    def build(self, workdir: Path, resolve: Callable[[str], Protocol]) -> PartyRuntime:
+        """The party, with its protocols resolved by the host (`resolve`
+        is the registry: the runtime itself knows no protocol by name)."""
         role = parse_role(self.role)
+        protocols = {name: resolve(name) for name in self.protocols}
         return PartyRuntime(
             name=self.name,
             role=role,
             run_id=self.run_id,
             workdir=workdir,
-            holdings=holdings_for(role, self.holdings, f"parties.{self.name}"),
-            protocols={name: get_protocol(name) for name in self.protocols},
+            holdings=party_holdings(role, self.holdings, f"parties.{self.name}", protocols),
+            protocols=protocols,
             guarantees=[
                 Guarantee(name, asset, frozenset(viewers), Form.parse(form))
                 for name, asset, viewers, form in self.guarantees
@@ -96,7 +98,7 @@ class PartyRuntime:
         role: Role,
         run_id: str,
         workdir: Path,
-        holdings: Holdings,
+        holdings: Mapping[str, Holdings],
         protocols: Mapping[str, Protocol],
         guarantees: Iterable[Guarantee] = (),
         adversary: str | None = None,
@@ -117,8 +119,11 @@ class PartyRuntime:
         self.max_payload = max_payload
         self.keys = PartyKeys.generate(name)
         self.log = VisibilityLog(workdir, name, run_id, self.keys.sign, max_kept)
+        self.store = PartyStore(workdir, name)  # beside the log; never exported
         self.scenario_sha256 = scenario_sha256
-        self.state: dict[str, dict[str, Any]] = {p: {} for p in protocols}
+        self.state: dict[str, Any] = {
+            name: protocol.states.get(role, dict)() for name, protocol in protocols.items()
+        }
         self._stage = Stage.CREATED
         self._server: PartyServer | None = None
         self._client: PartyClient | None = None
@@ -213,8 +218,9 @@ class PartyRuntime:
         try:
             raw_reply = self._client.send(receiver, address, envelope)
         except Refused as refusal:
-            # A handler failure comes after admission: the envelope was delivered.
-            outcome = Outcome.DELIVERED if refusal.reason == pb.HANDLER_FAILED else Outcome.REFUSED
+            # A handler's refusal comes after admission: the envelope was delivered.
+            after = refusal.reason in (pb.HANDLER_FAILED, pb.OUT_OF_STEP)
+            outcome = Outcome.DELIVERED if after else Outcome.REFUSED
             self.log.record(
                 direction=Direction.OUT,
                 outcome=outcome,
@@ -253,11 +259,13 @@ class PartyRuntime:
         envelope = self.boundary.admit(tls_peer, messages)
         header = envelope.header
         protocol = self.policy.protocols[header.protocol]
-        handler = protocol.handlers.get((self.role, header.step))
+        handler = protocol.handler(self.role, header.step, self.adversary)
         if handler is None:  # nothing to do: the log already holds what arrived
             return None
         try:
             reply = handler(self.context(header.protocol), envelope)
+        except OutOfStep as exc:
+            raise Refused(pb.OUT_OF_STEP, f"{header.step} refused: {exc}") from exc
         except AirlockError as exc:  # the role's own reason, meant to be told
             raise Refused(pb.HANDLER_FAILED, f"{header.step} refused: {exc}") from exc
         except Exception as exc:  # a party never crashes on input; internals stay inside
@@ -302,7 +310,7 @@ class PartyRuntime:
         spec = self.policy.protocols.get(protocol)
         if spec is None:
             raise ConfigError(f"protocol {protocol!r} is not active in this run")
-        function = spec.actions.get((self.role, action))
+        function = spec.action(self.role, action, self.adversary)
         if function is None:
             raise ConfigError(f"{protocol} has no action {action!r} for role {self.role}")
         return function(self.context(protocol), params or {})
@@ -316,13 +324,15 @@ class ProtocolContext:
         self.protocol = protocol
         self.name = runtime.name
         self.role = runtime.role
-        self.holdings = runtime.holdings
+        self.holdings = runtime.holdings[protocol]
         self.adversary = runtime.adversary
         self.state = runtime.state[protocol]
         # the scenario's params for this protocol's stage, as this party was
         # configured: trust these, not a peer's word, for privacy settings
         self.settings: Mapping[str, Any] = runtime.settings[protocol]
         self.provision: Any = runtime.provisions.get(protocol)
+        # what this party keeps between stages, shared by its protocols
+        self.store = runtime.store
 
     def peers(self, role: Role) -> list[str]:
         return self._runtime.directory.with_role(role)

@@ -41,6 +41,7 @@ STATUS_OF_REFUSAL = {
     pb.GUARANTEE_VIOLATED: grpc.StatusCode.PERMISSION_DENIED,
     pb.HANDLER_FAILED: grpc.StatusCode.ABORTED,
     pb.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    pb.OUT_OF_STEP: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 # Called with (TLS peer name, raw request messages); returns a reply or None.

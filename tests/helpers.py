@@ -26,7 +26,8 @@ from parties.identity import RunAuthority, issue_credentials
 from parties.labels import Form
 from parties.log import GENESIS, LOG_FILE, entry_hash
 from parties.policy import Guarantee
-from parties.roles import Role, holdings_for
+from parties.protocol import party_holdings
+from parties.roles import Role
 from parties.runtime import PartyRuntime
 from protocols import get_protocol
 
@@ -80,7 +81,7 @@ def start_parties(
             role=role,
             run_id=run_id,
             workdir=tmp / name,
-            holdings=holdings_for(role, held, name),
+            holdings=party_holdings(role, held, name, {protocol: get_protocol(protocol)}),
             protocols={protocol: get_protocol(protocol)},
             guarantees=[PROMPT_GUARANTEE],
             max_payload=max_payload,

@@ -40,7 +40,7 @@ def test_builtin_default_resolves_by_name() -> None:
 
 def test_minimal_scenario_parses() -> None:
     scenario = parse_scenario(MINIMAL, "mini.toml")
-    assert scenario.holdings_of("alice").prompts == ("hi",)  # type: ignore[attr-defined]
+    assert scenario.holdings_of("alice", "walkthrough").prompts == ("hi",)  # type: ignore[attr-defined]
 
 
 BAD = {

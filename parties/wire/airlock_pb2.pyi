@@ -36,6 +36,7 @@ class RefusalReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GUARANTEE_VIOLATED: _ClassVar[RefusalReason]
     HANDLER_FAILED: _ClassVar[RefusalReason]
     OVERLOADED: _ClassVar[RefusalReason]
+    OUT_OF_STEP: _ClassVar[RefusalReason]
 FORM_UNSPECIFIED: Form
 PLAINTEXT: Form
 AGGREGATE: Form
@@ -60,6 +61,7 @@ RULE_NOT_PERMITTED: RefusalReason
 GUARANTEE_VIOLATED: RefusalReason
 HANDLER_FAILED: RefusalReason
 OVERLOADED: RefusalReason
+OUT_OF_STEP: RefusalReason
 
 class Label(_message.Message):
     __slots__ = ("asset", "form")

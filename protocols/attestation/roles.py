@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from parties.envelope import Envelope
 from parties.errors import ClaimFailed, ConfigError, Refused
 from parties.labels import Form, Label
-from parties.protocol import PartyContext, Protocol, Reply
+from parties.protocol import Adversary, PartyContext, Protocol, Reply
 from parties.roles import DataContributor, ModelCreator, Role
 from protocols.attestation.adversaries import (
     UNATTESTED_DATASET,
@@ -506,12 +506,12 @@ PROTOCOL = Protocol(
     ),
     params=Settings,
     adversaries={
-        "hide_excluded": (Role.DATA_CONTRIBUTOR, None),
-        "forge_statement": (Role.DATA_CONTRIBUTOR, None),
-        "unattested_dataset": (Role.MODEL_CREATOR, None),
-        "swap_model": (Role.DEPLOYER, None),
-        "rewrite_history": (Role.LEDGER, None),
-        "log_unverified": (Role.LEDGER, None),
-        "split_view": (Role.LEDGER, None),
+        "hide_excluded": Adversary(Role.DATA_CONTRIBUTOR),
+        "forge_statement": Adversary(Role.DATA_CONTRIBUTOR),
+        "unattested_dataset": Adversary(Role.MODEL_CREATOR),
+        "swap_model": Adversary(Role.DEPLOYER),
+        "rewrite_history": Adversary(Role.LEDGER),
+        "log_unverified": Adversary(Role.LEDGER),
+        "split_view": Adversary(Role.LEDGER),
     },
 )

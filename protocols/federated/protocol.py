@@ -3,7 +3,7 @@ actions of each role (roles.py), the adversaries it knows (adversaries.py)."""
 
 from __future__ import annotations
 
-from parties.protocol import Protocol
+from parties.protocol import Adversary, Protocol
 from protocols.federated import adversaries
 from protocols.federated.report import report
 from protocols.federated.roles import (
@@ -66,9 +66,12 @@ PROTOCOL = Protocol(
     report=report,
     adversaries={
         **{
-            name: (CONTRIBUTOR, None)
+            name: Adversary(CONTRIBUTOR)
             for name in ("unmasked_update", "mislabeled_update", *FAULTY_UPDATES)
         },
-        **{name: (AGGREGATOR, action) for name, action in adversaries.PLAYED_BY.items()},
+        **{
+            name: Adversary(AGGREGATOR, after_stage=action)
+            for name, action in adversaries.PLAYED_BY.items()
+        },
     },
 )

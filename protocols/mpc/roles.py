@@ -33,7 +33,15 @@ from models.corpus import pretrained_model
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
-from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply, attempt, sole_peer
+from parties.protocol import (
+    FINGERPRINTS,
+    Adversary,
+    PartyContext,
+    Protocol,
+    Reply,
+    attempt,
+    sole_peer,
+)
 from parties.roles import Role
 from protocols.mpc import communicator, dealer
 from protocols.mpc.communicator import pack_tensors, unpack_tensors
@@ -258,6 +266,6 @@ PROTOCOL = Protocol(
         (Role.DEPLOYER, "leak_share"): leak_share,
     },
     stage=((CREATOR, "share_weights"), (USER, "generate")),
-    adversaries={"leak_share": (Role.DEPLOYER, "leak_share")},
+    adversaries={"leak_share": Adversary(Role.DEPLOYER, after_stage="leak_share")},
     params=Settings,
 )

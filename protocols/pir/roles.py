@@ -40,7 +40,7 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError, BadQuery
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply, attempt
+from parties.protocol import FINGERPRINTS, Adversary, PartyContext, Protocol, Reply, attempt
 from parties.roles import ExternalDatabase
 from protocols.pir import records, xor
 from protocols.pir.adversaries import DATABASE_ADVERSARIES, declared_batch, served_answers
@@ -354,10 +354,10 @@ PROTOCOL = Protocol(
     },
     stage=((DATABASE, "build_index"), (USER, "retrieve")),
     adversaries={
-        "plaintext_query": (USER, "send_plaintext_query"),
-        "replay_query": (USER, None),
-        "update_corpus": (DATABASE, None),
-        **{name: (DATABASE, None) for name in DATABASE_ADVERSARIES},
+        "plaintext_query": Adversary(USER, after_stage="send_plaintext_query"),
+        "replay_query": Adversary(USER),
+        "update_corpus": Adversary(DATABASE),
+        **{name: Adversary(DATABASE) for name in DATABASE_ADVERSARIES},
     },
     params=Settings,
 )

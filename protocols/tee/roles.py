@@ -36,7 +36,7 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import FINGERPRINTS, PartyContext, Protocol, Reply, sole_peer
+from parties.protocol import FINGERPRINTS, Adversary, PartyContext, Protocol, Reply, sole_peer
 from protocols.attestation.receipts import check_receipt
 from protocols.attestation.statements import (
     PartySigner,
@@ -187,9 +187,7 @@ def _attest(ctx: PartyContext, deployer: str, verifier: str) -> AttestedEnclave:
     try:
         return AttestedEnclave(
             bytes.fromhex(result["hpke_public_key"]),
-            ed25519.Ed25519PublicKey.from_public_bytes(
-                bytes.fromhex(result["receipt_public_key"])
-            ),
+            ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(result["receipt_public_key"])),
             bytes.fromhex(result["model_root"]),
             str(result["vendor_root_sha256"]),
         )
@@ -335,12 +333,12 @@ PROTOCOL = Protocol(
     },
     stage=((CREATOR, "release_model"), (DEPLOYER, "launch_enclave"), (USER, "ask")),
     adversaries={
-        "swap_model": (DEPLOYER, None),
-        "modified_code": (DEPLOYER, None),
-        "replay_quote": (DEPLOYER, None),
-        "rogue_vendor": (DEPLOYER, "show_opened_prompts"),
-        "unattested_receipt_key": (ENCLAVE, None),
-        "mislabeled_answer": (ENCLAVE, None),
+        "swap_model": Adversary(DEPLOYER),
+        "modified_code": Adversary(DEPLOYER),
+        "replay_quote": Adversary(DEPLOYER),
+        "rogue_vendor": Adversary(DEPLOYER, after_stage="show_opened_prompts"),
+        "unattested_receipt_key": Adversary(ENCLAVE),
+        "mislabeled_answer": Adversary(ENCLAVE),
     },
     params=Settings,
     provision=provision,

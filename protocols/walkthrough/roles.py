@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from parties.envelope import Envelope
 from parties.labels import Form, Label
-from parties.protocol import PartyContext, Protocol, Reply, attempt
+from parties.protocol import Adversary, PartyContext, Protocol, Reply, attempt
 from parties.roles import DataContributor, EndUser, ExternalDatabase, ModelCreator, Role
 from protocols.walkthrough.rules import NAME, RULES
 
@@ -193,10 +193,10 @@ PROTOCOL = Protocol(
         (Role.END_USER, "send_prompt"),
     ),
     adversaries={
-        "plaintext_prompt": (Role.END_USER, "plaintext_prompt"),
-        "leaked_prompt": (Role.END_USER, "leaked_prompt"),
-        "mislabeled_prompt": (Role.END_USER, "mislabeled_prompt"),
-        "forward_prompt": (Role.DEPLOYER, "forward_prompt"),
-        "tainted_catalog": (Role.EXTERNAL_DATABASE, None),
+        "plaintext_prompt": Adversary(Role.END_USER, after_stage="plaintext_prompt"),
+        "leaked_prompt": Adversary(Role.END_USER, after_stage="leaked_prompt"),
+        "mislabeled_prompt": Adversary(Role.END_USER, after_stage="mislabeled_prompt"),
+        "forward_prompt": Adversary(Role.DEPLOYER, after_stage="forward_prompt"),
+        "tainted_catalog": Adversary(Role.EXTERNAL_DATABASE),
     },
 )

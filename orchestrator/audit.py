@@ -7,7 +7,8 @@ Claims, checked in this order:
 2. sender signatures: every admitted envelope's header verifies with its
    sender's key, and the log entry says what the header says;
 3. deliveries agree: both sides of every delivery or refusal logged the same
-   header digest;
+   header digest (a sender logs `sending` before an envelope leaves, so one
+   killed mid-send still has the twin of what its receiver admitted);
 4. guarantees: the visibility matrix (party x asset -> most revealing form
    that reached it) respects each guarantee of the scenario. What reached a
    party is what it admitted and also what it says it refused once the
@@ -360,7 +361,8 @@ def _check_agreement(logs: dict[str, list[dict[str, Any]]]) -> Claim:
             elif entry["direction"] == Direction.IN and outcome == Outcome.ADMITTED:
                 claim.checked += 1
                 theirs = seen.get((peer, Direction.OUT, digest))
-                if theirs not in (Outcome.DELIVERED, Outcome.REPLIED):
+                # `sending` alone: the sender died after the envelope left
+                if theirs not in (Outcome.DELIVERED, Outcome.REPLIED, Outcome.SENDING):
                     claim.fail(
                         name,
                         entry["index"],
@@ -369,14 +371,18 @@ def _check_agreement(logs: dict[str, list[dict[str, Any]]]) -> Claim:
     return claim
 
 
-def _reached(entry: dict[str, Any]) -> bool:
+def _reached(entry: dict[str, Any], settled: set[str]) -> bool:
     """Whether this entry shows an envelope reaching its receiver (the log's
-    owner for an incoming entry, its peer for an outgoing one)."""
+    owner for an incoming entry, its peer for an outgoing one). `settled`:
+    the header digests whose outcome the same log records after `sending`;
+    a `sending` entry with none (the sender died mid-send) may have left."""
     direction, outcome = entry.get("direction"), entry.get("outcome")
     if direction == Direction.IN:
         return outcome == Outcome.ADMITTED or (
             outcome == Outcome.REFUSED and entry.get("refusal") in _AUTHENTICATED_REFUSALS
         )
+    if outcome == Outcome.SENDING:
+        return entry.get("header_sha256") not in settled
     return direction == Direction.OUT and outcome in _LEFT
 
 
@@ -390,8 +396,13 @@ def _visibility(logs: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, dict[s
     first_seen: Seen = {}
     for name, entries in logs.items():
         matrix[name]
+        settled = {
+            e.get("header_sha256", "")
+            for e in entries
+            if e.get("direction") == Direction.OUT and e.get("outcome") != Outcome.SENDING
+        }
         for entry in entries:
-            if not _reached(entry):
+            if not _reached(entry, settled):
                 continue
             receiver = name if entry.get("direction") == Direction.IN else entry.get("peer", "")
             if receiver not in logs:

@@ -1,10 +1,17 @@
 """The boundary: the one path by which envelopes leave and enter a party.
 
+It owns the whole delivery in both directions: `send` (seal, log, transport,
+the peer's answer, the reply) and `receive` (admit, hand to the role, seal
+and log the reply). The runtime only says which role logic runs.
+
 Outgoing envelopes are signed with a fresh sequence number, and withheld
 unless the active protocol's rules and the scenario's guarantees permit them:
 a party's own boundary stops it leaking what a peer asked for but may not
-see (a peer's word never relaxes this party's settings). Incoming ones are
-admitted only after the four checks of DESIGN.md, in this order:
+see (a peer's word never relaxes this party's settings). A permitted one is
+logged as `sending` before it leaves, so a sender killed mid-send still has
+the entry that the receiver's twin matches; its outcome follows as a second
+entry. Incoming ones are admitted only after the four checks of DESIGN.md,
+in this order:
 
 1. the TLS peer is the party named as sender;
 2. the signature verifies with the sender's key and the sequence number is
@@ -26,7 +33,7 @@ import hashlib
 import itertools
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from cryptography.exceptions import InvalidSignature
 
@@ -41,17 +48,24 @@ from parties.envelope import (
     read_payload,
     signed_message,
 )
-from parties.errors import Refused
+from parties.errors import Refused, Undelivered
 from parties.identity import PartyKeys
 from parties.labels import Label
 from parties.log import Direction, Outcome, VisibilityLog
 from parties.policy import Policy
+from parties.protocol import Reply
+from parties.transport import PartyClient
 from parties.wire import airlock_pb2 as pb
 
 DEFAULT_MAX_PAYLOAD = 256 << 20
 # deliveries one peer may have in progress at once (the server has 16 threads):
 # a flooding peer cannot take every thread from the others
 PEER_CONCURRENCY = 8
+# refusals a receiver gives after it admitted the envelope: it was delivered
+AFTER_ADMISSION = frozenset({pb.HANDLER_FAILED, pb.OUT_OF_STEP})
+# the role logic that receives an admitted envelope; raises Refused for a
+# refusal that comes after admission, returns the reply or None
+Dispatch = Callable[[Envelope], Reply | None]
 
 
 class ReplayGuard:
@@ -91,9 +105,11 @@ class Boundary:
         directory: Directory,
         policy: Policy,
         log: VisibilityLog,
+        client: PartyClient,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         self.party = party
+        self.client = client
         self.run_id = run_id
         self.keys = keys
         self.directory = directory
@@ -157,7 +173,86 @@ class Boundary:
                 raise
         return envelope
 
+    def send(
+        self,
+        receiver: str,
+        protocol: str,
+        step: str,
+        labels: Iterable[Label],
+        payload: bytes,
+        session: str = "",
+        check: bool = True,
+    ) -> Envelope | None:
+        """Seal, log and send one envelope; return the admitted reply, if any.
+        Raises Refused (withheld by this boundary, or refused by the
+        receiver's) or Undelivered; the log records each."""
+        envelope = self.seal(receiver, protocol, step, labels, payload, session, check=check)
+        self.log.record(
+            direction=Direction.OUT, outcome=Outcome.SENDING, peer=receiver, envelope=envelope
+        )
+        try:
+            raw_reply = self.client.send(receiver, self.directory.entry(receiver).address, envelope)
+        except Refused as refusal:
+            after = refusal.reason in AFTER_ADMISSION
+            self.log.record(
+                direction=Direction.OUT,
+                outcome=Outcome.DELIVERED if after else Outcome.REFUSED,
+                peer=receiver,
+                envelope=envelope,
+                refusal=refusal.reason_name,
+                detail=refusal.detail,
+            )
+            raise
+        except Undelivered as error:
+            self.log.record(
+                direction=Direction.OUT,
+                outcome=Outcome.UNDELIVERED,
+                peer=receiver,
+                envelope=envelope,
+                detail=str(error),
+            )
+            raise
+        self.log.record(
+            direction=Direction.OUT, outcome=Outcome.DELIVERED, peer=receiver, envelope=envelope
+        )
+        if not raw_reply:
+            return None
+        # The channel's TLS target name is the receiver, so the replying peer is it.
+        return self.admit(receiver, iter(raw_reply), answering=step)
+
     # -- incoming ---------------------------------------------------------
+
+    def receive(
+        self, tls_peer: str, messages: Iterator[bytes], dispatch: Dispatch, check_reply: bool
+    ) -> Envelope | None:
+        """Admit one delivery, hand it to the role (`dispatch`) and seal its
+        reply. `check_reply` is false only for an adversarial party, whose
+        handlers are its own code and bypass its own boundary."""
+        with self.peer_slot(tls_peer):
+            envelope = self.admit(tls_peer, messages)
+            header = envelope.header
+            answer = dispatch(envelope)
+            if answer is None:
+                return None
+            try:
+                reply = self.seal(
+                    header.sender,
+                    header.protocol,
+                    answer.step,
+                    answer.labels,
+                    answer.payload,
+                    header.session_id,
+                    answering=header.step,
+                    check=check_reply,
+                )
+            except Refused as refusal:
+                raise Refused(
+                    pb.HANDLER_FAILED, f"{header.step} reply withheld by {self.party}: {refusal}"
+                ) from None
+            self.log.record(
+                direction=Direction.OUT, outcome=Outcome.REPLIED, peer=header.sender, envelope=reply
+            )
+            return reply
 
     @contextlib.contextmanager
     def peer_slot(self, tls_peer: str) -> Iterator[None]:

@@ -46,6 +46,7 @@ class Direction(enum.StrEnum):
 class Outcome(enum.StrEnum):
     ADMITTED = "admitted"  # in: passed the boundary
     REFUSED = "refused"  # in: refused by me; out: refused by the peer
+    SENDING = "sending"  # out: about to leave (its outcome is a later entry)
     DELIVERED = "delivered"  # out: the peer admitted it
     REPLIED = "replied"  # out: sent as a reply; the peer's log records its fate
     UNDELIVERED = "undelivered"  # out: never reached the peer's boundary

@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from parties.boundary import DEFAULT_MAX_PAYLOAD, Boundary
 from parties.directory import Directory
 from parties.envelope import Envelope
-from parties.errors import AirlockError, ConfigError, OutOfStep, Refused, Undelivered
+from parties.errors import AirlockError, ConfigError, OutOfStep, Refused
 from parties.identity import PartyCredentials, PartyKeys
 from parties.labels import Form, Label
-from parties.log import DEFAULT_MAX_KEPT, Direction, Outcome, VisibilityLog
+from parties.log import DEFAULT_MAX_KEPT, VisibilityLog
 from parties.policy import Guarantee, Policy
-from parties.protocol import Protocol, party_holdings
+from parties.protocol import Protocol, Reply, party_holdings
 from parties.roles import Holdings, Role, parse_role
 from parties.store import PartyStore
 from parties.transport import PartyClient, PartyServer
@@ -159,6 +159,8 @@ class PartyRuntime:
             "scenario_sha256": self.scenario_sha256,
             "ca_sha256": directory.ca_fingerprint,
         }
+        if self._client is None:
+            raise AirlockError(f"party {self.name} joins before it listens")
         self._boundary = Boundary(
             party=self.name,
             run_id=self.run_id,
@@ -166,6 +168,7 @@ class PartyRuntime:
             directory=directory,
             policy=self.policy,
             log=self.log,
+            client=self._client,
             max_payload=self.max_payload,
         )
         self._stage = Stage.JOINED
@@ -205,65 +208,31 @@ class PartyRuntime:
         session: str = "",
         check: bool = True,
     ) -> Envelope | None:
-        """Sign, log and send one envelope; return the admitted reply, if any.
-        Raises Refused (withheld by this party's own boundary, or refused by
-        the receiver's) or Undelivered; the log records each. `check=False`
-        is for adversaries only: they bypass their own party's boundary."""
+        """Send one envelope through the boundary; the admitted reply, if any.
+        `check=False` is for adversaries only: they bypass their own party's
+        boundary."""
         self._require(Stage.JOINED)
-        assert self._client is not None
-        envelope = self.boundary.seal(
-            receiver, protocol, step, labels, payload, session, check=check
-        )
-        address = self.directory.entry(receiver).address
-        try:
-            raw_reply = self._client.send(receiver, address, envelope)
-        except Refused as refusal:
-            # A handler's refusal comes after admission: the envelope was delivered.
-            after = refusal.reason in (pb.HANDLER_FAILED, pb.OUT_OF_STEP)
-            outcome = Outcome.DELIVERED if after else Outcome.REFUSED
-            self.log.record(
-                direction=Direction.OUT,
-                outcome=outcome,
-                peer=receiver,
-                envelope=envelope,
-                refusal=refusal.reason_name,
-                detail=refusal.detail,
-            )
-            raise
-        except Undelivered as error:
-            self.log.record(
-                direction=Direction.OUT,
-                outcome=Outcome.UNDELIVERED,
-                peer=receiver,
-                envelope=envelope,
-                detail=str(error),
-            )
-            raise
-        self.log.record(
-            direction=Direction.OUT, outcome=Outcome.DELIVERED, peer=receiver, envelope=envelope
-        )
-        if not raw_reply:
-            return None
-        # The channel's TLS target name is the receiver, so the replying peer is it.
-        return self.boundary.admit(receiver, iter(raw_reply), answering=step)
+        return self.boundary.send(receiver, protocol, step, labels, payload, session, check)
 
     # -- receiving ----------------------------------------------------------
 
     def _on_delivery(self, tls_peer: str, messages: Iterator[bytes]) -> Envelope | None:
         if not self._joined.wait(timeout=30):
             raise Refused(pb.WRONG_DESTINATION, f"{self.name} has not joined the run")
-        with self.boundary.peer_slot(tls_peer):
-            return self._admit_and_handle(tls_peer, messages)
+        # an adversary's handlers are its own code: its replies bypass its boundary
+        return self.boundary.receive(
+            tls_peer, messages, self._dispatch, check_reply=self.adversary is None
+        )
 
-    def _admit_and_handle(self, tls_peer: str, messages: Iterator[bytes]) -> Envelope | None:
-        envelope = self.boundary.admit(tls_peer, messages)
+    def _dispatch(self, envelope: Envelope) -> Reply | None:
+        """Run the role's handler for an admitted envelope."""
         header = envelope.header
         protocol = self.policy.protocols[header.protocol]
         handler = protocol.handler(self.role, header.step, self.adversary)
         if handler is None:  # nothing to do: the log already holds what arrived
             return None
         try:
-            reply = handler(self.context(header.protocol), envelope)
+            return handler(self.context(header.protocol), envelope)
         except OutOfStep as exc:
             raise Refused(pb.OUT_OF_STEP, f"{header.step} refused: {exc}") from exc
         except AirlockError as exc:  # the role's own reason, meant to be told
@@ -271,31 +240,6 @@ class PartyRuntime:
         except Exception as exc:  # a party never crashes on input; internals stay inside
             logger.exception("%s: handler %s.%s failed", self.name, header.protocol, header.step)
             raise Refused(pb.HANDLER_FAILED, f"{header.step} could not be processed") from exc
-        if reply is None:
-            return None
-        try:
-            # an adversary's handlers are its own code: it bypasses its boundary
-            reply_envelope = self.boundary.seal(
-                header.sender,
-                header.protocol,
-                reply.step,
-                reply.labels,
-                reply.payload,
-                header.session_id,
-                answering=header.step,
-                check=self.adversary is None,
-            )
-        except Refused as refusal:
-            raise Refused(
-                pb.HANDLER_FAILED, f"{header.step} reply withheld by {self.name}: {refusal}"
-            ) from None
-        self.log.record(
-            direction=Direction.OUT,
-            outcome=Outcome.REPLIED,
-            peer=header.sender,
-            envelope=reply_envelope,
-        )
-        return reply_envelope
 
     # -- protocol actions ---------------------------------------------------
 

@@ -79,7 +79,8 @@ def test_admitted_delivery_and_reply_are_logged_on_both_sides(parties: Parties) 
     db_entries, _ = read_entries(parties["guidelines_db"].log.directory, "guidelines_db")
     alice_entries, _ = read_entries(parties["alice"].log.directory, "alice")
     received, replied = db_entries
-    sent, reply_in = alice_entries
+    sending, sent, reply_in = alice_entries
+    assert (sending["outcome"], sending["header_sha256"]) == ("sending", sent["header_sha256"])
     assert (received["direction"], received["outcome"], received["peer"]) == (
         "in",
         "admitted",
@@ -94,6 +95,29 @@ def test_admitted_delivery_and_reply_are_logged_on_both_sides(parties: Parties) 
     assert replied["header_sha256"] == reply_in["header_sha256"]
     alice_blob = parties["alice"].log.directory / BLOB_DIR / reply_in["payload_sha256"]
     assert alice_blob.read_bytes() == reply.payload
+
+
+def test_the_sender_logs_an_envelope_before_it_leaves(parties: Parties) -> None:
+    """When the receiver admits an envelope, the sender's log already holds
+    it: a sender killed mid-send leaves an entry that the receiver's twin
+    matches (the audit's "deliveries agree" then holds)."""
+    receiver = parties["guidelines_db"].boundary
+    admit, seen_by_sender = receiver.admit, []
+
+    def admit_and_look(*args, **kwargs):
+        envelope = admit(*args, **kwargs)
+        entries, _ = read_entries(parties["alice"].log.directory, "alice")
+        seen_by_sender.append((entries[-1], envelope.header_sha256))
+        return envelope
+
+    receiver.admit = admit_and_look  # type: ignore[method-assign]
+    parties["alice"].deliver("guidelines_db", "walkthrough", "catalog_request", CATALOG, b"{}")
+    (entry, digest), *_ = seen_by_sender
+    assert (entry["direction"], entry["outcome"], entry["header_sha256"]) == (
+        "out",
+        "sending",
+        digest,
+    )
 
 
 def _malformed_bytes(parties: Parties) -> Refused:

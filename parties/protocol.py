@@ -126,6 +126,16 @@ def state_of(ctx: PartyContext, kind: type[S]) -> S:
     return ctx.state
 
 
+H = TypeVar("H", bound=Holdings)
+
+
+def holdings_as(ctx: PartyContext, kind: type[H]) -> H:
+    """The party's holdings as this protocol declares them (`Protocol.holdings`)."""
+    if not isinstance(ctx.holdings, kind):
+        raise ConfigError(f"{ctx.protocol} declares no {kind.__name__} for a {ctx.role}")
+    return ctx.holdings
+
+
 def sole_peer(ctx: PartyContext, role: Role) -> str:
     """The one party of `role` in the run; a clear error if there is not exactly one."""
     peers = ctx.peers(role)

@@ -1,0 +1,15 @@
+"""The announce protocol, assembled: a later stage that uses what the
+collector kept from the tally."""
+
+from parties.protocol import Protocol
+from parties.roles import Role
+from tests.toy import roles
+from tests.toy.rules import RULES_ANNOUNCE, Step
+
+PROTOCOL = Protocol(
+    name="announce",
+    rules=RULES_ANNOUNCE,
+    handlers={(Role.END_USER, Step.TOTAL): roles.on_total},
+    actions={(Role.MODEL_CREATOR, "announce"): roles.announce},
+    stage=((Role.MODEL_CREATOR, "announce"),),
+)

@@ -1,0 +1,21 @@
+"""The tally protocol, assembled."""
+
+from parties.protocol import Protocol
+from parties.roles import Role
+from tests.toy import roles
+from tests.toy.adversaries import ADVERSARIES
+from tests.toy.rules import RULES_TALLY, Step
+
+PROTOCOL = Protocol(
+    name="tally",
+    rules=RULES_TALLY,
+    handlers={(Role.MODEL_CREATOR, Step.COUNT): roles.on_count},
+    actions={
+        (Role.DATA_CONTRIBUTOR, "send_count"): roles.send_count,
+        (Role.MODEL_CREATOR, "close"): roles.close,
+    },
+    stage=((Role.DATA_CONTRIBUTOR, "send_count"), (Role.MODEL_CREATOR, "close")),
+    adversaries=ADVERSARIES,
+    states={Role.MODEL_CREATOR: roles.CollectorState},
+    holdings={Role.DATA_CONTRIBUTOR: roles.Contributor},
+)

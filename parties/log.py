@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from parties.envelope import Envelope, Header
-from parties.errors import Refused
+from parties.errors import AirlockError, Refused
 from parties.store import STORE_DIR
 from parties.wire import airlock_pb2 as pb
 
@@ -36,6 +36,11 @@ GENESIS = "0" * 64
 HEAD_CONTEXT = b"airlock-log-head-v1\x00"
 DEFAULT_MAX_KEPT = 4 << 30  # bytes of payload blobs a party keeps at most
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class LogSealed(AirlockError):
+    """An entry after the party signed its log's head (a delivery racing the
+    end of the run): refused, never appended."""
 
 
 class Direction(enum.StrEnum):
@@ -151,12 +156,11 @@ class VisibilityLog:
             "refusal": refusal,
             "detail": detail,
         }
-        if keep:
-            assert envelope is not None
+        if keep and envelope is not None:
             self._store_blob(envelope.payload, entry["payload_sha256"])
         with self._lock:
             if self._sealed:
-                raise RuntimeError(f"log of {self.party} is sealed")
+                raise LogSealed(f"log of {self.party} is sealed: the run has ended for it")
             entry = {"index": self._count, **entry, "prev": self._head}
             entry["hash"] = entry_hash(entry)
             self._file.write(json.dumps(entry, sort_keys=True) + "\n")

@@ -185,12 +185,15 @@ class Adversary:
     apart from the honest code. `handlers` (by step) and `actions` (by
     name) replace the role's honest ones for the adversarial party only;
     `after_stage`, if set, names an action run once after the stage's plan
-    (an adversary's own, or an honest one)."""
+    (an adversary's own, or an honest one). `state`, if set, replaces the
+    role's state for that party: a subclass of the honest one, so the honest
+    handlers it keeps still find theirs, with what the adversary remembers."""
 
     role: Role
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     actions: Mapping[str, Action] = field(default_factory=dict)
     after_stage: str | None = None
+    state: Callable[[], RoleState] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,13 @@ class Protocol:
 
     def holdings_model(self, role: Role) -> type[Holdings]:
         return self.holdings.get(role, HOLDINGS[role])
+
+    def new_state(self, role: Role, adversary: str | None) -> Any:
+        """A party's fresh state: the adversary's, if it plays one with its own here."""
+        played = self.adversaries.get(adversary) if adversary else None
+        if played is not None and played.role == role and played.state is not None:
+            return played.state()
+        return self.states.get(role, dict)()
 
     def handler(self, role: Role, step: str, adversary: str | None) -> Handler | None:
         """The handler `role` runs for `step`: the adversary's, if it plays one here."""

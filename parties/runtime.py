@@ -122,7 +122,7 @@ class PartyRuntime:
         self.store = PartyStore(workdir, name)  # beside the log; never exported
         self.scenario_sha256 = scenario_sha256
         self.state: dict[str, Any] = {
-            name: protocol.states.get(role, dict)() for name, protocol in protocols.items()
+            name: protocol.new_state(role, adversary) for name, protocol in protocols.items()
         }
         self._stage = Stage.CREATED
         self._server: PartyServer | None = None

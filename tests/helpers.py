@@ -65,11 +65,13 @@ def start_parties(
     holdings: dict[str, dict] | None = None,
     settings: dict[str, Any] | None = None,
     provisions: dict[str, Any] | None = None,
+    adversaries: dict[str, str] | None = None,
 ) -> Parties:
     """Parties of `roles` speaking `protocol`, each with its own gRPC server;
     `holdings` (party -> values) replaces the default holdings, `settings`
     are the stage params every party is configured with, `provisions`
-    (party -> material) what the protocol's provision would hand each."""
+    (party -> material) what the protocol's provision would hand each,
+    `adversaries` (party -> name) what each adversarial party plays."""
     run_id = "testrun"
     authority = RunAuthority(run_id)
     runtimes, entries = {}, []
@@ -87,6 +89,7 @@ def start_parties(
             max_payload=max_payload,
             settings={protocol: settings or {}},
             provisions={protocol: (provisions or {})[name]} if name in (provisions or {}) else {},
+            adversary=(adversaries or {}).get(name),
         )
         credentials = issue_credentials(authority, name, runtime.certificate_requests())
         address = runtime.start(credentials, "127.0.0.1")

@@ -13,13 +13,12 @@ Steps (sender -> receiver: labels):
                       which only a scenario whose guarantees allow it will admit)
 - prompt_receipt      deployer -> end_user (reply): prompt:{receiver} as digest
 
-Adversaries a scenario can switch on: `plaintext_prompt` (the end user is made
-to send its prompt in the clear), `forward_prompt` (the deployer passes a
-prompt on to the external database), `mislabeled_prompt` (the end user sends
-its prompt in the clear but labels it ciphertext: admitted, and caught by the
-audit's content scan).
+Files: rules.py (the steps, what may cross), roles.py (each role's honest
+logic and typed state), adversaries.py (what a scenario can switch on:
+plaintext_prompt, leaked_prompt, mislabeled_prompt, forward_prompt,
+tainted_catalog), protocol.py (the protocol, assembled), tests/.
 """
 
-from protocols.walkthrough.roles import PROTOCOL
+from protocols.walkthrough.protocol import PROTOCOL
 
 __all__ = ["PROTOCOL"]

@@ -12,6 +12,7 @@ from parties.errors import Refused
 from parties.labels import Form, Label
 from parties.log import BLOB_DIR, read_entries
 from parties.wire import airlock_pb2 as pb
+from protocols.walkthrough.roles import CreatorState, DeployerState
 from tests.helpers import Parties, failing, run_default
 
 
@@ -31,15 +32,19 @@ def test_every_role_acts_and_receivers_hold_exactly_what_their_logs_say(parties:
     assert parties["alice"].act("walkthrough", "fetch_catalog") == {"titles": 0}
     assert parties["alice"].act("walkthrough", "send_prompt") == {"receipts": 1}
 
-    held = [sealed for _, sealed in parties["deployer"].state["walkthrough"]["prompts"]]
+    deployer = parties["deployer"].state["walkthrough"]
+    assert isinstance(deployer, DeployerState)
+    held = [sealed for _, sealed in deployer.prompts]
     assert held == admitted_payloads(parties, "deployer", "sealed_prompt")
     assert b"hello" not in held[0]  # the prompt arrived sealed
-    datasets = parties["model_creator"].state["walkthrough"]["datasets"]
+    creator = parties["model_creator"].state["walkthrough"]
+    assert isinstance(creator, CreatorState)
+    datasets = creator.datasets
     assert [json.dumps(datasets["hospital_1"]).encode()] == admitted_payloads(
         parties, "model_creator", "dataset_commitment"
     )
-    card = parties["deployer"].state["walkthrough"]["model_card"]
-    assert card["card"]["trained_on"] == ["hospital_1"]
+    card = deployer.model_card
+    assert card is not None and card["card"]["trained_on"] == ["hospital_1"]
 
 
 def test_clean_default_run_has_nothing_blocked(tmp_path: Path) -> None:

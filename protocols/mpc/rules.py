@@ -10,11 +10,23 @@ the end user (except logit shares, as the answer) or the dealer (except
 tuple requests).
 """
 
+import enum
+
 from parties.labels import Form
 from parties.protocol import Rule, label_rule
 from parties.roles import Role
 
 NAME = "mpc"
+
+
+class Step(enum.StrEnum):
+    WEIGHT_SHARES = "weight_shares"  # creator -> compute: a share of each weight
+    PROMPT_SHARES = "prompt_shares"  # user -> compute: a share of the one-hot window
+    LOGIT_SHARES = "logit_shares"  # compute -> user (reply): a share of the logits
+    MPC_MESSAGE = "mpc_message"  # compute <-> compute: CrypTen's messages
+    TUPLE_REQUEST = "tuple_request"  # compute -> dealer: sizes only
+    TUPLE_SHARES = "tuple_shares"  # dealer -> compute (reply): correlated randomness
+
 
 USER, CREATOR, DEALER = Role.END_USER, Role.MODEL_CREATOR, Role.DEALER
 COMPUTE_ROLES = (Role.DEPLOYER, Role.COMPUTE)
@@ -22,40 +34,40 @@ MPC_LABELS = (label_rule("prompt:*", Form.SHARE), label_rule("weights:*", Form.S
 
 RULES = (
     *(
-        Rule("weight_shares", CREATOR, role, (label_rule("weights:{sender}", Form.SHARE),))
+        Rule(Step.WEIGHT_SHARES, CREATOR, role, (label_rule("weights:{sender}", Form.SHARE),))
         for role in COMPUTE_ROLES
     ),
     *(
-        Rule("prompt_shares", USER, role, (label_rule("prompt:{sender}", Form.SHARE),))
+        Rule(Step.PROMPT_SHARES, USER, role, (label_rule("prompt:{sender}", Form.SHARE),))
         for role in COMPUTE_ROLES
     ),
     *(
         Rule(
-            "logit_shares",
+            Step.LOGIT_SHARES,
             role,
             USER,
             (label_rule("output:{receiver}", Form.SHARE),),
-            reply_to=("prompt_shares",),
+            reply_to=(Step.PROMPT_SHARES,),
         )
         for role in COMPUTE_ROLES
     ),
     *(
-        Rule("mpc_message", a, b, MPC_LABELS)
+        Rule(Step.MPC_MESSAGE, a, b, MPC_LABELS)
         for a in COMPUTE_ROLES
         for b in COMPUTE_ROLES
         if a != b
     ),
     *(
-        Rule("tuple_request", role, DEALER, (label_rule("randomness:{receiver}", Form.PUBLIC),))
+        Rule(Step.TUPLE_REQUEST, role, DEALER, (label_rule("randomness:{receiver}", Form.PUBLIC),))
         for role in COMPUTE_ROLES
     ),
     *(
         Rule(
-            "tuple_shares",
+            Step.TUPLE_SHARES,
             DEALER,
             role,
             (label_rule("randomness:{sender}", Form.SHARE),),
-            reply_to=("tuple_request",),
+            reply_to=(Step.TUPLE_REQUEST,),
         )
         for role in COMPUTE_ROLES
     ),

@@ -120,8 +120,20 @@ def test_compute_parties_refuse_prompt_shares_before_weight_shares(mpc_parties) 
     share = pack_tensors({}, {"prompt": torch.zeros(3, ModelConfig().vocab, dtype=torch.long)})
     with pytest.raises(Refused) as refused:
         mpc_parties["alice"].deliver("compute", "mpc", "prompt_shares", PROMPT_SHARE, share)
-    assert refused.value.reason == pb.HANDLER_FAILED
-    assert "no weight shares" in refused.value.detail
+    assert refused.value.reason == pb.OUT_OF_STEP
+    assert "a prompt share needs the role to be ready, it is awaiting_weights" in (
+        refused.value.detail
+    )
+
+
+def test_compute_parties_take_one_set_of_weight_shares(mpc_parties) -> None:
+    mpc_parties["model_creator"].act("mpc", "share_weights", {"pretrain_steps": 0})
+    with pytest.raises(Refused) as refused:
+        mpc_parties["model_creator"].act("mpc", "share_weights", {"pretrain_steps": 0})
+    assert refused.value.reason == pb.OUT_OF_STEP
+    assert "weight shares needs the role to be awaiting_weights, it is ready" in (
+        refused.value.detail
+    )
 
 
 def test_compute_parties_refuse_malformed_prompt_shares(mpc_parties) -> None:

@@ -1,0 +1,138 @@
+"""The compute parties and the dealer in the mpc protocol.
+
+compute parties (the deployer, rank 0; a `compute` party, rank 1): take one
+    set of weight shares, then run the forward pass under CrypTen
+    (model.py) for each prompt share. Every CrypTen message between them is
+    an envelope (communicator.py), and every Beaver triple comes from the
+    dealer (dealer.py). Each replies with its share of the logits.
+dealer: deals correlated randomness and sees no data.
+
+Each compute party must run in its own process (on Ray): CrypTen's state is
+per process.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from models.charlm import ModelConfig
+from parties.envelope import Envelope
+from parties.errors import AirlockError
+from parties.labels import Form, Label
+from parties.protocol import PartyContext, Reply, RoleState, sole_peer, state_of
+from protocols.mpc import communicator, dealer
+from protocols.mpc.communicator import pack_tensors, unpack_tensors
+from protocols.mpc.model import forward, secret
+from protocols.mpc.roles import compute_parties
+from protocols.mpc.rules import CREATOR, DEALER, USER, Step
+
+
+class ComputePhase(enum.Enum):
+    AWAITING_WEIGHTS = 1
+    READY = 2  # weight shares in hand: prompt shares are answered
+
+
+@dataclass
+class ComputeState(RoleState):
+    phase: ComputePhase = ComputePhase.AWAITING_WEIGHTS
+    config: ModelConfig = field(default_factory=ModelConfig)
+    weight_shares: dict[str, torch.Tensor] = field(default_factory=dict)
+    weights: dict[str, Any] | None = None  # the weight shares as CrypTen tensors, on first use
+    # exists before this party connects: the other rank's first message may come first
+    inbox: communicator.Inbox = field(default_factory=communicator.Inbox)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # CrypTen's state is per process
+    connected: bool = False
+
+
+class DealerPhase(enum.Enum):
+    DEALING = 1  # from the start; its Dealer refuses a tuple a rank asks for twice
+
+
+@dataclass
+class DealerState(RoleState):
+    phase: DealerPhase = DealerPhase.DEALING
+    dealer: dealer.Dealer = field(default_factory=dealer.Dealer)
+
+
+def on_weight_shares(ctx: PartyContext, envelope: Envelope) -> None:
+    state = state_of(ctx, ComputeState)
+    state.expect(ComputePhase.AWAITING_WEIGHTS, doing="weight shares")
+    meta, shares = unpack_tensors(envelope.payload)
+    state.config = ModelConfig.from_metadata(meta)
+    state.weight_shares = shares
+    state.phase = ComputePhase.READY
+
+
+def _connect(ctx: PartyContext, state: ComputeState) -> None:
+    """Install the boundary communicator and the dealer, once per process."""
+    if state.connected:
+        return
+    ranks = compute_parties(ctx)
+    if communicator.installed() is not None:
+        raise AirlockError("each compute party needs its own process: run on Ray, not --in-process")
+    rank = ranks.index(ctx.name)
+    # every message may carry shares of the prompt or of the weights
+    labels = [Label(f"prompt:{sole_peer(ctx, USER)}", Form.SHARE)]
+    labels.append(Label(f"weights:{sole_peer(ctx, CREATOR)}", Form.SHARE))
+
+    def send(peer: str, payload: bytes) -> None:
+        ctx.deliver(peer, Step.MPC_MESSAGE, labels, payload, "mpc")
+
+    dealer_name = sole_peer(ctx, DEALER)
+    request_label = [Label(f"randomness:{dealer_name}", Form.PUBLIC)]
+
+    def request(message: dict[str, Any]) -> list[torch.Tensor]:
+        reply = ctx.deliver(
+            dealer_name, Step.TUPLE_REQUEST, request_label, json.dumps(message).encode(), "mpc"
+        )
+        if reply is None:
+            raise AirlockError("the dealer sent nothing")
+        meta, tensors = unpack_tensors(reply.payload)
+        return [tensors[str(i)] for i in range(int(meta["count"]))]
+
+    dealer.use_dealer(request)
+    communicator.install(communicator.BoundaryCommunicator(rank, ranks, send, state.inbox))
+    state.connected = True
+
+
+def on_mpc_message(ctx: PartyContext, envelope: Envelope) -> None:
+    ranks = compute_parties(ctx)
+    state_of(ctx, ComputeState).inbox.put(ranks.index(envelope.header.sender), envelope.payload)
+
+
+def on_prompt_shares(ctx: PartyContext, envelope: Envelope) -> Reply:
+    state = state_of(ctx, ComputeState)
+    state.expect(ComputePhase.READY, doing="a prompt share")
+    _, tensors = unpack_tensors(envelope.payload)
+    share = tensors.get("prompt")
+    config = state.config
+    if share is None or share.dim() != 2 or share.shape[1] != config.vocab:
+        raise AirlockError(f"a prompt share is a (length, {config.vocab}) tensor")
+    if not 1 <= share.shape[0] <= config.context or share.dtype != torch.long:
+        raise AirlockError(f"a prompt share has 1 to {config.context} int64 rows")
+    with state.lock:
+        _connect(ctx, state)
+        if state.weights is None:
+            state.weights = {k: secret(v) for k, v in state.weight_shares.items()}
+        logits = forward(secret(share), state.weights, config)
+        result = logits.share
+    user = envelope.header.sender
+    label = (Label(f"output:{user}", Form.SHARE),)
+    return Reply(Step.LOGIT_SHARES, label, pack_tensors({}, {"logits": result}))
+
+
+def on_tuple_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    request = json.loads(envelope.payload)
+    if not isinstance(request, dict):
+        raise AirlockError("a tuple request is a JSON object")
+    ranks = compute_parties(ctx)
+    shares = state_of(ctx, DealerState).dealer.deal(ranks.index(envelope.header.sender), request)
+    label = (Label(f"randomness:{ctx.name}", Form.SHARE),)
+    body = {str(i): t for i, t in enumerate(shares)}
+    return Reply(Step.TUPLE_SHARES, label, pack_tensors({"count": len(shares)}, body))

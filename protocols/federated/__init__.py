@@ -4,11 +4,12 @@ al. secure aggregation, surviving dropouts) and `secagg+dp` (plus clipping
 and distributed discrete Gaussian noise, epsilon tracked per round). Then the
 contributors attack the trained model for what it leaks of their data.
 
-Files: rules.py (what may cross), roles.py (each role's logic),
-adversaries.py (aggregators that attack), protocol.py (the whole), secagg.py,
-dp.py (clipping, the discrete Gaussian, accounting), leakage.py (exposure
-and membership inference), data.py (the deterministic corpus, patient notes
-and canaries), tests/.
+Files: rules.py (what may cross), messages.py (what crosses, parsed),
+aggregator.py (the model creator), contributor.py and update.py (a data
+contributor), adversaries.py (aggregators and contributors that misbehave),
+protocol.py (the whole), secagg.py, dp.py (clipping, the discrete
+Gaussian, accounting), leakage.py (exposure and membership inference),
+data.py (the deterministic corpus, patient notes and canaries), tests/.
 """
 
 from protocols.federated.protocol import PROTOCOL

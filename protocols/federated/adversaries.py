@@ -1,6 +1,9 @@
-"""Aggregators that attack the contributors. Each plays one round of its
-own (after the honest stage in a scenario, or alone in a test) and reports
-what it got; the contributors' checks in roles.py are what stop it.
+"""The misbehaviours the federated protocol knows, each an override of the
+honest code for the adversarial party alone.
+
+Aggregators that attack the contributors each play one round of their own
+(after the honest stage in a scenario, or alone in a test) and report what
+they got; the contributors' checks in contributor.py are what stop them.
 
 - `split_view` lies about dropouts (the attack on Bonawitz et al. without
   the consistency check): it tells some survivors that u dropped, so that
@@ -10,10 +13,20 @@ what it got; the contributors' checks in roles.py are what stop it.
 - `plain_mode_request` and `weaker_dp_request` state settings other than
   the scenario's: plaintext updates, or a quarter of the noise and four
   times the clip.
+
+Contributors that answer the update request badly; the aggregator's
+boundary, its checks and the audit are what catch them.
+
+- `unmasked_update` sends its plain update where a masked one is due,
+  labelled honestly (the boundary refuses it); `mislabeled_update` labels
+  it masked (admitted; the audit's content scan finds it).
+- `nan_update`, `misshapen_update` and `out_of_range_update` send an update
+  with NaNs, one value short, or every value far beyond `max_abs`.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -22,30 +35,67 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import x25519
 
+from parties.envelope import Envelope
 from parties.errors import AirlockError
+from parties.labels import Form, Label
 from parties.payload import pack
-from parties.protocol import PartyContext
-from protocols.federated.roles import (
-    Aborted,
-    Settings,
-    Summary,
+from parties.protocol import Action, Adversary, Handler, PartyContext, Reply
+from protocols.federated.aggregator import (
+    AggregatorPhase,
     aggregate,
     aggregator,
     check_consistency,
     collect_updates,
-    control,
     open_round,
-    session,
-    settings,
     share_keys,
 )
+from protocols.federated.messages import (
+    Aborted,
+    Settings,
+    Summary,
+    control,
+    session,
+    settings,
+)
+from protocols.federated.rules import AGGREGATOR, CONTRIBUTOR, Step
 from protocols.federated.secagg import (
     AdvertisedKeys,
     combine_shares,
+    encode,
+    fixed_point,
     pair_seed,
     prg,
     sign_of,
 )
+from protocols.federated.update import (
+    keep_fingerprints,
+    local_update,
+    plain_update,
+    send_update,
+    update_request,
+)
+
+
+class AdversaryName(enum.StrEnum):
+    SPLIT_VIEW = "split_view"
+    PLAIN_MODE_REQUEST = "plain_mode_request"
+    WEAKER_DP_REQUEST = "weaker_dp_request"
+    UNMASKED_UPDATE = "unmasked_update"
+    MISLABELED_UPDATE = "mislabeled_update"
+    NAN_UPDATE = "nan_update"
+    MISSHAPEN_UPDATE = "misshapen_update"
+    OUT_OF_RANGE_UPDATE = "out_of_range_update"
+
+
+# -- aggregators -------------------------------------------------------------------------
+
+
+def _ask(ctx: PartyContext, name: str, step: Step, meta: Mapping[str, Any], number: int) -> Any:
+    """One contributor's answer to `step`, parsed."""
+    reply = ctx.deliver(name, step, [control(ctx)], pack(meta), session(number))
+    if reply is None:
+        raise AirlockError(f"{name} gave no answer to {step}")
+    return json.loads(reply.payload)
 
 
 def split_view_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -58,9 +108,9 @@ def split_view_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         share_keys(ctx, stated)
         collect_updates(ctx, stated)
     except Aborted as error:
-        state.round = None
+        state.end_round()
         return {"attack": "split_view", "aborted": str(error), "recovered_sha256": None}
-    current = state.current()
+    current = state.at(AggregatorPhase.UPDATES_COLLECTED, "the split view")
     survivors = sorted(current.updates)
     target, others = survivors[-1], survivors[:-1]
     told_dropped = others[: (len(others) + 1) // 2]
@@ -70,11 +120,8 @@ def split_view_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     refused_to_sign: dict[str, str] = {}
     for name, view in views.items():
         try:
-            request = pack({"survivors": view})
-            step = "consistency_request"
-            reply = ctx.deliver(name, step, [control(ctx)], request, session(number))
-            assert reply is not None
-            signatures[name] = json.loads(reply.payload)["signature"]
+            answer = _ask(ctx, name, Step.CONSISTENCY_REQUEST, {"survivors": view}, number)
+            signatures[name] = answer["signature"]
         except AirlockError as error:
             refused_to_sign[name] = str(error)
     b_shares: dict[int, bytes] = {}
@@ -86,9 +133,7 @@ def split_view_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         # every signature it holds, whichever set it covers
         meta = {"survivors": view, "dropped": dropped, "signatures": signatures}
         try:
-            reply = ctx.deliver(name, "unmask_request", [control(ctx)], pack(meta), session(number))
-            assert reply is not None
-            answer = json.loads(reply.payload)
+            answer = _ask(ctx, name, Step.UNMASK_REQUEST, meta, number)
         except AirlockError as error:
             refused_to_unmask[name] = str(error)
             continue
@@ -109,7 +154,7 @@ def split_view_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
             [peers[v] for v in current.sharing if v != target],
         )
         recovered = hashlib.sha256(own.tobytes()).hexdigest()
-    state.round = None
+    state.end_round()
     return {
         "attack": "split_view",
         "target": target,
@@ -154,7 +199,7 @@ def _downgraded_round(
     except Aborted as error:
         outcome = str(error)
     current = state.round
-    state.round = None
+    state.end_round()
     return {
         "attack": "downgrade",
         "stated": change(s),
@@ -173,14 +218,57 @@ def weaker_dp_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     )
 
 
-ACTIONS = {
-    "split_view_round": split_view_round,
-    "plain_mode_round": plain_mode_round,
-    "weaker_dp_round": weaker_dp_round,
-}
-# adversary name (in a scenario) -> the aggregator action it runs
-PLAYED_BY = {
-    "split_view": "split_view_round",
-    "plain_mode_request": "plain_mode_round",
-    "weaker_dp_request": "weaker_dp_round",
+def _plays_round(name: str, action: Action) -> Adversary:
+    """An aggregator that runs `action` (named `name`) once after the stage."""
+    return Adversary(AGGREGATOR, actions={name: action}, after_stage=name)
+
+
+# -- contributors ------------------------------------------------------------------------
+
+
+def _faulty(change: Callable[[np.ndarray, float], np.ndarray]) -> Handler:
+    """Send `change(update, max_abs)`, encoded as it is, with no range check."""
+
+    def answer(ctx: PartyContext, envelope: Envelope) -> Reply:
+        request = update_request(ctx, envelope)
+        update = change(local_update(ctx, request), request.settings.max_abs)
+        return send_update(ctx, request, update, fixed_point(update))
+
+    return answer
+
+
+def _unmasked(form: Form) -> Handler:
+    """Send the plain update where a masked one is due, labelled `form`; in
+    plain mode, where a plain update is due, act honestly."""
+
+    def answer(ctx: PartyContext, envelope: Envelope) -> Reply:
+        request = update_request(ctx, envelope)
+        update = local_update(ctx, request)
+        encoded = encode(update, request.settings.max_abs)
+        if not request.settings.secure:
+            return send_update(ctx, request, update, encoded)
+        single = keep_fingerprints(ctx, request, update, encoded)
+        labels = (Label(f"update:{ctx.name}", form),)
+        return Reply(Step.MASKED_UPDATE, labels, plain_update(single))
+
+    return answer
+
+
+def _answers_update(handler: Handler) -> Adversary:
+    return Adversary(CONTRIBUTOR, handlers={Step.UPDATE_REQUEST: handler})
+
+
+ADVERSARIES: dict[str, Adversary] = {
+    AdversaryName.SPLIT_VIEW: _plays_round("split_view_round", split_view_round),
+    AdversaryName.PLAIN_MODE_REQUEST: _plays_round("plain_mode_round", plain_mode_round),
+    AdversaryName.WEAKER_DP_REQUEST: _plays_round("weaker_dp_round", weaker_dp_round),
+    AdversaryName.UNMASKED_UPDATE: _answers_update(_unmasked(Form.PLAINTEXT)),
+    AdversaryName.MISLABELED_UPDATE: _answers_update(_unmasked(Form.MASKED)),
+    AdversaryName.NAN_UPDATE: _answers_update(
+        _faulty(lambda update, _: np.where(np.arange(update.size) % 7 == 0, np.nan, update))
+    ),
+    AdversaryName.MISSHAPEN_UPDATE: _answers_update(_faulty(lambda update, _: update[:-1])),
+    AdversaryName.OUT_OF_RANGE_UPDATE: _answers_update(
+        _faulty(lambda update, bound: np.full_like(update, 4 * bound))
+    ),
 }

@@ -1,17 +1,25 @@
-"""The federated protocol as the runtime sees it: rules, the handlers and
-actions of each role (roles.py), the adversaries it knows (adversaries.py)."""
+"""The federated protocol as the runtime sees it: the rules (rules.py), the
+aggregator's actions (aggregator.py), the contributor's handlers and actions
+(contributor.py, update.py), each role's typed state and holdings, and the
+adversaries it knows (adversaries.py)."""
 
 from __future__ import annotations
 
-from parties.protocol import Adversary, Protocol
-from protocols.federated import adversaries
-from protocols.federated.report import report
-from protocols.federated.roles import (
-    FAULTY_UPDATES,
-    Settings,
+from parties.protocol import Protocol
+from protocols.federated.adversaries import ADVERSARIES
+from protocols.federated.aggregator import (
+    AggregatorState,
     aggregate,
     check_consistency,
     collect_updates,
+    pretrain,
+    publish_model,
+    share_keys,
+    start_round,
+)
+from protocols.federated.contributor import (
+    ContributorHoldings,
+    ContributorState,
     evaluate_leakage,
     on_consistency_request,
     on_final_model,
@@ -19,26 +27,24 @@ from protocols.federated.roles import (
     on_round_start,
     on_unmask_request,
     on_update_rejected,
-    on_update_request,
     prepare_data,
-    pretrain,
-    publish_model,
-    share_keys,
-    start_round,
 )
-from protocols.federated.rules import AGGREGATOR, CONTRIBUTOR, NAME, RULES
+from protocols.federated.messages import Settings
+from protocols.federated.report import report
+from protocols.federated.rules import AGGREGATOR, CONTRIBUTOR, NAME, RULES, Step
+from protocols.federated.update import on_update_request
 
 PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
     handlers={
-        (CONTRIBUTOR, "round_start"): on_round_start,
-        (CONTRIBUTOR, "key_directory"): on_key_directory,
-        (CONTRIBUTOR, "update_request"): on_update_request,
-        (CONTRIBUTOR, "consistency_request"): on_consistency_request,
-        (CONTRIBUTOR, "unmask_request"): on_unmask_request,
-        (CONTRIBUTOR, "update_rejected"): on_update_rejected,
-        (CONTRIBUTOR, "final_model"): on_final_model,
+        (CONTRIBUTOR, Step.ROUND_START): on_round_start,
+        (CONTRIBUTOR, Step.KEY_DIRECTORY): on_key_directory,
+        (CONTRIBUTOR, Step.UPDATE_REQUEST): on_update_request,
+        (CONTRIBUTOR, Step.CONSISTENCY_REQUEST): on_consistency_request,
+        (CONTRIBUTOR, Step.UNMASK_REQUEST): on_unmask_request,
+        (CONTRIBUTOR, Step.UPDATE_REJECTED): on_update_rejected,
+        (CONTRIBUTOR, Step.FINAL_MODEL): on_final_model,
     },
     actions={
         (CONTRIBUTOR, "prepare_data"): prepare_data,
@@ -50,7 +56,6 @@ PROTOCOL = Protocol(
         (AGGREGATOR, "aggregate"): aggregate,
         (AGGREGATOR, "publish_model"): publish_model,
         (CONTRIBUTOR, "evaluate_leakage"): evaluate_leakage,
-        **{(AGGREGATOR, action): play for action, play in adversaries.ACTIONS.items()},
     },
     stage=((CONTRIBUTOR, "prepare_data"), (AGGREGATOR, "pretrain")),
     round_stage=(
@@ -61,17 +66,10 @@ PROTOCOL = Protocol(
         (AGGREGATOR, "aggregate"),
     ),
     final_stage=((AGGREGATOR, "publish_model"), (CONTRIBUTOR, "evaluate_leakage")),
+    states={AGGREGATOR: AggregatorState, CONTRIBUTOR: ContributorState},
+    holdings={CONTRIBUTOR: ContributorHoldings},
     survives_loss_of=frozenset({CONTRIBUTOR}),
     params=Settings,
     report=report,
-    adversaries={
-        **{
-            name: Adversary(CONTRIBUTOR)
-            for name in ("unmasked_update", "mislabeled_update", *FAULTY_UPDATES)
-        },
-        **{
-            name: Adversary(AGGREGATOR, after_stage=action)
-            for name, action in adversaries.PLAYED_BY.items()
-        },
-    },
+    adversaries=ADVERSARIES,
 )

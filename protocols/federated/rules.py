@@ -12,44 +12,69 @@ plaintext; `masked_update` admits the masked form alone, so an unmasked
 update sent in its place is refused by this rule.
 """
 
+import enum
+
 from parties.labels import Form
 from parties.protocol import LabelRule, Rule, label_rule
 from parties.roles import Role
 
 NAME = "federated"
 
+
+class Step(enum.StrEnum):
+    """The federated steps, as they cross the wire."""
+
+    ROUND_START = "round_start"
+    ROUND_KEYS = "round_keys"
+    KEY_DIRECTORY = "key_directory"
+    ENCRYPTED_SHARES = "encrypted_shares"
+    UPDATE_REQUEST = "update_request"
+    MASKED_UPDATE = "masked_update"
+    PLAIN_UPDATE = "plain_update"
+    CONSISTENCY_REQUEST = "consistency_request"
+    CONSISTENCY_SIGNATURE = "consistency_signature"
+    UNMASK_REQUEST = "unmask_request"
+    UNMASK_SHARES = "unmask_shares"
+    UPDATE_REJECTED = "update_rejected"
+    FINAL_MODEL = "final_model"
+
+
 AGGREGATOR, CONTRIBUTOR = Role.MODEL_CREATOR, Role.DATA_CONTRIBUTOR
 CONTROL = label_rule("federated:{sender}", Form.PUBLIC)
 
 
-def _down(step: str, *labels: LabelRule) -> Rule:
+def _down(step: Step, *labels: LabelRule) -> Rule:
     return Rule(step, AGGREGATOR, CONTRIBUTOR, (CONTROL, *labels))
 
 
-def _up(step: str, answers: str, *labels: LabelRule) -> Rule:
+def _up(step: Step, answers: Step, *labels: LabelRule) -> Rule:
     return Rule(step, CONTRIBUTOR, AGGREGATOR, tuple(labels), reply_to=(answers,))
 
 
 RULES = (
     # the global model and the round's settings; answered with signed round keys
-    _down("round_start", label_rule("weights:{sender}", Form.PLAINTEXT)),
-    _up("round_keys", "round_start", label_rule("keys:{sender}", Form.PUBLIC)),
+    _down(Step.ROUND_START, label_rule("weights:{sender}", Form.PLAINTEXT)),
+    _up(Step.ROUND_KEYS, Step.ROUND_START, label_rule("keys:{sender}", Form.PUBLIC)),
     # the keys of every participant; answered with shares encrypted to each peer
-    _down("key_directory", label_rule("keys:*", Form.PUBLIC)),
-    _up("encrypted_shares", "key_directory", label_rule("mask_seeds:{sender}", Form.CIPHERTEXT)),
+    _down(Step.KEY_DIRECTORY, label_rule("keys:*", Form.PUBLIC)),
+    _up(
+        Step.ENCRYPTED_SHARES,
+        Step.KEY_DIRECTORY,
+        label_rule("mask_seeds:{sender}", Form.CIPHERTEXT),
+    ),
     # the shares addressed to the contributor; answered with its update
-    _down("update_request", label_rule("mask_seeds:*", Form.CIPHERTEXT)),
-    _up("masked_update", "update_request", label_rule("update:{sender}", Form.MASKED)),
-    _up("plain_update", "update_request", label_rule("update:{sender}", Form.PLAINTEXT)),
+    _down(Step.UPDATE_REQUEST, label_rule("mask_seeds:*", Form.CIPHERTEXT)),
+    _up(Step.MASKED_UPDATE, Step.UPDATE_REQUEST, label_rule("update:{sender}", Form.MASKED)),
+    _up(Step.PLAIN_UPDATE, Step.UPDATE_REQUEST, label_rule("update:{sender}", Form.PLAINTEXT)),
     # the survivor set, answered with the contributor's signature over it
     # (Bonawitz et al.'s consistency check); then the survivors and those
     # signatures, answered with the shares that remove the masks
-    _down("consistency_request"),
-    _up("consistency_signature", "consistency_request", CONTROL),
-    _down("unmask_request"),
-    _up("unmask_shares", "unmask_request", label_rule("mask_seeds:*", Form.SHARE)),
+    _down(Step.CONSISTENCY_REQUEST),
+    _up(Step.CONSISTENCY_SIGNATURE, Step.CONSISTENCY_REQUEST, CONTROL),
+    _down(Step.UNMASK_REQUEST),
+    _up(Step.UNMASK_SHARES, Step.UNMASK_REQUEST, label_rule("mask_seeds:*", Form.SHARE)),
     # why an update was left out of the round
-    _down("update_rejected"),
+    _down(Step.UPDATE_REJECTED),
     # the trained model, to the contributors who helped train it
-    _down("final_model", label_rule("weights:{sender}", Form.PLAINTEXT)),
+    _down(Step.FINAL_MODEL, label_rule("weights:{sender}", Form.PLAINTEXT)),
 )

@@ -1,6 +1,7 @@
 """Secure aggregation after Bonawitz et al., "Practical Secure Aggregation
 for Privacy-Preserving Machine Learning" (CCS 2017), the semi-honest
-protocol with dropouts; the parties and messages are in `roles.py`.
+protocol with dropouts; the parties are in `aggregator.py`, `contributor.py`
+and `update.py`, the messages in `messages.py`.
 
 Each contributor u holds two X25519 key pairs per round: c (to encrypt the
 shares it sends peers through the aggregator) and s (to agree pairwise mask
@@ -155,7 +156,8 @@ class AdvertisedKeys:
         cls, data: object, context: bytes, key: ed25519.Ed25519PublicKey, party: str
     ) -> AdvertisedKeys:
         try:
-            assert isinstance(data, dict)
+            if not isinstance(data, dict):
+                raise TypeError("the keys are not an object")
             keys = cls(
                 str(data["party"]),
                 bytes.fromhex(data["c"]),

@@ -7,15 +7,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from parties.errors import Refused
 from parties.labels import Form, Label
 from parties.payload import pack
+from parties.protocol import RoleState
 from parties.roles import Role
-from protocols.federated.roles import Aggregator, Contributor, ContributorRound
+from protocols.federated.aggregator import AggregatorRound, AggregatorState
+from protocols.federated.contributor import ContributorRound, ContributorState
 from protocols.federated.secagg import decode_sum
 from tests.helpers import Parties, running_parties
 
@@ -26,15 +28,23 @@ CONTROL = [Label("federated:model_creator", Form.PUBLIC)]
 
 
 @contextlib.contextmanager
-def federation(tmp: Path, contributors: int, **params: Any) -> Iterator[Parties]:
+def federation(
+    tmp: Path, contributors: int, *, aggregator: str | None = None, **params: Any
+) -> Iterator[Parties]:
     """`contributors` hospitals (hospital_1...) and the model creator, all
-    configured with `params` (plus FAST)."""
+    configured with `params` (plus FAST); the model creator plays the
+    adversary `aggregator`, if given."""
     names = [f"hospital_{i}" for i in range(1, contributors + 1)]
     roles = {name: Role.DATA_CONTRIBUTOR for name in names} | {CREATOR: Role.MODEL_CREATOR}
     holdings = {name: {"synthetic_notes": 10} for name in names}
     settings = {**FAST, **params}
     with running_parties(
-        tmp, roles=roles, protocol="federated", holdings=holdings, settings=settings
+        tmp,
+        roles=roles,
+        protocol="federated",
+        holdings=holdings,
+        settings=settings,
+        adversaries={CREATOR: aggregator} if aggregator else None,
     ) as started:
         yield started
 
@@ -63,16 +73,27 @@ def play(started: Parties, actions: tuple[str, ...], number: int = 1) -> dict[st
     return result
 
 
-def aggregator_state(started: Parties) -> Aggregator:
-    state = started[CREATOR].state["federated"]["aggregator"]
-    assert isinstance(state, Aggregator)
+S = TypeVar("S", bound=RoleState)
+
+
+def _state(started: Parties, party: str, kind: type[S]) -> S:
+    state = started[party].state["federated"]
+    assert isinstance(state, kind)
     return state
 
 
-def contributor_state(started: Parties, name: str) -> Contributor:
-    state = started[name].state["federated"]["contributor"]
-    assert isinstance(state, Contributor)
-    return state
+def aggregator_state(started: Parties) -> AggregatorState:
+    return _state(started, CREATOR, AggregatorState)
+
+
+def aggregator_round(started: Parties) -> AggregatorRound:
+    current = aggregator_state(started).round
+    assert current is not None
+    return current
+
+
+def contributor_state(started: Parties, name: str) -> ContributorState:
+    return _state(started, name, ContributorState)
 
 
 def round_of(started: Parties, name: str) -> ContributorRound:
@@ -91,12 +112,19 @@ def sent_sum(started: Parties, names: list[str], max_abs: float) -> np.ndarray:
     return decode_sum(total, len(names), max_abs).astype(np.float64)
 
 
-def refusal(started: Parties, receiver: str, step: str, meta: dict[str, Any]) -> str:
+def refusal(
+    started: Parties,
+    receiver: str,
+    step: str,
+    meta: dict[str, Any],
+    reason: str = "HANDLER_FAILED",
+) -> str:
     """Deliver `step` from the aggregator; the receiver's handler must refuse
-    it: return its reason."""
+    it with `reason` (OUT_OF_STEP: the round is not where the step needs
+    it): return the refusal's detail."""
     try:
         started[CREATOR].deliver(receiver, "federated", step, CONTROL, pack(meta), "round-1")
     except Refused as refused:
-        assert refused.reason_name == "HANDLER_FAILED", refused
+        assert refused.reason_name == reason, refused
         return refused.detail
     raise AssertionError(f"{receiver} accepted {step} {meta}")

@@ -205,6 +205,15 @@ def test_stage_params_are_checked_when_the_scenario_is_parsed() -> None:
         parse_scenario(text, "bad.toml")
 
 
+@pytest.mark.parametrize("mode", ["secagg", "secagg+dp"])
+def test_a_secure_threshold_below_two_is_refused_when_the_scenario_is_parsed(mode: str) -> None:
+    text = scenario(mode=mode, threshold=1)
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.params\.threshold: .*at least 2"):
+        parse_scenario(text, "bad.toml")
+    # plain mode has no sharing: one contributor is enough
+    parse_scenario(scenario(mode="plain", update_form="plaintext", threshold=1), "plain.toml")
+
+
 @pytest.fixture
 def pair(tmp_path: Path):
     roles = {"hospital_1": Role.DATA_CONTRIBUTOR, "model_creator": Role.MODEL_CREATOR}
@@ -222,17 +231,20 @@ def test_contributors_refuse_malformed_and_out_of_protocol_requests(pair) -> Non
     creator = pair["model_creator"]
     control = [Label("federated:model_creator", Form.PUBLIC)]
     weights = control + [Label("weights:model_creator", Form.PLAINTEXT)]
+    masks = [Label("mask_seeds:hospital_1", Form.CIPHERTEXT), *control]
+    unmask = pack({"survivors": [], "dropped": []})
+    # before its training data is prepared, a contributor is in no round: out of step
     cases = [
-        ("round_start", weights, b"garbage", "payload header runs past the payload"),
-        ("round_start", weights, pack({"round": 1}), "settings are missing or invalid"),
-        ("unmask_request", control, pack({"survivors": [], "dropped": []}), "no training data"),
-        ("update_request", [Label("mask_seeds:hospital_1", Form.CIPHERTEXT), *control], b"", ""),
+        ("round_start", weights, b"garbage", pb.HANDLER_FAILED, "payload header runs past"),
+        ("round_start", weights, pack({"round": 1}), pb.HANDLER_FAILED, "settings are missing"),
+        ("unmask_request", control, unmask, pb.OUT_OF_STEP, "it is unprepared"),
+        ("update_request", masks, b"", pb.OUT_OF_STEP, "it is unprepared"),
     ]
-    for step, labels, payload, reason in cases:
+    for step, labels, payload, reason, detail in cases:
         with pytest.raises(Refused) as refused:
             creator.deliver("hospital_1", "federated", step, labels, payload)
-        assert refused.value.reason == pb.HANDLER_FAILED, step
-        assert reason in refused.value.detail, step
+        assert refused.value.reason == reason, step
+        assert detail in refused.value.detail, step
     # a contributor never speaks unasked: an unsolicited update is refused
     with pytest.raises(Refused) as refused:
         pair["hospital_1"].deliver(
@@ -246,4 +258,4 @@ def test_contributors_refuse_malformed_and_out_of_protocol_requests(pair) -> Non
     # and the contributor still serves
     pair["hospital_1"].act("federated", "prepare_data", {"mode": "plain"})
     creator.deliver("hospital_1", "federated", "update_rejected", control, pack({"reason": "x"}))
-    assert pair["hospital_1"].state["federated"]["contributor"].rejections == ["x"]
+    assert pair["hospital_1"].state["federated"].rejections == ["x"]

@@ -18,12 +18,15 @@ from dp_accounting.rdp import RdpAccountant
 
 from models.charlm import flat_parameters
 from protocols.federated import dp
+from protocols.federated.contributor import ContributorPhase
 from protocols.federated.secagg import SCALE
 from protocols.federated.tests.federation import (
     CREATOR,
     ROUND,
+    aggregator_round,
     aggregator_state,
     contributor_names,
+    contributor_state,
     federation,
     play,
     prepare,
@@ -34,7 +37,7 @@ from protocols.federated.tests.federation import (
 
 
 def _weights(started) -> torch.Tensor:
-    return flat_parameters(aggregator_state(started).model).clone()
+    return flat_parameters(aggregator_state(started).trained("a test").model).clone()
 
 
 def test_secure_aggregation_unmasks_exactly_the_sum_of_the_masked_updates(tmp_path: Path) -> None:
@@ -56,8 +59,9 @@ def test_consistency_and_unmasking_refusals_mid_round(tmp_path: Path) -> None:
         play(started, ROUND[:3])  # masked updates collected; nothing signed yet
         survivors = ["hospital_1", "hospital_2", "hospital_3"]
         unmask = {"survivors": survivors, "dropped": [], "signatures": {}}
-        assert "no survivor set was signed this round" in refusal(
-            started, "hospital_1", "unmask_request", unmask
+        # out of step: unmasking follows the consistency check
+        assert "the unmask request needs the role to be signed, it is update_sent" in refusal(
+            started, "hospital_1", "unmask_request", unmask, "OUT_OF_STEP"
         )
         # a survivor set must hold the contributor and be large enough
         for wrong, reason in (
@@ -67,12 +71,18 @@ def test_consistency_and_unmasking_refusals_mid_round(tmp_path: Path) -> None:
             detail = refusal(started, "hospital_1", "consistency_request", {"survivors": wrong})
             assert reason in detail
         play(started, ("check_consistency",))
-        signatures = aggregator_state(started).current().signatures
+        signatures = aggregator_round(started).signatures
         assert sorted(signatures) == survivors
         assert round_of(started, "hospital_1").signed == frozenset(survivors)
         # one set signed a round: a second request, for another set, is refused
-        assert "a survivor set was already signed this round" in refusal(
-            started, "hospital_1", "consistency_request", {"survivors": survivors[:2]}
+        assert "the consistency request needs the role to be update_sent, it is signed" in (
+            refusal(
+                started,
+                "hospital_1",
+                "consistency_request",
+                {"survivors": survivors[:2]},
+                "OUT_OF_STEP",
+            )
         )
         cases: list[tuple[dict[str, Any], str]] = [
             # the aggregator now says hospital_3 dropped: not the set hospital_1 signed
@@ -106,14 +116,15 @@ def test_consistency_and_unmasking_refusals_mid_round(tmp_path: Path) -> None:
         ]
         for meta, reason in cases:
             assert reason in refusal(started, "hospital_1", "unmask_request", meta)
-        assert not round_of(started, "hospital_1").answered_unmask
+        assert contributor_state(started, "hospital_1").phase is ContributorPhase.SIGNED
         # the round goes on: all three reveal their shares, the sum unmasks
         record = play(started, ("aggregate",))
         assert record["survivors"] == survivors and record["discarded"] is None
-        assert round_of(started, "hospital_1").answered_unmask
+        assert contributor_state(started, "hospital_1").phase is ContributorPhase.UNMASKED
         again = {"survivors": survivors, "dropped": [], "signatures": signatures}
-        assert "unmasking shares were already given this round" in refusal(
-            started, "hospital_1", "unmask_request", again
+        # unmasking shares are given once a round
+        assert "the unmask request needs the role to be signed, it is unmasked" in refusal(
+            started, "hospital_1", "unmask_request", again, "OUT_OF_STEP"
         )
 
 
@@ -121,7 +132,7 @@ def test_contributors_check_the_key_directory_against_their_own_settings(tmp_pat
     with federation(tmp_path, 3, mode="secagg", threshold=2) as started:
         prepare(started)
         play(started, ROUND[:1])
-        keys = aggregator_state(started).current().keys
+        keys = aggregator_round(started).keys
         participants = {n: k.to_json() for n, k in keys.items() if k is not None}
         stated = {"threshold": 3, "participants": participants}
         assert "the aggregator states threshold 3, this contributor is configured with 2" in (

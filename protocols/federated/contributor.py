@@ -1,0 +1,314 @@
+"""A data contributor in the federated protocol.
+
+It builds its private training text, then answers the aggregator's
+requests of each round (aggregator.py): its round keys, its encrypted
+shares, its update (clipped and noised under DP, masked under secure
+aggregation), its signature over the survivor set, and the shares that
+remove the masks. It takes its settings from the scenario (`ctx.settings`)
+and refuses a round whose settings, as the aggregator states them, differ
+from its own. After the last round it measures what the model leaks of its
+own data (leakage.py). Misbehaving contributors are in adversaries.py.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import numpy as np
+from pydantic import Field
+
+from models.charlm import CharTransformer
+from parties.envelope import Envelope
+from parties.errors import AirlockError, ConfigError, OutOfStep
+from parties.labels import Form, Label
+from parties.payload import unpack
+from parties.protocol import FINGERPRINTS, PartyContext, Reply, RoleState, state_of
+from parties.roles import DataContributor
+from protocols.federated import data, leakage
+from protocols.federated.messages import (
+    Settings,
+    Summary,
+    check_contributors,
+    control,
+    party_names,
+    settings,
+    stated_settings,
+)
+from protocols.federated.rules import CONTRIBUTOR, Step
+from protocols.federated.secagg import (
+    AdvertisedKeys,
+    KeyShare,
+    RoundSecrets,
+    SecAggError,
+    consistent_signers,
+    public_bytes,
+    survivors_message,
+)
+
+
+class ContributorHoldings(DataContributor):
+    """For training, a contributor adds `synthetic_notes` generated patient
+    notes and `canaries` secret records, each inserted `canary_repeats` times."""
+
+    synthetic_notes: int = Field(default=0, ge=0, le=100_000)
+    canaries: int = Field(default=0, ge=0, le=100)
+    canary_repeats: int = Field(default=10, ge=1, le=1000)
+
+
+class ContributorPhase(enum.Enum):
+    UNPREPARED = enum.auto()  # no training text yet
+    READY = enum.auto()  # training text built, in no round yet
+    JOINED = enum.auto()  # round keys advertised
+    SHARED = enum.auto()  # encrypted shares sent
+    UPDATE_SENT = enum.auto()
+    SIGNED = enum.auto()  # the survivor set signed, once a round
+    UNMASKED = enum.auto()  # unmasking shares given, once a round
+
+
+@dataclass
+class ContributorRound:
+    """A contributor's view of one round."""
+
+    number: int
+    context: str
+    base: CharTransformer
+    secrets: RoundSecrets | None  # None in plain mode
+    peers: dict[str, AdvertisedKeys] = field(default_factory=dict)  # U1, signatures verified
+    shares: dict[str, KeyShare] = field(default_factory=dict)  # per peer, what it sent here
+    masked_with: frozenset[str] = frozenset()  # U2, as given with the update request
+    sent: np.ndarray | None = None  # the fixed-point update it masked
+    noise_variance: int = 0  # per coordinate, in grid units^2
+    signed: frozenset[str] = frozenset()  # U3: the one survivor set it signed
+
+    def secure(self) -> RoundSecrets:
+        if self.secrets is None:
+            raise AirlockError("this round has no secure aggregation")
+        return self.secrets
+
+
+@dataclass
+class ContributorState(RoleState):
+    phase: ContributorPhase = ContributorPhase.UNPREPARED
+    notes: list[str] = field(default_factory=list)
+    text: str = ""
+    fingerprints: dict[str, list[str]] = field(default_factory=dict)
+    round: ContributorRound | None = None  # from the first round start on
+    rejections: list[str] = field(default_factory=list)
+    final: CharTransformer | None = None
+
+    def prepared(self, doing: str) -> None:
+        if self.phase is ContributorPhase.UNPREPARED:
+            raise OutOfStep(f"{doing} needs the training data prepared first")
+
+    def at(self, phase: ContributorPhase, doing: str) -> ContributorRound:
+        """The round in progress, which must be at `phase`."""
+        self.expect(phase, doing=doing)
+        return cast(ContributorRound, self.round)  # every round phase has one
+
+
+def contributor(ctx: PartyContext) -> ContributorState:
+    return state_of(ctx, ContributorState)
+
+
+def _holdings(ctx: PartyContext) -> ContributorHoldings:
+    if not isinstance(ctx.holdings, ContributorHoldings):
+        raise ConfigError(f"{ctx.name} holds no training data for the federated protocol")
+    return ctx.holdings
+
+
+def own_settings(ctx: PartyContext) -> Settings:
+    """This contributor's settings, from the scenario as it was configured,
+    never from the aggregator."""
+    return settings(ctx.settings)
+
+
+def _canaries(ctx: PartyContext) -> list[tuple[str, str]]:
+    return [data.canary_secret(ctx.name, i) for i in range(_holdings(ctx).canaries)]
+
+
+def prepare_data(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Build this contributor's private training text (records, synthetic
+    notes, canaries). The canaries are reported to the evaluation harness
+    (the run's manifest), which scans every log for them. Refuses settings
+    that do not fit the run's contributors before anything is shared."""
+    check_contributors(own_settings(ctx), len(ctx.peers(CONTRIBUTOR)))
+    me = contributor(ctx)
+    me.expect(ContributorPhase.UNPREPARED, doing="preparing the training data")
+    holdings = _holdings(ctx)
+    notes = [r["text"].lower() for r in holdings.records if "text" in r]
+    notes += data.patient_notes(ctx.name, holdings.synthetic_notes)
+    canaries = [data.canary(name, secret) for name, secret in _canaries(ctx)]
+    me.notes = notes
+    me.text = data.training_text(notes, canaries, holdings.canary_repeats, ctx.name)
+    me.fingerprints = {f"train:{ctx.name}": [c.encode().hex() for c in canaries]}
+    me.phase = ContributorPhase.READY
+    return {"records": len(notes), "canaries": len(canaries), "characters": len(me.text)}
+
+
+def on_round_start(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """Join a round only on this contributor's own settings: a round the
+    aggregator states with other settings (a plaintext mode, less noise, a
+    bigger clip, another threshold) is refused, naming the difference."""
+    own = own_settings(ctx)
+    meta, body = unpack(envelope.payload)
+    stated = stated_settings(meta)
+    differ = [name for name in Settings.model_fields if getattr(stated, name) != getattr(own, name)]
+    if differ:
+        raise AirlockError(
+            "the aggregator states "
+            + ", ".join(f"{n}={getattr(stated, n)!r}" for n in differ)
+            + " but this contributor is configured with "
+            + ", ".join(f"{n}={getattr(own, n)!r}" for n in differ)
+        )
+    check_contributors(own, len(ctx.peers(CONTRIBUTOR)))
+    me = contributor(ctx)
+    me.prepared("joining a round")  # a new round may start whatever became of the last one
+    context = str(meta["context"])
+    secrets = RoundSecrets(ctx.name, context.encode()) if own.secure else None
+    me.round = ContributorRound(
+        int(meta["round"]), context, CharTransformer.from_bytes(body), secrets
+    )
+    me.phase = ContributorPhase.JOINED
+    keys = secrets.advertise(ctx.sign).to_json() if secrets is not None else {}
+    labels = (Label(f"keys:{ctx.name}", Form.PUBLIC),)
+    return Reply(Step.ROUND_KEYS, labels, json.dumps(keys).encode())
+
+
+def on_key_directory(ctx: PartyContext, envelope: Envelope) -> Reply:
+    me = contributor(ctx)
+    current = me.at(ContributorPhase.JOINED, "the key directory")
+    own = own_settings(ctx)
+    secrets = current.secure()
+    meta, _ = unpack(envelope.payload)
+    if meta.get("threshold") != own.threshold:
+        raise SecAggError(
+            f"the aggregator states threshold {meta.get('threshold')!r}, "
+            f"this contributor is configured with {own.threshold}"
+        )
+    participants = meta["participants"]
+    strangers = sorted(set(participants) - set(ctx.peers(CONTRIBUTOR)))
+    if strangers:  # e.g. the aggregator itself, to be sent shares
+        raise SecAggError(f"the key directory lists parties that are not contributors: {strangers}")
+    context = current.context.encode()
+    peers = {
+        name: AdvertisedKeys.from_json(keys, context, ctx.public_key(name), name)
+        for name, keys in participants.items()
+    }
+    mine = peers.get(ctx.name)
+    if mine is None or mine.s_public != public_bytes(secrets.s):
+        raise SecAggError("the key directory does not hold this contributor's keys")
+    if len(peers) < own.threshold:
+        raise SecAggError(f"{len(peers)} participants cannot meet threshold {own.threshold}")
+    current.peers = peers
+    encrypted = secrets.encrypted_shares(list(peers.values()), own.threshold)
+    current.shares = {ctx.name: secrets.open_share(mine, encrypted.pop(ctx.name))}
+    me.phase = ContributorPhase.SHARED
+    labels = (Label(f"mask_seeds:{ctx.name}", Form.CIPHERTEXT),)
+    return Reply(Step.ENCRYPTED_SHARES, labels, json.dumps(encrypted).encode())
+
+
+def on_consistency_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """Sign the survivor set U3 with this party's identity key, once a
+    round, if it holds this contributor and is a large enough subset of the
+    participants it masked its update with."""
+    me = contributor(ctx)
+    current = me.at(ContributorPhase.UPDATE_SENT, "the consistency request")
+    current.secure()
+    s = own_settings(ctx)
+    meta, _ = unpack(envelope.payload)
+    survivors = party_names(meta["survivors"])
+    if ctx.name not in survivors or not survivors <= current.masked_with:
+        raise SecAggError(
+            "the survivors must hold this contributor and only its round's participants"
+        )
+    if len(survivors) < s.threshold:
+        raise SecAggError(f"{len(survivors)} survivors cannot meet threshold {s.threshold}")
+    current.signed, me.phase = survivors, ContributorPhase.SIGNED
+    signature = ctx.sign(survivors_message(current.context.encode(), survivors))
+    body = json.dumps({"signature": signature.hex()}).encode()
+    return Reply(Step.CONSISTENCY_SIGNATURE, (control(ctx),), body)
+
+
+def on_unmask_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """Reveal, per peer, the share of its self-mask seed (it survived) or of
+    its mask key (it dropped), never both, once a round, and only for the
+    survivor set this contributor signed once at least t of its members
+    signed that same set."""
+    me = contributor(ctx)
+    current = me.at(ContributorPhase.SIGNED, "the unmask request")
+    s = own_settings(ctx)
+    meta, _ = unpack(envelope.payload)
+    survivors, dropped = party_names(meta["survivors"]), party_names(meta["dropped"])
+    if survivors != current.signed:
+        raise SecAggError("the survivors differ from the set this contributor signed")
+    if dropped != current.masked_with - survivors:
+        raise SecAggError("survivors and dropped do not partition the round's participants")
+    signatures = meta.get("signatures")
+    if not isinstance(signatures, dict):
+        raise SecAggError("the unmasking request carries no consistency signatures")
+    signers = consistent_signers(signatures, survivors, current.context.encode(), ctx.public_key)
+    if len(signers) < s.threshold:
+        raise SecAggError(
+            f"{len(signers)} survivor(s) signed this survivor set, {s.threshold} needed: "
+            "the aggregator may have told contributors different survivor sets; no share revealed"
+        )
+    me.phase = ContributorPhase.UNMASKED
+    shares = current.shares
+    answer = {
+        "b": {v: [shares[v].index, shares[v].b.hex()] for v in sorted(survivors)},
+        "s": {v: [shares[v].index, shares[v].s.hex()] for v in sorted(dropped)},
+    }
+    labels = tuple(Label(f"mask_seeds:{v}", Form.SHARE) for v in sorted(current.masked_with))
+    return Reply(Step.UNMASK_SHARES, labels, json.dumps(answer).encode())
+
+
+def on_update_rejected(ctx: PartyContext, envelope: Envelope) -> None:
+    me = contributor(ctx)
+    me.prepared("an update rejection")
+    meta, _ = unpack(envelope.payload)
+    me.rejections.append(str(meta.get("reason", "")))
+
+
+def on_final_model(ctx: PartyContext, envelope: Envelope) -> None:
+    me = contributor(ctx)
+    me.prepared("the final model")
+    _, body = unpack(envelope.payload)
+    me.final = CharTransformer.from_bytes(body)
+
+
+def evaluate_leakage(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Attack the final model as an outsider would, on this contributor's own
+    data: exposure of its canaries (and of control canaries it never
+    inserted), and membership inference on its notes against fresh ones."""
+    s = settings(params)
+    me = contributor(ctx)
+    me.prepared("evaluating leakage")
+    if me.final is None:
+        return {"evaluated": False, "why": "no final model received"}
+    holdings = _holdings(ctx)
+    inserted = [
+        leakage.exposure(me.final, name, secret, s.exposure_samples, seed=i)
+        for i, (name, secret) in enumerate(_canaries(ctx))
+    ]
+    control_bits = [
+        leakage.exposure(me.final, *data.canary_secret(ctx.name, 1000 + i), s.exposure_samples, i)
+        for i in range(max(1, holdings.canaries))
+    ]
+    mia = leakage.membership_inference(
+        me.final, me.notes, data.patient_notes(ctx.name, len(me.notes), "holdout")
+    )
+    return {
+        "evaluated": True,
+        "exposure_bits": [round(e, 2) for e in inserted],
+        "control_exposure_bits": [round(e, 2) for e in control_bits],
+        "exposure_max_bits": round(leakage.max_exposure(s.exposure_samples), 2),
+        "mia_auc": round(mia.auc, 3),
+        "mia_tpr_at_1pct_fpr": round(mia.tpr_at_1pct_fpr, 3),
+        "mia_members": mia.members,
+        "rejections": me.rejections,
+        FINGERPRINTS: me.fingerprints,
+    }

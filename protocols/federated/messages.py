@@ -1,0 +1,183 @@
+"""What crosses the wire in the federated protocol, for both sides: the
+settings a round states, the labels and sessions of the aggregator's
+requests, the arrays updates carry and how each is parsed, and asking every
+contributor at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_arrays
+from safetensors.numpy import save as save_arrays
+
+from parties.envelope import Envelope
+from parties.errors import AirlockError
+from parties.labels import Form, Label
+from parties.payload import unpack
+from parties.protocol import PartyContext
+from protocols.federated.rules import Step
+from protocols.federated.secagg import SecAggError, check_threshold, max_contributors
+
+Summary = dict[str, Any]
+
+
+class Settings(BaseModel):
+    """The stage's params (see docs/federated.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["plain", "secagg", "secagg+dp"] = "secagg+dp"
+    rounds: int = Field(default=4, ge=1, le=100)
+    threshold: int = Field(default=2, ge=1)
+    local_steps: int = Field(default=30, ge=1)
+    batch: int = Field(default=32, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    server_learning_rate: float = Field(default=1.0, gt=0)
+    max_abs: float = Field(default=8.0, gt=0, le=1024)
+    clip: float = Field(default=0.05, gt=0)
+    noise_multiplier: float = Field(default=1.0, ge=0)
+    delta: float = Field(default=1e-5, gt=0, lt=1)
+    pretrain_steps: int = Field(default=200, ge=0)
+    exposure_samples: int = Field(default=1000, ge=10)
+    seed: int = 0
+
+    @field_validator("threshold")
+    @classmethod
+    def _secure_needs_two(cls, threshold: int, info: ValidationInfo) -> int:
+        # on the field, so that the scenario's error names params.threshold
+        if info.data.get("mode") != "plain" and threshold < 2:
+            raise ValueError("secure aggregation needs a threshold of at least 2")
+        return threshold
+
+    @property
+    def secure(self) -> bool:
+        return self.mode != "plain"
+
+    @property
+    def private(self) -> bool:
+        return self.mode == "secagg+dp"
+
+
+class Aborted(AirlockError):
+    """Too few contributors remain to finish a round."""
+
+
+def settings(params: Mapping[str, Any]) -> Settings:
+    return Settings.model_validate({k: v for k, v in params.items() if k != "round"})
+
+
+def stated_settings(meta: Mapping[str, Any]) -> Settings:
+    """The settings a round start states, or AirlockError."""
+    try:
+        return Settings.model_validate(meta["settings"])
+    except (KeyError, ValueError):
+        raise AirlockError("the round's settings are missing or invalid") from None
+
+
+def check_contributors(s: Settings, contributors: int) -> None:
+    """The run's contributors fit the settings: t-of-n sharing needs
+    n/2 < t <= n (secagg.check_threshold), and the fixed-point sum must not overflow."""
+    if not s.secure:
+        return
+    check_threshold(s.threshold, contributors)
+    if contributors > max_contributors(s.max_abs):
+        raise SecAggError(f"{contributors} contributors overflow the fixed-point sum")
+
+
+def control(ctx: PartyContext) -> Label:
+    return Label(f"federated:{ctx.name}", Form.PUBLIC)
+
+
+def session(number: int) -> str:
+    return f"round-{number}"
+
+
+def party_names(value: object) -> frozenset[str]:
+    """A list of party names from a request, or AirlockError."""
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise AirlockError("expected a list of party names")
+    return frozenset(value)
+
+
+# -- arrays ----------------------------------------------------------------------------
+
+
+def array_bytes(name: str, array: np.ndarray) -> bytes:
+    return save_arrays({name: array})
+
+
+def read_array(body: bytes, name: str, dtype: type, size: int) -> np.ndarray:
+    """The one array a body must hold, with the right name, dtype and size."""
+    try:
+        arrays = load_arrays(body)
+    except (SafetensorError, ValueError, OSError):
+        raise AirlockError("the update is not a safetensors array") from None
+    if set(arrays) != {name}:
+        raise AirlockError(f"the update must hold exactly one array named {name!r}")
+    array = arrays[name]
+    if array.dtype != dtype or array.shape != (size,):
+        raise AirlockError(
+            f"the update is {array.dtype}{list(array.shape)}, expected {np.dtype(dtype)}[{size}]"
+        )
+    return array
+
+
+def read_update(reply: Envelope, s: Settings, size: int) -> tuple[np.ndarray, int]:
+    """The update in a reply and the noise variance its sender says it added
+    (0 without DP), or AirlockError saying why it is refused."""
+    meta, body = unpack(reply.payload)
+    if s.secure:
+        if reply.header.step != Step.MASKED_UPDATE:
+            raise AirlockError("secure aggregation takes masked updates only")
+        masked = read_array(body, "masked", np.uint32, size)
+        if not s.private:
+            return masked, 0
+        variance = meta.get("noise_variance")
+        if type(variance) is not int or variance < 0 or meta.get("clip") != s.clip:
+            raise AirlockError(f"the update does not state its noise variance and clip {s.clip}")
+        return masked, variance
+    update = read_array(body, "update", np.float32, size)
+    if not np.all(np.isfinite(update)):
+        raise AirlockError("the update holds NaN or infinite values")
+    if np.max(np.abs(update), initial=0.0) > s.max_abs:
+        raise AirlockError(f"the update holds values beyond +-{s.max_abs}")
+    return update, 0
+
+
+# -- asking every contributor at once ----------------------------------------------------
+
+
+def ask_all(
+    ctx: PartyContext,
+    names: Iterable[str],
+    step: Step,
+    labels: list[Label],
+    payload_for: Callable[[str], bytes],
+    session_id: str,
+    *,
+    answered: bool = True,
+) -> tuple[dict[str, Envelope], dict[str, str]]:
+    """Send `step` to each party at once; return the replies and, per party
+    whose delivery failed (or, if `answered`, that gave no reply), why."""
+    names = list(names)
+
+    def send(name: str) -> Envelope | None | str:
+        try:
+            return ctx.deliver(name, step, labels, payload_for(name), session_id)
+        except AirlockError as error:
+            return str(error)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        outcomes = dict(zip(names, pool.map(send, names), strict=True))
+    replies = {n: o for n, o in outcomes.items() if isinstance(o, Envelope)}
+    failed = {
+        n: o or "no answer"
+        for n, o in outcomes.items()
+        if isinstance(o, str) or (o is None and answered)
+    }
+    return replies, failed

@@ -1,7 +1,17 @@
-"""Malicious databases of the pir protocol: each tries to learn which
-cluster a client wants, and roles.py applies it where the honest database
-would declare its batch or send its answers.
+"""Misbehaviours of the pir protocol, apart from the honest roles: each
+overrides one honest action or handler of the adversarial party.
 
+Played by the end user:
+plaintext_query: a misconfigured client sends its question in the clear
+    where a PIR query is due (after the stage); the database's boundary
+    refuses it.
+replay_query: the client sends each database its first batch again in
+    place of every later one; the database refuses the replays.
+
+Played by a database, each trying to learn which cluster a client wants:
+update_corpus: the database changes right after the client's first
+    catalog download; the client's next query is refused as a stale
+    catalog, and it downloads the catalog again.
 small_batch: declares, and answers, batches of its smallest cluster's size.
     A client that padded to the declared batch would send exactly as many
     queries as the wanted cluster has records: the batch's size would name
@@ -16,28 +26,102 @@ corrupt_first_answer, corrupt_last_answer: corrupt the answer at the first
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from parties.envelope import Envelope
+from parties.errors import ConfigError
+from parties.labels import Form, Label
+from parties.payload import pack
+from parties.protocol import Adversary, Handler, PartyContext, Reply, attempt, holdings_as, state_of
+from parties.roles import EndUser
+from protocols.pir import server
+from protocols.pir.client import Client
 from protocols.pir.index import Index
-
-CORRUPTED_POSITION = {"corrupt_first_answer": 0, "corrupt_last_answer": -1}
-DATABASE_ADVERSARIES = ("small_batch", *CORRUPTED_POSITION)
-
-
-def declared_batch(adversary: str | None, index: Index) -> int:
-    """The batch the database declares in its catalog and answers."""
-    if adversary == "small_batch":
-        return min(b - a for a, b in zip(index.starts, index.starts[1:], strict=False))
-    return index.largest_cluster
+from protocols.pir.rag import retrieve_with
+from protocols.pir.rules import BUILD_INDEX, DATABASE, RETRIEVE, USER, Step
+from protocols.pir.settings import Settings
 
 
-def served_answers(adversary: str | None, answers: list[bytes]) -> list[bytes]:
-    """The answers the database sends: one of them corrupted by a
-    corrupt_*_answer adversary (the top bit of its fourth byte flipped,
-    which changes a SimplePIR digit by p/2 and an XOR record's length)."""
-    position = CORRUPTED_POSITION.get(adversary or "")
-    if position is None:
-        return answers
-    served = list(answers)
-    corrupted = bytearray(served[position])
-    corrupted[3] ^= 0x80
-    served[position] = bytes(corrupted)
-    return served
+class Name(enum.StrEnum):
+    PLAINTEXT_QUERY = "plaintext_query"
+    REPLAY_QUERY = "replay_query"
+    UPDATE_CORPUS = "update_corpus"
+    SMALL_BATCH = "small_batch"
+    CORRUPT_FIRST_ANSWER = "corrupt_first_answer"
+    CORRUPT_LAST_ANSWER = "corrupt_last_answer"
+
+
+SEND_PLAINTEXT_QUERY = "send_plaintext_query"
+LATE_ADDITION = "guideline 9999: a late addition; review after 7 days."
+
+
+def send_plaintext_query(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    prompts = holdings_as(ctx, EndUser).prompts
+    databases = sorted(ctx.peers(DATABASE))
+    if not prompts or not databases:
+        raise ConfigError(f"{Name.PLAINTEXT_QUERY} needs a prompt and a database")
+    label = [Label(f"query:{ctx.name}", Form.PLAINTEXT)]
+    return attempt(ctx, databases[0], Step.PIR_QUERY, label, pack({}, prompts[0].encode()))
+
+
+class ReplayingClient(Client):
+    """Sends each database the first batch it sent it, again and again."""
+
+    def __init__(self, ctx: PartyContext, settings: Settings) -> None:
+        super().__init__(ctx, settings)
+        self.first_batch: dict[str, bytes] = {}
+
+    def send(self, database: str, payload: bytes) -> Envelope | None:
+        return super().send(database, self.first_batch.setdefault(database, payload))
+
+
+def on_catalog_request_then_update(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """The catalog, then, the first time, a new index with one more document."""
+    reply = server.on_catalog_request(ctx, envelope)
+    state = state_of(ctx, server.DatabaseState)
+    database = state.serving("an update")
+    if LATE_ADDITION not in database.index.documents:
+        state.serve(server.build(database.settings, [*server.corpus(ctx), LATE_ADDITION]))
+    return reply
+
+
+def smallest_cluster(index: Index) -> int:
+    return min(b - a for a, b in zip(index.starts, index.starts[1:], strict=False))
+
+
+def build_small_batch_index(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    settings = Settings.model_validate(params)
+    return server.serve(ctx, server.build(settings, server.corpus(ctx), smallest_cluster))
+
+
+def corrupting(position: int) -> Handler:
+    """A PIR query handler that flips the top bit of the fourth byte of the
+    answer at `position` in every batch: a SimplePIR digit moves by p/2,
+    an XOR record's length changes."""
+
+    def on_pir_query(ctx: PartyContext, envelope: Envelope) -> Reply:
+        answers = server.answers_to(ctx, envelope)
+        corrupted = bytearray(answers[position])
+        corrupted[3] ^= 0x80
+        answers[position] = bytes(corrupted)
+        return server.answer_reply(ctx, answers)
+
+    return on_pir_query
+
+
+ADVERSARIES: dict[str, Adversary] = {
+    Name.PLAINTEXT_QUERY: Adversary(
+        USER,
+        actions={SEND_PLAINTEXT_QUERY: send_plaintext_query},
+        after_stage=SEND_PLAINTEXT_QUERY,
+    ),
+    Name.REPLAY_QUERY: Adversary(USER, actions={RETRIEVE: retrieve_with(ReplayingClient)}),
+    Name.UPDATE_CORPUS: Adversary(
+        DATABASE, handlers={Step.CATALOG_REQUEST: on_catalog_request_then_update}
+    ),
+    Name.SMALL_BATCH: Adversary(DATABASE, actions={BUILD_INDEX: build_small_batch_index}),
+    Name.CORRUPT_FIRST_ANSWER: Adversary(DATABASE, handlers={Step.PIR_QUERY: corrupting(0)}),
+    Name.CORRUPT_LAST_ANSWER: Adversary(DATABASE, handlers={Step.PIR_QUERY: corrupting(-1)}),
+}

@@ -22,7 +22,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from parties.errors import AirlockError, ConfigError
+from parties.errors import AirlockError, BadQuery, ConfigError, Refused
+from parties.wire import airlock_pb2 as pb
 from protocols.pir.embed import DIMENSIONS
 from protocols.pir.index import Index, largest_cluster
 from protocols.pir.records import DIGEST_BYTES, LENGTH_BYTES, TAG_BYTES, version_of
@@ -33,6 +34,24 @@ Scheme = Literal["xor", "simplepir"]
 
 class BadCatalog(AirlockError):
     """A catalog that the client refuses before sending any query."""
+
+
+class StaleCatalog(BadQuery):
+    """A query made from a catalog the database no longer serves (it
+    changed since the client's download). The database raises it, which
+    refuses the query on the wire (HANDLER_FAILED, with MESSAGE as the
+    reason); the client reads that refusal back with `from_refusal`, the
+    one place that does, and downloads the catalog again."""
+
+    MESSAGE = "stale catalog: the database changed since the client's download"
+
+    @classmethod
+    def from_refusal(cls, refusal: Refused) -> StaleCatalog | None:
+        """The signal a database's refusal carries, if it is this one."""
+        _, _, reason = refusal.detail.partition(" refused: ")  # "<step> refused: <reason>"
+        if refusal.reason == pb.HANDLER_FAILED and reason == cls.MESSAGE:
+            return cls(str(refusal))
+        return None
 
 
 class _Declared(BaseModel):

@@ -7,6 +7,8 @@ query in any other form, such as the question in the clear, is refused by
 this rule before any handler sees it.
 """
 
+import enum
+
 from parties.labels import Form
 from parties.protocol import Rule, label_rule
 from parties.roles import Role
@@ -14,22 +16,42 @@ from parties.roles import Role
 NAME = "pir"
 
 USER, DATABASE = Role.END_USER, Role.EXTERNAL_DATABASE
+# the stage's actions: the database builds its index, then the user retrieves
+BUILD_INDEX, RETRIEVE = "build_index", "retrieve"
+
+
+class Step(enum.StrEnum):
+    CATALOG_REQUEST = "catalog_request"
+    CATALOG = "catalog"
+    PIR_QUERY = "pir_query"
+    PIR_ANSWER = "pir_answer"
+
+
+def query_form(scheme: str) -> Form:
+    """The form of a scheme's queries and answers: XOR shares, LWE ciphertexts."""
+    return Form.SHARE if scheme == "xor" else Form.CIPHERTEXT
+
 
 RULES = (
-    Rule("catalog_request", USER, DATABASE, (label_rule("catalog:{receiver}", Form.PUBLIC),)),
+    Rule(Step.CATALOG_REQUEST, USER, DATABASE, (label_rule("catalog:{receiver}", Form.PUBLIC),)),
     Rule(
-        "catalog",
+        Step.CATALOG,
         DATABASE,
         USER,
         (label_rule("catalog:{sender}", Form.PUBLIC),),
-        reply_to=("catalog_request",),
+        reply_to=(Step.CATALOG_REQUEST,),
     ),
-    Rule("pir_query", USER, DATABASE, (label_rule("query:{sender}", Form.SHARE, Form.CIPHERTEXT),)),
     Rule(
-        "pir_answer",
+        Step.PIR_QUERY,
+        USER,
+        DATABASE,
+        (label_rule("query:{sender}", Form.SHARE, Form.CIPHERTEXT),),
+    ),
+    Rule(
+        Step.PIR_ANSWER,
         DATABASE,
         USER,
         (label_rule("records:{sender}", Form.SHARE, Form.CIPHERTEXT),),
-        reply_to=("pir_query",),
+        reply_to=(Step.PIR_QUERY,),
     ),
 )

@@ -20,11 +20,12 @@ from parties.payload import unpack
 from parties.roles import Role
 from protocols.pir.catalog import BadCatalog
 from protocols.pir.catalog import read as read_catalog
+from protocols.pir.client import WRONG_ANSWER
 from protocols.pir.corpus import guidelines
 from protocols.pir.embed import DIMENSIONS, embed
 from protocols.pir.index import build_index, nearest_cluster, rank
+from protocols.pir.rag import retrieved_documents
 from protocols.pir.records import pack
-from protocols.pir.roles import WRONG_ANSWER, _documents
 from protocols.pir.tests.test_protocol import CLUSTERS, DOCUMENTS, PROMPTS, rag_text
 from tests.helpers import result_of, run_text, running_parties
 
@@ -174,8 +175,8 @@ def test_a_committed_record_that_is_not_a_document_is_left_out_not_an_error() ->
     embedding = np.linspace(-1, 1, DIMENSIONS).astype(np.float16)
     table = pack([embedding.tobytes() + b"wanted", embedding.tobytes() + b"padding"])
     garbage = np.full(table.shape[1], 0xFF, dtype=np.uint8)
-    embeddings, texts = _documents([table[0], garbage, table[1]], span=2)
+    embeddings, texts = retrieved_documents([table[0], garbage, table[1]], span=2)
     assert texts == ["wanted"] and np.array_equal(embeddings, embedding[None, :])
-    embeddings, texts = _documents([garbage, table[1]], span=1)
+    embeddings, texts = retrieved_documents([garbage, table[1]], span=1)
     assert texts == [] and embeddings.shape == (0, DIMENSIONS)
     assert rank(embedding.astype(np.float32), embeddings, texts, 2) == []

@@ -164,3 +164,11 @@ def test_malformed_queries_are_refused_and_the_database_keeps_serving(database) 
     )
     assert reply is not None
     assert "replayed query" in refusal(pack({"version": version, "size": 5}, good * batch))
+
+
+def test_a_request_before_the_index_is_built_is_out_of_step(database) -> None:
+    label = [Label("catalog:guidelines_a", Form.PUBLIC)]
+    with pytest.raises(Refused) as refused:
+        database["alice"].deliver("guidelines_a", "pir", "catalog_request", label, b"")
+    assert refused.value.reason == pb.OUT_OF_STEP
+    assert "a catalog request needs the role to be serving" in refused.value.detail

@@ -1,0 +1,140 @@
+"""The end user's retrieval by PIR: honest code only.
+
+It checks each database's catalog against its own settings (catalog.py),
+picks the cluster nearest a question's embedding, and fetches every record
+of it by PIR. The batch is always as large as the largest cluster, as the
+client computes it, so its size says nothing of the cluster. Every record
+of the batch, padding too, is checked against its digest in the catalog,
+and a wrong one is the same error wherever it sits.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from parties.envelope import Envelope
+from parties.errors import AirlockError, BadQuery, Refused
+from parties.labels import Form, Label
+from parties.payload import pack, unpack
+from parties.protocol import PartyContext, RoleState, state_of
+from protocols.pir import records, xor
+from protocols.pir.catalog import Catalog, StaleCatalog
+from protocols.pir.catalog import read as read_catalog
+from protocols.pir.index import nearest_cluster
+from protocols.pir.rules import DATABASE, Step, query_form
+from protocols.pir.settings import Settings
+from protocols.pir.simplepir import SimplePirClient
+
+# one error for every wrong answer, whatever its position in the batch
+WRONG_ANSWER = "a retrieved record does not match its digest in the catalog: a wrong answer"
+
+
+class ClientPhase(enum.Enum):
+    NO_CATALOG = 1  # nothing downloaded yet
+    CATALOG_CHECKED = 2  # the databases' catalogs passed every check
+
+
+@dataclass
+class ClientState(RoleState):
+    phase: ClientPhase = ClientPhase.NO_CATALOG
+    databases: list[str] = field(default_factory=list)
+    catalogs: list[Catalog] = field(default_factory=list)  # one per database, in order
+    simplepir: SimplePirClient | None = None  # with the hint, for a SimplePIR catalog only
+
+
+class Client:
+    """An end user's PIR client under its own settings, never a database's.
+    Its catalogs stay in the role's state between questions."""
+
+    def __init__(self, ctx: PartyContext, settings: Settings) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.state = state_of(ctx, ClientState)
+
+    def download_catalogs(self) -> None:
+        """Every database's catalog, checked; kept only if all pass."""
+        scheme = self.settings.scheme
+        databases = sorted(self.ctx.peers(DATABASE))
+        wanted = 2 if scheme == "xor" else 1
+        if len(databases) < wanted:
+            raise AirlockError(f"{scheme} needs {wanted} database(s), found {len(databases)}")
+        databases = databases[:wanted]
+        catalogs = []
+        for name in databases:
+            label = [Label(f"catalog:{name}", Form.PUBLIC)]
+            reply = self.ctx.deliver(name, Step.CATALOG_REQUEST, label, b"{}")
+            if reply is None:
+                raise AirlockError(f"{name} sent no catalog")
+            meta, body = unpack(reply.payload)
+            catalogs.append(read_catalog(name, meta, body, scheme, self.settings.clusters))
+        if scheme == "xor" and not catalogs[0].same_as(catalogs[1]):
+            raise AirlockError("the two replicas hold different databases")
+        state = self.state
+        setup = catalogs[0].setup
+        if setup is None:
+            state.simplepir = None
+        elif state.simplepir is None or state.simplepir.setup.version != setup.version:
+            state.simplepir = SimplePirClient(setup)  # expands A: once per version
+        state.databases, state.catalogs = databases, catalogs
+        state.phase = ClientPhase.CATALOG_CHECKED
+
+    def fetch_cluster(self, query: np.ndarray) -> tuple[int, list[np.ndarray]]:
+        """Every record of the cluster nearest the query, then random padding
+        records up to the batch (the largest cluster, as the client computed
+        it), so the batch's size says nothing of the cluster. Returns the
+        cluster's size and the records."""
+        self.state.expect(ClientPhase.CATALOG_CHECKED, doing="a PIR fetch")
+        catalog = self.state.catalogs[0]
+        wanted = catalog.cluster(nearest_cluster(catalog.centroids, query))
+        padding = [secrets.randbelow(catalog.count) for _ in range(catalog.batch - len(wanted))]
+        return len(wanted), self.fetch([*wanted, *padding])
+
+    def fetch(self, indices: list[int]) -> list[np.ndarray]:
+        """The records at `indices`, by PIR (one batch per database), each
+        checked against its digest in the catalog. All are checked, and any
+        mismatch is the same error whatever its position: a database that
+        corrupts one answer learns only that it did, never whether that
+        position was a record the client wanted or padding."""
+        first = self.state.catalogs[0]
+        simplepir = self.state.simplepir
+        rows: list[np.ndarray]
+        if simplepir is None:  # an XOR catalog: one share of each query per replica
+            pairs = [xor.make_queries(i, first.count) for i in indices]
+            left = self._ask(0, [a for a, _ in pairs])
+            right = self._ask(1, [b for _, b in pairs])
+            rows = [xor.combine(a, b) for a, b in zip(left, right, strict=True)]
+        else:
+            queries, lwe_secrets = simplepir.query_batch(indices)
+            rows = simplepir.decode_batch(self._ask(0, queries), lwe_secrets)
+        intact = [records.digest(r) == first.digest(i) for i, r in zip(indices, rows, strict=True)]
+        if not all(intact):
+            raise BadQuery(WRONG_ANSWER)
+        return rows
+
+    def _ask(self, which: int, queries: list[bytes]) -> list[bytes]:
+        """The answers of database number `which` to one batch of queries."""
+        database, catalog = self.state.databases[which], self.state.catalogs[which]
+        payload = pack({"version": catalog.version, "size": len(queries[0])}, b"".join(queries))
+        try:
+            reply = self.send(database, payload)
+        except Refused as refusal:
+            stale = StaleCatalog.from_refusal(refusal)
+            if stale is None:
+                raise
+            raise stale from refusal
+        if reply is None:
+            raise AirlockError(f"{database} sent no answer")
+        answer_meta, answer_body = unpack(reply.payload)
+        size = catalog.answer_bytes
+        if answer_meta.get("size") != size or size * len(queries) != len(answer_body):
+            raise BadQuery(f"{database} answered a batch of the wrong size")
+        return [answer_body[i * size : (i + 1) * size] for i in range(len(queries))]
+
+    def send(self, database: str, payload: bytes) -> Envelope | None:
+        """One batch of queries to `database`; its reply."""
+        label = [Label(f"query:{self.ctx.name}", query_form(self.settings.scheme))]
+        return self.ctx.deliver(database, Step.PIR_QUERY, label, payload)

@@ -1,0 +1,171 @@
+"""The external database's side of the pir protocol: honest code only.
+
+It builds its index (embeds its corpus with MiniLM, k-means clusters,
+records laid out cluster by cluster), answers catalog requests with the
+public part (centroids, cluster boundaries, version, and for SimplePIR the
+seed of A and the hint), and answers batches of PIR queries. It refuses a
+query for another version (StaleCatalog), of the wrong size or form, a
+batch of the wrong size, a batch it has answered before (a replay), and any
+request before its index is built (OUT_OF_STEP).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from pydantic import Field
+
+from parties.envelope import Envelope
+from parties.errors import BadQuery
+from parties.labels import Form, Label
+from parties.payload import pack, unpack
+from parties.protocol import PartyContext, Reply, RoleState, holdings_as, state_of
+from parties.roles import ExternalDatabase
+from protocols.pir import records, xor
+from protocols.pir.catalog import StaleCatalog, publish
+from protocols.pir.corpus import guidelines
+from protocols.pir.embed import embed
+from protocols.pir.index import Index, build_index
+from protocols.pir.rules import Step, query_form
+from protocols.pir.settings import Settings
+from protocols.pir.simplepir import SimplePirServer, seed_for
+
+MAX_SEEN = 1 << 20  # replay memory per database, in batches
+
+
+class DatabaseHoldings(ExternalDatabase):
+    """What a database holds for PIR: its `documents`, plus
+    `synthetic_documents` generated clinical guidelines (corpus.py)."""
+
+    synthetic_documents: int = Field(default=0, ge=0, le=1_000_000)
+
+
+@dataclass
+class Database:
+    """A database's built index, its PIR server, its catalog (header and
+    body, fixed for this version) and the batches it has answered."""
+
+    settings: Settings
+    index: Index
+    server: xor.XorServer | SimplePirServer
+    batch: int  # queries per batch: honestly, the largest cluster
+    catalog: tuple[dict[str, Any], bytes]
+    seen: set[bytes] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class DatabasePhase(enum.Enum):
+    NO_INDEX = 1  # nothing to serve yet
+    SERVING = 2  # an index is built; catalog requests and queries are answered
+
+
+@dataclass
+class DatabaseState(RoleState):
+    phase: DatabasePhase = DatabasePhase.NO_INDEX
+    database: Database | None = None
+
+    def serve(self, database: Database) -> None:
+        self.database, self.phase = database, DatabasePhase.SERVING
+
+    def serving(self, doing: str) -> Database:
+        """The database in service; OutOfStep before an index is built."""
+        self.expect(DatabasePhase.SERVING, doing=doing)
+        return cast(Database, self.database)  # serve() sets both together
+
+
+def corpus(ctx: PartyContext) -> list[str]:
+    holdings = holdings_as(ctx, DatabaseHoldings)
+    return list(holdings.documents) + guidelines(holdings.synthetic_documents)
+
+
+def largest_cluster(index: Index) -> int:
+    return index.largest_cluster
+
+
+def build(
+    settings: Settings, documents: list[str], batch_of: Callable[[Index], int] = largest_cluster
+) -> Database:
+    """The index of `documents`, its PIR server and its catalog, declaring
+    batches of `batch_of(index)` queries."""
+    index = build_index(documents, embed(documents), min(settings.clusters, len(documents)))
+    table = index.records()
+    digests = records.digests(table)
+    version = records.version_of(digests, table.shape[1])
+    server: xor.XorServer | SimplePirServer
+    if settings.scheme == "xor":
+        server = xor.XorServer(table)
+    else:
+        server = SimplePirServer(table, seed=seed_for(version))
+    batch = batch_of(index)
+    catalog = publish(
+        settings.scheme,
+        index,
+        batch=batch,
+        record_bytes=table.shape[1],
+        digests=digests,
+        version=version,
+        setup=server.setup() if isinstance(server, SimplePirServer) else None,
+    )
+    return Database(settings, index, server, batch, catalog)
+
+
+def serve(ctx: PartyContext, database: Database) -> dict[str, Any]:
+    """Put `database` in service; what the stage reports of it."""
+    state_of(ctx, DatabaseState).serve(database)
+    meta, _ = database.catalog
+    return {
+        "documents": meta["count"],
+        "clusters": len(meta["starts"]) - 1,
+        "largest_cluster": database.index.largest_cluster,
+        "record_bytes": meta["record_bytes"],
+        "version": meta["version"][:16],
+    }
+
+
+def build_index_action(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    return serve(ctx, build(Settings.model_validate(params), corpus(ctx)))
+
+
+def on_catalog_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    database = state_of(ctx, DatabaseState).serving("a catalog request")
+    label = (Label(f"catalog:{ctx.name}", Form.PUBLIC),)
+    return Reply(Step.CATALOG, label, pack(*database.catalog))
+
+
+def answers_to(ctx: PartyContext, envelope: Envelope) -> list[bytes]:
+    """The answers to a batch of queries, once it passed every check."""
+    database = state_of(ctx, DatabaseState).serving("a PIR query")
+    server = database.server
+    meta, body = unpack(envelope.payload)
+    if meta.get("version") != server.version:
+        raise StaleCatalog(StaleCatalog.MESSAGE)
+    batch = database.batch
+    if not isinstance(meta.get("size"), int) or meta["size"] * batch != len(body):
+        raise BadQuery(f"a batch is {batch} queries of equal size")
+    size = meta["size"]
+    queries = [body[i * size : (i + 1) * size] for i in range(batch)]
+    digest = hashlib.sha256(body).digest()
+    with database.lock:
+        if digest in database.seen:
+            raise BadQuery("replayed query: this batch was answered before")
+        if len(database.seen) >= MAX_SEEN:
+            database.seen.clear()
+        database.seen.add(digest)
+    if isinstance(server, SimplePirServer):
+        return server.answer_batch(queries, meta["version"])
+    return server.answer_batch(queries)
+
+
+def answer_reply(ctx: PartyContext, answers: list[bytes]) -> Reply:
+    scheme = state_of(ctx, DatabaseState).serving("a PIR answer").settings.scheme
+    label = (Label(f"records:{ctx.name}", query_form(scheme)),)
+    return Reply(Step.PIR_ANSWER, label, pack({"size": len(answers[0])}, b"".join(answers)))
+
+
+def on_pir_query(ctx: PartyContext, envelope: Envelope) -> Reply:
+    return answer_reply(ctx, answers_to(ctx, envelope))

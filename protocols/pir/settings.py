@@ -1,0 +1,16 @@
+"""The pir stage's params. Each party keeps the scenario's own (ctx.settings):
+a client never takes a database's word for them."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scheme: Literal["xor", "simplepir"] = "xor"
+    clusters: int = Field(default=32, ge=1)
+    top_k: int = Field(default=2, ge=1, le=16)
+    pretrain_steps: int = Field(default=150, ge=0)
+    max_new_tokens: int = Field(default=32, ge=1, le=256)

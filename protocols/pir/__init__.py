@@ -4,7 +4,7 @@ answers without learning the query.
 Files: rules.py (steps, what may cross), settings.py (the stage's params),
 server.py (the external database), client.py (the end user's PIR
 retrieval), rag.py (ranking and generation from what was retrieved),
-roles.py (the Protocol, assembled), catalog.py (the public catalog, the
+protocol.py (the Protocol, assembled), catalog.py (the public catalog, the
 client's checks of it, the stale-catalog signal), adversaries.py
 (misbehaving clients and databases), corpus.py (the synthetic guideline
 documents), embed.py (all-MiniLM-L6-v2, offline), index.py (k-means
@@ -13,6 +13,6 @@ clusters, record layout, plaintext reference retrieval), records.py
 simplepir.py (single-server LWE PIR), tests/.
 """
 
-from protocols.pir.roles import PROTOCOL
+from protocols.pir.protocol import PROTOCOL
 
 __all__ = ["PROTOCOL"]

@@ -2,13 +2,16 @@
 deployer's premises, with remote attestation in the RATS roles (RFC 9334)
 and an end-to-end HPKE channel (RFC 9180) from the end user to the enclave.
 
-Files: rules.py (what may cross), roles.py (each role's logic and the
-protocol), host.py (the deployer), enclave.py (the measured enclave code),
-evidence.py (the SIMULATED hardware root of trust, minted per run by the
-orchestrator; evidence and appraisal), channel.py (HPKE), settings.py (the
-stage params), adversaries.py, tests/.
+Files: rules.py (the steps, what may cross); the roles by side, each with
+its typed state: creator.py (the model creator, reference value provider),
+host.py (the deployer), enclave.py (the measured enclave code), verifier.py
+(the verifier), user.py (the end user, relying party); adversaries.py (the
+misbehaviours, as overrides of the honest handlers and actions);
+protocol.py (the protocol, assembled); evidence.py (the SIMULATED hardware
+root of trust, minted per run by the orchestrator; evidence and appraisal),
+channel.py (HPKE), settings.py (the stage params), tests/.
 """
 
-from protocols.tee.roles import PROTOCOL
+from protocols.tee.protocol import PROTOCOL
 
 __all__ = ["PROTOCOL"]

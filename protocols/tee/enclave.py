@@ -15,9 +15,10 @@ receipted with the attested receipt key.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pyhpke import KEMKeyPair
@@ -28,11 +29,12 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import PartyContext, Reply
+from parties.protocol import PartyContext, Reply, RoleState, state_of
 from protocols.attestation.receipts import issue_receipt
 from protocols.attestation.statements import PartySigner
 from protocols.tee import channel
 from protocols.tee.evidence import DeviceProvision, SimulatedHardware, measure
+from protocols.tee.rules import Step
 from protocols.tee.settings import Settings
 
 
@@ -51,7 +53,7 @@ class Answered:
     output: str
     sealed: bytes
 
-    def reply(self, step: str = "enclave_answer") -> Reply:
+    def reply(self, step: Step = Step.ENCLAVE_ANSWER) -> Reply:
         labels = (Label(f"output:{self.user}", Form.CIPHERTEXT),)
         return Reply(step, labels, pack({"request": self.request}, self.sealed))
 
@@ -116,11 +118,25 @@ class LoadedEnclave:
         return Answered(user, request, prompt, output, channel.seal_answer(context, answer, aad))
 
 
-def booted(ctx: PartyContext) -> LoadedEnclave:
-    enclave: LoadedEnclave | None = ctx.state.get("loaded")
-    if enclave is None:
-        raise AirlockError("no model is loaded in the enclave")
-    return enclave
+class EnclavePhase(enum.Enum):
+    AWAITING_LOAD = 1
+    LOADED = 2  # booted with an image and a model: it quotes and answers
+
+
+@dataclass
+class EnclaveState(RoleState):
+    phase: EnclavePhase = EnclavePhase.AWAITING_LOAD
+    loaded: LoadedEnclave | None = None
+
+    def boot(self, enclave: LoadedEnclave) -> None:
+        self.loaded, self.phase = enclave, EnclavePhase.LOADED
+
+
+def booted(ctx: PartyContext, doing: str) -> LoadedEnclave:
+    """The loaded enclave; OutOfStep before the host has loaded it."""
+    state = state_of(ctx, EnclaveState)
+    state.expect(EnclavePhase.LOADED, doing=doing)
+    return cast(LoadedEnclave, state.loaded)  # LOADED comes with a boot
 
 
 def relayed(envelope: Envelope) -> tuple[str, str, bytes]:
@@ -140,16 +156,16 @@ def on_enclave_load(ctx: PartyContext, envelope: Envelope) -> None:
     # the answer length is the scenario's, never the host's word; a reload
     # is a new boot: new HPKE and receipt keys
     tokens = Settings.model_validate(ctx.settings).max_new_tokens
-    ctx.state["loaded"] = LoadedEnclave.boot(ctx.provision, image, model, tokens)
+    state_of(ctx, EnclaveState).boot(LoadedEnclave.boot(ctx.provision, image, model, tokens))
 
 
 def on_evidence_request(ctx: PartyContext, envelope: Envelope) -> Reply:
-    enclave = booted(ctx)
+    enclave = booted(ctx, "an evidence request")
     nonce = bytes.fromhex(str(json.loads(envelope.payload)["nonce"]))
     if not 16 <= len(nonce) <= 64:
         raise AirlockError("a nonce must be 16 to 64 bytes")
     return Reply(
-        "evidence",
+        Step.EVIDENCE,
         (Label(f"evidence:{ctx.name}", Form.PUBLIC),),
         json.dumps(enclave.evidence(ctx.name, nonce)).encode(),
     )
@@ -157,5 +173,5 @@ def on_evidence_request(ctx: PartyContext, envelope: Envelope) -> Reply:
 
 def on_enclave_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
     """Open the user's sealed prompt, answer it, seal the answer back."""
-    enclave = booted(ctx)
+    enclave = booted(ctx, "a prompt")
     return enclave.answer(ctx.name, *relayed(envelope), enclave.receipt_signer).reply()

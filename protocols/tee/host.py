@@ -5,29 +5,44 @@ goes to the enclave party alone, and the per-boot keys never leave it."""
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from models.charlm import CharTransformer, generate
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import PartyContext, Reply, sole_peer
+from parties.protocol import PartyContext, Reply, RoleState, sole_peer, state_of
 from protocols.tee.evidence import ENCLAVE_IMAGE
-from protocols.tee.rules import ENCLAVE
+from protocols.tee.rules import ENCLAVE, Step
+
+
+class HostPhase(enum.Enum):
+    AWAITING_MODEL = 1
+    HOLDING_MODEL = 2  # the creator's one release of the run is in hand
+
+
+@dataclass
+class HostState(RoleState):
+    phase: HostPhase = HostPhase.AWAITING_MODEL
+    model: CharTransformer | None = None
 
 
 def on_model_release(ctx: PartyContext, envelope: Envelope) -> None:
-    ctx.state["model"] = CharTransformer.from_bytes(envelope.payload)
+    state = state_of(ctx, HostState)
+    state.expect(HostPhase.AWAITING_MODEL, doing="a model release")
+    state.model = CharTransformer.from_bytes(envelope.payload)
+    state.phase = HostPhase.HOLDING_MODEL
 
 
-def released_model(ctx: PartyContext) -> CharTransformer:
-    model: CharTransformer | None = ctx.state.get("model")
-    if model is None:
-        raise AirlockError("the deployer has no model to load")
-    return model
+def released_model(ctx: PartyContext, doing: str) -> CharTransformer:
+    state = state_of(ctx, HostState)
+    state.expect(HostPhase.HOLDING_MODEL, doing=doing)
+    return cast(CharTransformer, state.model)  # HOLDING_MODEL comes with the model
 
 
 def load_enclave(ctx: PartyContext, image: bytes, model: CharTransformer) -> dict[str, Any]:
@@ -36,22 +51,24 @@ def load_enclave(ctx: PartyContext, image: bytes, model: CharTransformer) -> dic
         Label("weights:model_creator", Form.PLAINTEXT),
     ]
     enclave = sole_peer(ctx, ENCLAVE)
-    ctx.deliver(enclave, "enclave_load", labels, pack({"image": image.hex()}, model.to_bytes()))
+    ctx.deliver(enclave, Step.ENCLAVE_LOAD, labels, pack({"image": image.hex()}, model.to_bytes()))
     return {"enclave": enclave, "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def launch_enclave(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    return load_enclave(ctx, ENCLAVE_IMAGE, released_model(ctx))
+    return load_enclave(ctx, ENCLAVE_IMAGE, released_model(ctx, "launching the enclave"))
 
 
 def evidence_reply(ctx: PartyContext, evidence: bytes) -> Reply:
-    return Reply("evidence", (Label(f"evidence:{sole_peer(ctx, ENCLAVE)}", Form.PUBLIC),), evidence)
+    return Reply(
+        Step.EVIDENCE, (Label(f"evidence:{sole_peer(ctx, ENCLAVE)}", Form.PUBLIC),), evidence
+    )
 
 
 def enclave_evidence(ctx: PartyContext, user: str, request: bytes) -> bytes:
     """The enclave's evidence for a user's attestation request (its nonce)."""
     label = [Label(f"nonce:{user}", Form.PUBLIC)]
-    reply = ctx.deliver(sole_peer(ctx, ENCLAVE), "evidence_request", label, request)
+    reply = ctx.deliver(sole_peer(ctx, ENCLAVE), Step.EVIDENCE_REQUEST, label, request)
     if reply is None:
         raise AirlockError("the enclave gave no evidence")
     return reply.payload
@@ -66,16 +83,17 @@ def on_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
     meta, sealed = unpack(envelope.payload)
     relay = pack({"user": user, "request": str(meta["request"])}, sealed)
     label = [Label(f"prompt:{user}", Form.CIPHERTEXT)]
-    reply = ctx.deliver(sole_peer(ctx, ENCLAVE), "enclave_prompt", label, relay)
+    reply = ctx.deliver(sole_peer(ctx, ENCLAVE), Step.ENCLAVE_PROMPT, label, relay)
     if reply is None:
         raise AirlockError("the enclave gave no answer")
-    return Reply("sealed_answer", (Label(f"output:{user}", Form.CIPHERTEXT),), reply.payload)
+    return Reply(Step.SEALED_ANSWER, (Label(f"output:{user}", Form.CIPHERTEXT),), reply.payload)
 
 
 def on_plain_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
     """The baseline: the same model served in plaintext by the host."""
     request = json.loads(envelope.payload)
     prompt = str(request["prompt"])
-    output = generate(released_model(ctx), prompt, int(request["max_new_tokens"]))[len(prompt) :]
+    model = released_model(ctx, "a plaintext prompt")
+    output = generate(model, prompt, int(request["max_new_tokens"]))[len(prompt) :]
     label = (Label(f"output:{envelope.header.sender}", Form.PLAINTEXT),)
-    return Reply("plain_answer", label, json.dumps({"output": output}).encode())
+    return Reply(Step.PLAIN_ANSWER, label, json.dumps({"output": output}).encode())

@@ -177,13 +177,16 @@ def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -
     deployer = serving["deployer"]
     nonce_label = [Label("nonce:alice", Form.PUBLIC)]
 
-    def refusal(step: str, labels: list[Label], payload: bytes) -> str:
+    def refusal(
+        step: str, labels: list[Label], payload: bytes, reason: int = pb.HANDLER_FAILED
+    ) -> str:
         with pytest.raises(Refused) as refused:
             deployer.deliver("enclave", "tee", step, labels, payload)
-        assert refused.value.reason == pb.HANDLER_FAILED
+        assert refused.value.reason == reason
         return refused.value.detail
 
-    assert "no model is loaded" in refusal("evidence_request", nonce_label, b'{"nonce": "00"}')
+    before_load = refusal("evidence_request", nonce_label, b'{"nonce": "00"}', pb.OUT_OF_STEP)
+    assert "needs the role to be loaded, it is awaiting_load" in before_load
     model = CharTransformer(seed=0)
     load = pack({"image": ENCLAVE_IMAGE.hex()}, model.to_bytes())
     load_labels = [
@@ -225,3 +228,23 @@ def test_an_enclave_without_a_provisioned_device_key_does_not_load(tmp_path: Pat
             started["deployer"].deliver("enclave", "tee", "enclave_load", labels, load)
     assert refused.value.reason == pb.HANDLER_FAILED
     assert "no device attestation key" in refused.value.detail
+
+
+def test_the_model_and_the_reference_values_come_once_per_run(tmp_path: Path) -> None:
+    """A second release would change what the host loads, second reference
+    values what the verifier approves: each is refused as out of step."""
+    roles = {"model_creator": Role.MODEL_CREATOR, "deployer": Role.DEPLOYER}
+    roles["verifier"] = Role.VERIFIER
+    with running_parties(tmp_path, roles=roles, protocol="tee") as started:
+        creator = started["model_creator"]
+        creator.act("tee", "release_model", {"pretrain_steps": 0})
+        with pytest.raises(Refused) as again:  # the reference values go first
+            creator.act("tee", "release_model", {"pretrain_steps": 0})
+        assert again.value.reason == pb.OUT_OF_STEP
+        assert "reference values needs the role to be awaiting_reference" in again.value.detail
+        weights = [Label("weights:model_creator", Form.PLAINTEXT)]
+        model = CharTransformer(seed=0).to_bytes()
+        with pytest.raises(Refused) as released:
+            creator.deliver("deployer", "tee", "model_release", weights, model)
+        assert released.value.reason == pb.OUT_OF_STEP
+        assert "a model release needs the role to be awaiting_model" in released.value.detail

@@ -1,0 +1,165 @@
+"""The end user in the tee protocol (RATS Relying Party): per prompt, a
+fresh nonce, evidence via the deployer, a result from the verifier; only on
+an affirming result does it seal its prompt (HPKE) to the key in the
+evidence, and it accepts the answer's receipt only under the receipt key in
+the evidence."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from parties.errors import AirlockError, ClaimFailed
+from parties.labels import Form, Label
+from parties.payload import pack, unpack
+from parties.protocol import FINGERPRINTS, PartyContext, holdings_as, sole_peer
+from parties.roles import EndUser
+from protocols.attestation.receipts import check_receipt
+from protocols.attestation.statements import json_or_none, open_statement
+from protocols.tee import channel
+from protocols.tee.enclave import request_aad
+from protocols.tee.evidence import SIMULATED
+from protocols.tee.rules import DEPLOYER, VERIFIER, Step
+from protocols.tee.settings import Settings
+from protocols.tee.verifier import RESULT_PREDICATE
+
+# shorter texts are not searched for: they could match some blob by chance
+MIN_FINGERPRINT_BYTES = 8
+Summary = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AttestedEnclave:
+    """What an affirming attestation result vouches for."""
+
+    hpke_public_key: bytes
+    receipt_key: ed25519.Ed25519PublicKey
+    model_root: bytes
+    vendor_root_sha256: str
+
+
+def _attest(ctx: PartyContext, deployer: str, verifier: str) -> AttestedEnclave:
+    """Fresh evidence, appraised; what the affirming result vouches for, or ClaimFailed."""
+    claim = "enclave attestation"
+    nonce = os.urandom(32)
+    request = json.dumps({"nonce": nonce.hex()}).encode()
+    nonce_label = Label(f"nonce:{ctx.name}", Form.PUBLIC)
+    reply = ctx.deliver(deployer, Step.ATTESTATION_REQUEST, [nonce_label], request)
+    if reply is None:
+        raise ClaimFailed(claim, "the deployer sent no evidence")
+    evidence = json_or_none(reply.payload)
+    appraisal = json.dumps({"evidence": evidence, "nonce": nonce.hex()}).encode()
+    labels = [Label(reply.header.labels[0].asset, Form.PUBLIC), nonce_label]
+    answer = ctx.deliver(verifier, Step.APPRAISAL_REQUEST, labels, appraisal)
+    if answer is None:
+        raise ClaimFailed(claim, "the verifier sent no result")
+    result = open_statement(
+        json_or_none(answer.payload),
+        ctx.public_key(verifier),
+        RESULT_PREDICATE,
+        "attestation result",
+    ).predicate
+    if result.get("nonce") != nonce.hex():
+        raise ClaimFailed(claim, "the result answers another nonce")
+    if result.get("status") != "affirming":
+        raise ClaimFailed(claim, str(result.get("reason", "not affirming")))
+    try:
+        return AttestedEnclave(
+            bytes.fromhex(result["hpke_public_key"]),
+            ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(result["receipt_public_key"])),
+            bytes.fromhex(result["model_root"]),
+            str(result["vendor_root_sha256"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ClaimFailed(claim, "the affirming result is malformed") from None
+
+
+def _ask_enclave(
+    ctx: PartyContext, deployer: str, enclave: AttestedEnclave, prompt: str
+) -> tuple[str, bytes]:
+    """Seal a prompt to the attested enclave; open its answer and check the
+    receipt under the attested receipt key (not a key the host names)."""
+    request, nonce = os.urandom(16).hex(), os.urandom(16)
+    aad = request_aad(ctx.name, request)
+    message = json.dumps({"prompt": prompt, "nonce": nonce.hex()}).encode()
+    sealed, context = channel.seal_request(enclave.hpke_public_key, message, aad)
+    label = [Label(f"prompt:{ctx.name}", Form.CIPHERTEXT)]
+    reply = ctx.deliver(deployer, Step.SEALED_PROMPT, label, pack({"request": request}, sealed))
+    if reply is None:
+        raise ClaimFailed("enclave answer", "no answer")
+    _, sealed_answer = unpack(reply.payload)
+    answer = json.loads(channel.open_answer(context, sealed_answer, aad))
+    output = str(answer["output"])
+    check_receipt(
+        answer["receipt"],
+        enclave.receipt_key,
+        model_root=enclave.model_root,
+        prompt=prompt.encode(),
+        output=output.encode(),
+        nonce=nonce,
+    )
+    return output, sealed_answer
+
+
+def _fingerprints(texts: Iterable[str]) -> list[str]:
+    """Each text as sent and as a JSON string body (how it would sit in a
+    JSON payload), hex, for the audit's content scan."""
+    found: set[bytes] = set()
+    for text in texts:
+        forms = {text.encode(), json.dumps(text)[1:-1].encode()}
+        found |= {f for f in forms if len(f) >= MIN_FINGERPRINT_BYTES}
+    return sorted(f.hex() for f in found)
+
+
+def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Per prompt: attest, then (only if affirming) ask through the enclave.
+    With `baseline`, also ask the host in plaintext and time both. Every
+    prompt and every answer is reported as a fingerprint for the audit."""
+    s = Settings.model_validate(params)
+    prompts = holdings_as(ctx, EndUser).prompts
+    deployer, verifier = sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)
+    answers, refused, vendor_roots = [], [], set()
+    handshake, enclave_times, plain_times = [], [], []
+    for prompt in prompts:
+        for _ in range(s.repeat):
+            try:
+                started = time.perf_counter()
+                enclave = _attest(ctx, deployer, verifier)
+                handshake.append(time.perf_counter() - started)
+                vendor_roots.add(enclave.vendor_root_sha256)
+                started = time.perf_counter()
+                output, _ = _ask_enclave(ctx, deployer, enclave, prompt)
+                enclave_times.append(time.perf_counter() - started)
+            except (ClaimFailed, AirlockError) as error:
+                refused.append(f"{prompt!r}: not sent: {error}")
+                break
+            if s.baseline:
+                started = time.perf_counter()
+                request = {"prompt": prompt, "max_new_tokens": s.max_new_tokens}
+                label = [Label(f"prompt:{ctx.name}", Form.PLAINTEXT)]
+                ctx.deliver(deployer, Step.PLAIN_PROMPT, label, json.dumps(request).encode())
+                plain_times.append(time.perf_counter() - started)
+        else:
+            answers.append({"prompt": prompt, "output": output})
+    summary: Summary = {
+        "answers": answers,
+        "refused": refused,
+        "root_of_trust": SIMULATED,
+        "vendor_roots": sorted(vendor_roots),
+        FINGERPRINTS: {
+            f"prompt:{ctx.name}": _fingerprints(prompts),
+            f"output:{ctx.name}": _fingerprints(a["output"] for a in answers),
+        },
+    }
+    if enclave_times:  # an answer was accepted
+        summary["handshake_ms"] = round(1000 * min(handshake), 2)
+        summary["enclave_ms"] = round(1000 * min(enclave_times), 2)
+    if plain_times:
+        summary["plain_ms"] = round(1000 * min(plain_times), 2)
+    return summary

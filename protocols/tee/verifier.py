@@ -1,0 +1,91 @@
+"""The verifier in the tee protocol (RATS Verifier): it appraises evidence
+against the run's simulated vendor root (provisioned to it alone), the
+reference values and the relying party's nonce, and signs a result,
+affirming or contraindicated with the reason."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from parties.envelope import Envelope
+from parties.labels import Form, Label
+from parties.protocol import PartyContext, Reply, RoleState, state_of
+from protocols.attestation.statements import (
+    PartySigner,
+    json_or_none,
+    open_statement,
+    sign_statement,
+)
+from protocols.tee.creator import REFERENCE_PREDICATE
+from protocols.tee.evidence import (
+    SIMULATED,
+    AttestationRefused,
+    ReferenceValues,
+    VendorRoot,
+    appraise,
+)
+from protocols.tee.rules import Step
+
+RESULT_PREDICATE = "urn:airlock:predicate:attestation-result:v1"
+
+
+class VerifierPhase(enum.Enum):
+    AWAITING_REFERENCE = 1  # every appraisal is contraindicated until the values come
+    APPRAISING = 2  # the creator's one set of reference values of the run is in hand
+
+
+@dataclass
+class VerifierState(RoleState):
+    phase: VerifierPhase = VerifierPhase.AWAITING_REFERENCE
+    reference: ReferenceValues | None = None
+
+
+def on_reference_values(ctx: PartyContext, envelope: Envelope) -> None:
+    state = state_of(ctx, VerifierState)
+    state.expect(VerifierPhase.AWAITING_REFERENCE, doing="reference values")
+    creator = envelope.header.sender
+    statement = open_statement(
+        json_or_none(envelope.payload),
+        ctx.public_key(creator),
+        REFERENCE_PREDICATE,
+        f"reference values of {creator}",
+    )
+    predicate = statement.predicate
+    state.reference = ReferenceValues(
+        str(predicate["measurement"]), str(predicate["model_root"]), str(predicate["code_sha256"])
+    )
+    state.phase = VerifierPhase.APPRAISING
+
+
+def on_appraisal_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    request = json.loads(envelope.payload)
+    nonce = bytes.fromhex(str(request["nonce"]))
+    reference = state_of(ctx, VerifierState).reference
+    result: dict[str, Any] = {"nonce": nonce.hex(), "root_of_trust": SIMULATED}
+    try:
+        # the vendor root comes from the run's trusted setup, never from a peer
+        if not isinstance(ctx.provision, VendorRoot):
+            raise AttestationRefused("no vendor root was provisioned to this verifier")
+        if reference is None:  # a signed reason for the relying party, not a refusal
+            raise AttestationRefused("no reference values received")
+        vendor = ctx.provision
+        claims = appraise(request.get("evidence"), nonce, reference, vendor.certificate)
+        result.update(
+            status="affirming",
+            enclave=claims["enclave"],
+            measurement=claims["measurement"],
+            model_root=reference.model_root,
+            hpke_public_key=claims["hpke_public_key"],
+            receipt_public_key=claims["receipt_public_key"],
+            vendor_root_sha256=vendor.sha256,
+        )
+    except AttestationRefused as refusal:
+        result.update(status="contraindicated", reason=str(refusal))
+    statement = sign_statement(
+        f"attestation-result:{nonce.hex()}", "0" * 64, RESULT_PREDICATE, result, PartySigner.of(ctx)
+    )
+    label = (Label(f"attestation_result:{ctx.name}", Form.PUBLIC),)
+    return Reply(Step.ATTESTATION_RESULT, label, json.dumps(statement).encode())

@@ -25,7 +25,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy parties protocols orchestrator models
+	$(BIN)/mypy parties protocols orchestrator models evidence
 
 protos: $(STAMP)
 	PYTHON=$(BIN)/python scripts/gen_protos.sh

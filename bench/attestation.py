@@ -24,17 +24,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import best  # noqa: E402
+from evidence.canonical import canonical_json  # noqa: E402
+from evidence.merkle import MerkleTree, verify_consistency  # noqa: E402
+from evidence.ordered import OrderedTree  # noqa: E402
 from protocols.attestation.dataset import (  # noqa: E402
     Commitment,
     Dataset,
     ExclusionProof,
-    canonical_json,
     leaf_for,
     verify_exclusion,
     verify_membership,
 )
-from protocols.attestation.merkle import MerkleTree, verify_consistency  # noqa: E402
-from protocols.attestation.ordered import OrderedTree  # noqa: E402
 
 
 def records(count: int, text_bytes: int) -> list[dict[str, str]]:

@@ -30,7 +30,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from parties.errors import AirlockError
+from evidence.errors import AirlockError
 
 # Lower-case text: every prompt and record is lower-cased before encoding.
 VOCAB = "\n abcdefghijklmnopqrstuvwxyz0123456789.,:;-'()/?"
@@ -167,17 +167,6 @@ class CharTransformer(nn.Module):
         model = cls(ModelConfig.from_metadata(metadata))
         model.load_tensors(tensors)
         return model
-
-    def commitment_root(self) -> bytes:
-        """The weights' Merkle root, as the attestation protocol commits to them."""
-        from protocols.attestation.model import Tensor, weights_root
-
-        return weights_root(
-            {
-                name: Tensor("F32", tuple(t.shape), t.detach().contiguous().numpy().tobytes())
-                for name, t in self.state_dict().items()
-            }
-        )
 
     def load_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
         expected = {k: v.shape for k, v in self.state_dict().items()}

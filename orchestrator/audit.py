@@ -34,6 +34,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 
+from evidence.claims import Claim, Finding
 from orchestrator.scenario import Scenario, parse_scenario
 from parties.envelope import header_from_bytes, signed_message
 from parties.errors import AirlockError, IdentityError, Refused
@@ -74,34 +75,6 @@ _LEFT = frozenset({Outcome.DELIVERED, Outcome.REFUSED, Outcome.REPLIED})
 
 class AuditError(AirlockError):
     """The run directory cannot be audited at all (no manifest, no scenario)."""
-
-
-@dataclass
-class Finding:
-    party: str | None
-    entry: int | None
-    detail: str
-
-    def __str__(self) -> str:
-        where = self.party or "run"
-        if self.entry is not None:
-            where += f" entry {self.entry}"
-        return f"{where}: {self.detail}"
-
-
-@dataclass
-class Claim:
-    name: str
-    findings: list[Finding] = field(default_factory=list)
-    checked: int = 0
-    notes: list[Finding] = field(default_factory=list)  # worth knowing, not failures
-
-    @property
-    def ok(self) -> bool:
-        return not self.findings
-
-    def fail(self, party: str | None, entry: int | None, detail: str) -> None:
-        self.findings.append(Finding(party, entry, detail))
 
 
 @dataclass

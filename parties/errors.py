@@ -6,11 +6,10 @@ the local log and the audit may say more.
 
 from __future__ import annotations
 
+# defined below the runtime (the evidence layer and the model raise them too)
+from evidence.errors import AirlockError as AirlockError
+from evidence.errors import ClaimFailed as ClaimFailed
 from parties.wire import airlock_pb2 as pb
-
-
-class AirlockError(Exception):
-    """Base of every error Airlock reports to a user; the CLI catches only this."""
 
 
 class ConfigError(AirlockError):
@@ -51,19 +50,6 @@ class PartyFailed(AirlockError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (type(self), (self.party, self.detail))
-
-
-class ClaimFailed(AirlockError):
-    """A verifiable claim (a proof, a signature, a statement) does not hold.
-    `claim` names it, e.g. "inclusion of record 17 in dataset:hospital_1"."""
-
-    def __init__(self, claim: str, detail: str) -> None:
-        self.claim = claim
-        self.detail = detail
-        super().__init__(f"{claim}: {detail}")
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        return (type(self), (self.claim, self.detail))
 
 
 class BadQuery(AirlockError):

@@ -24,6 +24,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from evidence.canonical import canonical_json
 from parties.envelope import Envelope, Header
 from parties.errors import AirlockError, Refused
 from parties.store import STORE_DIR
@@ -58,17 +59,15 @@ class Outcome(enum.StrEnum):
     WITHHELD = "withheld"  # out: my own boundary refused to send it; it never left
 
 
-def canonical(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
 def entry_hash(entry: Mapping[str, Any]) -> str:
+    """SHA-256 of the entry's canonical JSON, without its `hash`. ValueError
+    for an entry JSON cannot hold (a NaN edited into a log)."""
     body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(canonical(body)).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 def head_message(head: Mapping[str, Any]) -> bytes:
-    return HEAD_CONTEXT + canonical({k: v for k, v in head.items() if k != "signature"})
+    return HEAD_CONTEXT + canonical_json({k: v for k, v in head.items() if k != "signature"})
 
 
 def labels_text(labels: list[dict[str, str]]) -> str:
@@ -267,6 +266,13 @@ def read_entries(directory: Path, party: str) -> tuple[list[dict[str, Any]], lis
 UNSEALED = "signed head is missing (log never sealed)"
 
 
+def _hash_matches(entry: Mapping[str, Any]) -> bool:
+    try:
+        return entry.get("hash") == entry_hash(entry)
+    except ValueError:  # no canonical form (a NaN edited in): it matches no hash
+        return False
+
+
 def verify_log(
     directory: Path,
     party: str,
@@ -288,7 +294,7 @@ def verify_log(
             problems.append(
                 LogProblem(party, number, f"out of order (claims index {entry.get('index')})")
             )
-        if entry.get("hash") != entry_hash(entry):
+        if not _hash_matches(entry):
             problems.append(LogProblem(party, number, "entry hash does not match its contents"))
         if previous is not None and entry.get("prev") != previous:
             problems.append(LogProblem(party, number, "hash chain broken (entry missing or moved)"))

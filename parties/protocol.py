@@ -17,6 +17,7 @@ from typing import Protocol as TypingProtocol
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel
 
+from evidence.claims import OfflineChecks
 from parties.envelope import Envelope
 from parties.errors import AirlockError, ConfigError, OutOfStep, Refused
 from parties.labels import Form, Label, asset_matches
@@ -214,7 +215,9 @@ class Protocol:
     `provision`, if set, runs in the orchestrator once per run before the
     parties start and hands each party its own setup material (trusted
     setup, e.g. a simulated hardware vendor's endorsement); it reaches the
-    party as `ctx.provision` over the control plane, never over the wire."""
+    party as `ctx.provision` over the control plane, never over the wire.
+    `verify`, if set, is what `airlock verify` (and `airlock bom`) check of
+    a finished run of this protocol, from its logs alone."""
 
     name: str
     rules: tuple[Rule, ...]
@@ -230,6 +233,7 @@ class Protocol:
     params: type[BaseModel] | None = None
     report: Report | None = None
     provision: Provision | None = None
+    verify: OfflineChecks | None = None
 
     def __post_init__(self) -> None:
         """A handler for a step no rule names, or an adversary's after-stage

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.bom import build_bom
+from orchestrator.verify import build_bom
 
 
 def bom(

@@ -1,13 +1,18 @@
 """Attestations: Merkle data attestations, model commitments, inference
-receipts, as signed in-toto statements in DSSE envelopes.
+receipts, as signed in-toto statements in DSSE envelopes, and a
+transparency log.
 
-The pieces: `merkle` (RFC 6962 trees and proofs), `statements` (in-toto
-Statement v1 in DSSE, Ed25519), `dataset` (a contributor's commitment, with
-membership and exclusion proofs), `model` (a commitment to weights),
-`receipts` (signed inference receipts), `ledger` (the transparency log).
-The protocol between parties: `rules` and `roles`.
+The shared pieces (canonical JSON, Merkle trees, statements, receipts, the
+weights' commitment) are the evidence layer, `evidence/`. Here: `dataset`
+(a contributor's commitment, with membership and exclusion proofs), `model`
+(the model statement), `ledger` (the transparency log), `rules` (steps,
+labels, predicate types); the roles by side: `shared` (params, state,
+submitting to the ledger), `contributor`, `creator`, `serving` (deployer
+and end user), `ledger_server`, `placeholder` (stand-in weights);
+`adversaries`; `verify` and `bom` (what `airlock verify` and `airlock bom`
+check of a finished run); `protocol` (the protocol, assembled).
 """
 
-from protocols.attestation.roles import PROTOCOL
+from protocols.attestation.protocol import PROTOCOL
 
 __all__ = ["PROTOCOL"]

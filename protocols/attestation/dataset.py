@@ -23,21 +23,19 @@ the lowest and highest key below it; never a record's contents.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from evidence.canonical import canonical_json
+from evidence.ordered import TREE_FORMAT, Node, OrderedTree, verify_path
+from evidence.statements import OpenedStatement, integer
 from parties.errors import ClaimFailed, ConfigError
-from protocols.attestation.ordered import TREE_FORMAT, Node, OrderedTree, verify_path
-from protocols.attestation.statements import DATASET_PREDICATE, OpenedStatement, integer
+from protocols.attestation.rules import DATASET_PREDICATE
 
+# records hold strings only, so RFC 8785 (`canonical_json`) is exactly this
 CANONICALIZATION = "json:sorted-keys,no-whitespace,utf-8"
 LEAF_FORMAT = "u16be(len(key)) || key || sha256(record)"
-
-
-def canonical_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def record_leaf(key: str, record: Mapping[str, Any]) -> bytes:

@@ -6,6 +6,7 @@ history is caught."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,9 +16,10 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from evidence.canonical import canonical_json
+from evidence.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from evidence.statements import OpenedStatement, open_statement
 from parties.errors import ClaimFailed
-from protocols.attestation.dataset import canonical_json
-from protocols.attestation.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 
 HEAD_CONTEXT = b"airlock-tree-head-v1\x00"
 
@@ -56,7 +58,7 @@ class TreeHead:
     @classmethod
     def from_json(cls, data: Any, claim: str) -> TreeHead:
         try:
-            return cls(
+            head = cls(
                 str(data["ledger"]),
                 int(data["size"]),
                 bytes.fromhex(data["root"]),
@@ -65,6 +67,9 @@ class TreeHead:
             )
         except (KeyError, TypeError, ValueError):
             raise ClaimFailed(claim, "malformed tree head") from None
+        if not math.isfinite(head.time):  # no canonical JSON form, so nothing signed it
+            raise ClaimFailed(claim, "malformed tree head")
+        return head
 
     def verify(self, key: ed25519.Ed25519PublicKey, claim: str) -> None:
         try:
@@ -163,3 +168,19 @@ def check_answer(
             f"{claim}: ledger history from size {last_head.size} to {head.size}",
         )
     return head
+
+
+def open_logged(
+    shown: Any,
+    signer_key: ed25519.Ed25519PublicKey,
+    ledger_key: ed25519.Ed25519PublicKey,
+    predicate_type: str,
+    claim: str,
+) -> OpenedStatement:
+    """Check a statement shown with its ledger answer: signed by the signer,
+    included in the ledger under a head the ledger signed."""
+    if not isinstance(shown, dict) or "statement" not in shown or "logged" not in shown:
+        raise ClaimFailed(claim, "malformed attestation")
+    statement = open_statement(shown["statement"], signer_key, predicate_type, claim)
+    check_answer(shown["logged"], ledger_key, entry_bytes(shown["statement"]), None, claim)
+    return statement

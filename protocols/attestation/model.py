@@ -1,25 +1,18 @@
 """A model creator's commitment to its weights.
 
-Leaves are the tensors in name order, each encoded as a canonical JSON header
-({"name", "dtype", "shape"}), a newline, then the tensor's raw bytes
-(little-endian, C order), as safetensors stores them; dtype names are
-safetensors' (F32, BF16, I64, ...), so a commitment can be computed from a
-.safetensors file without any ML framework. The Merkle root of those leaves is the model's
-identity: any other weights (a swapped, smaller, fine-tuned model) give
-another root. The signed statement binds the root to the dataset
-attestations that went into training, to the training protocol and its
-parameters (e.g. DP epsilon and delta), and to the servers the creator
-deployed the model to: each deployer's name and receipt key. A receipt
-counts only if signed by a key the commitment endorses and if it names the
-committed root. (Without a TEE this binds receipts to the deployments the
-creator made, not to the code they run: a deployer could still sign the
-committed root while serving other weights. The TEE protocol binds the
-receipt key to attested code.)
+The weights' identity is their Merkle root (`evidence.weights`). The signed
+statement binds the root to the dataset attestations that went into
+training, to the training protocol and its parameters (e.g. DP epsilon and
+delta), and to the servers the creator deployed the model to: each
+deployer's name and receipt key. A receipt counts only if signed by a key
+the commitment endorses and if it names the committed root. (Without a TEE
+this binds receipts to the deployments the creator made, not to the code
+they run: a deployer could still sign the committed root while serving
+other weights. The TEE protocol binds the receipt key to attested code.)
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,50 +20,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from evidence.statements import OpenedStatement, integer
+from evidence.weights import Tensor, weights_root
 from parties.errors import ClaimFailed
-from protocols.attestation.dataset import canonical_json
-from protocols.attestation.merkle import MerkleTree
-from protocols.attestation.statements import MODEL_PREDICATE, OpenedStatement, integer
-
-DTYPE_SIZES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-}
-
-
-@dataclass(frozen=True)
-class Tensor:
-    dtype: str
-    shape: tuple[int, ...]
-    data: bytes
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_SIZES:
-            raise ValueError(f"unknown dtype {self.dtype!r}")
-        count = math.prod(self.shape)
-        if len(self.data) != count * DTYPE_SIZES[self.dtype]:
-            raise ValueError(f"{len(self.data)} bytes do not hold {self.dtype}{list(self.shape)}")
-
-    @property
-    def parameters(self) -> int:
-        return math.prod(self.shape)
-
-
-def tensor_leaf(name: str, tensor: Tensor) -> bytes:
-    header = canonical_json({"name": name, "dtype": tensor.dtype, "shape": list(tensor.shape)})
-    return header + b"\n" + tensor.data
-
-
-def weights_root(tensors: Mapping[str, Tensor]) -> bytes:
-    return MerkleTree.from_data(tensor_leaf(name, tensors[name]) for name in sorted(tensors)).root()
+from protocols.attestation.rules import MODEL_PREDICATE
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from evidence.statements import PartySigner
 from models.charlm import CharTransformer, ModelConfig
 from parties.envelope import Envelope
 from parties.payload import pack, unpack
 from parties.protocol import Adversary, PartyContext, Reply, sole_peer, state_of
-from protocols.attestation.statements import PartySigner
 from protocols.tee.enclave import LoadedEnclave, booted, relayed
 from protocols.tee.evidence import ENCLAVE_IMAGE, SimulatedVendor
 from protocols.tee.host import (

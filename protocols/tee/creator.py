@@ -10,10 +10,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from evidence.statements import PartySigner, sign_statement
+from evidence.weights import float32_weights_root
 from models.corpus import pretrained_model
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, sole_peer
-from protocols.attestation.statements import PartySigner, sign_statement
 from protocols.tee.evidence import ENCLAVE_IMAGE, SIMULATED, measure
 from protocols.tee.rules import DEPLOYER, VERIFIER, Step
 from protocols.tee.settings import Settings
@@ -24,7 +25,7 @@ REFERENCE_PREDICATE = "urn:airlock:predicate:tee-reference-values:v1"
 def release_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
     s = Settings.model_validate(params)
     model = pretrained_model(s.pretrain_steps, s.seed)
-    root = model.commitment_root()
+    root = float32_weights_root(model.state_dict())
     reference = {
         "measurement": measure(ENCLAVE_IMAGE, root),
         "model_root": root.hex(),

@@ -24,14 +24,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pyhpke import KEMKeyPair
 from securesystemslib.signer import Signer
 
+from evidence.receipts import issue_receipt
+from evidence.statements import PartySigner
+from evidence.weights import float32_weights_root
 from models.charlm import CharTransformer, generate
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import PartyContext, Reply, RoleState, state_of
-from protocols.attestation.receipts import issue_receipt
-from protocols.attestation.statements import PartySigner
 from protocols.tee import channel
 from protocols.tee.evidence import DeviceProvision, SimulatedHardware, measure
 from protocols.tee.rules import Step
@@ -74,7 +75,7 @@ class LoadedEnclave:
     def boot(
         cls, device: DeviceProvision, image: bytes, model: CharTransformer, max_new_tokens: int
     ) -> LoadedEnclave:
-        root = model.commitment_root()
+        root = float32_weights_root(model.state_dict())
         return cls(
             SimulatedHardware(device),
             model,

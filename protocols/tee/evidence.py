@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
+from evidence.canonical import canonical_json
 from parties.errors import AirlockError
 from parties.roles import Role
 
@@ -63,10 +63,6 @@ def measure(image: bytes, weights_root: bytes) -> str:
     digest = hashlib.sha256(b"airlock tee measurement v1\n")
     digest.update(hashlib.sha256(image).digest() + weights_root)
     return digest.hexdigest()
-
-
-def canonical(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _name(common_name: str) -> x509.Name:
@@ -199,7 +195,7 @@ class SimulatedHardware:
         }
         return {
             "claims": claims,
-            "signature": self._key.sign(canonical(claims)).hex(),
+            "signature": self._key.sign(canonical_json(claims)).hex(),
             "device_certificate": self._certificate_pem,
         }
 
@@ -249,7 +245,7 @@ def appraise(
     if not isinstance(device_key, ed25519.Ed25519PublicKey):
         raise AttestationRefused("the device key is not Ed25519")
     try:
-        device_key.verify(signature, canonical(claims))
+        device_key.verify(signature, canonical_json(claims))
     except InvalidSignature:
         raise AttestationRefused("the evidence signature does not verify") from None
     if claims["nonce"] != nonce.hex():

@@ -15,13 +15,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from evidence.receipts import check_receipt
+from evidence.statements import json_or_none, open_statement
 from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import FINGERPRINTS, PartyContext, holdings_as, sole_peer
 from parties.roles import EndUser
-from protocols.attestation.receipts import check_receipt
-from protocols.attestation.statements import json_or_none, open_statement
 from protocols.tee import channel
 from protocols.tee.enclave import request_aad
 from protocols.tee.evidence import SIMULATED

@@ -10,15 +10,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from evidence.statements import PartySigner, json_or_none, open_statement, sign_statement
 from parties.envelope import Envelope
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, Reply, RoleState, state_of
-from protocols.attestation.statements import (
-    PartySigner,
-    json_or_none,
-    open_statement,
-    sign_statement,
-)
 from protocols.tee.creator import REFERENCE_PREDICATE
 from protocols.tee.evidence import (
     SIMULATED,

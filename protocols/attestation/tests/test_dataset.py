@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.signer import CryptoSigner
 
+from evidence.statements import open_statement, sign_statement
 from parties.errors import ClaimFailed, ConfigError
 from protocols.attestation.dataset import (
     Commitment,
@@ -17,7 +18,7 @@ from protocols.attestation.dataset import (
     verify_exclusion,
     verify_membership,
 )
-from protocols.attestation.statements import DATASET_PREDICATE, open_statement, sign_statement
+from protocols.attestation.rules import DATASET_PREDICATE
 
 SCHEMA = ("source", "text")
 SOURCES = [

@@ -7,14 +7,14 @@ import pytest
 from pymerkle import InmemoryTree
 from pymerkle import verify_consistency as pm_verify_consistency
 
-from parties.errors import ClaimFailed
-from protocols.attestation.merkle import (
+from evidence.merkle import (
     EMPTY_ROOT,
     MerkleTree,
     leaf_hash,
     verify_consistency,
     verify_inclusion,
 )
+from parties.errors import ClaimFailed
 
 MAX = 70
 DATA = [f"record {i}".encode() for i in range(MAX)]

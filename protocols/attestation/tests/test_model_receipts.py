@@ -8,17 +8,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.signer import CryptoSigner
 
+from evidence.receipts import check_receipt, issue_receipt
+from evidence.statements import open_statement, sign_statement
+from evidence.weights import Tensor, weights_root
 from parties.errors import ClaimFailed
 from protocols.attestation.model import (
     DatasetReference,
     ModelCommitment,
     Server,
-    Tensor,
     model_predicate,
-    weights_root,
 )
-from protocols.attestation.receipts import check_receipt, issue_receipt
-from protocols.attestation.statements import MODEL_PREDICATE, open_statement, sign_statement
+from protocols.attestation.rules import MODEL_PREDICATE
 
 CREATOR = ed25519.Ed25519PrivateKey.generate()
 SERVER = ed25519.Ed25519PrivateKey.generate()

@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from evidence.ordered import Node, OrderedTree, leaf_node, parent, verify_path
 from parties.errors import ClaimFailed
 from protocols.attestation.adversaries import OutOfOrderDataset
 from protocols.attestation.dataset import (
@@ -18,7 +19,6 @@ from protocols.attestation.dataset import (
     leaf_for,
     verify_exclusion,
 )
-from protocols.attestation.ordered import Node, OrderedTree, leaf_node, parent, verify_path
 
 SCHEMA = ("source", "text")
 

@@ -14,17 +14,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.signer import CryptoSigner
 
+from evidence.receipts import RECEIPT_PREDICATE, sha256_hex
+from evidence.statements import sign_statement
 from orchestrator.audit import audit_run
 from orchestrator.launcher import RunResult
 from orchestrator.scenario import load_scenario
-from orchestrator.verify import RECEIPTS_CLAIM, verify_run
+from orchestrator.verify import verify_run
 from parties.errors import ConfigError, Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
-from protocols.attestation.receipts import sha256_hex
-from protocols.attestation.statements import DATASET_PREDICATE, RECEIPT_PREDICATE, sign_statement
+from protocols.attestation.rules import DATASET_PREDICATE
+from protocols.attestation.verify import RECEIPTS_CLAIM
 from tests.helpers import (
     airlock,
     failing,
@@ -70,8 +72,7 @@ def test_a_swapped_model_is_rejected_by_the_end_user_and_by_verify(tmp_path: Pat
     problems = failing(verify_run(tmp_path / "run"))
     assert list(problems) == [RECEIPTS_CLAIM]
     assert any(
-        p.startswith("alice entry") and "not the committed" in p
-        for p in problems[RECEIPTS_CLAIM]
+        p.startswith("alice entry") and "not the committed" in p for p in problems[RECEIPTS_CLAIM]
     )
 
 
@@ -272,9 +273,7 @@ def test_verify_cli_exit_codes_and_json(tmp_path: Path) -> None:
     bad = airlock("verify", str(tmp_path / "bad"), "--format", "json")
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
-    assert [c["claim"] for c in report["claims"] if not c["ok"]] == [
-        RECEIPTS_CLAIM
-    ]
+    assert [c["claim"] for c in report["claims"] if not c["ok"]] == [RECEIPTS_CLAIM]
 
 
 def test_tampered_material_in_a_log_fails_verify(tmp_path: Path) -> None:
@@ -320,10 +319,8 @@ def test_the_ledger_refuses_bad_submissions_and_keeps_serving(
         with pytest.raises(Refused) as caught:
             parties["hospital_1"].deliver("ledger", "attestation", "submit", label, payload)
         assert caught.value.reason == pb.HANDLER_FAILED
-        assert (
-            parties["ledger"].state["attestation"].get("log") is None
-            or not parties["ledger"].state["attestation"]["log"].entries
-        )
+        log = parties["ledger"].state["attestation"].log
+        assert log is None or not log.entries
         # a plaintext dataset is refused at the boundary: only digests may reach the ledger
         with pytest.raises(Refused) as plain:
             parties["hospital_1"].deliver(
@@ -394,16 +391,14 @@ def test_what_the_ledger_and_creator_hold_is_what_their_logs_say(tmp_path: Path)
             for e in read_entries(ledger.log.directory, "ledger")[0]
             if e["direction"] == "in" and e["outcome"] == "admitted" and e["step"] == "submit"
         ]
-        held = ledger.state["attestation"]["log"].entries
+        held = ledger.state["attestation"].log.entries
         assert len(held) == 5 and sorted(held) == sorted(entry_bytes(s) for s in admitted)
         shown = {
             e["peer"]
             for e in read_entries(creator.log.directory, "model_creator")[0]
             if e["outcome"] == "admitted" and e["step"] == "dataset_attestation"
         }
-        assert (
-            set(creator.state["attestation"]["datasets"]) == shown == {"hospital_1", "hospital_2"}
-        )
+        assert set(creator.state["attestation"].datasets) == shown == {"hospital_1", "hospital_2"}
     finally:
         for runtime in parties.runtimes.values():
             runtime.stop()

@@ -11,13 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import CryptoSigner
 
+from evidence.statements import open_statement, sign_statement
 from parties.errors import ClaimFailed
-from protocols.attestation.statements import (
-    DATASET_PREDICATE,
-    MODEL_PREDICATE,
-    open_statement,
-    sign_statement,
-)
+from protocols.attestation.rules import DATASET_PREDICATE, MODEL_PREDICATE
 
 KEY = ed25519.Ed25519PrivateKey.generate()
 DIGEST = "ab" * 32

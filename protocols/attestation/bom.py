@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 from cyclonedx.model import Property
@@ -21,29 +20,30 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
 
-from orchestrator.audit import load_run
-from orchestrator.verify import logged_statements
+from evidence.claims import RunEvidence
 from parties.errors import AirlockError
 from parties.roles import Role
 from protocols.attestation.ledger import entry_bytes
-from protocols.attestation.statements import DATASET_PREDICATE, MODEL_PREDICATE
+from protocols.attestation.rules import DATASET_PREDICATE, MODEL_PREDICATE
+from protocols.attestation.verify import logged_statements
+
+NO_LEDGER = "the run has no ledger, so no logged model to describe"
 
 
 def _properties(values: dict[str, Any]) -> list[Property]:
     return [Property(name=f"airlock:{key}", value=str(value)) for key, value in values.items()]
 
 
-def build_bom(run_dir: Path) -> str:
+def build_bom(run: RunEvidence) -> str:
     """The run's AI BOM as CycloneDX 1.6 JSON. Only statements whose
     signatures verify are used."""
-    run = load_run(run_dir)
-    ledgers = [n for n in run.scenario.parties if run.scenario.role_of(n) == Role.LEDGER]
+    ledgers = run.parties(Role.LEDGER)
     if not ledgers:
-        raise AirlockError(f"{run_dir}: the run has no ledger, so no logged model to describe")
+        raise AirlockError(NO_LEDGER)
     logged = [item for ledger in ledgers for item in logged_statements(run, ledger)[1]]
     models = [(i.envelope, i.opened) for i in logged if i.opened.predicate_type == MODEL_PREDICATE]
     if not models:
-        raise AirlockError(f"{run_dir}: no model commitment was logged in this run")
+        raise AirlockError("no model commitment was logged in this run")
     statement, model = models[-1]
     datasets = {
         i.opened.subject: (i.envelope, i.opened)

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.signer import Signer
 
-from parties.errors import ClaimFailed
-from protocols.attestation.statements import RECEIPT_PREDICATE, open_statement, sign_statement
+from evidence.errors import ClaimFailed
+from evidence.statements import open_statement, sign_statement
 
+RECEIPT_PREDICATE = "urn:airlock:predicate:inference-receipt:v1"
 SALT_BYTES = 32
 CLAIM = "inference receipt"
 

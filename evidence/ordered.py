@@ -40,8 +40,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from parties.errors import ClaimFailed
-from protocols.attestation.merkle import EMPTY_ROOT, LEAF_PREFIX, NODE_PREFIX, fold_path
+from evidence.errors import ClaimFailed
+from evidence.merkle import EMPTY_ROOT, LEAF_PREFIX, NODE_PREFIX, fold_path
 
 TREE_FORMAT = "airlock-key-ordered-merkle-sha256-v1"
 

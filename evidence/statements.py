@@ -14,7 +14,7 @@ import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from google.protobuf import json_format
@@ -25,13 +25,20 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import Signature, Signer, SSlibKey
 
-from parties.errors import ClaimFailed
-from parties.protocol import PartyContext
+from evidence.errors import ClaimFailed
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
-DATASET_PREDICATE = "urn:airlock:predicate:dataset-commitment:v1"
-MODEL_PREDICATE = "urn:airlock:predicate:model-commitment:v1"
-RECEIPT_PREDICATE = "urn:airlock:predicate:inference-receipt:v1"
+
+
+class SigningParty(Protocol):
+    """A party that signs with a key only it holds (a role's context)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def public_key(self, party: str) -> ed25519.Ed25519PublicKey: ...
+
+    def sign(self, message: bytes) -> bytes: ...
 
 
 class PartySigner(Signer):
@@ -46,9 +53,9 @@ class PartySigner(Signer):
         self._sign = sign
 
     @classmethod
-    def of(cls, ctx: PartyContext) -> PartySigner:
-        """The signer of the party whose context this is."""
-        return cls(ctx.public_key(ctx.name), ctx.sign)
+    def of(cls, party: SigningParty) -> PartySigner:
+        """The signer of `party` (a role's context)."""
+        return cls(party.public_key(party.name), party.sign)
 
     @property
     def public_key(self) -> SSlibKey:

@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from parties.errors import ClaimFailed
+from evidence.errors import ClaimFailed
 
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"

@@ -1,0 +1,85 @@
+"""Claims about a finished run, and what a protocol's offline checks read.
+
+A `Claim` is one property checked (log integrity, "receipts name the
+committed model"), with what was checked and every finding against it.
+The audit makes them; so does each protocol's `OfflineChecks` (the checks
+`airlock verify` and `airlock bom` run), from a `RunEvidence`: the run's
+parties, certified keys and logs, which the orchestrator loads and checks
+first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+
+@dataclass
+class Finding:
+    party: str | None
+    entry: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = self.party or "run"
+        if self.entry is not None:
+            where += f" entry {self.entry}"
+        return f"{where}: {self.detail}"
+
+
+@dataclass
+class Claim:
+    name: str
+    findings: list[Finding] = field(default_factory=list)
+    checked: int = 0
+    notes: list[Finding] = field(default_factory=list)  # worth knowing, not failures
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def fail(self, party: str | None, entry: int | None, detail: str) -> None:
+        self.findings.append(Finding(party, entry, detail))
+
+
+LogEntry = dict[str, Any]
+
+
+class RunEvidence(Protocol):
+    """One protocol's view of a finished run whose logs were checked."""
+
+    def parties(self, role: str | None = None) -> list[str]:
+        """The parties of `role` (default: all), in the scenario's order."""
+        ...
+
+    def role_of(self, party: str) -> str: ...
+
+    def key(self, party: str) -> ed25519.Ed25519PublicKey:
+        """The party's signing key, as the run's CA certified it."""
+        ...
+
+    def entries(self, party: str) -> Sequence[LogEntry]:
+        """The party's log entries, in order."""
+        ...
+
+    def received(self, party: str, step: str) -> list[tuple[LogEntry, bytes]]:
+        """(entry, payload) of each envelope of this protocol's `step` that
+        `party` admitted and kept."""
+        ...
+
+    def holdings(self, party: str) -> object:
+        """What `party` holds, as this protocol declares it."""
+        ...
+
+
+@dataclass(frozen=True)
+class OfflineChecks:
+    """What a protocol checks of a run from its logs alone: `claims` for
+    `airlock verify`; `bom`, if set, writes `airlock bom`'s document (raising
+    AirlockError when the run has nothing to describe)."""
+
+    claims: Callable[[RunEvidence], list[Claim]]
+    bom: Callable[[RunEvidence], str] | None = None

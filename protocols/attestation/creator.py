@@ -1,0 +1,138 @@
+"""The model creator: accepts only logged, verified dataset statements (and
+exclusion proofs), then commits to its weights, bound to those datasets and
+to the deployers it endorses, logs the commitment and shows it to deployers
+and end users."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from evidence.statements import PartySigner, json_or_none, sign_statement
+from evidence.weights import weights_root
+from parties.envelope import Envelope
+from parties.errors import ClaimFailed, ConfigError
+from parties.labels import Form, Label
+from parties.protocol import PartyContext, holdings_as, state_of
+from parties.roles import ModelCreator, Role
+from protocols.attestation.dataset import Commitment, ExclusionProof, verify_exclusion
+from protocols.attestation.ledger import open_logged
+from protocols.attestation.model import DatasetReference, Server, model_predicate
+from protocols.attestation.placeholder import placeholder_weights
+from protocols.attestation.rules import DATASET_PREDICATE, MODEL_PREDICATE, Step
+from protocols.attestation.shared import Settings, Submitting, Summary, ledger_of, submit
+
+
+class CreatorHoldings(ModelCreator):
+    """It trains only on datasets proved to exclude each prefix in
+    `requires_exclusion` (e.g. a source domain)."""
+
+    requires_exclusion: tuple[str, ...] = ()
+
+
+class CreatorPhase(enum.Enum):
+    COLLECTING = 1  # dataset attestations are coming in
+    COMMITTED = 2  # the model statement is out: a later dataset would not be in it
+
+
+@dataclass
+class CreatorState(Submitting):
+    phase: CreatorPhase = CreatorPhase.COLLECTING
+    datasets: dict[str, DatasetReference] = field(default_factory=dict)  # by contributor
+
+
+def check_dataset_attestation(
+    shown: Any,
+    contributor: str,
+    contributor_key: ed25519.Ed25519PublicKey,
+    ledger_key: ed25519.Ed25519PublicKey,
+    required_exclusions: Iterable[str],
+) -> Commitment:
+    """What a model creator (and `airlock verify`) checks before training on a
+    dataset: the statement is the contributor's, about its own dataset, logged
+    by the ledger, and proves every required exclusion. Raises ClaimFailed."""
+    claim = f"dataset attestation of {contributor}"
+    statement = open_logged(shown, contributor_key, ledger_key, DATASET_PREDICATE, claim)
+    commitment = Commitment.from_statement(statement, claim)
+    if commitment.dataset != f"train:{contributor}":
+        raise ClaimFailed(claim, f"{contributor} attests to another party's dataset")
+    proved = set()
+    for data in shown.get("exclusions", []):
+        proof = ExclusionProof.from_json(data, claim)
+        verify_exclusion(commitment, proof)
+        proved.add(proof.prefix)
+    for prefix in required_exclusions:
+        if prefix not in proved:
+            raise ClaimFailed(claim, f"no proof that the data excludes {prefix!r}")
+    return commitment
+
+
+def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
+    state = state_of(ctx, CreatorState)
+    state.expect(CreatorPhase.COLLECTING, doing="a dataset attestation")
+    contributor = envelope.header.sender
+    try:
+        commitment = check_dataset_attestation(
+            json_or_none(envelope.payload),
+            contributor,
+            ctx.public_key(contributor),
+            ctx.public_key(ledger_of(ctx)),
+            holdings_as(ctx, CreatorHoldings).requires_exclusion,
+        )
+    except ClaimFailed as error:
+        state.reject(error)
+        return
+    state.datasets[contributor] = DatasetReference(commitment.dataset, commitment.root.hex())
+
+
+def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    return commit(ctx, params, ())
+
+
+def commit(
+    ctx: PartyContext, params: Mapping[str, Any], unattested: Sequence[DatasetReference]
+) -> Summary:
+    """Commit to the weights, bound to the accepted datasets (and to
+    `unattested` ones, which only a dishonest creator names), log the
+    statement and show it to every deployer and end user."""
+    state = state_of(ctx, CreatorState)
+    state.expect(CreatorPhase.COLLECTING, doing="committing to the model")
+    state.phase = CreatorPhase.COMMITTED
+    model = holdings_as(ctx, CreatorHoldings).model
+    tensors = placeholder_weights(model)
+    settings = Settings.model_validate(params)
+    datasets = [state.datasets[name] for name in sorted(state.datasets)] + list(unattested)
+    training = {"protocol": settings.training_protocol, **settings.training}
+    deployers = ctx.peers(Role.DEPLOYER)
+    deploy_to = deployers if settings.deploy_to is None else settings.deploy_to
+    strangers = sorted(set(deploy_to) - set(deployers))
+    if strangers:
+        raise ConfigError(f"params.deploy_to: {strangers} are not deployers of this run")
+    servers = [Server.of(name, ctx.public_key(name)) for name in deploy_to]
+    predicate = model_predicate(model, tensors, datasets, training, servers)
+    statement = sign_statement(
+        f"weights:{ctx.name}",
+        weights_root(tensors).hex(),
+        MODEL_PREDICATE,
+        predicate,
+        PartySigner.of(ctx),
+    )
+    label = [Label(f"weights:{ctx.name}", Form.DIGEST)]
+    try:
+        logged = submit(ctx, statement, label)
+    except ClaimFailed as error:
+        return {"rejected": state.reject(error)}
+    shown = json.dumps({"statement": statement, "logged": logged}).encode()
+    for receiver in ctx.peers(Role.DEPLOYER) + ctx.peers(Role.END_USER):
+        ctx.deliver(receiver, Step.MODEL_ATTESTATION, label, shown)
+    return {
+        "model": model,
+        "datasets": [d.name for d in datasets],
+        "servers": [server.name for server in servers],
+        "rejected_datasets": len(state.rejected),
+    }

@@ -1,0 +1,52 @@
+"""The attestation protocol, assembled."""
+
+from evidence.claims import OfflineChecks
+from parties.protocol import Protocol
+from parties.roles import Role
+from protocols.attestation import bom, contributor, creator, ledger_server, serving, verify
+from protocols.attestation.adversaries import ADVERSARIES
+from protocols.attestation.rules import NAME, RULES, Step
+from protocols.attestation.shared import Settings, audit_ledger
+
+SUBMITTERS = (Role.DATA_CONTRIBUTOR, Role.MODEL_CREATOR, Role.DEPLOYER)
+
+PROTOCOL = Protocol(
+    name=NAME,
+    rules=RULES,
+    handlers={
+        (Role.LEDGER, Step.SUBMIT): ledger_server.on_submit,
+        (Role.LEDGER, Step.HEAD_REQUEST): ledger_server.on_head_request,
+        (Role.MODEL_CREATOR, Step.DATASET_ATTESTATION): creator.on_dataset_attestation,
+        (Role.DEPLOYER, Step.MODEL_ATTESTATION): serving.on_model_attestation,
+        (Role.END_USER, Step.MODEL_ATTESTATION): serving.on_model_attestation,
+        (Role.DEPLOYER, Step.INFERENCE_REQUEST): serving.on_inference_request,
+    },
+    actions={
+        (Role.DATA_CONTRIBUTOR, "attest_dataset"): contributor.attest_dataset,
+        (Role.MODEL_CREATOR, "commit_model"): creator.commit_model,
+        (Role.END_USER, "query"): serving.query,
+        **{(role, "audit_ledger"): audit_ledger for role in SUBMITTERS},
+    },
+    stage=(
+        (Role.DATA_CONTRIBUTOR, "attest_dataset"),
+        (Role.MODEL_CREATOR, "commit_model"),
+        (Role.END_USER, "query"),
+        (Role.DATA_CONTRIBUTOR, "audit_ledger"),
+        (Role.MODEL_CREATOR, "audit_ledger"),
+        (Role.DEPLOYER, "audit_ledger"),
+    ),
+    params=Settings,
+    adversaries=ADVERSARIES,
+    states={
+        Role.DATA_CONTRIBUTOR: contributor.ContributorState,
+        Role.MODEL_CREATOR: creator.CreatorState,
+        Role.DEPLOYER: serving.DeployerState,
+        Role.END_USER: serving.UserState,
+        Role.LEDGER: ledger_server.LedgerState,
+    },
+    holdings={
+        Role.DATA_CONTRIBUTOR: contributor.ContributorHoldings,
+        Role.MODEL_CREATOR: creator.CreatorHoldings,
+    },
+    verify=OfflineChecks(claims=verify.verify_claims, bom=bom.build_bom),
+)

@@ -1,0 +1,104 @@
+"""What every attesting party shares: the stage's params, the state each
+keeps (its rejections, the last ledger head it saw), submitting a statement
+to the ledger and checking the answer, and auditing the ledger later.
+
+A party that finds a claim broken does not stop the run: it records the
+rejection (returned in its action's summary) and `airlock verify` reports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from evidence.statements import json_or_none
+from parties.errors import ClaimFailed, Refused
+from parties.labels import Form, Label
+from parties.protocol import PartyContext, RoleState, state_of
+from parties.roles import Role
+from protocols.attestation.ledger import TreeHead, check_answer, entry_bytes
+from protocols.attestation.rules import Step
+
+Summary = dict[str, Any]
+
+
+class Settings(BaseModel):
+    """The stage's params (see docs/attestation.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    training_protocol: str = "none"
+    training: dict[str, Any] = {}
+    # the deployers the model creator deploys to, and so endorses to sign
+    # receipts for its model (default: every deployer of the run)
+    deploy_to: tuple[str, ...] | None = None
+
+
+@dataclass
+class Checking(RoleState):
+    """What every party of this protocol keeps: the claims it rejected."""
+
+    rejected: list[str] = field(default_factory=list)
+
+    def reject(self, error: ClaimFailed) -> str:
+        self.rejected.append(str(error))
+        return str(error)
+
+
+@dataclass
+class Submitting(Checking):
+    """A party that logs statements: the last ledger head it saw, which
+    every later head must extend."""
+
+    head: TreeHead | None = None
+
+
+def ledger_of(ctx: PartyContext) -> str:
+    return ctx.peers(Role.LEDGER)[0]
+
+
+def submit(ctx: PartyContext, statement: dict[str, Any], labels: list[Label]) -> dict[str, Any]:
+    """Log a statement; check the ledger's answer; return it."""
+    state = state_of(ctx, Submitting)
+    ledger = ledger_of(ctx)
+    last = state.head
+    payload = json.dumps({"statement": statement, "since": last.size if last else 0}).encode()
+    # the session names the entry, so an answer can be matched to its statement
+    session = hashlib.sha256(entry_bytes(statement)).hexdigest()
+    claim = f"ledger entry of {ctx.name}"
+    try:
+        reply = ctx.deliver(ledger, Step.SUBMIT, labels, payload, session)
+    except Refused as refusal:
+        raise ClaimFailed(claim, f"the ledger refused the statement ({refusal})") from None
+    if reply is None:
+        raise ClaimFailed(claim, "the ledger did not answer")
+    answer = json_or_none(reply.payload)
+    state.head = check_answer(answer, ctx.public_key(ledger), entry_bytes(statement), last, claim)
+    return answer
+
+
+def audit_ledger(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Ask the ledger for its latest head and check it extends the last one seen."""
+    state = state_of(ctx, Submitting)
+    last = state.head
+    if last is None:
+        return {"checked": False}
+    ledger = ledger_of(ctx)
+    payload = json.dumps({"since": last.size}).encode()
+    reply = ctx.deliver(
+        ledger, Step.HEAD_REQUEST, [Label(f"ledger:{ledger}", Form.PUBLIC)], payload
+    )
+    claim = f"ledger history seen by {ctx.name}"
+    try:
+        if reply is None:
+            raise ClaimFailed(claim, "the ledger did not answer")
+        head = check_answer(json_or_none(reply.payload), ctx.public_key(ledger), None, last, claim)
+    except ClaimFailed as error:
+        return {"consistent": False, "rejected": state.reject(error)}
+    state.head = head
+    return {"consistent": True, "from": last.size, "to": head.size}

@@ -1,0 +1,299 @@
+"""What `airlock verify` checks of an attestation run, from its logs alone:
+every verifiable claim its parties exchanged (statements, signatures, ledger
+heads and proofs, exclusion proofs, model commitments, inference receipts).
+
+Numbered as the checks run (the orchestrator checks the logs first):
+
+1. log integrity (as the audit): the material below is what parties logged;
+2. statements: each one the ledger logged (answered) verifies with its
+   sender's key;
+3. ledger order: the ledger gave each index to one statement only (a ledger
+   showing parties different histories, a split view, gives one index twice);
+   ledger history: rebuilding the ledger's tree from the statements it
+   received, in order, gives every signed head any party was shown; each
+   inclusion and consistency proof a party was given verifies;
+4. datasets: each dataset attestation shown to the model creator is signed,
+   logged, and its exclusion proofs hold;
+5. model commitment: each model statement names only logged dataset statements;
+6. receipts: each receipt an end user received, or the ledger logged, is
+   signed with a receipt key the model commitment endorses for its server,
+   names the committed model, and (for those users received) answers a
+   request the deployer received, with that request's salted prompt digest
+   and the output the user was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from evidence.claims import Claim, RunEvidence
+from evidence.merkle import MerkleTree, verify_consistency, verify_inclusion
+from evidence.receipts import RECEIPT_PREDICATE, open_receipt, salted_sha256
+from evidence.statements import OpenedStatement, json_or_none, open_statement
+from parties.errors import ClaimFailed
+from parties.log import Direction, Outcome
+from parties.roles import Role
+from protocols.attestation.creator import CreatorHoldings, check_dataset_attestation
+from protocols.attestation.ledger import TreeHead, check_answer, entry_bytes
+from protocols.attestation.model import ModelCommitment
+from protocols.attestation.rules import (
+    DATASET_PREDICATE,
+    MODEL_PREDICATE,
+    SIGNED_BY_SENDER,
+    Step,
+)
+
+RECEIPTS_CLAIM = "inference receipts come from endorsed servers and name the committed model"
+
+
+def verify_claims(run: RunEvidence) -> list[Claim]:
+    """Claims 2 to 6, for each ledger of the run."""
+    claims = []
+    for ledger in run.parties(Role.LEDGER):
+        statements, logged = logged_statements(run, ledger)
+        claims.append(statements)
+        ordered, order_claim = _ledger_order(run, ledger, logged)
+        claims.append(order_claim)
+        tree = MerkleTree.from_data(entry_bytes(statement) for statement in ordered)
+        claims.append(_history(run, ledger, tree))
+        datasets_claim, accepted = _datasets(run, ledger)
+        claims.append(datasets_claim)
+        commitment, model_claim = _model(logged, accepted)
+        claims.append(model_claim)
+        claims.append(_receipts(run, ledger, logged, commitment))
+    return claims
+
+
+@dataclass(frozen=True)
+class LoggedStatement:
+    """A statement the ledger logged, opened with its sender's key."""
+
+    sender: str
+    envelope: dict[str, Any]
+    opened: OpenedStatement
+
+
+Logged = list[LoggedStatement]
+
+
+def _digest(statement: dict[str, Any]) -> str:
+    return hashlib.sha256(entry_bytes(statement)).hexdigest()
+
+
+def logged_statements(run: RunEvidence, ledger: str) -> tuple[Claim, Logged]:
+    """2. Every statement the ledger logged, opened with its sender's key. A
+    submission the ledger admitted but refused (its handler failed, so it
+    never answered) is not logged."""
+    claim = Claim(f"statements logged by {ledger} are signed by their senders")
+    answered = {
+        (entry.get("peer"), entry.get("session"))
+        for entry in run.entries(ledger)
+        if (entry.get("direction"), entry.get("outcome"), entry.get("step"))
+        == (Direction.OUT, Outcome.REPLIED, Step.LOGGED)
+    }
+    logged = []
+    for entry, payload in run.received(ledger, Step.SUBMIT):
+        sender = entry["peer"]
+        if (sender, entry.get("session")) not in answered:
+            continue
+        claim.checked += 1
+        request = json_or_none(payload)
+        try:
+            if not isinstance(request, dict) or "statement" not in request:
+                raise ClaimFailed("statement", "malformed submission")
+            opened = open_statement(
+                request["statement"],
+                run.key(sender),
+                SIGNED_BY_SENDER[Role(run.role_of(sender))],
+                f"statement from {sender}",
+            )
+        except ClaimFailed as error:
+            claim.fail(ledger, entry["index"], str(error))
+            continue
+        logged.append(LoggedStatement(sender, request["statement"], opened))
+    return claim, logged
+
+
+def _ledger_order(
+    run: RunEvidence, ledger: str, logged: Logged
+) -> tuple[list[dict[str, Any]], Claim]:
+    """The ledger's order of entries, from the index each answer gave to the
+    statement its session names (the ledger's own log is in arrival order,
+    which concurrent submissions can make differ from append order)."""
+    claim = Claim(f"{ledger} gave each log index to one statement")
+    by_digest = {_digest(item.envelope): item.envelope for item in logged}
+    positions: dict[int, str] = {}
+    for party in run.parties():
+        for entry, payload in run.received(party, Step.LOGGED):
+            answer = json_or_none(payload)
+            if not isinstance(answer, dict) or not isinstance(answer.get("index"), int):
+                continue
+            claim.checked += 1
+            index, digest = answer["index"], str(entry.get("session"))
+            if positions.setdefault(index, digest) != digest:
+                claim.fail(party, entry["index"], f"{ledger} gave index {index} to two statements")
+    ordered = []
+    for index in range(len(positions)):
+        digest = positions.get(index, "")
+        if digest not in by_digest:
+            claim.fail(ledger, None, f"entry {index} answers no statement {ledger} received")
+            break
+        ordered.append(by_digest[digest])
+    return ordered, claim
+
+
+def _history(run: RunEvidence, ledger: str, tree: MerkleTree) -> Claim:
+    """3. Every head shown to a party is the tree of what the ledger received."""
+    claim = Claim(f"{ledger}'s signed heads and proofs match what it received")
+    for party in run.parties():
+        previous: TreeHead | None = None
+        for entry, payload in run.received(party, Step.LOGGED):
+            claim.checked += 1
+            answer = json_or_none(payload)
+            try:
+                head = check_answer(answer, run.key(ledger), None, None, "ledger head")
+                if head.size > len(tree) or tree.root(head.size) != head.root:
+                    raise ClaimFailed(
+                        "ledger history",
+                        f"head of size {head.size} is not the tree of the statements {ledger} "
+                        "received (history rewritten)",
+                    )
+                if answer.get("index") is not None:
+                    index = int(answer["index"])
+                    proof = [bytes.fromhex(p) for p in answer["inclusion"]]
+                    verify_inclusion(
+                        tree.leaf(index), index, head.size, proof, head.root, "inclusion"
+                    )
+                if previous is not None and answer.get("consistency"):
+                    proof = [bytes.fromhex(p) for p in answer["consistency"]]
+                    verify_consistency(
+                        previous.size,
+                        head.size,
+                        previous.root,
+                        head.root,
+                        proof,
+                        "consistency with the previous head",
+                    )
+            except ClaimFailed as error:
+                claim.fail(party, entry["index"], str(error))
+                continue
+            except (KeyError, TypeError, ValueError, IndexError):
+                claim.fail(party, entry["index"], "malformed ledger answer")
+                continue
+            previous = head
+    return claim
+
+
+def _datasets(run: RunEvidence, ledger: str) -> tuple[Claim, set[tuple[str, str]]]:
+    """4. Dataset attestations shown to model creators, with their required
+    exclusions; returns the (dataset, root) pairs that hold."""
+    claim = Claim("dataset attestations and exclusion proofs")
+    accepted = set()
+    for creator in run.parties(Role.MODEL_CREATOR):
+        holdings = run.holdings(creator)
+        required = holdings.requires_exclusion if isinstance(holdings, CreatorHoldings) else ()
+        for entry, payload in run.received(creator, Step.DATASET_ATTESTATION):
+            claim.checked += 1
+            contributor = entry["peer"]
+            try:
+                commitment = check_dataset_attestation(
+                    json_or_none(payload),
+                    contributor,
+                    run.key(contributor),
+                    run.key(ledger),
+                    required,
+                )
+            except ClaimFailed as error:
+                claim.fail(creator, entry["index"], str(error))
+                continue
+            accepted.add((commitment.dataset, commitment.root.hex()))
+    return claim, accepted
+
+
+def _model(logged: Logged, accepted: set[tuple[str, str]]) -> tuple[ModelCommitment | None, Claim]:
+    """5. The model statement binds only logged datasets whose attestations hold."""
+    claim = Claim("model commitment binds logged, verified datasets")
+    logged_datasets = {
+        (item.opened.subject, item.opened.sha256)
+        for item in logged
+        if item.opened.predicate_type == DATASET_PREDICATE
+    }
+    commitment = None
+    for opened in (item.opened for item in logged):
+        if opened.predicate_type != MODEL_PREDICATE:
+            continue
+        claim.checked += 1
+        try:
+            commitment = ModelCommitment.from_statement(opened, "model commitment")
+        except ClaimFailed as error:
+            claim.fail(None, None, str(error))
+            continue
+        for reference in commitment.datasets:
+            if (reference.name, reference.sha256) not in logged_datasets & accepted:
+                claim.fail(
+                    None,
+                    None,
+                    f"{commitment.model} names {reference.name} "
+                    f"{reference.sha256[:16]}..., not a logged dataset whose attestation holds",
+                )
+    if claim.checked == 0:
+        claim.fail(None, None, "no model statement was logged")
+    return commitment, claim
+
+
+def _receipts(
+    run: RunEvidence, ledger: str, logged: Logged, commitment: ModelCommitment | None
+) -> Claim:
+    """6. Receipts come from endorsed servers, answer real requests and name
+    the committed model."""
+    claim = Claim(RECEIPTS_CLAIM)
+    if commitment is None:
+        claim.fail(None, None, "no committed model to check receipts against")
+        return claim
+    requests: dict[str, str] = {}  # nonce -> salted prompt digest, as the deployers received them
+    for deployer in run.parties(Role.DEPLOYER):
+        for _, payload in run.received(deployer, Step.INFERENCE_REQUEST):
+            request = json_or_none(payload)
+            if isinstance(request, dict):
+                requests[str(request.get("nonce"))] = str(request.get("input_sha256"))
+    for user in run.parties(Role.END_USER):
+        for entry, payload in run.received(user, Step.INFERENCE_RESPONSE):
+            claim.checked += 1
+            deployer, answer = entry["peer"], json_or_none(payload)
+            try:
+                if not isinstance(answer, dict):
+                    raise ClaimFailed("inference receipt", "malformed answer")
+                receipt = open_receipt(
+                    answer.get("receipt"), commitment.receipt_key(deployer, "inference receipt")
+                )
+                if receipt.nonce not in requests:
+                    raise ClaimFailed(
+                        "inference receipt", f"answers no request {deployer} received"
+                    )
+                output_salt = bytes.fromhex(str(answer.get("output_salt")))
+                receipt.check(
+                    model_root=commitment.root,
+                    input_sha256=requests[receipt.nonce],
+                    output_sha256=salted_sha256(output_salt, str(answer.get("output")).encode()),
+                    nonce=bytes.fromhex(receipt.nonce),
+                )
+            except ClaimFailed as error:
+                claim.fail(user, entry["index"], str(error))
+            except ValueError:
+                claim.fail(user, entry["index"], "inference receipt: malformed answer")
+    for item in logged:
+        if item.opened.predicate_type == RECEIPT_PREDICATE:
+            claim.checked += 1
+            try:
+                key = commitment.receipt_key(item.sender, "receipt logged by " + item.sender)
+                receipt = open_receipt(item.envelope, key)
+                if receipt.model_sha256 != commitment.root.hex():
+                    raise ClaimFailed(
+                        f"receipt logged by {item.sender}",
+                        "names a model other than the committed one",
+                    )
+            except ClaimFailed as error:
+                claim.fail(ledger, None, str(error))
+    return claim

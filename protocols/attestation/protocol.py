@@ -5,10 +5,8 @@ from parties.protocol import Protocol
 from parties.roles import Role
 from protocols.attestation import bom, contributor, creator, ledger_server, serving, verify
 from protocols.attestation.adversaries import ADVERSARIES
-from protocols.attestation.rules import NAME, RULES, Step
+from protocols.attestation.rules import NAME, RULES, SUBMITTERS, Step
 from protocols.attestation.shared import Settings, audit_ledger
-
-SUBMITTERS = (Role.DATA_CONTRIBUTOR, Role.MODEL_CREATOR, Role.DEPLOYER)
 
 PROTOCOL = Protocol(
     name=NAME,

@@ -13,7 +13,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from parties.errors import ConfigError
 
@@ -33,34 +33,26 @@ class Role(enum.StrEnum):
 
 
 class Holdings(BaseModel):
-    """What a party of a role holds privately. Unknown keys are errors."""
+    """What a party of a role holds privately. Unknown keys are errors.
+
+    These models keep only what every protocol shares (records, prompts,
+    documents, the model's name); a protocol that needs more declares its
+    own model extending one of these (`Protocol.holdings`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DataContributor(Holdings):
-    """Holds a private training set: records with the given `fields`,
-    sorted by `sort_key` when committed; `exclude` lists key prefixes (e.g.
-    source domains) it will prove absent from its data. For training, it
-    adds `synthetic_notes` generated patient notes and `canaries` secret
-    records, each inserted `canary_repeats` times."""
+    """Holds a private training set: records of named text fields."""
 
     records: tuple[dict[str, str], ...] = ()
-    fields: tuple[str, ...] = ("source", "text")
-    sort_key: str = "source"
-    exclude: tuple[str, ...] = ()
-    synthetic_notes: int = Field(default=0, ge=0, le=100_000)
-    canaries: int = Field(default=0, ge=0, le=100)
-    canary_repeats: int = Field(default=10, ge=1, le=1000)
 
 
 class ModelCreator(Holdings):
     """Holds the model; `model` names it (weights arrive with the training
-    protocols). It trains only on datasets proved to exclude each prefix in
-    `requires_exclusion` (e.g. a source domain)."""
+    protocols)."""
 
     model: str = "airlock-tiny"
-    requires_exclusion: tuple[str, ...] = ()
 
 
 class Deployer(Holdings):
@@ -74,11 +66,9 @@ class EndUser(Holdings):
 
 
 class ExternalDatabase(Holdings):
-    """Holds a document store for retrieval: `documents`, plus
-    `synthetic_documents` generated clinical guidelines."""
+    """Holds a document store for retrieval: `documents`."""
 
     documents: tuple[str, ...] = ()
-    synthetic_documents: int = Field(default=0, ge=0, le=1_000_000)
 
 
 class Helper(Holdings):

@@ -22,6 +22,7 @@ from orchestrator.audit import ClaimsReport
 from orchestrator.launcher import RunResult, run_scenario
 from orchestrator.scenario import load_scenario, parse_scenario
 from parties.directory import Directory, PartyEntry
+from parties.errors import Refused
 from parties.identity import RunAuthority, issue_credentials
 from parties.labels import Form
 from parties.log import GENESIS, LOG_FILE, entry_hash
@@ -172,6 +173,14 @@ def run_copy(default_run: Path, tmp_path: Path) -> Path:
     target = tmp_path / "run"
     shutil.copytree(default_run, target)
     return target
+
+
+def refusal(runtime: PartyRuntime, receiver: str, *args: Any, **kwargs: Any) -> Refused:
+    """The refusal a delivery meets (`PartyRuntime.deliver`'s arguments); a
+    delivery that is not refused fails the test."""
+    with pytest.raises(Refused) as caught:
+        runtime.deliver(receiver, *args, **kwargs)
+    return caught.value
 
 
 def rewrite_entry(run: Path, party: str, index: int, **changes: object) -> None:

@@ -21,7 +21,7 @@ from parties.log import BLOB_DIR, read_entries
 from parties.runtime import PartyRuntime
 from parties.transport import METHOD, REFUSAL_KEY, PartyClient
 from parties.wire import airlock_pb2 as pb
-from tests.helpers import Parties, start_parties
+from tests.helpers import Parties, refusal, start_parties
 
 CATALOG = [Label("catalog:guidelines_db", Form.PUBLIC)]
 
@@ -248,16 +248,11 @@ def test_bad_input_is_refused_logged_and_survived(tmp_path: Path, case: str) -> 
 
 
 def test_refusal_is_logged_on_both_sides_with_the_same_digest(parties: Parties) -> None:
-    with pytest.raises(Refused) as caught:
-        parties["alice"].deliver(
-            "deployer",
-            "walkthrough",
-            "sealed_prompt",
-            [Label("prompt:alice", Form.PLAINTEXT)],
-            b"hello",
-            check=False,
-        )
-    assert caught.value.reason == pb.GUARANTEE_VIOLATED
+    plain = [Label("prompt:alice", Form.PLAINTEXT)]
+    caught = refusal(
+        parties["alice"], "deployer", "walkthrough", "sealed_prompt", plain, b"hello", check=False
+    )
+    assert caught.reason == pb.GUARANTEE_VIOLATED
     sent, received = last_entry(parties["alice"]), last_entry(parties["deployer"])
     assert (sent["direction"], sent["outcome"], sent["refusal"]) == (
         "out",
@@ -295,15 +290,11 @@ def test_server_must_be_the_named_party(parties: Parties) -> None:
 
 
 def test_handler_failure_keeps_the_party_running(parties: Parties) -> None:
-    with pytest.raises(Refused) as caught:
-        parties["hospital_1"].deliver(
-            "model_creator",
-            "walkthrough",
-            "dataset_commitment",
-            [Label("train:hospital_1", Form.DIGEST)],
-            b"not json",
-        )
-    assert caught.value.reason == pb.HANDLER_FAILED
+    digest = [Label("train:hospital_1", Form.DIGEST)]
+    failed = refusal(
+        parties["hospital_1"], "model_creator", "walkthrough", "dataset_commitment", digest, b"x"
+    )
+    assert failed.reason == pb.HANDLER_FAILED
     assert last_entry(parties["hospital_1"])["outcome"] == "delivered"
     parties["hospital_1"].deliver(
         "model_creator",

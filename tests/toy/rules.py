@@ -12,21 +12,11 @@ class Step(enum.StrEnum):
     TOTAL = "total"  # collector -> end user: the sum, public
 
 
-RULES_TALLY = (
-    Rule(
-        Step.COUNT,
-        Role.DATA_CONTRIBUTOR,
-        Role.MODEL_CREATOR,
-        (label_rule("tally:{sender}", Form.AGGREGATE),),
-        max_payload=1024,
-    ),
-)
-RULES_ANNOUNCE = (
-    Rule(
-        Step.TOTAL,
-        Role.MODEL_CREATOR,
-        Role.END_USER,
-        (label_rule("tally:total", Form.PUBLIC),),
-        max_payload=1024,
-    ),
-)
+SMALL = 1024  # a count or a total: a few bytes
+COUNT = label_rule("tally:{sender}", Form.AGGREGATE)  # a contributor's own count
+TOTAL = label_rule("tally:total", Form.PUBLIC)
+
+CONTRIBUTOR, COLLECTOR, READER = Role.DATA_CONTRIBUTOR, Role.MODEL_CREATOR, Role.END_USER
+
+RULES_TALLY = (Rule(Step.COUNT, CONTRIBUTOR, COLLECTOR, (COUNT,), max_payload=SMALL),)
+RULES_ANNOUNCE = (Rule(Step.TOTAL, COLLECTOR, READER, (TOTAL,), max_payload=SMALL),)

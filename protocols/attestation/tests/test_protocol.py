@@ -30,6 +30,7 @@ from protocols.attestation.verify import RECEIPTS_CLAIM
 from tests.helpers import (
     airlock,
     failing,
+    refusal,
     result_of,
     run_text,
     start_parties,
@@ -322,15 +323,9 @@ def test_the_ledger_refuses_bad_submissions_and_keeps_serving(
         log = parties["ledger"].state["attestation"].log
         assert log is None or not log.entries
         # a plaintext dataset is refused at the boundary: only digests may reach the ledger
-        with pytest.raises(Refused) as plain:
-            parties["hospital_1"].deliver(
-                "ledger",
-                "attestation",
-                "submit",
-                [Label("train:hospital_1", Form.PLAINTEXT)],
-                b"{}",
-            )
-        assert plain.value.reason == pb.RULE_NOT_PERMITTED
+        plain = [Label("train:hospital_1", Form.PLAINTEXT)]
+        refused = refusal(parties["hospital_1"], "ledger", "attestation", "submit", plain, b"{}")
+        assert refused.reason == pb.RULE_NOT_PERMITTED
         # (refused by the ledger's boundary, or by the sender's own before it left)
         entries, _ = read_entries(parties["ledger"].log.directory, "ledger")
         assert [e["outcome"] for e in entries if e["outcome"] == "admitted"] == ["admitted"]

@@ -40,6 +40,22 @@ class BadPrompt(AirlockError):
     """Text the model cannot take: characters outside its vocabulary, or longer than its context."""
 
 
+class BadCheckpoint(AirlockError):
+    """The shipped checkpoint is missing or does not match its manifest."""
+
+
+def within_alphabet(text: str, alphabet: str = VOCAB) -> str:
+    """`text` lower-cased; BadPrompt names the first character outside `alphabet`."""
+    text = text.lower()
+    for position, char in enumerate(text):
+        if char not in alphabet:
+            raise BadPrompt(
+                f"character {char!r} at position {position} is outside the model's "
+                f"vocabulary ({alphabet!r})"
+            )
+    return text
+
+
 class Tokenizer:
     def __init__(self, alphabet: str = VOCAB) -> None:
         self.alphabet = alphabet
@@ -51,13 +67,7 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Lower-case and encode; raise BadPrompt naming the first unknown character."""
-        text = text.lower()
-        for position, char in enumerate(text):
-            if char not in self.index:
-                raise BadPrompt(
-                    f"character {char!r} at position {position} is outside the model's "
-                    f"vocabulary ({self.alphabet!r})"
-                )
+        text = within_alphabet(text, self.alphabet)
         return [self.index[c] for c in text]
 
     def decode(self, tokens: Sequence[int]) -> str:
@@ -152,10 +162,12 @@ class CharTransformer(nn.Module):
     # -- weights as bytes -----------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        """The weights as safetensors, the same bytes for the same weights."""
         metadata = {k: str(v) for k, v in asdict(self.config).items()}
-        return save_safetensors(
+        data = save_safetensors(
             {k: v.detach().contiguous() for k, v in self.state_dict().items()}, metadata
         )
+        return _sorted_header(data)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CharTransformer:
@@ -174,6 +186,20 @@ class CharTransformer(nn.Module):
         if expected != got:
             raise AirlockError("weights do not fit the model: names or shapes differ")
         self.load_state_dict(dict(tensors))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """safetensors writes its metadata from a hash map, in an order that
+    changes from one call to the next: rewrite the header with sorted keys
+    (same length: only the order changes), so that equal weights give equal
+    bytes and equal digests."""
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(dict(sorted(header.items())), separators=(",", ":")).encode()
+    if len(text) > size:  # cannot happen for a header safetensors wrote; keep it as written
+        return data
+    return data[:8] + text.ljust(size) + data[8 + size :]
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from pydantic import Field
 
+from models.corpus import guidelines
 from parties.envelope import Envelope
 from parties.errors import BadQuery
 from parties.labels import Form, Label
@@ -28,7 +29,6 @@ from parties.protocol import PartyContext, Reply, RoleState, holdings_as, state_
 from parties.roles import ExternalDatabase
 from protocols.pir import records, xor
 from protocols.pir.catalog import StaleCatalog, publish
-from protocols.pir.corpus import guidelines
 from protocols.pir.embed import embed
 from protocols.pir.index import Index, build_index
 from protocols.pir.rules import Step, query_form

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from models.corpus import guidelines
 from parties.labels import Form, Label
 from parties.log import read_entries
 from parties.payload import unpack
@@ -21,7 +22,6 @@ from parties.roles import Role
 from protocols.pir.catalog import BadCatalog
 from protocols.pir.catalog import read as read_catalog
 from protocols.pir.client import WRONG_ANSWER
-from protocols.pir.corpus import guidelines
 from protocols.pir.embed import DIMENSIONS, embed
 from protocols.pir.index import build_index, nearest_cluster, rank
 from protocols.pir.rag import retrieved_documents

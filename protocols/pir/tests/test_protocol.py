@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from models.corpus import guidelines
 from orchestrator.scenario import load_scenario
 from parties.errors import Refused
 from parties.labels import Form, Label
@@ -18,7 +19,6 @@ from parties.log import read_entries
 from parties.payload import pack, unpack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
-from protocols.pir.corpus import guidelines
 from protocols.pir.embed import embed
 from protocols.pir.index import build_index, plaintext_retrieve
 from tests.helpers import failing, result_of, run_text, running_parties, with_adversary

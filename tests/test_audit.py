@@ -186,3 +186,39 @@ def test_an_entry_that_misstates_its_header_fails_the_signature_claim(run_copy: 
     findings = failing(audit_run(run_copy))["sender signatures"]
     where = f"deployer entry {entry['index']}"
     assert findings == [f"{where}: log entry disagrees with the signed header"]
+
+
+def outgoing(run: Path, party: str, step: str, outcome: str) -> dict:
+    return next(
+        e
+        for e in map(json.loads, log_lines(run, party))
+        if (e["direction"], e["step"], e["outcome"]) == ("out", step, outcome)
+    )
+
+
+def test_a_sender_killed_mid_send_still_agrees_with_its_receiver(run_copy: Path) -> None:
+    """Alice's log ends its delivery at `sending` (as if killed before the
+    deployer answered): the deployer's admitted entry still has its twin, and
+    only alice's chain and head, which were rewritten here, fail."""
+    delivered = outgoing(run_copy, "alice", "sealed_prompt", "delivered")
+    rewrite_entry(run_copy, "alice", delivered["index"], outcome="sending")
+    failed = failing(audit_run(run_copy))
+    assert "deliveries agree" not in failed and set(failed) == {"log integrity"}
+
+
+def test_an_undelivered_envelope_does_not_count_as_seen_but_a_lone_sending_does(
+    run_copy: Path,
+) -> None:
+    """A `sending` entry followed by its outcome is judged by the outcome; one
+    with no outcome (the sender died mid-send) may have left, and counts."""
+    sending = outgoing(run_copy, "alice", "sealed_prompt", "sending")
+    delivered = outgoing(run_copy, "alice", "sealed_prompt", "delivered")
+    plaintext = [{"asset": "prompt:alice", "form": "plaintext"}]
+    # the outcome says undelivered: the labels never reached the deployer
+    rewrite_entry(run_copy, "alice", sending["index"], labels=plaintext)
+    rewrite_entry(run_copy, "alice", delivered["index"], outcome="undelivered", labels=plaintext)
+    seen = audit_run(run_copy).visibility["deployer"]
+    assert seen["prompt:alice"] != "plaintext"
+    # no outcome after `sending`: it may have reached the deployer
+    rewrite_entry(run_copy, "alice", delivered["index"], outcome="sending", labels=plaintext)
+    assert audit_run(run_copy).visibility["deployer"]["prompt:alice"] == "plaintext"

@@ -126,6 +126,6 @@ def holdings_for(
             )
         except ValidationError as exc:
             first = exc.errors()[0]
-            key = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{where}.{key}: {first['msg']} (role {role})") from None
+            key = "".join(f".{p}" for p in first["loc"])
+            raise ConfigError(f"{where}{key}: {first['msg']} (role {role})") from None
     return held

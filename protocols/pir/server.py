@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from models.corpus import guidelines
 from parties.envelope import Envelope
@@ -40,9 +40,15 @@ MAX_SEEN = 1 << 20  # replay memory per database, in batches
 
 class DatabaseHoldings(ExternalDatabase):
     """What a database holds for PIR: its `documents`, plus
-    `synthetic_documents` generated clinical guidelines (corpus.py)."""
+    `synthetic_documents` generated clinical guidelines (models/corpus.py)."""
 
     synthetic_documents: int = Field(default=0, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _something_to_serve(self) -> DatabaseHoldings:
+        if not self.documents and not self.synthetic_documents:
+            raise ValueError("a PIR database needs `documents` or `synthetic_documents`")
+        return self
 
 
 @dataclass

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from models.corpus import guidelines
-from orchestrator.scenario import load_scenario
-from parties.errors import Refused
+from orchestrator.scenario import load_scenario, parse_scenario
+from parties.errors import ConfigError, Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
 from parties.payload import pack, unpack
@@ -172,3 +172,12 @@ def test_a_request_before_the_index_is_built_is_out_of_step(database) -> None:
         database["alice"].deliver("guidelines_a", "pir", "catalog_request", label, b"")
     assert refused.value.reason == pb.OUT_OF_STEP
     assert "a catalog request needs the role to be serving" in refused.value.detail
+
+
+def test_a_database_with_nothing_to_serve_is_refused_when_the_scenario_is_parsed() -> None:
+    text = rag_text().replace(f"synthetic_documents = {DOCUMENTS}", "synthetic_documents = 0", 1)
+    with pytest.raises(ConfigError) as caught:
+        parse_scenario(text, "rag.toml")
+    message = str(caught.value)
+    assert message.startswith("rag.toml: parties.guidelines_a: ")
+    assert "needs `documents` or `synthetic_documents`" in message

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint protos bench clean
+.PHONY: install run test lint protos bench checkpoint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 protos: $(STAMP)
 	PYTHON=$(BIN)/python scripts/gen_protos.sh
+
+# rebuild the shipped model checkpoint (models/checkpoint/): deterministic, about 16 min
+checkpoint: $(STAMP)
+	$(BIN)/python -m models.pretrain
 
 bench: $(STAMP)
 	$(BIN)/python bench/boundary_throughput.py --run-time

@@ -24,6 +24,8 @@ from protocols.federated.data import CANARY_DIGITS, canary_prefix
 
 
 def exposure(model: CharTransformer, name: str, secret: str, samples: int, seed: int = 0) -> float:
+    # the harness's reference sample of non-secrets, seeded so that exposure
+    # is repeatable; nothing drawn here is a share, mask, key or noise
     rng = random.Random(seed)
     space = 10**CANARY_DIGITS
     candidates = [secret] + [f"{rng.randrange(space):0{CANARY_DIGITS}d}" for _ in range(samples)]

@@ -51,6 +51,8 @@ def largest_cluster(starts: Sequence[int]) -> int:
 def build_index(documents: Sequence[str], embeddings: np.ndarray, clusters: int) -> Index:
     if not 1 <= clusters <= len(documents):
         raise ConfigError(f"{clusters} clusters do not fit {len(documents)} documents")
+    # seeded: the clusters of a public corpus are public and must be the same
+    # on every replica; nothing secret is drawn here
     centroids, labels = kmeans2(
         embeddings.astype(np.float64), clusters, minit="++", seed=np.random.default_rng(0)
     )

@@ -1,8 +1,9 @@
 """The boundary: the one path by which envelopes leave and enter a party.
 
-It owns the whole delivery in both directions: `send` (seal, log, transport,
-the peer's answer, the reply) and `receive` (admit, hand to the role, seal
-and log the reply). The runtime only says which role logic runs.
+It owns the whole delivery in both directions: `seal` then `send` (the
+outgoing checks, log, transport, the peer's answer, the reply) and
+`receive` (admit, hand to the role, seal and log the reply). The runtime
+only says which role logic runs.
 
 Outgoing envelopes are signed with a fresh sequence number, and withheld
 unless the active protocol's rules and the scenario's guarantees permit them:
@@ -162,63 +163,42 @@ class Boundary:
             try:
                 self._check_policy(header, answering)
             except Refused as refusal:
-                self.log.record(
-                    direction=Direction.OUT,
-                    outcome=Outcome.WITHHELD,
-                    peer=receiver,
-                    envelope=envelope,
-                    refusal=refusal.reason_name,
-                    detail=refusal.detail,
-                )
+                self._log_out(envelope, Outcome.WITHHELD, refusal)
                 raise
         return envelope
 
-    def send(
-        self,
-        receiver: str,
-        protocol: str,
-        step: str,
-        labels: Iterable[Label],
-        payload: bytes,
-        session: str = "",
-        check: bool = True,
-    ) -> Envelope | None:
-        """Seal, log and send one envelope; return the admitted reply, if any.
-        Raises Refused (withheld by this boundary, or refused by the
-        receiver's) or Undelivered; the log records each."""
-        envelope = self.seal(receiver, protocol, step, labels, payload, session, check=check)
+    def _log_out(
+        self, envelope: Envelope, outcome: Outcome, refusal: Refused | None = None, detail: str = ""
+    ) -> None:
         self.log.record(
-            direction=Direction.OUT, outcome=Outcome.SENDING, peer=receiver, envelope=envelope
+            direction=Direction.OUT,
+            outcome=outcome,
+            peer=envelope.header.receiver,
+            envelope=envelope,
+            refusal=refusal.reason_name if refusal else "",
+            detail=refusal.detail if refusal else detail,
         )
+
+    def send(self, envelope: Envelope) -> Envelope | None:
+        """Log and send one envelope `seal` made; return the admitted reply,
+        if any. Raises Refused (by the receiver's boundary) or Undelivered;
+        the log records each."""
+        receiver = envelope.header.receiver
+        self._log_out(envelope, Outcome.SENDING)
         try:
             raw_reply = self.client.send(receiver, self.directory.entry(receiver).address, envelope)
         except Refused as refusal:
             after = refusal.reason in AFTER_ADMISSION
-            self.log.record(
-                direction=Direction.OUT,
-                outcome=Outcome.DELIVERED if after else Outcome.REFUSED,
-                peer=receiver,
-                envelope=envelope,
-                refusal=refusal.reason_name,
-                detail=refusal.detail,
-            )
+            self._log_out(envelope, Outcome.DELIVERED if after else Outcome.REFUSED, refusal)
             raise
         except Undelivered as error:
-            self.log.record(
-                direction=Direction.OUT,
-                outcome=Outcome.UNDELIVERED,
-                peer=receiver,
-                envelope=envelope,
-                detail=str(error),
-            )
+            self._log_out(envelope, Outcome.UNDELIVERED, detail=str(error))
             raise
-        self.log.record(
-            direction=Direction.OUT, outcome=Outcome.DELIVERED, peer=receiver, envelope=envelope
-        )
+        self._log_out(envelope, Outcome.DELIVERED)
         if not raw_reply:
             return None
         # The channel's TLS target name is the receiver, so the replying peer is it.
-        return self.admit(receiver, iter(raw_reply), answering=step)
+        return self.admit(receiver, iter(raw_reply), answering=envelope.header.step)
 
     # -- incoming ---------------------------------------------------------
 
@@ -249,9 +229,7 @@ class Boundary:
                 raise Refused(
                     pb.HANDLER_FAILED, f"{header.step} reply withheld by {self.party}: {refusal}"
                 ) from None
-            self.log.record(
-                direction=Direction.OUT, outcome=Outcome.REPLIED, peer=header.sender, envelope=reply
-            )
+            self._log_out(reply, Outcome.REPLIED)
             return reply
 
     @contextlib.contextmanager

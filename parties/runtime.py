@@ -208,11 +208,14 @@ class PartyRuntime:
         session: str = "",
         check: bool = True,
     ) -> Envelope | None:
-        """Send one envelope through the boundary; the admitted reply, if any.
-        `check=False` is for adversaries only: they bypass their own party's
-        boundary."""
+        """Seal one envelope (withheld if this party's boundary forbids it) and
+        send it; the admitted reply, if any. `check=False` is for adversaries
+        only: they bypass their own party's boundary."""
         self._require(Stage.JOINED)
-        return self.boundary.send(receiver, protocol, step, labels, payload, session, check)
+        envelope = self.boundary.seal(
+            receiver, protocol, step, labels, payload, session, check=check
+        )
+        return self.boundary.send(envelope)
 
     # -- receiving ----------------------------------------------------------
 

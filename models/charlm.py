@@ -23,6 +23,7 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol as TypingProtocol
 
 import torch
 from safetensors import SafetensorError
@@ -289,17 +290,35 @@ def sequence_losses(model: CharTransformer, texts: Sequence[str], prefix: str = 
     return results
 
 
+class Codec(TypingProtocol):
+    """What generation needs of a tokenizer (the characters' or the word pieces')."""
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, tokens: Sequence[int]) -> str: ...
+
+
 @torch.no_grad()
-def generate(model: CharTransformer, prompt: str, tokens: int) -> str:
-    """Greedy decoding: the most likely next character, `tokens` times."""
-    ids = TOKENIZER.encode(prompt)
+def generate(
+    model: CharTransformer,
+    prompt: str,
+    tokens: int,
+    tokenizer: Codec = TOKENIZER,
+    stop: str | None = None,
+) -> str:
+    """Greedy decoding: the most likely next token, `tokens` times, or until
+    the generated text holds `stop`. Returns the prompt and what followed."""
+    ids = tokenizer.encode(prompt)
     if len(ids) > model.config.context:
         raise BadPrompt(
-            f"prompt of {len(ids)} characters exceeds the context of {model.config.context}"
+            f"prompt of {len(ids)} tokens exceeds the context of {model.config.context}"
         )
     if not ids:
         raise BadPrompt("empty prompt")
+    start = len(ids)
     for _ in range(tokens):
         window = torch.tensor([ids[-model.config.context :]])
         ids.append(int(model(window)[0, -1].argmax()))
-    return TOKENIZER.decode(ids)
+        if stop is not None and stop in tokenizer.decode(ids[start:]):
+            break
+    return tokenizer.decode(ids)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.charlm import CharTransformer, ModelConfig
+from models.charlm import CharTransformer, ModelConfig, generate
 from models.checkpoint import (
     CHECKPOINT,
     MANIFEST,
@@ -103,16 +103,10 @@ def train(
     return sum(tail) / len(tail)
 
 
-@torch.no_grad()
 def answer(model: CharTransformer, tokenizer: WordPieces, prompt: str, limit: int = 24) -> str:
-    """Greedy decoding after `prompt`, up to the end of the line."""
-    ids = tokenizer.encode(prompt)
-    start = len(ids)
-    for _ in range(limit):
-        ids.append(int(model(torch.tensor([ids[-model.config.context :]]))[0, -1].argmax()))
-        if "\n" in tokenizer.decode(ids[start:]):
-            break
-    return tokenizer.decode(ids[start:]).split("\n")[0].strip()
+    """The model's answer to `prompt`: greedy decoding up to the end of the line."""
+    text = generate(model, prompt, limit, tokenizer, stop="\n")
+    return text[len(prompt) :].split("\n")[0].strip()
 
 
 def names_the_advice(example: GroundedExample, given: str) -> bool:

@@ -91,11 +91,5 @@ def load_checkpoint(directory: Path = CHECKPOINT) -> Checkpoint:
 
 @functools.cache
 def shipped() -> Checkpoint:
-    """The checkpoint shipped with the project, loaded once per process.
-    Callers that train it further take a copy (`fresh_model`)."""
+    """The checkpoint shipped with the project, loaded once per process."""
     return load_checkpoint()
-
-
-def fresh_model() -> CharTransformer:
-    """A new copy of the shipped model's weights, for a caller to train or serve."""
-    return CharTransformer.from_bytes(shipped().model.to_bytes())

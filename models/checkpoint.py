@@ -3,8 +3,9 @@
 made (`python -m models.pretrain`: command, seed, steps, digests of the
 corpus, the tokenizer and the weights) and how the model measured.
 
-Every protocol loads it instead of pretraining at run time. Loading checks
-each file against the manifest's digest: a missing or corrupted file is an
+The protocols are to load it instead of pretraining at run time (not yet:
+they still pretrain the character model). Loading checks each file
+against the manifest's digest: a missing or corrupted file is an
 error naming the file and the command that rebuilds it.
 """
 

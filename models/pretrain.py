@@ -1,7 +1,7 @@
 """Pretrain the shared model and its tokenizer, and write the checkpoint
-that every protocol loads (models/checkpoint/).
+shipped with the project (models/checkpoint/).
 
-    python -m models.pretrain [--steps 1500] [--out models/checkpoint]
+    python -m models.pretrain [--steps 2500] [--out models/checkpoint]
 
 Deterministic: the corpus is generated from fixed seeds, the tokenizer's
 training is deterministic, and the model trains on one thread from seeded
@@ -146,11 +146,20 @@ def pretrain(steps: int, seed: int = SEED, log: bool = False) -> tuple[Checkpoin
     return Checkpoint(model, tokenizer, manifest), documents
 
 
+def steps_count(text: str) -> int:
+    steps = int(text) if text.isdigit() else 0
+    if steps < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of steps")
+    return steps
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m models.pretrain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--steps", type=int, default=2500, help="Adam steps (default 2500)")
+    parser.add_argument("--steps", type=steps_count, default=2500, help="Adam steps (default 2500)")
     parser.add_argument("--out", type=Path, default=CHECKPOINT, help="checkpoint folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # one thread: the same weights on every machine run

@@ -32,7 +32,7 @@ os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # CrypTen's baseline stays on
 
 import torch  # noqa: E402
 
-from models.charlm import TOKENIZER, ModelConfig  # noqa: E402
+from models.transformer import TOKENIZER, ModelConfig  # noqa: E402
 from models.corpus import pretrained_model  # noqa: E402
 from protocols.mpc.compat import crypten  # noqa: E402
 

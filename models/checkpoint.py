@@ -3,10 +3,10 @@
 made (`python -m models.pretrain`: command, seed, steps, digests of the
 corpus, the tokenizer and the weights) and how the model measured.
 
-The protocols are to load it instead of pretraining at run time (not yet:
-they still pretrain the character model). Loading checks each file
-against the manifest's digest: a missing or corrupted file is an
-error naming the file and the command that rebuilds it.
+Every protocol serves it (or fine-tunes from it) instead of pretraining
+at run time. Loading checks each file against the manifest's digest: a
+missing or corrupted file is an error naming the file and the command that
+rebuilds it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from models.charlm import BadCheckpoint, CharTransformer
 from models.tokenizer import WordPieces
+from models.transformer import BadCheckpoint, Transformer
 
 CHECKPOINT = Path(__file__).resolve().parent / "checkpoint"
 WEIGHTS_FILE = "model.safetensors"
@@ -34,7 +34,7 @@ def sha256_hex(data: bytes) -> str:
 
 @dataclass
 class Checkpoint:
-    model: CharTransformer
+    model: Transformer
     tokenizer: WordPieces
     manifest: dict[str, Any]
 
@@ -87,10 +87,21 @@ def load_checkpoint(directory: Path = CHECKPOINT) -> Checkpoint:
         tokenizer = WordPieces.from_json(files[TOKENIZER_FILE].decode())
     except Exception as exc:  # the tokenizers library raises its own types
         raise BadCheckpoint(f"{directory / TOKENIZER_FILE} does not load: {exc}") from None
-    return Checkpoint(CharTransformer.from_bytes(files[WEIGHTS_FILE]), tokenizer, manifest)
+    return Checkpoint(Transformer.from_bytes(files[WEIGHTS_FILE]), tokenizer, manifest)
 
 
 @functools.cache
 def shipped() -> Checkpoint:
     """The checkpoint shipped with the project, loaded once per process."""
     return load_checkpoint()
+
+
+def served_model() -> Transformer:
+    """A fresh copy of the shipped model's weights: each caller may train or
+    load into its own copy without touching another's."""
+    return Transformer.from_bytes(shipped().model.to_bytes())
+
+
+def shipped_tokenizer() -> WordPieces:
+    """The shipped tokenizer: public, the same for every party."""
+    return shipped().tokenizer

@@ -17,8 +17,6 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from models.charlm import CharTransformer, train_steps
-
 CONDITIONS = {
     "asthma": ("salbutamol", "budesonide"),
     "diabetes": ("metformin", "insulin"),
@@ -61,8 +59,6 @@ FOLLOW_UPS = (
     "refer if no better in {days} days",
     "see a nurse in {days} days",
 )
-
-
 
 
 def rng_for(*seed: str) -> random.Random:
@@ -149,14 +145,3 @@ def held_out_examples(count: int, seen: Iterable[str]) -> list[GroundedExample]:
     candidates = guidelines(2 * count, seed="held-out")
     fresh = [g for g in candidates if g.split(": ", 1)[1] not in excluded]
     return [example_for(g, rng) for g in fresh[:count]]
-
-
-def pretrained_model(steps: int, seed: int = 0) -> CharTransformer:
-    """The shared model after `steps` Adam steps on the public corpus; the
-    same steps and seed give the same weights. Initialisation and training
-    draw from their own seeded generators: torch's global one is left
-    alone, so nothing seeded here can shape another draw."""
-    model = CharTransformer(seed=seed)
-    if steps:
-        train_steps(model, public_corpus(), steps=steps, seed=seed)
-    return model

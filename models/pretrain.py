@@ -24,9 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from models.charlm import CharTransformer, ModelConfig, generate
 from models.checkpoint import (
     CHECKPOINT,
     MANIFEST,
@@ -44,6 +42,7 @@ from models.corpus import (
     rng_for,
 )
 from models.tokenizer import WordPieces
+from models.transformer import ModelConfig, Transformer, generate, train
 
 SEED = 0
 VOCAB_SIZE = 512
@@ -62,50 +61,9 @@ def training_texts() -> tuple[list[str], list[str]]:
     return sentences + [example_for(d, rng).text() for d in documents], documents
 
 
-def train(
-    model: CharTransformer, examples: Sequence[list[int]], steps: int, seed: int, log: bool
-) -> float:
-    """Adam on windows packed from whole examples: each window starts at an
-    example and is filled with the examples that follow a random draw. With
-    no LayerNorm (the model is built for MPC), updates are kept small: the
-    gradient norm is clipped and the rate decays linearly to zero (at a
-    constant 2e-3 and no clipping a run diverged after 550 steps)."""
-    context = model.config.context
-    generator = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: 1 - step / steps)
-    model.train()
-    losses: list[float] = []
-    started = time.monotonic()
-    for step in range(steps):
-        rows = []
-        for first in torch.randint(0, len(examples), (32,), generator=generator).tolist():
-            row = list(examples[first])
-            while len(row) < context + 1:
-                row += examples[int(torch.randint(0, len(examples), (1,), generator=generator))]
-            rows.append(row[: context + 1])
-        batch = torch.tensor(rows)
-        logits = model(batch[:, :-1])
-        loss = nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
-        )
-        optimiser.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
-        schedule.step()
-        losses.append(loss.item())
-        if log and (step + 1) % 100 == 0:
-            elapsed = time.monotonic() - started
-            print(f"  step {step + 1}/{steps}: loss {losses[-1]:.3f} ({elapsed:.0f} s)", flush=True)
-    model.eval()
-    tail = losses[-max(1, steps // 10) :]
-    return sum(tail) / len(tail)
-
-
-def answer(model: CharTransformer, tokenizer: WordPieces, prompt: str, limit: int = 24) -> str:
+def answer(model: Transformer, tokenizer: WordPieces, prompt: str, limit: int = 24) -> str:
     """The model's answer to `prompt`: greedy decoding up to the end of the line."""
-    text = generate(model, prompt, limit, tokenizer, stop="\n")
+    text = generate(model, tokenizer, prompt, limit, stop="\n")
     return text[len(prompt) :].split("\n")[0].strip()
 
 
@@ -115,7 +73,7 @@ def names_the_advice(example: GroundedExample, given: str) -> bool:
     return all(word in given.split() for word in wanted)
 
 
-def evaluate(model: CharTransformer, tokenizer: WordPieces, seen: list[str]) -> dict[str, float]:
+def evaluate(model: Transformer, tokenizer: WordPieces, seen: list[str]) -> dict[str, float]:
     examples = held_out_examples(HELD_OUT, seen)
     grounded = sum(names_the_advice(e, answer(model, tokenizer, e.prompt())) for e in examples)
     alone = sum(
@@ -132,8 +90,15 @@ def pretrain(steps: int, seed: int = SEED, log: bool = False) -> tuple[Checkpoin
     texts, documents = training_texts()
     corpus = "".join(texts)
     tokenizer = WordPieces.train(corpus, VOCAB_SIZE)
-    model = CharTransformer(CONFIG, seed=seed)
-    loss = train(model, [tokenizer.encode(t) for t in texts], steps, seed, log)
+    model = Transformer(CONFIG, seed=seed)
+    started = time.monotonic()
+
+    def progress(step: int, loss: float) -> None:
+        elapsed = time.monotonic() - started
+        print(f"  step {step}/{steps}: loss {loss:.3f} ({elapsed:.0f} s)", flush=True)
+
+    examples = [tokenizer.encode(t) for t in texts]
+    loss = train(model, examples, steps, seed=seed, log=progress if log else None)
     manifest = {
         "command": f"python -m models.pretrain --steps {steps}",
         "seed": seed,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from models.charlm import VOCAB, BadPrompt, within_alphabet
+from models.transformer import VOCAB, BadPrompt, within_alphabet
 
 UNKNOWN = "[unk]"
 SPACE = "_"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.charlm import BadCheckpoint, BadPrompt
+from models.transformer import BadCheckpoint, BadPrompt
 from models.checkpoint import (
     CHECKPOINT,
     MANIFEST,

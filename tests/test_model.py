@@ -1,63 +1,72 @@
-"""The shared model: vocabulary and context checks, safetensors round trip,
-deterministic greedy generation, learning on a tiny corpus."""
+"""The shared model's machinery: context checks, safetensors round trip,
+deterministic greedy generation, learning on a tiny corpus (a small model
+with the shipped tokenizer; the checkpoint itself is tests/test_checkpoint.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from models.charlm import (
-    TOKENIZER,
+from models.checkpoint import shipped_tokenizer
+from models.transformer import (
     BadPrompt,
-    CharTransformer,
     ModelConfig,
+    Transformer,
     flat_parameters,
     generate,
     sequence_losses,
     set_flat_parameters,
-    train_steps,
+    train,
 )
 from parties.errors import AirlockError
 
+TOKENIZER = shipped_tokenizer()
 
-def test_tokenizer_round_trip_and_refusals() -> None:
-    assert TOKENIZER.decode(TOKENIZER.encode("Asthma: 2 puffs.")) == "asthma: 2 puffs."
-    with pytest.raises(BadPrompt, match=r"character '€' at position 4"):
-        TOKENIZER.encode("cost€")
-    model = CharTransformer()
-    with pytest.raises(BadPrompt, match="exceeds the context"):
-        generate(model, "a" * (model.config.context + 1), 1)
+
+def test_prompts_the_model_cannot_take_are_refused() -> None:
+    model = Transformer()
+    with pytest.raises(BadPrompt, match="exceeds the context of 96"):
+        generate(model, TOKENIZER, "a " * (model.config.context + 1), 1)
     with pytest.raises(BadPrompt, match="empty"):
-        generate(model, "", 1)
+        generate(model, TOKENIZER, "", 1)
+    with pytest.raises(BadPrompt, match=r"character '€' at position 4"):
+        generate(model, TOKENIZER, "cost€", 1)
 
 
 def test_weights_round_trip_through_safetensors_bytes() -> None:
-    model = CharTransformer(seed=3)
-    copy = CharTransformer.from_bytes(model.to_bytes())
+    model = Transformer(seed=3)
+    copy = Transformer.from_bytes(model.to_bytes())
     tokens = torch.tensor([TOKENIZER.encode("patient with flu")])
     assert torch.equal(model(tokens), copy(tokens))
-    assert generate(model, "patient ", 10) == generate(copy, "patient ", 10)
-    small = CharTransformer(ModelConfig(width=32, hidden=64))
-    assert CharTransformer.from_bytes(small.to_bytes()).config == small.config
+    assert generate(model, TOKENIZER, "patient ", 10) == generate(copy, TOKENIZER, "patient ", 10)
+    assert model.to_bytes() == copy.to_bytes()
+    small = Transformer(ModelConfig(width=16, hidden=32))
+    assert Transformer.from_bytes(small.to_bytes()).config == small.config
     with pytest.raises(AirlockError):
-        CharTransformer.from_bytes(b"not weights at all")
+        Transformer.from_bytes(b"not weights at all")
     with pytest.raises(AirlockError, match="do not fit"):
         model.load_tensors(small.state_dict())
 
 
 def test_flat_parameters_round_trip() -> None:
-    model = CharTransformer(seed=1)
+    model = Transformer(seed=1)
     flat = flat_parameters(model)
-    other = CharTransformer(seed=2)
+    other = Transformer(seed=2)
     set_flat_parameters(other, flat)
     assert torch.equal(flat_parameters(other), flat)
 
 
 def test_the_model_learns_a_tiny_corpus() -> None:
-    torch.manual_seed(0)
-    model = CharTransformer(seed=0)
-    line = "take salbutamol for asthma."
-    before = float(sequence_losses(model, [line])[0])
-    train_steps(model, (line + "\n") * 40, steps=120, learning_rate=1e-2)
-    assert float(sequence_losses(model, [line])[0]) < before / 10
-    assert generate(model, "take salb", 18) == "take salbutamol for asthma."
+    model = Transformer(seed=0)
+    line = "take salbutamol for asthma.\n"
+    before = float(sequence_losses(model, TOKENIZER, [line])[0])
+    train(model, [TOKENIZER.encode(line)], steps=60, learning_rate=1e-2, batch=8)
+    assert float(sequence_losses(model, TOKENIZER, [line])[0]) < before / 10
+    assert generate(model, TOKENIZER, "take", 8, stop="\n") == line
+
+
+def test_training_refuses_nothing_to_learn() -> None:
+    with pytest.raises(AirlockError, match="nothing to train on"):
+        train(Transformer(), [], steps=1)
+    with pytest.raises(AirlockError, match="nothing to train on"):
+        train(Transformer(), [[1, 2], []], steps=1)

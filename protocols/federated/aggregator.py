@@ -31,7 +31,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from models.charlm import CharTransformer, flat_parameters, sequence_losses, set_flat_parameters
+from models.transformer import Transformer, flat_parameters, sequence_losses, set_flat_parameters
 from models.corpus import pretrained_model, public_corpus
 from parties.errors import AirlockError, OutOfStep
 from parties.labels import Form, Label
@@ -100,7 +100,7 @@ class AggregatorRound:
 class Training:
     """The shared model and its privacy budget, from pretrain on."""
 
-    model: CharTransformer
+    model: Transformer
     accountant: dp.Accountant
 
 
@@ -131,7 +131,7 @@ def aggregator(ctx: PartyContext) -> AggregatorState:
     return state_of(ctx, AggregatorState)
 
 
-def utility(model: CharTransformer) -> float:
+def utility(model: Transformer) -> float:
     """Bits per character on held-out public text: lower is better."""
     lines = public_corpus(200, seed="validation").splitlines()
     losses = sequence_losses(model, lines)

@@ -21,7 +21,7 @@ from typing import Any, cast
 import numpy as np
 from pydantic import Field
 
-from models.charlm import CharTransformer
+from models.transformer import Transformer
 from parties.envelope import Envelope
 from parties.errors import AirlockError, ConfigError, OutOfStep
 from parties.labels import Form, Label
@@ -75,7 +75,7 @@ class ContributorRound:
 
     number: int
     context: str
-    base: CharTransformer
+    base: Transformer
     secrets: RoundSecrets | None  # None in plain mode
     peers: dict[str, AdvertisedKeys] = field(default_factory=dict)  # U1, signatures verified
     shares: dict[str, KeyShare] = field(default_factory=dict)  # per peer, what it sent here
@@ -98,7 +98,7 @@ class ContributorState(RoleState):
     fingerprints: dict[str, list[str]] = field(default_factory=dict)
     round: ContributorRound | None = None  # from the first round start on
     rejections: list[str] = field(default_factory=list)
-    final: CharTransformer | None = None
+    final: Transformer | None = None
 
     def prepared(self, doing: str) -> None:
         if self.phase is ContributorPhase.UNPREPARED:
@@ -170,7 +170,7 @@ def on_round_start(ctx: PartyContext, envelope: Envelope) -> Reply:
     context = str(meta["context"])
     secrets = RoundSecrets(ctx.name, context.encode()) if own.secure else None
     me.round = ContributorRound(
-        int(meta["round"]), context, CharTransformer.from_bytes(body), secrets
+        int(meta["round"]), context, Transformer.from_bytes(body), secrets
     )
     me.phase = ContributorPhase.JOINED
     keys = secrets.advertise(ctx.sign).to_json() if secrets is not None else {}
@@ -277,7 +277,7 @@ def on_final_model(ctx: PartyContext, envelope: Envelope) -> None:
     me = contributor(ctx)
     me.prepared("the final model")
     _, body = unpack(envelope.payload)
-    me.final = CharTransformer.from_bytes(body)
+    me.final = Transformer.from_bytes(body)
 
 
 def evaluate_leakage(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:

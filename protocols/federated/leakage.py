@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.charlm import CharTransformer, sequence_losses
+from models.transformer import Transformer, sequence_losses
 from protocols.federated.data import CANARY_DIGITS, canary_prefix
 
 
-def exposure(model: CharTransformer, name: str, secret: str, samples: int, seed: int = 0) -> float:
+def exposure(model: Transformer, name: str, secret: str, samples: int, seed: int = 0) -> float:
     # the harness's reference sample of non-secrets, seeded so that exposure
     # is repeatable; nothing drawn here is a share, mask, key or noise
     rng = random.Random(seed)
@@ -49,7 +49,7 @@ class MembershipResult:
 
 
 def membership_inference(
-    model: CharTransformer, members: Sequence[str], non_members: Sequence[str]
+    model: Transformer, members: Sequence[str], non_members: Sequence[str]
 ) -> MembershipResult:
     """Score = minus the per-character loss: training records should score higher."""
     member_scores = -_per_char(model, members)
@@ -62,7 +62,7 @@ def membership_inference(
     )
 
 
-def _per_char(model: CharTransformer, texts: Sequence[str]) -> np.ndarray:
+def _per_char(model: Transformer, texts: Sequence[str]) -> np.ndarray:
     losses = sequence_losses(model, texts).numpy()
     return losses / np.array([max(len(t) - 1, 1) for t in texts])
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.charlm import CharTransformer, flat_parameters, train_steps
+from models.transformer import Transformer, flat_parameters, train_steps
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
@@ -62,7 +62,7 @@ def local_update(ctx: PartyContext, request: UpdateRequest) -> np.ndarray:
     fixed-point grid with this contributor's discrete Gaussian noise added."""
     current, s = request.current, request.settings
     torch.set_num_threads(1)  # contributors train side by side on few cores
-    model = CharTransformer.from_bytes(current.base.to_bytes())
+    model = Transformer.from_bytes(current.base.to_bytes())
     before = flat_parameters(model)
     train_steps(
         model,

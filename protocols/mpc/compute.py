@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from models.charlm import ModelConfig
+from models.transformer import ModelConfig
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label

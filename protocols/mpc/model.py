@@ -1,7 +1,7 @@
 """The shared model's forward pass under CrypTen, built directly from the
 weights (`crypten.nn.from_pytorch` does not work on current torch).
 
-It mirrors `models.charlm.CharTransformer` operation for operation:
+It mirrors `models.transformer.Transformer` operation for operation:
 
 - the one-hot prompt times the token embedding;
 - plus the position embedding;
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from models.charlm import ModelConfig
+from models.transformer import ModelConfig
 from protocols.mpc.compat import crypten
 from protocols.mpc.randomness import random_ring_elements
 

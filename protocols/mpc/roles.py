@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.charlm import TOKENIZER, BadPrompt, ModelConfig
+from models.transformer import TOKENIZER, BadPrompt, ModelConfig
 from models.corpus import pretrained_model
 from parties.errors import AirlockError
 from parties.labels import Form, Label

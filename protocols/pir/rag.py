@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from models.charlm import TOKENIZER, generate
+from models.transformer import TOKENIZER, generate
 from models.corpus import pretrained_model
 from parties.errors import AirlockError
 from parties.protocol import FINGERPRINTS, Action, PartyContext, holdings_as

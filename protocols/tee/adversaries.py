@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.statements import PartySigner
-from models.charlm import CharTransformer, ModelConfig
+from models.transformer import Transformer, ModelConfig
 from parties.envelope import Envelope
 from parties.payload import pack, unpack
 from parties.protocol import Adversary, PartyContext, Reply, sole_peer, state_of
@@ -58,7 +58,7 @@ class Name(enum.StrEnum):
 
 def launch_swapped_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """swap_model: a cheaper model than the one released."""
-    cheaper = CharTransformer(ModelConfig(width=32, hidden=96), seed=1)
+    cheaper = Transformer(ModelConfig(width=32, hidden=96), seed=1)
     return load_enclave(ctx, ENCLAVE_IMAGE, cheaper)
 
 

@@ -27,7 +27,7 @@ from securesystemslib.signer import Signer
 from evidence.receipts import issue_receipt
 from evidence.statements import PartySigner
 from evidence.weights import float32_weights_root
-from models.charlm import CharTransformer, generate
+from models.transformer import Transformer, generate
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
@@ -64,7 +64,7 @@ class LoadedEnclave:
     """One boot of the enclave: what was loaded, and its per-boot keys."""
 
     hardware: SimulatedHardware
-    model: CharTransformer
+    model: Transformer
     model_root: bytes
     measurement: str
     hpke_keys: KEMKeyPair
@@ -73,7 +73,7 @@ class LoadedEnclave:
 
     @classmethod
     def boot(
-        cls, device: DeviceProvision, image: bytes, model: CharTransformer, max_new_tokens: int
+        cls, device: DeviceProvision, image: bytes, model: Transformer, max_new_tokens: int
     ) -> LoadedEnclave:
         root = float32_weights_root(model.state_dict())
         return cls(
@@ -153,7 +153,7 @@ def on_enclave_load(ctx: PartyContext, envelope: Envelope) -> None:
         )
     meta, weights = unpack(envelope.payload)
     image = bytes.fromhex(str(meta["image"]))
-    model = CharTransformer.from_bytes(weights)
+    model = Transformer.from_bytes(weights)
     # the answer length is the scenario's, never the host's word; a reload
     # is a new boot: new HPKE and receipt keys
     tokens = Settings.model_validate(ctx.settings).max_new_tokens

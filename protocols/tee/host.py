@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from models.charlm import CharTransformer, generate
+from models.transformer import Transformer, generate
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
@@ -29,23 +29,23 @@ class HostPhase(enum.Enum):
 @dataclass
 class HostState(RoleState):
     phase: HostPhase = HostPhase.AWAITING_MODEL
-    model: CharTransformer | None = None
+    model: Transformer | None = None
 
 
 def on_model_release(ctx: PartyContext, envelope: Envelope) -> None:
     state = state_of(ctx, HostState)
     state.expect(HostPhase.AWAITING_MODEL, doing="a model release")
-    state.model = CharTransformer.from_bytes(envelope.payload)
+    state.model = Transformer.from_bytes(envelope.payload)
     state.phase = HostPhase.HOLDING_MODEL
 
 
-def released_model(ctx: PartyContext, doing: str) -> CharTransformer:
+def released_model(ctx: PartyContext, doing: str) -> Transformer:
     state = state_of(ctx, HostState)
     state.expect(HostPhase.HOLDING_MODEL, doing=doing)
-    return cast(CharTransformer, state.model)  # HOLDING_MODEL comes with the model
+    return cast(Transformer, state.model)  # HOLDING_MODEL comes with the model
 
 
-def load_enclave(ctx: PartyContext, image: bytes, model: CharTransformer) -> dict[str, Any]:
+def load_enclave(ctx: PartyContext, image: bytes, model: Transformer) -> dict[str, Any]:
     labels = [
         Label(f"enclave_image:{ctx.name}", Form.PUBLIC),
         Label("weights:model_creator", Form.PLAINTEXT),

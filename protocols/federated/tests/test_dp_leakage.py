@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.charlm import CharTransformer, train_steps
+from models.transformer import Transformer, train_steps
 from parties.errors import AirlockError
 from protocols.federated import data, dp, leakage
 from protocols.federated.secagg import SCALE
@@ -90,7 +90,7 @@ def test_a_memorised_canary_is_exposed_and_an_unseen_one_is_not() -> None:
     name, secret = data.canary_secret("tester", 0)
     notes = data.patient_notes("tester", 30)
     text = data.training_text(notes, [data.canary(name, secret)], 40, "tester")
-    model = CharTransformer(seed=0)
+    model = Transformer(seed=0)
     train_steps(model, text, steps=150, learning_rate=1e-2)
     samples = 200
     inserted = leakage.exposure(model, name, secret, samples)

@@ -16,7 +16,7 @@ import torch
 from dp_accounting import GaussianDpEvent
 from dp_accounting.rdp import RdpAccountant
 
-from models.charlm import flat_parameters
+from models.transformer import flat_parameters
 from protocols.federated import dp
 from protocols.federated.contributor import ContributorPhase
 from protocols.federated.secagg import SCALE

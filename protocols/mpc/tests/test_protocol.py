@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.charlm import TOKENIZER, BadPrompt, ModelConfig, generate
+from models.transformer import TOKENIZER, BadPrompt, ModelConfig, generate
 from models.corpus import pretrained_model
 from orchestrator.scenario import load_scenario
 from parties.errors import Refused

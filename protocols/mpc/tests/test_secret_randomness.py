@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.charlm import TOKENIZER, CharTransformer, ModelConfig
+from models.transformer import TOKENIZER, Transformer, ModelConfig
 from models.corpus import pretrained_model
 from parties.errors import Refused
 from parties.labels import Form, Label
@@ -139,7 +139,7 @@ def test_the_creators_weight_shares_differ_between_runs(tmp_path: Path) -> None:
     # Rank 1 replays the creator's process: pretraining seeded torch with the
     # public seed 0, built the model, then drew share 0 of each weight in turn.
     torch.manual_seed(0)
-    model = CharTransformer(seed=0)
+    model = Transformer(seed=0)
     for name, value in model.state_dict().items():
         guessed_share = torch_ring_elements(value.shape)
         assert not torch.equal(compute_share[name] + guessed_share, weights[name])

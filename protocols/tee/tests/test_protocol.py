@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from models.charlm import CharTransformer, generate
+from models.transformer import Transformer, generate
 from models.corpus import pretrained_model
 from orchestrator.scenario import load_scenario
 from parties.errors import Refused
@@ -187,7 +187,7 @@ def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -
 
     before_load = refusal("evidence_request", nonce_label, b'{"nonce": "00"}', pb.OUT_OF_STEP)
     assert "needs the role to be loaded, it is awaiting_load" in before_load
-    model = CharTransformer(seed=0)
+    model = Transformer(seed=0)
     load = pack({"image": ENCLAVE_IMAGE.hex()}, model.to_bytes())
     load_labels = [
         Label("weights:model_creator", Form.PLAINTEXT),
@@ -219,7 +219,7 @@ def test_a_plaintext_prompt_to_the_host_is_refused(serving) -> None:
 
 def test_an_enclave_without_a_provisioned_device_key_does_not_load(tmp_path: Path) -> None:
     with running_parties(tmp_path, roles=SERVING, protocol="tee") as started:
-        load = pack({"image": ENCLAVE_IMAGE.hex()}, CharTransformer(seed=0).to_bytes())
+        load = pack({"image": ENCLAVE_IMAGE.hex()}, Transformer(seed=0).to_bytes())
         labels = [
             Label("weights:model_creator", Form.PLAINTEXT),
             Label("enclave_image:deployer", Form.PUBLIC),
@@ -243,7 +243,7 @@ def test_the_model_and_the_reference_values_come_once_per_run(tmp_path: Path) ->
         assert again.value.reason == pb.OUT_OF_STEP
         assert "reference values needs the role to be awaiting_reference" in again.value.detail
         weights = [Label("weights:model_creator", Form.PLAINTEXT)]
-        model = CharTransformer(seed=0).to_bytes()
+        model = Transformer(seed=0).to_bytes()
         with pytest.raises(Refused) as released:
             creator.deliver("deployer", "tee", "model_release", weights, model)
         assert released.value.reason == pb.OUT_OF_STEP

@@ -1,6 +1,6 @@
 """Shared test helpers and fixtures (registered by the root conftest.py):
 parties running in this process (real gRPC with mutual TLS on 127.0.0.1, no
-Ray), and runs of the default scenario."""
+Ray), and runs of the walkthrough scenario."""
 
 from __future__ import annotations
 
@@ -128,8 +128,8 @@ def with_adversary(text: str, party: str, adversary: str) -> str:
 
 
 def default_text(adversaries: dict[str, str]) -> str:
-    """The default scenario's TOML with `adversaries` (party -> name) instead of its own."""
-    _, text = load_scenario("default")
+    """The walkthrough scenario's TOML with `adversaries` (party -> name) instead of its own."""
+    _, text = load_scenario("walkthrough")
     text = re.sub(r"^adversary = .*\n", "", text, flags=re.MULTILINE)
     for party, adversary in adversaries.items():
         text = with_adversary(text, party, adversary)
@@ -142,7 +142,7 @@ def run_text(text: str, out: Path) -> RunResult:
 
 
 def run_default(out: Path, adversaries: dict[str, str] = DEFAULT_ADVERSARIES) -> RunResult:
-    """The default scenario, every party in this process."""
+    """The walkthrough scenario, every party in this process."""
     return run_text(default_text(adversaries), out)
 
 
@@ -160,8 +160,8 @@ def failing(report: ClaimsReport) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One in-process run of the default scenario, shared read-only."""
-    out = tmp_path_factory.mktemp("default") / "run"
+    """One in-process run of the walkthrough scenario, shared read-only."""
+    out = tmp_path_factory.mktemp("walkthrough") / "run"
     result = run_default(out)
     assert result.failure is None, result.failure
     return out
@@ -169,7 +169,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def run_copy(default_run: Path, tmp_path: Path) -> Path:
-    """A private copy of the default run, to tamper with."""
+    """A private copy of the walkthrough run, to tamper with."""
     target = tmp_path / "run"
     shutil.copytree(default_run, target)
     return target

@@ -39,4 +39,4 @@ def test_run_in_process_and_scenarios(tmp_path: Path) -> None:
     assert "every claim holds" in done.stdout
     assert (tmp_path / "run" / "audit.json").exists()
     listing = airlock("scenarios")
-    assert listing.returncode == 0 and "default" in listing.stdout
+    assert listing.returncode == 0 and "walkthrough" in listing.stdout

@@ -59,7 +59,7 @@ def test_a_party_cannot_drive_another_partys_actor() -> None:
     from orchestrator.scenario import load_scenario
     from parties.actor import ControlRefused
 
-    scenario, text = load_scenario("default")
+    scenario, text = load_scenario("walkthrough")
     configs = party_configs(scenario, "raykeys", text)
     hosts = RayHosts(configs, {n: s.site for n, s in scenario.parties.items()}, None)
     try:
@@ -74,7 +74,7 @@ def test_a_party_cannot_drive_another_partys_actor() -> None:
 
 
 def test_a_killed_party_ends_the_run_cleanly(tmp_path: Path) -> None:
-    scenario = (ROOT / "orchestrator" / "scenarios" / "default.toml").read_text()
+    scenario = (ROOT / "orchestrator" / "scenarios" / "walkthrough.toml").read_text()
     scenario += '\n[[faults]]\nkill = "deployer"\nbefore = "send_prompt"\n'
     path = tmp_path / "crash.toml"
     path.write_text(scenario)

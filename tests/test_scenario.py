@@ -26,8 +26,8 @@ protocol = "walkthrough"
 
 
 def test_builtin_default_resolves_by_name() -> None:
-    assert "default" in builtin_names()
-    scenario, text = load_scenario("default")
+    assert "walkthrough" in builtin_names()
+    scenario, text = load_scenario("walkthrough")
     assert {str(scenario.role_of(n)) for n in scenario.parties} >= {
         "data_contributor",
         "model_creator",
@@ -100,7 +100,7 @@ def test_bad_scenario_error_names_file_and_key(case: str) -> None:
 
 
 def test_unknown_scenario_name_lists_builtins() -> None:
-    with pytest.raises(ConfigError, match="default"):
+    with pytest.raises(ConfigError, match="walkthrough"):
         load_scenario("no-such-scenario")
 
 

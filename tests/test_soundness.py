@@ -57,7 +57,7 @@ def test_only_an_adversary_may_bypass_its_own_boundary(parties: Parties) -> None
 
 def test_a_control_call_without_the_partys_key_is_refused(tmp_path: Path) -> None:
     """Before: any code that reached a party's actor could export its log."""
-    scenario, text = load_scenario("default")
+    scenario, text = load_scenario("walkthrough")
     hosts = LocalHosts(party_configs(scenario, "keyrun", text))
     try:
         with pytest.raises(ControlRefused):

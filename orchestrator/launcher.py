@@ -9,6 +9,7 @@ import hashlib
 import json
 import platform
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 from orchestrator.audit import AuditReport, audit_run
 from orchestrator.hosts import LocalHosts, RayHosts
-from orchestrator.scenario import Scenario
+from orchestrator.scenario import Scenario, StageSpec
 from parties.directory import PartyEntry
 from parties.errors import AirlockError, PartyFailed
 from parties.identity import RunAuthority, issue_credentials
@@ -120,6 +121,7 @@ def run_scenario(
     actions: list[dict[str, Any]] = []
     sealed: set[str] = set()
     dropouts: set[str] = set()
+    timings: dict[str, float] = {}
     try:
         authority = RunAuthority(run_id)
         manifest["ca_pem"] = authority.certificate_pem.decode()
@@ -146,8 +148,16 @@ def run_scenario(
         }
         hosts.call({n: ("join", (entries, authority.certificate_pem)) for n in names})
         progress("identities issued, mutual TLS up, directory shared")
-        for stage in scenario.stages:
-            actions += _run_stage(scenario, stage.protocol, stage.params, hosts, progress, dropouts)
+        settings = scenario.stage_settings()
+        for number, stage in enumerate(scenario.stages, 1):
+            began = time.monotonic()
+            progress(f"stage {number}/{len(scenario.stages)}: {stage.name} ({stage.protocol})")
+            actions += _run_stage(
+                scenario, stage, settings[stage.protocol], hosts, progress, dropouts
+            )
+            elapsed = time.monotonic() - began
+            timings[stage.name] = round(elapsed, 2)
+            progress(f"stage {number}/{len(scenario.stages)}: {stage.name} done in {elapsed:.1f} s")
     except AirlockError as error:
         failure = str(error)
         progress(f"run failed: {failure}")
@@ -166,6 +176,7 @@ def run_scenario(
         outcome="failed" if failure else "completed",
         failure=failure,
         actions=actions,
+        stage_seconds=timings,
     )
     (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     report = _report(scenario, manifest, actions)
@@ -195,23 +206,27 @@ def _report(scenario: Scenario, manifest: dict[str, Any], actions: list[dict[str
 
 def _run_stage(
     scenario: Scenario,
-    protocol_name: str,
+    stage: StageSpec,
     params: dict[str, Any],
     hosts: LocalHosts | RayHosts,
     progress: Progress,
     dropouts: set[str],
 ) -> list[dict[str, Any]]:
-    """Run one stage's plan. A party of a role the protocol survives losing
-    that is killed by an injected fault is a dropout: the run goes on."""
+    """Run one stage's plan (with the protocol's params merged over its
+    stages). A party of a role the protocol survives losing that is killed
+    by an injected fault is a dropout: the run goes on."""
+    protocol_name = stage.protocol
     protocol = get_protocol(protocol_name)
     done: list[dict[str, Any]] = []
     plan = [
         (role, [n for n in scenario.parties if scenario.role_of(n) == role], action, number, False)
-        for role, action, number in protocol.plan(params)
+        for role, action, number in protocol.plan(params, stage.part)
     ]
+    last_part = [s.part for s in scenario.stages if s.protocol == protocol_name][-1]
     for name, spec in scenario.parties.items():
         adversary = protocol.adversaries.get(spec.adversary) if spec.adversary else None
-        if adversary is not None and adversary.after_stage is not None:
+        # an adversary's after-stage action runs once, after its protocol's last stage
+        if adversary is not None and adversary.after_stage is not None and stage.part == last_part:
             plan.append((scenario.role_of(name), [name], adversary.after_stage, None, True))
     for role, parties, action, number, adversarial in plan:
         timers = []

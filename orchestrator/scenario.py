@@ -17,7 +17,7 @@ from parties.errors import ConfigError
 from parties.identity import check_party_name
 from parties.labels import ASSET_RE, Form
 from parties.policy import Guarantee
-from parties.protocol import party_holdings
+from parties.protocol import Protocol, party_holdings
 from parties.roles import Holdings, Role, parse_role
 from protocols import get_protocol
 
@@ -50,8 +50,12 @@ class PartySpec(BaseModel):
 
 
 class StageSpec(_Strict):
+    """One stage: a protocol's whole stage, or one of its named parts. The
+    stages of one protocol share its params (given on any of them)."""
+
     name: str
     protocol: str
+    part: str | None = None
     params: dict[str, Any] = {}
 
 
@@ -119,8 +123,12 @@ class Scenario(_Strict):
         return sorted({stage.protocol for stage in self.stages})
 
     def stage_settings(self) -> dict[str, dict[str, Any]]:
-        """protocol -> its stage's params (each protocol runs in one stage)."""
-        return {stage.protocol: dict(stage.params) for stage in self.stages}
+        """protocol -> its params, merged over its stages (`_check` refuses a
+        key two stages give different values)."""
+        settings: dict[str, dict[str, Any]] = {}
+        for stage in self.stages:
+            settings.setdefault(stage.protocol, {}).update(stage.params)
+        return settings
 
     @property
     def sites(self) -> list[str]:
@@ -138,26 +146,10 @@ def _check(scenario: Scenario) -> None:
             scenario.role_of(name)
         except ConfigError as exc:
             raise ConfigError(f"parties.{name}.role: {exc}") from None
-    protocols = {}
-    for index, stage in enumerate(scenario.stages):
-        if stage.protocol in protocols:
-            raise ConfigError(
-                f"stages[{index}].protocol: {stage.protocol!r} already runs in an earlier stage"
-            )
-        try:
-            protocols[stage.protocol] = get_protocol(stage.protocol)
-        except ConfigError as exc:
-            raise ConfigError(f"stages[{index}].protocol: {exc}") from None
-        model = protocols[stage.protocol].params
-        if model is not None:
-            try:
-                model.model_validate(stage.params)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                key = ".".join(str(p) for p in first["loc"])
-                raise ConfigError(f"stages[{index}].params.{key}: {first['msg']}") from None
+    protocols = _check_stages(scenario)
     for name in scenario.parties:
         scenario.all_holdings_of(name)
+    _check_artifacts(scenario, protocols)
     for name, spec in scenario.parties.items():
         if spec.adversary is None:
             continue
@@ -198,6 +190,67 @@ def _check(scenario: Scenario) -> None:
     for index, canary in enumerate(scenario.canaries):
         if not ASSET_RE.match(canary.asset):
             raise ConfigError(f"canaries[{index}].asset: malformed asset name {canary.asset!r}")
+
+
+def _check_stages(scenario: Scenario) -> dict[str, Protocol]:
+    """Each stage names a known protocol (and part), runs once, and agrees
+    with its protocol's other stages on params."""
+    protocols: dict[str, Protocol] = {}
+    ran: dict[str, list[str | None]] = {}
+    given: dict[str, dict[str, tuple[int, Any]]] = {}
+    for index, stage in enumerate(scenario.stages):
+        where = f"stages[{index}]"
+        try:
+            protocol = protocols[stage.protocol] = get_protocol(stage.protocol)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.protocol: {exc}") from None
+        if stage.part is not None and stage.part not in protocol.parts:
+            parts = ", ".join(sorted(protocol.parts)) or "none"
+            raise ConfigError(
+                f"{where}.part: {stage.protocol} has no part {stage.part!r} (its parts: {parts})"
+            )
+        earlier = ran.setdefault(stage.protocol, [])
+        if stage.part in earlier or (earlier and None in (*earlier, stage.part)):
+            raise ConfigError(
+                f"{where}: {stage.protocol} already runs "
+                + (f"part {stage.part!r} " if stage.part else "")
+                + "in an earlier stage"
+            )
+        earlier.append(stage.part)
+        for key, value in stage.params.items():
+            first = given.setdefault(stage.protocol, {}).setdefault(key, (index, value))
+            if first[1] != value:
+                raise ConfigError(
+                    f"{where}.params.{key}: stages[{first[0]}] gives {stage.protocol} "
+                    f"another value (a protocol's stages share its params)"
+                )
+    settings = scenario.stage_settings()
+    for name, protocol in protocols.items():
+        if protocol.params is None:
+            continue
+        try:
+            protocol.params.model_validate(settings[name])
+        except ValidationError as exc:
+            first_error = exc.errors()[0]
+            key = ".".join(str(p) for p in first_error["loc"])
+            index = next(i for i, s in enumerate(scenario.stages) if s.protocol == name)
+            raise ConfigError(f"stages[{index}].params.{key}: {first_error['msg']}") from None
+    return protocols
+
+
+def _check_artifacts(scenario: Scenario, protocols: dict[str, Protocol]) -> None:
+    """Every stage finds in its parties' stores what it needs from earlier stages."""
+    settings = scenario.stage_settings()
+    kept: set[tuple[Role, str]] = set()
+    for index, stage in enumerate(scenario.stages):
+        artifacts = protocols[stage.protocol].artifacts_of(settings[stage.protocol], stage.part)
+        for role, wanted in artifacts.needs:
+            if (role, wanted.name) not in kept:
+                raise ConfigError(
+                    f"stages[{index}] ({stage.name}): needs the {role}'s {wanted.name}, "
+                    f"which no earlier stage makes"
+                )
+        kept |= {(role, made.name) for role, made in artifacts.makes}
 
 
 def parse_scenario(text: str, source: str) -> Scenario:

@@ -22,7 +22,7 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError, ConfigError, OutOfStep, Refused
 from parties.labels import Form, Label, asset_matches
 from parties.roles import HOLDINGS, Holdings, Role, holdings_for
-from parties.store import PartyStore
+from parties.store import Kept, PartyStore
 
 
 @dataclass(frozen=True)
@@ -198,11 +198,30 @@ class Adversary:
 
 
 @dataclass(frozen=True)
+class Artifacts:
+    """What a stage needs its parties to keep from earlier stages, and what
+    it leaves in their stores for later ones: (role, kept) pairs, each
+    meaning every party of that role."""
+
+    needs: tuple[tuple[Role, Kept[Any]], ...] = ()
+    makes: tuple[tuple[Role, Kept[Any]], ...] = ()
+
+
+# a stage's params and the part it runs (None: the whole stage) -> its artifacts
+ArtifactsOf = Callable[[Mapping[str, Any], str | None], Artifacts]
+
+
+@dataclass(frozen=True)
 class Protocol:
     """A protocol's rules, the handlers of receiving roles and the actions of
     initiating roles. A stage runs, in order, the (role, action) pairs of
     `stage`, then `round_stage` once per round (the stage's `rounds` param),
-    then `final_stage`. `adversaries` are the misbehaviours it knows
+    then `final_stage`; or, when it names one of `parts`, only that part's
+    pairs, so that other protocols' stages can run between the parts (the
+    parts share the parties' state of this protocol, and its params).
+    `artifacts`, if set, says what a stage needs kept by earlier stages and
+    what it keeps for later ones; the scenario is refused when a stage needs
+    what no earlier stage makes. `adversaries` are the misbehaviours it knows
     (`Adversary`). `states` gives each role's typed state (a RoleState
     factory); a role without one gets a dict.
 
@@ -226,6 +245,8 @@ class Protocol:
     stage: tuple[Step, ...] = ()
     round_stage: tuple[Step, ...] = ()
     final_stage: tuple[Step, ...] = ()
+    parts: Mapping[str, tuple[Step, ...]] = field(default_factory=dict)
+    artifacts: ArtifactsOf | None = None
     adversaries: Mapping[str, Adversary] = field(default_factory=dict)
     states: Mapping[Role, Callable[[], RoleState]] = field(default_factory=dict)
     holdings: Mapping[Role, type[Holdings]] = field(default_factory=dict)
@@ -245,6 +266,10 @@ class Protocol:
         for _role, step in self.handlers:
             if step not in steps:
                 raise ConfigError(f"{self.name}: handler for {step!r}, which no rule names")
+        for part, pairs in self.parts.items():
+            for pair in pairs:
+                if pair not in self.actions:
+                    raise ConfigError(f"{self.name}: part {part} runs unknown action {pair[1]!r}")
         for name, adversary in self.adversaries.items():
             for step in adversary.handlers:
                 if step not in steps:
@@ -288,17 +313,25 @@ class Protocol:
     def action_names(self) -> frozenset[str]:
         """Every action a stage of this protocol may run, adversaries' included."""
         planned = {a for _, a in self.stage + self.round_stage + self.final_stage}
+        planned |= {a for steps in self.parts.values() for _, a in steps}
         return frozenset(
             planned | {a.after_stage for a in self.adversaries.values() if a.after_stage}
         )
 
-    def plan(self, params: Mapping[str, Any]) -> list[tuple[Role, str, int | None]]:
+    def plan(
+        self, params: Mapping[str, Any], part: str | None = None
+    ) -> list[tuple[Role, str, int | None]]:
         """(role, action, round or None) in the order a stage runs them."""
+        if part is not None:
+            return [(r, a, None) for r, a in self.parts[part]]
         rounds = int(params.get("rounds", 1)) if self.round_stage else 0
         plan: list[tuple[Role, str, int | None]] = [(r, a, None) for r, a in self.stage]
         for number in range(1, rounds + 1):
             plan += [(r, a, number) for r, a in self.round_stage]
         return plan + [(r, a, None) for r, a in self.final_stage]
+
+    def artifacts_of(self, params: Mapping[str, Any], part: str | None = None) -> Artifacts:
+        return self.artifacts(params, part) if self.artifacts is not None else Artifacts()
 
     def rule_for(self, step: str, sender: Role, receiver: Role) -> Rule | None:
         for rule in self.rules:

@@ -77,6 +77,46 @@ def test_holdings_are_checked_against_what_the_protocol_declares() -> None:
         parse_scenario(text, "toy.toml")
 
 
+def split_stages(text: str, *stages: str) -> str:
+    """The toy scenario with these stages (TOML tables) instead of its own."""
+    head = text[: text.index("[[stages]]")]
+    tail = text[text.index("[[guarantees]]") :]
+    return head + "".join(f"[[stages]]\n{stage}\n" for stage in stages) + tail
+
+
+COUNTING = 'name = "counting"\nprotocol = "tally"\npart = "counting"'
+CLOSING = 'name = "closing"\nprotocol = "tally"\npart = "closing"'
+TELL = 'name = "tell"\nprotocol = "announce"'
+
+
+def test_a_protocols_parts_run_as_stages_of_their_own(tmp_path: Path) -> None:
+    text = split_stages(scenario({"h1": 3, "h2": 4}), COUNTING, CLOSING, TELL)
+    result = run_text(text, tmp_path / "run")
+    assert result.failure is None and result.audit.ok, result.audit
+    assert result_of(result, "collector", "announce") == {"announced": 7}
+
+
+@pytest.mark.parametrize(
+    ("stages", "expected"),
+    [
+        ((TELL, COUNTING, CLOSING), r"stages\[0\] \(tell\): needs the model_creator's tally.total"),
+        ((COUNTING, TELL, CLOSING), r"stages\[1\] \(tell\): needs .*which no earlier stage makes"),
+        ((COUNTING, COUNTING), r"stages\[1\]: tally already runs part 'counting'"),
+        ((COUNTING, 'name = "all"\nprotocol = "tally"'), r"stages\[1\]: tally already runs"),
+        (('name = "x"\nprotocol = "tally"\npart = "cnt"',), r"no part 'cnt' \(its parts: closing"),
+        (
+            (COUNTING + "\nparams = { a = 1 }", CLOSING + "\nparams = { a = 2 }"),
+            r"stages\[1\]\.params\.a: stages\[0\] gives tally another value",
+        ),
+    ],
+)
+def test_stages_out_of_order_or_repeated_are_refused_when_parsed(
+    stages: tuple[str, ...], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_scenario(split_stages(scenario({"h1": 3}), *stages), "toy.toml")
+
+
 def test_an_adversary_replaces_the_honest_action_for_its_party_only(tmp_path: Path) -> None:
     result = run_text(scenario({"h1": 3, "h2": 4}, {"h1": "inflated_count"}), tmp_path / "run")
     assert result_of(result, "h1", "send_count") == {"sent": 3000}

@@ -84,5 +84,3 @@ def audit_run(run_dir: Path, pinned_ca: str | None = None) -> AuditReport:
         visibility=shown,
         blocked=blocked,
     )
-
-

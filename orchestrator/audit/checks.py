@@ -44,7 +44,6 @@ _AUTHENTICATED_REFUSALS = frozenset(
 _LEFT = frozenset({Outcome.DELIVERED, Outcome.REFUSED, Outcome.REPLIED})
 
 
-
 def check_signatures(logs: dict[str, list[dict[str, Any]]], keys: dict[str, Any]) -> Claim:
     claim = Claim("sender signatures")
     for name, entries in logs.items():
@@ -243,4 +242,3 @@ def scan_canaries(
                     )
         claims.append(claim)
     return claims
-

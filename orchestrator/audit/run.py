@@ -179,5 +179,3 @@ def load_run(run_dir: Path, pinned_ca: str | None = None) -> RunRecord:
     return RunRecord(
         run_dir, manifest, scenario, keys, logs, integrity, bindings.get("ca_sha256", "")
     )
-
-

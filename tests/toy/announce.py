@@ -1,7 +1,7 @@
 """The announce protocol, assembled: a later stage that uses what the
 collector kept from the tally."""
 
-from parties.protocol import Protocol
+from parties.protocol import Artifacts, Protocol
 from parties.roles import Role
 from tests.toy import roles
 from tests.toy.rules import RULES_ANNOUNCE, Step
@@ -12,4 +12,5 @@ PROTOCOL = Protocol(
     handlers={(Role.END_USER, Step.TOTAL): roles.on_total},
     actions={(Role.MODEL_CREATOR, "announce"): roles.announce},
     stage=((Role.MODEL_CREATOR, "announce"),),
+    artifacts=lambda params, part: Artifacts(needs=((Role.MODEL_CREATOR, roles.KEPT_TOTAL),)),
 )

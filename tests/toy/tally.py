@@ -1,6 +1,6 @@
 """The tally protocol, assembled."""
 
-from parties.protocol import Protocol
+from parties.protocol import Artifacts, Protocol
 from parties.roles import Role
 from tests.toy import roles
 from tests.toy.adversaries import ADVERSARIES
@@ -15,6 +15,14 @@ PROTOCOL = Protocol(
         (Role.MODEL_CREATOR, "close"): roles.close,
     },
     stage=((Role.DATA_CONTRIBUTOR, "send_count"), (Role.MODEL_CREATOR, "close")),
+    # the same two steps as parts, so that other stages may run between them
+    parts={
+        "counting": ((Role.DATA_CONTRIBUTOR, "send_count"),),
+        "closing": ((Role.MODEL_CREATOR, "close"),),
+    },
+    artifacts=lambda params, part: Artifacts(
+        makes=((Role.MODEL_CREATOR, roles.KEPT_TOTAL),) if part != "counting" else ()
+    ),
     adversaries=ADVERSARIES,
     states={Role.MODEL_CREATOR: roles.CollectorState},
     holdings={Role.DATA_CONTRIBUTOR: roles.Contributor},

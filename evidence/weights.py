@@ -61,11 +61,14 @@ def weights_root(tensors: Mapping[str, Tensor]) -> bytes:
     return MerkleTree.from_data(tensor_leaf(name, tensors[name]) for name in sorted(tensors)).root()
 
 
+def float32_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, Tensor]:
+    """A torch model's float32 weights (its `state_dict()`) as tensors to commit to."""
+    return {
+        name: Tensor("F32", tuple(t.shape), t.detach().contiguous().numpy().tobytes())
+        for name, t in state.items()
+    }
+
+
 def float32_weights_root(state: Mapping[str, torch.Tensor]) -> bytes:
     """The root of a torch model's float32 weights (its `state_dict()`)."""
-    return weights_root(
-        {
-            name: Tensor("F32", tuple(t.shape), t.detach().contiguous().numpy().tobytes())
-            for name, t in state.items()
-        }
-    )
+    return weights_root(float32_tensors(state))

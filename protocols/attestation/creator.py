@@ -14,12 +14,19 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from evidence.statements import PartySigner, json_or_none, sign_statement
-from evidence.weights import weights_root
+from evidence.weights import Tensor, float32_tensors, weights_root
 from parties.envelope import Envelope
 from parties.errors import ClaimFailed, ConfigError
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, holdings_as, state_of
 from parties.roles import ModelCreator, Role
+from protocols.artifacts import (
+    ACCEPTED_DATASETS,
+    TRAINING_RUN,
+    AcceptedDataset,
+    AcceptedDatasets,
+    model_to_serve,
+)
 from protocols.attestation.dataset import Commitment, ExclusionProof, verify_exclusion
 from protocols.attestation.ledger import open_logged
 from protocols.attestation.model import DatasetReference, Server, model_predicate
@@ -88,6 +95,25 @@ def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
         state.reject(error)
         return
     state.datasets[contributor] = DatasetReference(commitment.dataset, commitment.root.hex())
+    accepted = [
+        AcceptedDataset(contributor=name, name=d.name, sha256=d.sha256)
+        for name, d in sorted(state.datasets.items())
+    ]
+    ctx.store.put(ACCEPTED_DATASETS, AcceptedDatasets(datasets=tuple(accepted)))
+
+
+def committed_weights(
+    ctx: PartyContext, settings: Settings
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The weights to commit to and how they were trained: the placeholder
+    named by the creator's holdings, or the model it trained in an earlier
+    stage with that stage's account of the training."""
+    training = {"protocol": settings.training_protocol, **settings.training}
+    if settings.model == "placeholder":
+        return placeholder_weights(holdings_as(ctx, CreatorHoldings).model), training
+    tensors = float32_tensors(model_to_serve(ctx, "trained").state_dict())
+    run = ctx.store.get(TRAINING_RUN)
+    return tensors, {**training, **run.model_dump()}
 
 
 def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -104,10 +130,9 @@ def commit(
     state.expect(CreatorPhase.COLLECTING, doing="committing to the model")
     state.phase = CreatorPhase.COMMITTED
     model = holdings_as(ctx, CreatorHoldings).model
-    tensors = placeholder_weights(model)
     settings = Settings.model_validate(params)
+    tensors, training = committed_weights(ctx, settings)
     datasets = [state.datasets[name] for name in sorted(state.datasets)] + list(unattested)
-    training = {"protocol": settings.training_protocol, **settings.training}
     deployers = ctx.peers(Role.DEPLOYER)
     deploy_to = deployers if settings.deploy_to is None else settings.deploy_to
     strangers = sorted(set(deploy_to) - set(deployers))

@@ -1,12 +1,30 @@
 """The attestation protocol, assembled."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from evidence.claims import OfflineChecks
-from parties.protocol import Protocol
+from parties.protocol import Artifacts, Protocol
 from parties.roles import Role
+from protocols.artifacts import ACCEPTED_DATASETS, TRAINED_MODEL, TRAINING_RUN
 from protocols.attestation import bom, contributor, creator, ledger_server, serving, verify
 from protocols.attestation.adversaries import ADVERSARIES
 from protocols.attestation.rules import NAME, RULES, SUBMITTERS, Step
 from protocols.attestation.shared import Settings, audit_ledger
+
+
+def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
+    """The dataset part leaves the accepted datasets with the creator; a
+    commitment to the trained model needs the model and its training run."""
+    made = ((Role.MODEL_CREATOR, ACCEPTED_DATASETS),) if part in (None, "datasets") else ()
+    trained = Settings.model_validate(params).model == "trained"
+    needed = (
+        ((Role.MODEL_CREATOR, TRAINED_MODEL), (Role.MODEL_CREATOR, TRAINING_RUN))
+        if trained and part in (None, "commitment")
+        else ()
+    )
+    return Artifacts(needs=needed, makes=made)
+
 
 PROTOCOL = Protocol(
     name=NAME,
@@ -33,6 +51,13 @@ PROTOCOL = Protocol(
         (Role.MODEL_CREATOR, "audit_ledger"),
         (Role.DEPLOYER, "audit_ledger"),
     ),
+    parts={
+        "datasets": ((Role.DATA_CONTRIBUTOR, "attest_dataset"),),
+        "commitment": ((Role.MODEL_CREATOR, "commit_model"),),
+        "serving": ((Role.END_USER, "query"),),
+        "ledger_audit": tuple((role, "audit_ledger") for role in SUBMITTERS),
+    },
+    artifacts=artifacts,
     params=Settings,
     adversaries=ADVERSARIES,
     states={

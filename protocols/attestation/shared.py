@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +34,10 @@ class Settings(BaseModel):
 
     training_protocol: str = "none"
     training: dict[str, Any] = {}
+    # what the creator commits to: deterministic stand-in weights named by
+    # its `model` holding, or the model it trained in an earlier stage
+    # (served by the tee and mpc stages, not by this protocol's deployer)
+    model: Literal["placeholder", "trained"] = "placeholder"
     # the deployers the model creator deploys to, and so endorses to sign
     # receipts for its model (default: every deployer of the run)
     deploy_to: tuple[str, ...] | None = None

@@ -1,0 +1,67 @@
+"""What one protocol's stage leaves in a party's own store for another
+protocol's later stage (parties/store.py): the hand-offs of the pipeline.
+
+Each is declared here, once, because two protocols name it: the one that
+writes it and the one that reads it. The store stays with its party; only
+the names and types are shared.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from models.checkpoint import served_model
+from models.transformer import Transformer
+from parties.protocol import PartyContext
+from parties.store import Kept
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AcceptedDataset(_Frozen):
+    """A dataset attestation the model creator checked and accepted."""
+
+    contributor: str
+    name: str
+    sha256: str
+
+
+class AcceptedDatasets(_Frozen):
+    datasets: tuple[AcceptedDataset, ...] = ()
+
+    @property
+    def contributors(self) -> frozenset[str]:
+        return frozenset(d.contributor for d in self.datasets)
+
+
+class TrainingRun(_Frozen):
+    """How the kept model was trained: what its commitment states."""
+
+    protocol: str
+    mode: str
+    rounds: int
+    survivors: tuple[str, ...]
+    epsilon: float | None
+    delta: float | None
+
+
+# the model creator: written by attestation's dataset part, read by federated
+ACCEPTED_DATASETS = Kept("attestation.accepted-datasets", AcceptedDatasets)
+# the model creator: written by federated, read by attestation, tee and mpc
+TRAINED_MODEL = Kept("federated.trained-model", bytes)
+TRAINING_RUN = Kept("federated.training-run", TrainingRun)
+
+# where a serving or committing stage takes its model from
+ModelSource = Literal["checkpoint", "trained"]
+
+
+def model_to_serve(ctx: PartyContext, source: ModelSource) -> Transformer:
+    """The shipped checkpoint, or the model this party trained in an earlier
+    stage (its store's TRAINED_MODEL)."""
+    if source == "trained":
+        return Transformer.from_bytes(ctx.store.get(TRAINED_MODEL))
+    return served_model()

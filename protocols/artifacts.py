@@ -49,11 +49,32 @@ class TrainingRun(_Frozen):
     delta: float | None
 
 
+class CommittedModel(_Frozen):
+    """The model commitment a party accepted (logged by the ledger, signed by
+    the creator): answers are accepted only from the model with this root."""
+
+    creator: str
+    model: str
+    root_sha256: str
+
+
+class Retrieved(_Frozen):
+    """What an end user retrieved privately: for each question, the
+    documents found, best first."""
+
+    questions: tuple[str, ...]
+    documents: tuple[tuple[str, ...], ...]
+
+
 # the model creator: written by attestation's dataset part, read by federated
 ACCEPTED_DATASETS = Kept("attestation.accepted-datasets", AcceptedDatasets)
 # the model creator: written by federated, read by attestation, tee and mpc
 TRAINED_MODEL = Kept("federated.trained-model", bytes)
 TRAINING_RUN = Kept("federated.training-run", TrainingRun)
+# end users (and deployers): written by attestation's commitment part, read by tee
+COMMITTED_MODEL = Kept("attestation.committed-model", CommittedModel)
+# end users: written by pir, read by tee (the prompts it sends to the enclave)
+RETRIEVED = Kept("pir.retrieved", Retrieved)
 
 # where a serving or committing stage takes its model from
 ModelSource = Literal["checkpoint", "trained"]

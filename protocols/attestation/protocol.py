@@ -6,7 +6,8 @@ from typing import Any
 from evidence.claims import OfflineChecks
 from parties.protocol import Artifacts, Protocol
 from parties.roles import Role
-from protocols.artifacts import ACCEPTED_DATASETS, TRAINED_MODEL, TRAINING_RUN
+from parties.store import Kept
+from protocols.artifacts import ACCEPTED_DATASETS, COMMITTED_MODEL, TRAINED_MODEL, TRAINING_RUN
 from protocols.attestation import bom, contributor, creator, ledger_server, serving, verify
 from protocols.attestation.adversaries import ADVERSARIES
 from protocols.attestation.rules import NAME, RULES, SUBMITTERS, Step
@@ -14,9 +15,14 @@ from protocols.attestation.shared import Settings, audit_ledger
 
 
 def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
-    """The dataset part leaves the accepted datasets with the creator; a
+    """The dataset part leaves the accepted datasets with the creator, the
+    commitment part the accepted commitment with deployers and end users; a
     commitment to the trained model needs the model and its training run."""
-    made = ((Role.MODEL_CREATOR, ACCEPTED_DATASETS),) if part in (None, "datasets") else ()
+    made: tuple[tuple[Role, Kept[Any]], ...] = ()
+    if part in (None, "datasets"):
+        made += ((Role.MODEL_CREATOR, ACCEPTED_DATASETS),)
+    if part in (None, "commitment"):
+        made += ((Role.END_USER, COMMITTED_MODEL), (Role.DEPLOYER, COMMITTED_MODEL))
     trained = Settings.model_validate(params).model == "trained"
     needed = (
         ((Role.MODEL_CREATOR, TRAINED_MODEL), (Role.MODEL_CREATOR, TRAINING_RUN))

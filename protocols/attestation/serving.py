@@ -20,6 +20,7 @@ from parties.errors import ClaimFailed
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, Reply, holdings_as, state_of
 from parties.roles import EndUser, Role
+from protocols.artifacts import COMMITTED_MODEL, CommittedModel
 from protocols.attestation.ledger import open_logged
 from protocols.attestation.model import ModelCommitment
 from protocols.attestation.placeholder import placeholder_answer, placeholder_weights
@@ -76,9 +77,14 @@ def on_model_attestation(ctx: PartyContext, envelope: Envelope) -> None:
             MODEL_PREDICATE,
             claim,
         )
-        state.accept(ModelCommitment.from_statement(statement, claim))
+        model = ModelCommitment.from_statement(statement, claim)
     except ClaimFailed as error:
         state.reject(error)
+        return
+    state.accept(model)
+    # for a later stage serving this model (the tee's end user checks its answers against it)
+    kept = CommittedModel(creator=creator, model=model.model, root_sha256=model.root.hex())
+    ctx.store.put(COMMITTED_MODEL, kept)
 
 
 def on_inference_request(ctx: PartyContext, envelope: Envelope) -> Reply:

@@ -1,14 +1,19 @@
 """The adversaries the tee protocol knows, apart from the honest roles.
 
 Played by the deployer (the host):
-  swap_model     loads a smaller model than the one released;
-  modified_code  loads a patched enclave image;
-  replay_quote   answers every attestation request with the first evidence;
+  swap_model     boots the enclave with a smaller model of its own (its
+                 root, then its weights, sealed to the enclave's key);
+  modified_code  boots a patched enclave image;
+  replay_quote   answers each party's attestation requests with the first
+                 evidence it got for that party;
   rogue_vendor   plays the enclave itself: it makes its own simulated vendor
                  and chip (anyone can; the run's vendor key stays in the
                  orchestrator) and quotes its own keys with the right
-                 measurement; a prompt sealed to it, it opens and answers.
-                 Its action `show_opened_prompts` reports what it opened.
+                 measurement, to the end user and to the model creator; a
+                 prompt sealed to it, it would open (it has no weights to
+                 answer with: the creator releases them only to an
+                 appraised enclave). Its action `show_opened_prompts`
+                 reports what it opened.
 Played by the enclave, standing for an image the reference values approved
 but which is flawed (the simulated hardware always runs enclave.py, so a
 misbehaving enclave is played here, with the measurement unchanged):
@@ -22,23 +27,29 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.statements import PartySigner
-from models.transformer import Transformer, ModelConfig
+from evidence.weights import float32_weights_root
+from models.checkpoint import shipped_tokenizer
+from models.transformer import ModelConfig, Transformer
 from parties.envelope import Envelope
+from parties.errors import AirlockError
+from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import Adversary, PartyContext, Reply, sole_peer, state_of
-from protocols.tee.enclave import LoadedEnclave, booted, relayed
+from protocols.tee import channel
+from protocols.tee.enclave import BootedEnclave, booted, relayed, request_aad, weights_aad
 from protocols.tee.evidence import ENCLAVE_IMAGE, SimulatedVendor
 from protocols.tee.host import (
     HostState,
     enclave_evidence,
     evidence_reply,
     load_enclave,
-    released_model,
+    model_root,
 )
 from protocols.tee.rules import DEPLOYER, ENCLAVE, Step
 from protocols.tee.settings import Settings
@@ -57,45 +68,57 @@ class Name(enum.StrEnum):
 
 
 def launch_swapped_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    """swap_model: a cheaper model than the one released."""
-    cheaper = Transformer(ModelConfig(width=32, hidden=96), seed=1)
-    return load_enclave(ctx, ENCLAVE_IMAGE, cheaper)
+    """swap_model: the enclave booted with a cheaper model of the host's own
+    (the shipped tokenizer's vocabulary and context, a quarter of the
+    width), whose weights it seals to the enclave's key itself."""
+    cheaper = Transformer(ModelConfig(vocab=512, context=96, width=32, layers=2, hidden=64), seed=1)
+    root = float32_weights_root(cheaper.state_dict())
+    launched = load_enclave(ctx, ENCLAVE_IMAGE, root, ctx.name)
+    nonce = json.dumps({"nonce": os.urandom(32).hex()}).encode()
+    claims = json.loads(enclave_evidence(ctx, ctx.name, nonce))["claims"]
+    key, enclave = bytes.fromhex(claims["hpke_public_key"]), sole_peer(ctx, ENCLAVE)
+    sealed = channel.seal_weights(key, cheaper.to_bytes(), weights_aad(enclave, root))
+    labels = [Label(f"weights:{ctx.name}", Form.CIPHERTEXT)]
+    ctx.deliver(enclave, Step.ENCLAVE_WEIGHTS, labels, sealed)
+    return launched
 
 
 def launch_modified_code(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """modified_code: the enclave image, patched."""
     patch = b"\n# patched by the host: copy every prompt to the host's disk\n"
-    return load_enclave(ctx, ENCLAVE_IMAGE + patch, released_model(ctx, "launching the enclave"))
+    return load_enclave(ctx, ENCLAVE_IMAGE + patch, *model_root(ctx, "launching the enclave"))
 
 
 @dataclass
 class ReplayingHost(HostState):
-    first_evidence: bytes | None = None
+    first_evidence: dict[str, bytes] = field(default_factory=dict)
 
 
 def replayed_evidence(ctx: PartyContext, envelope: Envelope) -> Reply:
-    """replay_quote: the first evidence the enclave gave, for every request."""
-    state = state_of(ctx, ReplayingHost)
-    if state.first_evidence is None:
-        state.first_evidence = enclave_evidence(ctx, envelope.header.sender, envelope.payload)
-    return evidence_reply(ctx, state.first_evidence)
+    """replay_quote: the first evidence the enclave gave for this party, for
+    each of its requests."""
+    state, asker = state_of(ctx, ReplayingHost), envelope.header.sender
+    if asker not in state.first_evidence:
+        state.first_evidence[asker] = enclave_evidence(ctx, asker, envelope.payload)
+    return evidence_reply(ctx, state.first_evidence[asker])
 
 
 @dataclass
 class RogueHost(HostState):
-    forged: LoadedEnclave | None = None
+    forged: BootedEnclave | None = None
     opened_prompts: list[str] = field(default_factory=list)
 
 
-def _host_enclave(ctx: PartyContext) -> LoadedEnclave:
+def _host_enclave(ctx: PartyContext) -> BootedEnclave:
     """rogue_vendor: the enclave's own code, run by the host outside any
-    enclave, on a chip of a vendor the host made."""
+    enclave, on a chip of a vendor the host made, booted with the creator's
+    root (so its measurement is the approved one), without weights."""
     state = state_of(ctx, RogueHost)
     if state.forged is None:
         tokens = Settings.model_validate(ctx.settings).max_new_tokens
         device = SimulatedVendor().device()
-        model = released_model(ctx, "playing the enclave")
-        state.forged = LoadedEnclave.boot(device, ENCLAVE_IMAGE, model, tokens)
+        root = state.model_root  # announced by the creator; empty before
+        state.forged = BootedEnclave.boot(device, ENCLAVE_IMAGE, root, tokens, shipped_tokenizer())
     return state.forged
 
 
@@ -106,12 +129,14 @@ def rogue_evidence(ctx: PartyContext, envelope: Envelope) -> Reply:
 
 
 def open_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """Opens a prompt sealed to the forged enclave's key; it has no weights
+    to answer with (the creator appraised it and released none)."""
     meta, sealed = unpack(envelope.payload)
-    host = _host_enclave(ctx)
-    user, request = envelope.header.sender, str(meta["request"])
-    answered = host.answer(sole_peer(ctx, ENCLAVE), user, request, sealed, host.receipt_signer)
-    state_of(ctx, RogueHost).opened_prompts.append(answered.prompt)
-    return answered.reply(Step.SEALED_ANSWER)
+    forged, user = _host_enclave(ctx), envelope.header.sender
+    aad = request_aad(user, str(meta["request"]))
+    opened, _ = channel.open_request(forged.hpke_keys, sealed, aad)
+    state_of(ctx, RogueHost).opened_prompts.append(str(json.loads(opened)["prompt"]))
+    raise AirlockError("the host holds no weights to answer with")
 
 
 def show_opened_prompts(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,19 @@
-"""The end-to-end channel from the end user to the enclave: HPKE (RFC 9180,
-base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM) via
-`pyhpke`, to the enclave's key from a positive attestation result.
+"""The sealed channels into the enclave: HPKE (RFC 9180, base mode,
+DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM) via `pyhpke`, to the
+enclave's key from an affirming attestation result.
 
-The request is `enc || ciphertext`. The answer is sealed under a key the two
-ends export from the same HPKE context (RFC 9180, section 5.3), so only the
-sender of the request can read it. The deployer in between relays bytes it
-cannot open. The associated data binds each message to its session.
+Two uses, each with its own HPKE `info`, so that a message sealed for one
+never opens as the other:
+
+- the end user's prompt (`seal_request`): `enc || ciphertext`. The answer
+  is sealed under a key the two ends export from the same HPKE context
+  (RFC 9180, section 5.3), so only the sender of the request can read it;
+- the model creator's weights (`seal_weights`): key release, `enc ||
+  ciphertext`, one way.
+
+The deployer in between relays bytes it cannot open. The associated data
+binds each message to its session (a user's request; an enclave and the
+model root it was booted with).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from parties.errors import AirlockError
 
 SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES128_GCM)
 INFO = b"airlock tee prompt v1"
+WEIGHTS_INFO = b"airlock tee weights v1"
 ENC_SIZE = 32
 
 
@@ -38,22 +47,33 @@ def public_bytes(pair: KEMKeyPair) -> bytes:
 
 
 def seal_request(
-    enclave_public: bytes, message: bytes, aad: bytes
+    enclave_public: bytes, message: bytes, aad: bytes, info: bytes = INFO
 ) -> tuple[bytes, ContextInterface]:
     """The sealed request, and the context to open the answer with."""
     public = SUITE.kem.deserialize_public_key(enclave_public)
-    enc, context = SUITE.create_sender_context(public, info=INFO)
+    enc, context = SUITE.create_sender_context(public, info=info)
     return enc + context.seal(message, aad=aad), context
 
 
-def open_request(pair: KEMKeyPair, sealed: bytes, aad: bytes) -> tuple[bytes, ContextInterface]:
+def open_request(
+    pair: KEMKeyPair, sealed: bytes, aad: bytes, info: bytes = INFO, what: str = "request"
+) -> tuple[bytes, ContextInterface]:
     if len(sealed) <= ENC_SIZE:
-        raise ChannelError("sealed request too short")
+        raise ChannelError(f"sealed {what} too short")
     try:
-        context = SUITE.create_recipient_context(sealed[:ENC_SIZE], pair.private_key, info=INFO)
+        context = SUITE.create_recipient_context(sealed[:ENC_SIZE], pair.private_key, info=info)
         return context.open(sealed[ENC_SIZE:], aad=aad), context
     except Exception:  # pyhpke raises its own errors for bad points and tags
-        raise ChannelError("the sealed request does not open") from None
+        raise ChannelError(f"the sealed {what} does not open") from None
+
+
+def seal_weights(enclave_public: bytes, weights: bytes, aad: bytes) -> bytes:
+    """Key release: `weights` sealed to the attested enclave's HPKE key."""
+    return seal_request(enclave_public, weights, aad, WEIGHTS_INFO)[0]
+
+
+def open_weights(pair: KEMKeyPair, sealed: bytes, aad: bytes) -> bytes:
+    return open_request(pair, sealed, aad, WEIGHTS_INFO, "weights release")[0]
 
 
 def _answer_key(context: ContextInterface) -> AESGCM:

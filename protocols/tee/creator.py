@@ -1,30 +1,70 @@
-"""The model creator in the tee protocol (RATS Reference Value Provider):
-it pretrains the model, releases it to the deployer, and gives the verifier
-signed reference values (the measurement of the approved enclave image with
-this model)."""
+"""The model creator in the tee protocol (RATS Reference Value Provider, and
+a relying party before key release). It publishes what should run: signed
+reference values for the verifier (the measurement of the approved enclave
+image booted with this model's root) and the root for the deployer to boot
+the enclave with. Then it releases the weights to that enclave alone: it
+has the enclave's fresh evidence appraised by the verifier and seals the
+weights to the HPKE key the affirming result names. The deployer relays
+ciphertext only."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+import time
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from evidence.statements import PartySigner, sign_statement
 from evidence.weights import float32_weights_root
-from models.corpus import pretrained_model
+from models.checkpoint import served_model
+from models.transformer import Transformer
+from parties.errors import AirlockError
 from parties.labels import Form, Label
-from parties.protocol import PartyContext, sole_peer
-from protocols.tee.evidence import ENCLAVE_IMAGE, SIMULATED, measure
+from parties.protocol import FINGERPRINTS, PartyContext, RoleState, sole_peer, state_of
+from protocols.tee import channel
+from protocols.tee.enclave import weights_aad
+from protocols.tee.evidence import ENCLAVE_IMAGE, REFERENCE_PREDICATE, SIMULATED, measure
+from protocols.tee.relying import attest
 from protocols.tee.rules import DEPLOYER, VERIFIER, Step
 from protocols.tee.settings import Settings
 
-REFERENCE_PREDICATE = "urn:airlock:predicate:tee-reference-values:v1"
+# tensors whose raw bytes the audit's content scan looks for (trained, so
+# never a run of zeros that any blob could hold)
+FINGERPRINTED = ("token_embedding.weight", "blocks.0.attention.qkv.weight")
 
 
-def release_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    s = Settings.model_validate(params)
-    model = pretrained_model(s.pretrain_steps, s.seed)
+class CreatorPhase(enum.Enum):
+    UNPUBLISHED = 1
+    PUBLISHED = 2  # reference values and the root are out: the weights await an enclave
+    RELEASED = 3  # the run's one key release went to an appraised enclave
+
+
+@dataclass
+class CreatorState(RoleState):
+    phase: CreatorPhase = CreatorPhase.UNPUBLISHED
+    model: Transformer | None = None
+    root: bytes = b""
+
+
+def creator_model(ctx: PartyContext) -> Transformer:
+    """The model this creator releases: the shipped checkpoint. The one place
+    the creator's side loads it."""
+    return served_model()
+
+
+def _fingerprints(model: Transformer) -> list[str]:
+    state = model.state_dict()
+    return [state[name].detach().numpy().tobytes()[:32].hex() for name in FINGERPRINTED]
+
+
+def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Signed reference values to the verifier; the root to the deployer."""
+    state = state_of(ctx, CreatorState)
+    state.expect(CreatorPhase.UNPUBLISHED, doing="publishing the model")
+    model = creator_model(ctx)
     root = float32_weights_root(model.state_dict())
     reference = {
         "measurement": measure(ENCLAVE_IMAGE, root),
@@ -42,6 +82,47 @@ def release_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any
     label = [Label(f"reference:{ctx.name}", Form.PUBLIC)]
     payload = json.dumps(statement).encode()
     ctx.deliver(sole_peer(ctx, VERIFIER), Step.REFERENCE_VALUES, label, payload)
-    weights = [Label(f"weights:{ctx.name}", Form.PLAINTEXT)]
-    ctx.deliver(sole_peer(ctx, DEPLOYER), Step.MODEL_RELEASE, weights, model.to_bytes())
-    return {"model_root": root.hex(), "measurement": reference["measurement"]}
+    deployer = sole_peer(ctx, DEPLOYER)
+    digest = [Label(f"weights:{ctx.name}", Form.DIGEST)]
+    ctx.deliver(deployer, Step.MODEL_ROOT, digest, json.dumps({"model_root": root.hex()}).encode())
+    if Settings.model_validate(params).baseline:  # refused by the scenario's guarantees
+        plain = [Label(f"weights:{ctx.name}", Form.PLAINTEXT)]
+        ctx.deliver(deployer, Step.PLAIN_WEIGHTS, plain, model.to_bytes())
+    state.model, state.root, state.phase = model, root, CreatorPhase.PUBLISHED
+    return {
+        "model_root": root.hex(),
+        "measurement": reference["measurement"],
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def release_weights(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Key release: appraise the deployer's enclave (fresh evidence, the
+    verifier's affirming result for this creator's reference values), then
+    seal the weights to the HPKE key that result names. An enclave that
+    does not appraise gets nothing, and the summary says why."""
+    state = state_of(ctx, CreatorState)
+    state.expect(CreatorPhase.PUBLISHED, doing="a weights release")
+    model = cast(Transformer, state.model)  # PUBLISHED comes with the model
+    summary: dict[str, Any] = {FINGERPRINTS: {f"weights:{ctx.name}": _fingerprints(model)}}
+    deployer = sole_peer(ctx, DEPLOYER)
+    started = time.perf_counter()
+    try:
+        enclave = attest(ctx, deployer, sole_peer(ctx, VERIFIER))
+        if enclave.model_root != state.root:
+            raise AirlockError("the affirming result names another model root")
+        sealed = channel.seal_weights(
+            enclave.hpke_public_key, model.to_bytes(), weights_aad(enclave.enclave, state.root)
+        )
+        label = [Label(f"weights:{ctx.name}", Form.CIPHERTEXT)]
+        ctx.deliver(deployer, Step.MODEL_RELEASE, label, sealed)
+    except AirlockError as refusal:  # a refused appraisal, or a refused delivery
+        return {**summary, "released": False, "refused": str(refusal)}
+    state.phase = CreatorPhase.RELEASED
+    return {
+        **summary,
+        "released": True,
+        "enclave": enclave.enclave,
+        "sealed_bytes": len(sealed),
+        "release_ms": round(1000 * (time.perf_counter() - started), 2),
+    }

@@ -1,16 +1,21 @@
 """The enclave: the code image a TEE measures, and the logic it runs.
 
-This file's bytes are the enclave's code image (`evidence.ENCLAVE_IMAGE`):
-its measurement is SHA-256 over them and the model's weights root. The host
-(the deployer) loads the enclave with an image and a model. The SIMULATED
-hardware measures what was loaded, but always runs this file's logic, so a
-modified image changes the measurement as it would on real hardware.
+This file's bytes are the enclave's code image (`evidence.ENCLAVE_IMAGE`).
+The host (the deployer) boots the enclave with an image and the root of the
+weights it is to serve (the model creator's Merkle commitment), never with
+the weights: its measurement is SHA-256 over the image and that root. The
+SIMULATED hardware measures what was loaded, but always runs this file's
+logic, so a modified image changes the measurement as it would on real
+hardware.
 
 The hardware is the device attestation key the orchestrator provisioned to
 this party alone (`ctx.provision`). Inside, per boot: an HPKE key pair and a
-receipt-signing key, both public halves quoted in the evidence. Prompts are
-opened, answered by the loaded model, sealed back to the user, and
-receipted with the attested receipt key.
+receipt-signing key, both public halves quoted in the evidence. Key release:
+the model creator appraises that evidence and seals the weights to the
+quoted HPKE key; the host relays the ciphertext, and the enclave installs
+the weights only if their root is the one it was booted (and measured)
+with. Then prompts are opened, answered by that model, sealed back to the
+user, and receipted with the attested receipt key.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from securesystemslib.signer import Signer
 from evidence.receipts import issue_receipt
 from evidence.statements import PartySigner
 from evidence.weights import float32_weights_root
-from models.transformer import Transformer, generate
+from models.checkpoint import shipped_tokenizer
+from models.transformer import Codec, Transformer, generate
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
@@ -38,10 +44,27 @@ from protocols.tee.evidence import DeviceProvision, SimulatedHardware, measure
 from protocols.tee.rules import Step
 from protocols.tee.settings import Settings
 
+# an answer is one line: the prompt format's ("question: ...\ncontext: ...\nanswer:")
+STOP = "\n"
+
 
 def request_aad(user: str, request: str) -> bytes:
     """Binds a sealed prompt and its answer to one user and one request."""
     return f"airlock tee\n{user}\n{request}".encode()
+
+
+def weights_aad(enclave: str, model_root: bytes) -> bytes:
+    """Binds a weights release to one enclave and the root it was booted with."""
+    return f"airlock tee weights\n{enclave}\n{model_root.hex()}".encode()
+
+
+def completion(
+    model: Transformer, tokenizer: Codec, prompt: str, tokens: int, stop: str | None = STOP
+) -> str:
+    """The model's answer to `prompt`: greedy decoding, at most `tokens` word
+    pieces, up to the end of its line (`stop`, left out)."""
+    text = generate(model, tokenizer, prompt, tokens, stop)[len(prompt) :]
+    return (text.split(stop)[0] if stop else text).strip()
 
 
 @dataclass(frozen=True)
@@ -59,32 +82,45 @@ class Answered:
         return Reply(step, labels, pack({"request": self.request}, self.sealed))
 
 
-@dataclass(frozen=True)
-class LoadedEnclave:
-    """One boot of the enclave: what was loaded, and its per-boot keys."""
+@dataclass
+class BootedEnclave:
+    """One boot of the enclave: what it was booted with, its per-boot keys,
+    and (after key release) the model it serves."""
 
     hardware: SimulatedHardware
-    model: Transformer
     model_root: bytes
     measurement: str
     hpke_keys: KEMKeyPair
     receipt_key: ed25519.Ed25519PrivateKey
     max_new_tokens: int
+    tokenizer: Codec
+    stop: str | None = STOP
+    model: Transformer | None = None
 
     @classmethod
     def boot(
-        cls, device: DeviceProvision, image: bytes, model: Transformer, max_new_tokens: int
-    ) -> LoadedEnclave:
-        root = float32_weights_root(model.state_dict())
+        cls,
+        device: DeviceProvision,
+        image: bytes,
+        model_root: bytes,
+        max_new_tokens: int,
+        tokenizer: Codec,
+        stop: str | None = STOP,
+    ) -> BootedEnclave:
         return cls(
             SimulatedHardware(device),
-            model,
-            root,
-            measure(image, root),
+            model_root,
+            measure(image, model_root),
             channel.new_key_pair(),
             ed25519.Ed25519PrivateKey.generate(),
             max_new_tokens,
+            tokenizer,
+            stop,
         )
+
+    @property
+    def hpke_public_key(self) -> bytes:
+        return channel.public_bytes(self.hpke_keys)
 
     @property
     def receipt_signer(self) -> Signer:
@@ -92,18 +128,30 @@ class LoadedEnclave:
 
     def evidence(self, enclave: str, nonce: bytes) -> dict[str, Any]:
         return self.hardware.quote(
-            enclave,
-            self.measurement,
-            nonce,
-            channel.public_bytes(self.hpke_keys),
-            self.receipt_key.public_key(),
+            enclave, self.measurement, nonce, self.hpke_public_key, self.receipt_key.public_key()
         )
+
+    def install(self, enclave: str, sealed: bytes) -> None:
+        """Key release: open weights sealed to this boot's HPKE key, and serve
+        them only if their root is the one this enclave was booted and
+        measured with (so the evidence names the model that answers)."""
+        aad = weights_aad(enclave, self.model_root)
+        model = Transformer.from_bytes(channel.open_weights(self.hpke_keys, sealed, aad))
+        root = float32_weights_root(model.state_dict())
+        if root != self.model_root:
+            raise AirlockError(
+                f"the released weights have root {root.hex()[:16]}..., not the root "
+                f"{self.model_root.hex()[:16]}... this enclave was booted and measured with"
+            )
+        self.model = model
 
     def answer(
         self, server: str, user: str, request: str, sealed: bytes, signer: Signer
     ) -> Answered:
         """Open `user`'s sealed prompt, answer it, and seal the answer (with a
         receipt signed by `signer`) back to the sender of the prompt."""
+        if self.model is None:
+            raise AirlockError("no weights were released to this enclave")
         aad = request_aad(user, request)
         opened, context = channel.open_request(self.hpke_keys, sealed, aad)
         try:
@@ -111,7 +159,7 @@ class LoadedEnclave:
             prompt, nonce = str(asked["prompt"]), bytes.fromhex(asked["nonce"])
         except (ValueError, KeyError, TypeError):
             raise AirlockError("the opened request is not a prompt") from None
-        output = generate(self.model, prompt, self.max_new_tokens)[len(prompt) :]
+        output = completion(self.model, self.tokenizer, prompt, self.max_new_tokens, self.stop)
         receipt = issue_receipt(
             self.model_root, prompt.encode(), output.encode(), nonce, server, signer
         )
@@ -121,23 +169,21 @@ class LoadedEnclave:
 
 class EnclavePhase(enum.Enum):
     AWAITING_LOAD = 1
-    LOADED = 2  # booted with an image and a model: it quotes and answers
+    AWAITING_WEIGHTS = 2  # booted with an image and a model root: it quotes
+    SERVING = 3  # the released weights are installed: it answers
 
 
 @dataclass
 class EnclaveState(RoleState):
     phase: EnclavePhase = EnclavePhase.AWAITING_LOAD
-    loaded: LoadedEnclave | None = None
-
-    def boot(self, enclave: LoadedEnclave) -> None:
-        self.loaded, self.phase = enclave, EnclavePhase.LOADED
+    booted: BootedEnclave | None = None
 
 
-def booted(ctx: PartyContext, doing: str) -> LoadedEnclave:
-    """The loaded enclave; OutOfStep before the host has loaded it."""
+def booted(ctx: PartyContext, doing: str, *phases: EnclavePhase) -> BootedEnclave:
+    """The booted enclave, at one of `phases` (by default: serving); OutOfStep otherwise."""
     state = state_of(ctx, EnclaveState)
-    state.expect(EnclavePhase.LOADED, doing=doing)
-    return cast(LoadedEnclave, state.loaded)  # LOADED comes with a boot
+    state.expect(*(phases or (EnclavePhase.SERVING,)), doing=doing)
+    return cast(BootedEnclave, state.booted)  # past AWAITING_LOAD comes with a boot
 
 
 def relayed(envelope: Envelope) -> tuple[str, str, bytes]:
@@ -147,21 +193,34 @@ def relayed(envelope: Envelope) -> tuple[str, str, bytes]:
 
 
 def on_enclave_load(ctx: PartyContext, envelope: Envelope) -> None:
+    """Boot with an image and the root of the weights to serve; a reload is
+    a new boot: new HPKE and receipt keys, and no weights until released."""
     if not isinstance(ctx.provision, DeviceProvision):
         raise AirlockError(
             "this enclave has no device attestation key (the orchestrator provisions one per run)"
         )
-    meta, weights = unpack(envelope.payload)
-    image = bytes.fromhex(str(meta["image"]))
-    model = Transformer.from_bytes(weights)
-    # the answer length is the scenario's, never the host's word; a reload
-    # is a new boot: new HPKE and receipt keys
+    meta = json.loads(envelope.payload)
+    image, root = bytes.fromhex(str(meta["image"])), bytes.fromhex(str(meta["model_root"]))
+    if len(root) != 32:
+        raise AirlockError("a model root is 32 bytes")
+    # the answer length is the scenario's, never the host's word
     tokens = Settings.model_validate(ctx.settings).max_new_tokens
-    state_of(ctx, EnclaveState).boot(LoadedEnclave.boot(ctx.provision, image, model, tokens))
+    state = state_of(ctx, EnclaveState)
+    state.booted = BootedEnclave.boot(ctx.provision, image, root, tokens, shipped_tokenizer())
+    state.phase = EnclavePhase.AWAITING_WEIGHTS
+
+
+def on_enclave_weights(ctx: PartyContext, envelope: Envelope) -> None:
+    """The model creator's weights, sealed to this boot's key, relayed by the host."""
+    enclave = booted(ctx, "a weights release", EnclavePhase.AWAITING_WEIGHTS)
+    enclave.install(ctx.name, envelope.payload)
+    state_of(ctx, EnclaveState).phase = EnclavePhase.SERVING
 
 
 def on_evidence_request(ctx: PartyContext, envelope: Envelope) -> Reply:
-    enclave = booted(ctx, "an evidence request")
+    enclave = booted(
+        ctx, "an evidence request", EnclavePhase.AWAITING_WEIGHTS, EnclavePhase.SERVING
+    )
     nonce = bytes.fromhex(str(json.loads(envelope.payload)["nonce"]))
     if not 16 <= len(nonce) <= 64:
         raise AirlockError("a nonce must be 16 to 64 bytes")

@@ -19,7 +19,8 @@ real:
   against reference values signed by the model creator, and the nonce.
 
 The measurement is SHA-256 over the enclave's code image and the Merkle root
-of the model's weights (the attestation protocol's model commitment).
+of the model's weights (the attestation protocol's model commitment): the
+root the enclave is booted with, the only one whose weights it installs.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from parties.errors import AirlockError
 from parties.roles import Role
 
 SIMULATED = "simulated hardware root of trust (no TEE hardware here)"
+# the in-toto predicate types of the creator's reference values and the verifier's result
+REFERENCE_PREDICATE = "urn:airlock:predicate:tee-reference-values:v1"
+RESULT_PREDICATE = "urn:airlock:predicate:attestation-result:v1"
 ENCLAVE_IMAGE = (Path(__file__).parent / "enclave.py").read_bytes()
 MALFORMED = "malformed evidence"
 CLAIM_FIELDS = (

@@ -1,7 +1,13 @@
 """The tee protocol, assembled: the honest roles by side (creator.py,
-host.py, enclave.py, verifier.py, user.py), the adversaries' overrides in
-adversaries.py, and the trusted setup (`evidence.provision`) that runs in
-the orchestrator once per run."""
+host.py, enclave.py, verifier.py, user.py; relying.py is the attestation
+both relying parties run), the adversaries' overrides in adversaries.py,
+and the trusted setup (`evidence.provision`) that runs in the orchestrator
+once per run.
+
+A stage: the creator publishes (reference values to the verifier, the
+model root to the deployer); the deployer boots the enclave with the image
+and that root; the creator has the enclave appraised and releases the
+weights sealed to it (key release); the end user asks."""
 
 from parties.protocol import Protocol
 from protocols.tee import creator, host, user, verifier
@@ -10,6 +16,7 @@ from protocols.tee.enclave import (
     EnclaveState,
     on_enclave_load,
     on_enclave_prompt,
+    on_enclave_weights,
     on_evidence_request,
 )
 from protocols.tee.evidence import provision
@@ -20,24 +27,34 @@ PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
     handlers={
+        (DEPLOYER, Step.MODEL_ROOT): host.on_model_root,
         (DEPLOYER, Step.MODEL_RELEASE): host.on_model_release,
         (DEPLOYER, Step.ATTESTATION_REQUEST): host.on_attestation_request,
         (DEPLOYER, Step.SEALED_PROMPT): host.on_sealed_prompt,
+        (DEPLOYER, Step.PLAIN_WEIGHTS): host.on_plain_weights,
         (DEPLOYER, Step.PLAIN_PROMPT): host.on_plain_prompt,
         (ENCLAVE, Step.ENCLAVE_LOAD): on_enclave_load,
+        (ENCLAVE, Step.ENCLAVE_WEIGHTS): on_enclave_weights,
         (ENCLAVE, Step.EVIDENCE_REQUEST): on_evidence_request,
         (ENCLAVE, Step.ENCLAVE_PROMPT): on_enclave_prompt,
         (VERIFIER, Step.REFERENCE_VALUES): verifier.on_reference_values,
         (VERIFIER, Step.APPRAISAL_REQUEST): verifier.on_appraisal_request,
     },
     actions={
-        (CREATOR, "release_model"): creator.release_model,
+        (CREATOR, "publish_model"): creator.publish_model,
         (DEPLOYER, "launch_enclave"): host.launch_enclave,
+        (CREATOR, "release_weights"): creator.release_weights,
         (USER, "ask"): user.ask,
     },
-    stage=((CREATOR, "release_model"), (DEPLOYER, "launch_enclave"), (USER, "ask")),
+    stage=(
+        (CREATOR, "publish_model"),
+        (DEPLOYER, "launch_enclave"),
+        (CREATOR, "release_weights"),
+        (USER, "ask"),
+    ),
     adversaries=ADVERSARIES,
     states={
+        CREATOR: creator.CreatorState,
         DEPLOYER: host.HostState,
         ENCLAVE: EnclaveState,
         VERIFIER: verifier.VerifierState,

@@ -1,11 +1,14 @@
 """Which tee steps may cross between which roles, with which labels.
 
-The deployer hosts the enclave and relays between it and the end user:
+The deployer hosts the enclave and relays between it and the others:
 nonces and evidence (public) one way and the other, prompts and answers as
-ciphertext only. The end user asks the verifier to appraise evidence; the
-model creator gives the verifier signed reference values and the deployer
-its model. `plain_prompt` is the plaintext-serving baseline that the
-benchmark measures against; the tee scenario's guarantees refuse it.
+ciphertext only, and the model creator's weights as ciphertext only (key
+release: sealed to the enclave's attested key). The model creator gives the
+verifier signed reference values and the deployer the root of the weights
+to boot the enclave with (a digest). The end user and the model creator
+are both relying parties: each asks the verifier to appraise evidence.
+`plain_weights` and `plain_prompt` are the plaintext-serving baseline that
+the benchmark measures against; the tee scenario's guarantees refuse them.
 """
 
 import enum
@@ -18,40 +21,74 @@ NAME = "tee"
 
 CREATOR, DEPLOYER, ENCLAVE = Role.MODEL_CREATOR, Role.DEPLOYER, Role.ENCLAVE
 USER, VERIFIER = Role.END_USER, Role.VERIFIER
+RELYING_PARTIES = (USER, CREATOR)
 
 
 class Step(enum.StrEnum):
     REFERENCE_VALUES = "reference_values"
-    MODEL_RELEASE = "model_release"
+    MODEL_ROOT = "model_root"
     ENCLAVE_LOAD = "enclave_load"
     ATTESTATION_REQUEST = "attestation_request"
     EVIDENCE_REQUEST = "evidence_request"
     EVIDENCE = "evidence"
     APPRAISAL_REQUEST = "appraisal_request"
     ATTESTATION_RESULT = "attestation_result"
+    MODEL_RELEASE = "model_release"
+    ENCLAVE_WEIGHTS = "enclave_weights"
     SEALED_PROMPT = "sealed_prompt"
     ENCLAVE_PROMPT = "enclave_prompt"
     ENCLAVE_ANSWER = "enclave_answer"
     SEALED_ANSWER = "sealed_answer"
+    PLAIN_WEIGHTS = "plain_weights"
     PLAIN_PROMPT = "plain_prompt"
     PLAIN_ANSWER = "plain_answer"
+
+
+def _relying_party_rules(party: Role) -> tuple[Rule, ...]:
+    """A relying party's attestation: a nonce to the host, evidence back,
+    and the verifier's appraisal of it."""
+    return (
+        Rule(
+            Step.ATTESTATION_REQUEST, party, DEPLOYER, (label_rule("nonce:{sender}", Form.PUBLIC),)
+        ),
+        Rule(
+            Step.EVIDENCE,
+            DEPLOYER,
+            party,
+            (label_rule("evidence:*", Form.PUBLIC),),
+            reply_to=(Step.ATTESTATION_REQUEST,),
+        ),
+        Rule(
+            Step.APPRAISAL_REQUEST,
+            party,
+            VERIFIER,
+            (label_rule("evidence:*", Form.PUBLIC), label_rule("nonce:{sender}", Form.PUBLIC)),
+        ),
+        Rule(
+            Step.ATTESTATION_RESULT,
+            VERIFIER,
+            party,
+            (label_rule("attestation_result:{sender}", Form.PUBLIC),),
+            reply_to=(Step.APPRAISAL_REQUEST,),
+        ),
+    )
 
 
 RULES = (
     Rule(
         Step.REFERENCE_VALUES, CREATOR, VERIFIER, (label_rule("reference:{sender}", Form.PUBLIC),)
     ),
-    Rule(Step.MODEL_RELEASE, CREATOR, DEPLOYER, (label_rule("weights:{sender}", Form.PLAINTEXT),)),
+    Rule(Step.MODEL_ROOT, CREATOR, DEPLOYER, (label_rule("weights:{sender}", Form.DIGEST),)),
     Rule(
         Step.ENCLAVE_LOAD,
         DEPLOYER,
         ENCLAVE,
         (
-            label_rule("weights:*", Form.PLAINTEXT),
+            label_rule("weights:*", Form.DIGEST),
             label_rule("enclave_image:{sender}", Form.PUBLIC),
         ),
     ),
-    Rule(Step.ATTESTATION_REQUEST, USER, DEPLOYER, (label_rule("nonce:{sender}", Form.PUBLIC),)),
+    *(rule for party in RELYING_PARTIES for rule in _relying_party_rules(party)),
     Rule(Step.EVIDENCE_REQUEST, DEPLOYER, ENCLAVE, (label_rule("nonce:*", Form.PUBLIC),)),
     Rule(
         Step.EVIDENCE,
@@ -60,26 +97,8 @@ RULES = (
         (label_rule("evidence:{sender}", Form.PUBLIC),),
         reply_to=(Step.EVIDENCE_REQUEST,),
     ),
-    Rule(
-        Step.EVIDENCE,
-        DEPLOYER,
-        USER,
-        (label_rule("evidence:*", Form.PUBLIC),),
-        reply_to=(Step.ATTESTATION_REQUEST,),
-    ),
-    Rule(
-        Step.APPRAISAL_REQUEST,
-        USER,
-        VERIFIER,
-        (label_rule("evidence:*", Form.PUBLIC), label_rule("nonce:{sender}", Form.PUBLIC)),
-    ),
-    Rule(
-        Step.ATTESTATION_RESULT,
-        VERIFIER,
-        USER,
-        (label_rule("attestation_result:{sender}", Form.PUBLIC),),
-        reply_to=(Step.APPRAISAL_REQUEST,),
-    ),
+    Rule(Step.MODEL_RELEASE, CREATOR, DEPLOYER, (label_rule("weights:{sender}", Form.CIPHERTEXT),)),
+    Rule(Step.ENCLAVE_WEIGHTS, DEPLOYER, ENCLAVE, (label_rule("weights:*", Form.CIPHERTEXT),)),
     Rule(Step.SEALED_PROMPT, USER, DEPLOYER, (label_rule("prompt:{sender}", Form.CIPHERTEXT),)),
     Rule(Step.ENCLAVE_PROMPT, DEPLOYER, ENCLAVE, (label_rule("prompt:*", Form.CIPHERTEXT),)),
     Rule(
@@ -96,6 +115,7 @@ RULES = (
         (label_rule("output:{receiver}", Form.CIPHERTEXT),),
         reply_to=(Step.SEALED_PROMPT,),
     ),
+    Rule(Step.PLAIN_WEIGHTS, CREATOR, DEPLOYER, (label_rule("weights:{sender}", Form.PLAINTEXT),)),
     Rule(Step.PLAIN_PROMPT, USER, DEPLOYER, (label_rule("prompt:{sender}", Form.PLAINTEXT),)),
     Rule(
         Step.PLAIN_ANSWER,

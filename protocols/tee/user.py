@@ -10,13 +10,9 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from evidence.receipts import check_receipt
-from evidence.statements import json_or_none, open_statement
 from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
@@ -25,59 +21,13 @@ from parties.roles import EndUser
 from protocols.tee import channel
 from protocols.tee.enclave import request_aad
 from protocols.tee.evidence import SIMULATED
+from protocols.tee.relying import AttestedEnclave, attest
 from protocols.tee.rules import DEPLOYER, VERIFIER, Step
 from protocols.tee.settings import Settings
-from protocols.tee.verifier import RESULT_PREDICATE
 
 # shorter texts are not searched for: they could match some blob by chance
 MIN_FINGERPRINT_BYTES = 8
 Summary = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class AttestedEnclave:
-    """What an affirming attestation result vouches for."""
-
-    hpke_public_key: bytes
-    receipt_key: ed25519.Ed25519PublicKey
-    model_root: bytes
-    vendor_root_sha256: str
-
-
-def _attest(ctx: PartyContext, deployer: str, verifier: str) -> AttestedEnclave:
-    """Fresh evidence, appraised; what the affirming result vouches for, or ClaimFailed."""
-    claim = "enclave attestation"
-    nonce = os.urandom(32)
-    request = json.dumps({"nonce": nonce.hex()}).encode()
-    nonce_label = Label(f"nonce:{ctx.name}", Form.PUBLIC)
-    reply = ctx.deliver(deployer, Step.ATTESTATION_REQUEST, [nonce_label], request)
-    if reply is None:
-        raise ClaimFailed(claim, "the deployer sent no evidence")
-    evidence = json_or_none(reply.payload)
-    appraisal = json.dumps({"evidence": evidence, "nonce": nonce.hex()}).encode()
-    labels = [Label(reply.header.labels[0].asset, Form.PUBLIC), nonce_label]
-    answer = ctx.deliver(verifier, Step.APPRAISAL_REQUEST, labels, appraisal)
-    if answer is None:
-        raise ClaimFailed(claim, "the verifier sent no result")
-    result = open_statement(
-        json_or_none(answer.payload),
-        ctx.public_key(verifier),
-        RESULT_PREDICATE,
-        "attestation result",
-    ).predicate
-    if result.get("nonce") != nonce.hex():
-        raise ClaimFailed(claim, "the result answers another nonce")
-    if result.get("status") != "affirming":
-        raise ClaimFailed(claim, str(result.get("reason", "not affirming")))
-    try:
-        return AttestedEnclave(
-            bytes.fromhex(result["hpke_public_key"]),
-            ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(result["receipt_public_key"])),
-            bytes.fromhex(result["model_root"]),
-            str(result["vendor_root_sha256"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        raise ClaimFailed(claim, "the affirming result is malformed") from None
 
 
 def _ask_enclave(
@@ -130,7 +80,7 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         for _ in range(s.repeat):
             try:
                 started = time.perf_counter()
-                enclave = _attest(ctx, deployer, verifier)
+                enclave = attest(ctx, deployer, verifier)
                 handshake.append(time.perf_counter() - started)
                 vendor_roots.add(enclave.vendor_root_sha256)
                 started = time.perf_counter()

@@ -14,8 +14,9 @@ from evidence.statements import PartySigner, json_or_none, open_statement, sign_
 from parties.envelope import Envelope
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, Reply, RoleState, state_of
-from protocols.tee.creator import REFERENCE_PREDICATE
 from protocols.tee.evidence import (
+    REFERENCE_PREDICATE,
+    RESULT_PREDICATE,
     SIMULATED,
     AttestationRefused,
     ReferenceValues,
@@ -23,8 +24,6 @@ from protocols.tee.evidence import (
     appraise,
 )
 from protocols.tee.rules import Step
-
-RESULT_PREDICATE = "urn:airlock:predicate:attestation-result:v1"
 
 
 class VerifierPhase(enum.Enum):

@@ -48,9 +48,10 @@ def test_honest_evidence_appraises_and_binds_both_enclave_keys() -> None:
     nonce = os.urandom(32)
     claims = appraise(quote(nonce), nonce, REFERENCE, TRUSTED)
     assert claims["hpke_public_key"] == KEY.hex() and "simulated" in claims["root_of_trust"]
-    assert ed25519.Ed25519PublicKey.from_public_bytes(
-        bytes.fromhex(claims["receipt_public_key"])
-    ) == RECEIPT_KEY
+    assert (
+        ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(claims["receipt_public_key"]))
+        == RECEIPT_KEY
+    )
 
 
 def test_the_measurement_covers_code_and_weights() -> None:
@@ -144,3 +145,21 @@ def test_hpke_request_and_answer_round_trip_and_refuse_tampering() -> None:
     with pytest.raises(channel.ChannelError):
         channel.open_answer(user_context, answer[:-1], aad)
     assert json.dumps(channel.public_bytes(keys).hex())
+
+
+def test_a_weights_release_opens_only_as_weights_for_its_enclave() -> None:
+    """Key release has its own HPKE info: sealed weights never open as a
+    prompt, nor a prompt as weights, nor either with another key or aad."""
+    keys = channel.new_key_pair()
+    public, aad = channel.public_bytes(keys), b"enclave/root"
+    sealed = channel.seal_weights(public, b"weights", aad)
+    assert channel.open_weights(keys, sealed, aad) == b"weights" and b"weights" not in sealed
+    with pytest.raises(channel.ChannelError, match="sealed request does not open"):
+        channel.open_request(keys, sealed, aad)
+    prompt, _ = channel.seal_request(public, b"prompt", aad)
+    with pytest.raises(channel.ChannelError, match="sealed weights release does not open"):
+        channel.open_weights(keys, prompt, aad)
+    with pytest.raises(channel.ChannelError):
+        channel.open_weights(keys, sealed, b"enclave_2/root")
+    with pytest.raises(channel.ChannelError):
+        channel.open_weights(channel.new_key_pair(), sealed, aad)

@@ -1,69 +1,94 @@
 """The tee protocol between real parties (in-process, real gRPC with mutual
-TLS): answers come through the enclave and the host holds only ciphertext;
-each host adversary makes the end user refuse to send its prompt, evidence
-from any vendor but the run's own included; receipts count only under the
-attested key; the content scan finds any prompt or answer the host got in
-the clear; bad input gets a clear refusal and the enclave keeps serving."""
+TLS): the model creator releases the weights only to the appraised
+enclave, sealed to its attested key; answers come through the enclave and
+the host holds only ciphertext (weights, prompts, answers); each host
+adversary makes the creator withhold the weights and the end user refuse
+to send its prompt, evidence from any vendor but the run's own included;
+receipts count only under the attested key; the content scan finds any
+prompt or answer the host got in the clear; bad input (a weights release
+sealed to another key, for another enclave or root, or out of step) gets
+a clear refusal and the enclave keeps serving."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from evidence.weights import float32_weights_root
+from models.checkpoint import served_model, shipped_tokenizer
 from models.transformer import Transformer, generate
-from models.corpus import pretrained_model
 from orchestrator.scenario import load_scenario
-from parties.errors import Refused
+from parties.errors import OutOfStep, Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
 from parties.payload import pack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
+from protocols.tee import channel
+from protocols.tee.creator import FINGERPRINTED
+from protocols.tee.enclave import weights_aad
 from protocols.tee.evidence import ENCLAVE_IMAGE, provision
 from tests.helpers import failing, result_of, run_text, running_parties, with_adversary
 
-PROMPTS = ["first line for asthma is", "for diabetes, start"]
+_, SCENARIO = load_scenario("tee-inference")
+PROMPTS: list[str] = tomllib.loads(SCENARIO)["parties"]["alice"]["prompts"]
 
 
-def tee_text(
-    pretrain_steps: int = 0, adversary: str | None = None, enclave: str | None = None
-) -> str:
+def tee_text(adversary: str | None = None, enclave: str | None = None) -> str:
     """The tee-inference scenario; `adversary` played by the deployer, `enclave` by the enclave."""
-    _, text = load_scenario("tee-inference")
-    text = text.replace("pretrain_steps = 150", f"pretrain_steps = {pretrain_steps}")
+    text = SCENARIO
     for party, played in (("deployer", adversary), ("enclave", enclave)):
         if played:
             text = with_adversary(text, party, played)
     return text
 
 
+def weights_windows() -> list[bytes]:
+    """Raw windows of the shipped weights, as the creator reports them to the audit."""
+    state = served_model().state_dict()
+    return [state[name].detach().numpy().tobytes()[:32] for name in FINGERPRINTED]
+
+
+def steps_sent(run: Path, party: str) -> set[str]:
+    entries = read_entries(run / "parties" / party, party)[0]
+    return {e["step"] for e in entries if e["direction"] == "out" and e["outcome"] == "delivered"}
+
+
 def test_prompts_are_answered_by_the_enclave_and_the_host_sees_ciphertext(
     tmp_path: Path,
 ) -> None:
-    result = run_text(tee_text(pretrain_steps=20), tmp_path / "run")
+    result = run_text(tee_text(), tmp_path / "run")
     assert result.failure is None and result.audit.ok, failing(result.audit)
+    released = result_of(result, "model_creator", "release_weights")
+    assert released["released"] is True and released["enclave"] == "enclave"
     asked = result_of(result, "alice", "ask")
     assert asked["refused"] == [] and "simulated" in asked["root_of_trust"]
-    # the answers are the released model's own greedy continuations
-    model = pretrained_model(20, 0)
+    # the answers are the shipped model's own greedy answers, to the end of the line
+    model, tokenizer = served_model(), shipped_tokenizer()
+    plaintext = [generate(model, tokenizer, p, 24, stop="\n")[len(p) :] for p in PROMPTS]
     assert [a["output"] for a in asked["answers"]] == [
-        generate(model, p, 24)[len(p) :] for p in PROMPTS
+        text.split("\n")[0].strip() for text in plaintext
     ]
+    assert asked["answers"][0]["output"] == "start budesonide 200 mg once daily"
     assert len(asked["vendor_roots"]) == 1
-    # the scan searched the host's bytes for every prompt and every answer
+    # the scan searched the host's bytes for every prompt, every answer and the weights
     scans = {c.name: c for c in result.audit.claims}
     for name in (
         "canary prompt:alice",
         "content scan: prompt:alice (fingerprints from alice)",
         "content scan: output:alice (fingerprints from alice)",
+        "content scan: weights:model_creator (fingerprints from model_creator)",
     ):
         assert scans[name].ok and scans[name].checked > 0
-    # the host's log: prompts and answers only ever as ciphertext, and each
-    # admitted payload is the blob the log names
-    entries, problems = read_entries(tmp_path / "run/parties/deployer", "deployer")
+    # the host's log: weights, prompts and answers only ever as ciphertext
+    # (and the weights' root as a digest), and each admitted payload is the
+    # blob the log names
+    run = tmp_path / "run/parties/deployer"
+    entries, problems = read_entries(run, "deployer")
     assert not problems
     carrying = [
         e
@@ -77,11 +102,43 @@ def test_prompts_are_answered_by_the_enclave_and_the_host_sees_ciphertext(
         "sealed_answer",
     }
     assert {label["form"] for e in carrying for label in e["labels"]} == {"ciphertext"}
+    weights = {
+        (e["step"], label["form"])
+        for e in entries
+        for label in e["labels"]
+        if label["asset"].startswith("weights:")
+    }
+    assert weights == {
+        ("model_root", "digest"),
+        ("enclave_load", "digest"),
+        ("model_release", "ciphertext"),
+        ("enclave_weights", "ciphertext"),
+    }
+    windows = weights_windows()
     for entry in entries:
         if entry["blob"]:
-            blob = (tmp_path / "run/parties/deployer/blobs" / entry["payload_sha256"]).read_bytes()
+            blob = (run / "blobs" / entry["payload_sha256"]).read_bytes()
             assert hashlib.sha256(blob).hexdigest() == entry["payload_sha256"]
             assert PROMPTS[0].encode() not in blob
+            assert not any(window in blob for window in windows)
+
+
+def test_the_deployer_cannot_open_the_weights_it_relays(tmp_path: Path) -> None:
+    """The release the host relayed is HPKE ciphertext to the enclave's
+    per-boot key: it opens with no key the host could make, and the enclave
+    got exactly the bytes the creator sealed."""
+    result = run_text(tee_text(), tmp_path / "run")
+    assert result.failure is None, result.failure
+    run = tmp_path / "run/parties/deployer"
+    entries = read_entries(run, "deployer")[0]
+    (release,) = [e for e in entries if e["step"] == "model_release" and e["direction"] == "in"]
+    sealed = (run / "blobs" / release["payload_sha256"]).read_bytes()
+    root = bytes.fromhex(result_of(result, "model_creator", "publish_model")["model_root"])
+    with pytest.raises(channel.ChannelError, match="does not open"):
+        channel.open_weights(channel.new_key_pair(), sealed, weights_aad("enclave", root))
+    enclave = read_entries(tmp_path / "run/parties/enclave", "enclave")[0]
+    (relayed,) = [e for e in enclave if e["step"] == "enclave_weights"]
+    assert relayed["payload_sha256"] == release["payload_sha256"]
 
 
 @pytest.mark.parametrize(
@@ -92,17 +149,28 @@ def test_prompts_are_answered_by_the_enclave_and_the_host_sees_ciphertext(
     ],
 )
 def test_a_host_adversary_gets_no_prompt(tmp_path: Path, adversary: str, reason: str) -> None:
+    """Other weights (the host's own, sealed by it to the enclave) or other
+    code: the measurement differs, so the creator releases no weights and
+    the end user sends no prompt."""
     result = run_text(tee_text(adversary=adversary), tmp_path / "run")
     assert result.failure is None and result.audit.ok, failing(result.audit)
+    released = result_of(result, "model_creator", "release_weights")
+    assert released["released"] is False and reason in released["refused"]
+    assert "model_release" not in steps_sent(tmp_path / "run", "model_creator")
     asked = result_of(result, "alice", "ask")
     assert asked["answers"] == [] and len(asked["refused"]) == 2
     assert all(reason in refusal for refusal in asked["refused"])
-    sent = read_entries(tmp_path / "run/parties/alice", "alice")[0]
-    assert not [e for e in sent if e["step"] == "sealed_prompt"]
+    assert "sealed_prompt" not in steps_sent(tmp_path / "run", "alice")
+    if adversary == "swap_model":  # the enclave serves the host's own weights
+        enclave = read_entries(tmp_path / "run/parties/enclave", "enclave")[0]
+        (installed,) = [e for e in enclave if e["step"] == "enclave_weights"]
+        assert installed["outcome"] == "admitted"
+        assert installed["labels"][0]["asset"] == "weights:deployer"
 
 
 def test_a_replayed_quote_is_refused(tmp_path: Path) -> None:
     result = run_text(tee_text(adversary="replay_quote"), tmp_path / "run")
+    assert result_of(result, "model_creator", "release_weights")["released"] is True
     asked = result_of(result, "alice", "ask")
     # the first evidence was fresh; the second prompt got it again
     assert [a["prompt"] for a in asked["answers"]] == PROMPTS[:1]
@@ -113,16 +181,17 @@ def test_a_replayed_quote_is_refused(tmp_path: Path) -> None:
 def test_evidence_from_a_vendor_the_host_made_is_refused(tmp_path: Path) -> None:
     """The host makes a simulated vendor and chip of its own (anyone can) and
     quotes its own keys with the right measurement: the run's vendor root,
-    minted in the orchestrator, does not endorse it, so no prompt is sealed
-    to the host and it opens none."""
+    minted in the orchestrator, does not endorse it, so no weights and no
+    prompt are sealed to the host, and it opens none."""
     result = run_text(tee_text(adversary="rogue_vendor"), tmp_path / "run")
     assert result.failure is None and result.audit.ok, failing(result.audit)
+    released = result_of(result, "model_creator", "release_weights")
+    assert released["released"] is False and "unknown vendor key" in released["refused"]
     asked = result_of(result, "alice", "ask")
     assert asked["answers"] == [] and len(asked["refused"]) == 2
     assert all("unknown vendor key" in refusal for refusal in asked["refused"])
     assert result_of(result, "deployer", "show_opened_prompts") == {"opened_prompts": []}
-    sent = read_entries(tmp_path / "run/parties/alice", "alice")[0]
-    assert not [e for e in sent if e["step"] == "sealed_prompt"]
+    assert "sealed_prompt" not in steps_sent(tmp_path / "run", "alice")
 
 
 def test_each_run_has_its_own_vendor_root(tmp_path: Path) -> None:
@@ -185,26 +254,58 @@ def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -
         assert refused.value.reason == reason
         return refused.value.detail
 
+    def evidence() -> dict:
+        request = json.dumps({"nonce": "ab" * 16}).encode()
+        reply = deployer.deliver("enclave", "tee", "evidence_request", nonce_label, request)
+        assert reply is not None
+        return json.loads(reply.payload)
+
     before_load = refusal("evidence_request", nonce_label, b'{"nonce": "00"}', pb.OUT_OF_STEP)
-    assert "needs the role to be loaded, it is awaiting_load" in before_load
+    assert "needs the role to be awaiting_weights or serving, it is awaiting_load" in before_load
+    weights_label = [Label("weights:model_creator", Form.CIPHERTEXT)]
+    early = refusal("enclave_weights", weights_label, bytes(80), pb.OUT_OF_STEP)
+    assert "a weights release needs the role to be awaiting_weights, it is awaiting_load" in early
     model = Transformer(seed=0)
-    load = pack({"image": ENCLAVE_IMAGE.hex()}, model.to_bytes())
+    root = float32_weights_root(model.state_dict())
     load_labels = [
-        Label("weights:model_creator", Form.PLAINTEXT),
+        Label("weights:model_creator", Form.DIGEST),
         Label("enclave_image:deployer", Form.PUBLIC),
     ]
-    assert "safetensors" in refusal("enclave_load", load_labels, pack({"image": ""}, b"junk"))
+    load = json.dumps({"image": ENCLAVE_IMAGE.hex(), "model_root": root.hex()}).encode()
+    assert "32 bytes" in refusal(
+        "enclave_load", load_labels, json.dumps({"image": "", "model_root": "00"}).encode()
+    )
     deployer.deliver("enclave", "tee", "enclave_load", load_labels, load)
-    assert "16 to 64 bytes" in refusal("evidence_request", nonce_label, b'{"nonce": "00"}')
     prompt_label = [Label("prompt:alice", Form.CIPHERTEXT)]
     garbage = pack({"user": "alice", "request": "1"}, bytes(80))
+    unserved = refusal("enclave_prompt", prompt_label, garbage, pb.OUT_OF_STEP)
+    assert "a prompt needs the role to be serving, it is awaiting_weights" in unserved
+    key = bytes.fromhex(evidence()["claims"]["hpke_public_key"])
+    # key release: sealed to a key that is not this enclave's, or for another
+    # enclave, or weights whose root is not the one it booted with
+    elsewhere = channel.public_bytes(channel.new_key_pair())
+    for sealed in (
+        channel.seal_weights(elsewhere, model.to_bytes(), weights_aad("enclave", root)),
+        channel.seal_weights(key, model.to_bytes(), weights_aad("enclave_2", root)),
+        bytes(16),
+    ):
+        detail = refusal("enclave_weights", weights_label, sealed)
+        assert detail.startswith("enclave_weights refused: "), detail
+        assert "weights release" in detail and ("does not open" in detail or "short" in detail)
+    other = Transformer(seed=1).to_bytes()
+    sealed = channel.seal_weights(key, other, weights_aad("enclave", root))
+    assert "not the root" in refusal("enclave_weights", weights_label, sealed)
+    junk = channel.seal_weights(key, b"junk", weights_aad("enclave", root))
+    assert "safetensors" in refusal("enclave_weights", weights_label, junk)
+    release = channel.seal_weights(key, model.to_bytes(), weights_aad("enclave", root))
+    deployer.deliver("enclave", "tee", "enclave_weights", weights_label, release)
+    again = refusal("enclave_weights", weights_label, release, pb.OUT_OF_STEP)
+    assert "a weights release needs the role to be awaiting_weights, it is serving" in again
+    assert "16 to 64 bytes" in refusal("evidence_request", nonce_label, b'{"nonce": "00"}')
     assert "does not open" in refusal("enclave_prompt", prompt_label, garbage)
     assert "payload" in refusal("enclave_prompt", prompt_label, b"\x00")
-    # still serving: fresh evidence for a good nonce
-    reply = deployer.deliver(
-        "enclave", "tee", "evidence_request", nonce_label, json.dumps({"nonce": "ab" * 16}).encode()
-    )
-    assert reply is not None and json.loads(reply.payload)["claims"]["nonce"] == "ab" * 16
+    # still serving: fresh evidence for a good nonce, measuring the booted root
+    assert evidence()["claims"]["nonce"] == "ab" * 16
 
 
 def test_a_plaintext_prompt_to_the_host_is_refused(serving) -> None:
@@ -219,9 +320,10 @@ def test_a_plaintext_prompt_to_the_host_is_refused(serving) -> None:
 
 def test_an_enclave_without_a_provisioned_device_key_does_not_load(tmp_path: Path) -> None:
     with running_parties(tmp_path, roles=SERVING, protocol="tee") as started:
-        load = pack({"image": ENCLAVE_IMAGE.hex()}, Transformer(seed=0).to_bytes())
+        root = float32_weights_root(Transformer(seed=0).state_dict())
+        load = json.dumps({"image": ENCLAVE_IMAGE.hex(), "model_root": root.hex()}).encode()
         labels = [
-            Label("weights:model_creator", Form.PLAINTEXT),
+            Label("weights:model_creator", Form.DIGEST),
             Label("enclave_image:deployer", Form.PUBLIC),
         ]
         with pytest.raises(Refused) as refused:
@@ -231,20 +333,41 @@ def test_an_enclave_without_a_provisioned_device_key_does_not_load(tmp_path: Pat
 
 
 def test_the_model_and_the_reference_values_come_once_per_run(tmp_path: Path) -> None:
-    """A second release would change what the host loads, second reference
-    values what the verifier approves: each is refused as out of step."""
+    """A second root would change what the host boots, second reference
+    values what the verifier approves, a weights release before the enclave
+    is booted has nowhere to go: each is refused as out of step."""
     roles = {"model_creator": Role.MODEL_CREATOR, "deployer": Role.DEPLOYER}
     roles["verifier"] = Role.VERIFIER
     with running_parties(tmp_path, roles=roles, protocol="tee") as started:
         creator = started["model_creator"]
-        creator.act("tee", "release_model", {"pretrain_steps": 0})
-        with pytest.raises(Refused) as again:  # the reference values go first
-            creator.act("tee", "release_model", {"pretrain_steps": 0})
-        assert again.value.reason == pb.OUT_OF_STEP
-        assert "reference values needs the role to be awaiting_reference" in again.value.detail
-        weights = [Label("weights:model_creator", Form.PLAINTEXT)]
-        model = Transformer(seed=0).to_bytes()
-        with pytest.raises(Refused) as released:
-            creator.deliver("deployer", "tee", "model_release", weights, model)
-        assert released.value.reason == pb.OUT_OF_STEP
-        assert "a model release needs the role to be awaiting_model" in released.value.detail
+        with pytest.raises(OutOfStep, match="needs the role to be published, it is unpublished"):
+            creator.act("tee", "release_weights")
+        creator.act("tee", "publish_model")
+        with pytest.raises(OutOfStep, match="needs the role to be unpublished, it is published"):
+            creator.act("tee", "publish_model")
+        root = json.dumps({"model_root": "00" * 32}).encode()
+        for step, labels, payload, detail in (
+            (
+                "reference_values",
+                [Label("reference:model_creator", Form.PUBLIC)],
+                b"{}",
+                "reference values needs the role to be awaiting_reference",
+            ),
+            (
+                "model_root",
+                [Label("weights:model_creator", Form.DIGEST)],
+                root,
+                "a model root needs the role to be awaiting_root, it is holding_root",
+            ),
+            (
+                "model_release",
+                [Label("weights:model_creator", Form.CIPHERTEXT)],
+                bytes(80),
+                "a model release needs the role to be launched, it is holding_root",
+            ),
+        ):
+            receiver = "verifier" if step == "reference_values" else "deployer"
+            with pytest.raises(Refused) as refused:
+                creator.deliver(receiver, "tee", step, labels, payload)
+            assert refused.value.reason == pb.OUT_OF_STEP
+            assert detail in refused.value.detail

@@ -28,7 +28,7 @@ from parties.errors import AirlockError
 STORE_DIR = "store"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
-T = TypeVar("T", BaseModel, bytes)
+T = TypeVar("T", bound=BaseModel | bytes)
 
 
 class NotKept(AirlockError):

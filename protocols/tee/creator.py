@@ -19,11 +19,11 @@ from typing import Any, cast
 
 from evidence.statements import PartySigner, sign_statement
 from evidence.weights import float32_weights_root
-from models.checkpoint import served_model
 from models.transformer import Transformer
 from parties.errors import AirlockError
 from parties.labels import Form, Label
 from parties.protocol import FINGERPRINTS, PartyContext, RoleState, sole_peer, state_of
+from protocols.artifacts import model_to_serve
 from protocols.tee import channel
 from protocols.tee.enclave import weights_aad
 from protocols.tee.evidence import ENCLAVE_IMAGE, REFERENCE_PREDICATE, SIMULATED, measure
@@ -49,10 +49,10 @@ class CreatorState(RoleState):
     root: bytes = b""
 
 
-def creator_model(ctx: PartyContext) -> Transformer:
-    """The model this creator releases: the shipped checkpoint. The one place
-    the creator's side loads it."""
-    return served_model()
+def creator_model(ctx: PartyContext, settings: Settings) -> Transformer:
+    """The model this creator releases: the shipped checkpoint, or the model
+    it trained in an earlier stage. The one place the creator's side loads it."""
+    return model_to_serve(ctx, settings.model)
 
 
 def _fingerprints(model: Transformer) -> list[str]:
@@ -64,7 +64,8 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any
     """Signed reference values to the verifier; the root to the deployer."""
     state = state_of(ctx, CreatorState)
     state.expect(CreatorPhase.UNPUBLISHED, doing="publishing the model")
-    model = creator_model(ctx)
+    settings = Settings.model_validate(params)
+    model = creator_model(ctx, settings)
     root = float32_weights_root(model.state_dict())
     reference = {
         "measurement": measure(ENCLAVE_IMAGE, root),
@@ -85,7 +86,7 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any
     deployer = sole_peer(ctx, DEPLOYER)
     digest = [Label(f"weights:{ctx.name}", Form.DIGEST)]
     ctx.deliver(deployer, Step.MODEL_ROOT, digest, json.dumps({"model_root": root.hex()}).encode())
-    if Settings.model_validate(params).baseline:  # refused by the scenario's guarantees
+    if settings.baseline:  # refused by the scenario's guarantees
         plain = [Label(f"weights:{ctx.name}", Form.PLAINTEXT)]
         ctx.deliver(deployer, Step.PLAIN_WEIGHTS, plain, model.to_bytes())
     state.model, state.root, state.phase = model, root, CreatorPhase.PUBLISHED

@@ -9,7 +9,13 @@ model root to the deployer); the deployer boots the enclave with the image
 and that root; the creator has the enclave appraised and releases the
 weights sealed to it (key release); the end user asks."""
 
-from parties.protocol import Protocol
+from collections.abc import Mapping
+from typing import Any
+
+from parties.protocol import Artifacts, Protocol
+from parties.roles import Role
+from parties.store import Kept
+from protocols.artifacts import COMMITTED_MODEL, RETRIEVED, TRAINED_MODEL
 from protocols.tee import creator, host, user, verifier
 from protocols.tee.adversaries import ADVERSARIES
 from protocols.tee.enclave import (
@@ -22,6 +28,20 @@ from protocols.tee.enclave import (
 from protocols.tee.evidence import provision
 from protocols.tee.rules import CREATOR, DEPLOYER, ENCLAVE, NAME, RULES, USER, VERIFIER, Step
 from protocols.tee.settings import Settings
+
+
+def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
+    """What the settings make the stage take from earlier stages."""
+    s = Settings.model_validate(params)
+    needs: tuple[tuple[Role, Kept[Any]], ...] = ()
+    if s.model == "trained":
+        needs += ((CREATOR, TRAINED_MODEL),)
+    if s.prompts == "retrieved":
+        needs += ((USER, RETRIEVED),)
+    if s.require_commitment:
+        needs += ((USER, COMMITTED_MODEL),)
+    return Artifacts(needs=needs)
+
 
 PROTOCOL = Protocol(
     name=NAME,
@@ -60,5 +80,6 @@ PROTOCOL = Protocol(
         VERIFIER: verifier.VerifierState,
     },
     params=Settings,
+    artifacts=artifacts,
     provision=provision,
 )

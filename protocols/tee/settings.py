@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from protocols.artifacts import ModelSource
 
 
 class Settings(BaseModel):
@@ -12,3 +16,12 @@ class Settings(BaseModel):
     max_new_tokens: int = Field(default=24, ge=1, le=256)
     baseline: bool = False  # also serve each prompt in plaintext, for the benchmark
     repeat: int = Field(default=1, ge=1, le=100)
+    # the model the creator releases: the shipped checkpoint, or the one it
+    # trained in an earlier stage (its store's trained model)
+    model: ModelSource = "checkpoint"
+    # the end user's prompts: its holdings' `prompts`, or each question it
+    # retrieved guidelines for in an earlier stage, with the top one as context
+    prompts: Literal["holdings", "retrieved"] = "holdings"
+    # the end user sends a prompt only to an enclave serving the model whose
+    # commitment it accepted in an earlier stage (the ledger logged it)
+    require_commitment: bool = False

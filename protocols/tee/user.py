@@ -13,11 +13,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from evidence.receipts import check_receipt
+from models.corpus import grounded_prompt
 from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import FINGERPRINTS, PartyContext, holdings_as, sole_peer
 from parties.roles import EndUser
+from protocols.artifacts import COMMITTED_MODEL, RETRIEVED
 from protocols.tee import channel
 from protocols.tee.enclave import request_aad
 from protocols.tee.evidence import SIMULATED
@@ -67,12 +69,25 @@ def _fingerprints(texts: Iterable[str]) -> list[str]:
     return sorted(f.hex() for f in found)
 
 
+def user_prompts(ctx: PartyContext, settings: Settings) -> tuple[str, ...]:
+    """The holdings' prompts, or each question this user retrieved
+    guidelines for (an earlier stage) with the top guideline as its context."""
+    if settings.prompts == "holdings":
+        return holdings_as(ctx, EndUser).prompts
+    retrieved = ctx.store.get(RETRIEVED)
+    return tuple(
+        grounded_prompt(question, documents[0] if documents else None)
+        for question, documents in zip(retrieved.questions, retrieved.documents, strict=True)
+    )
+
+
 def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     """Per prompt: attest, then (only if affirming) ask through the enclave.
     With `baseline`, also ask the host in plaintext and time both. Every
     prompt and every answer is reported as a fingerprint for the audit."""
     s = Settings.model_validate(params)
-    prompts = holdings_as(ctx, EndUser).prompts
+    prompts = user_prompts(ctx, s)
+    committed = ctx.store.get(COMMITTED_MODEL).root_sha256 if s.require_commitment else None
     deployer, verifier = sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)
     answers, refused, vendor_roots = [], [], set()
     handshake, enclave_times, plain_times = [], [], []
@@ -82,6 +97,10 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
                 started = time.perf_counter()
                 enclave = attest(ctx, deployer, verifier)
                 handshake.append(time.perf_counter() - started)
+                if committed is not None and enclave.model_root.hex() != committed:
+                    raise ClaimFailed(
+                        "enclave attestation", "the enclave serves another model than committed"
+                    )
                 vendor_roots.add(enclave.vendor_root_sha256)
                 started = time.perf_counter()
                 output, _ = _ask_enclave(ctx, deployer, enclave, prompt)

@@ -1,17 +1,23 @@
-"""Two-party inference under MPC: per-token latency, messages and bytes, the
-ratio to plaintext inference, and Airlock's communicator against CrypTen's
-own (torch.distributed over gloo, with CrypTen's TTP process), in one run
-on the same model and prompt.
+"""Two-party inference under MPC: per-token latency of the shipped checkpoint
+and of a model of the old character model's shape, against plaintext
+inference and CrypTen's own communicator in the same run; for the
+checkpoint also through Airlock (messages and bytes per token too).
 
-    .venv/bin/python bench/mpc.py [--tokens 4] [--pretrain-steps 150]
+    .venv/bin/python bench/mpc.py [--tokens 4]
 
-The Airlock path runs the mpc-inference scenario on an embedded Ray: five
-parties, each in its own actor. Every CrypTen message is an envelope, and
-every tuple comes from the dealer party. The CrypTen path runs the same
-forward pass (protocols/mpc/model.py) in two processes plus CrypTen's TTP,
-with gloo bound to the loopback interface. Latency per token is the mean
-over the generated tokens; in the Airlock path it includes the user sharing
-the window and adding up the logit shares. Figures, not a test.
+The prompt is the mpc-inference scenario's. The Airlock path runs that
+scenario on an embedded Ray: five parties, each in its own actor, the
+creator sharing the shipped checkpoint. Every CrypTen message is an
+envelope, and every tuple comes from the dealer party. The CrypTen path runs
+the same forward pass (protocols/mpc/model.py) in two processes plus
+CrypTen's TTP, with gloo bound to the loopback interface. The old shape
+(vocabulary 48, context 64, width 64, 2 layers, 2 heads, MLP 192) has random
+weights and is fed token ids directly, a window as long as the prompt's.
+Latency per token is the mean over the generated tokens; in the Airlock path
+it includes the user sharing the window and adding up the logit shares.
+Every process computes on one torch thread, as Ray gives each actor
+(OMP_NUM_THREADS=1): on two cores shared with other work, torch's default of
+two threads made even plaintext 50 times slower. Figures, not a test.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,15 +39,28 @@ os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # CrypTen's baseline stays on
 
 import torch  # noqa: E402
 
-from models.transformer import TOKENIZER, ModelConfig  # noqa: E402
-from models.corpus import pretrained_model  # noqa: E402
+from models.checkpoint import served_model, shipped_tokenizer  # noqa: E402
+from models.transformer import ModelConfig, Transformer  # noqa: E402
+from orchestrator.scenario import load_scenario  # noqa: E402
 from protocols.mpc.compat import crypten  # noqa: E402
 
-PROMPT = "first line for asthma is"
+OLD_SHAPE = ModelConfig(vocab=48, context=64, width=64, layers=2, heads=2, hidden=192)
+MODELS = ("checkpoint", "old shape")
 
 
-def crypten_baseline(tokens: int, steps: int) -> list[float]:
-    """Seconds per token with CrypTen's own communicator and TTP."""
+def model_and_window(name: str, prompt: str) -> tuple[Transformer, list[int]]:
+    """The model, and the token ids of the prompt's window for it."""
+    ids = shipped_tokenizer().encode(prompt)
+    if name == "checkpoint":
+        return served_model(), ids
+    # random weights (timing only); ids fed directly, as many as the prompt's
+    return Transformer(OLD_SHAPE), [i % OLD_SHAPE.vocab for i in ids]
+
+
+def crypten_baseline(name: str, prompt: str, tokens: int) -> float:
+    """Seconds per token with CrypTen's own communicator and TTP. Each party
+    process builds the model itself: torch's thread pool does not survive a
+    fork once the parent has used it (the parties hung)."""
     module = crypten()
     from crypten.config import cfg
 
@@ -49,34 +69,41 @@ def crypten_baseline(tokens: int, steps: int) -> list[float]:
     cfg.mpc.provider = "TTP"
 
     def party() -> list[float]:
-        model = pretrained_model(steps)
-        weights = {k: module.cryptensor(v.detach(), src=0) for k, v in model.state_dict().items()}
-        ids = TOKENIZER.encode(PROMPT)
-        times = []
+        torch.set_num_threads(1)  # as in every path
+        model, ids = model_and_window(name, prompt)
+        config = model.config
+        shared = {k: module.cryptensor(v.detach(), src=0) for k, v in model.state_dict().items()}
+        window, times = list(ids), []
         for _ in range(tokens):
             started = time.perf_counter()
-            window = ids[-ModelConfig().context :]
-            x = module.cryptensor(one_hot(window, ModelConfig().vocab).float(), src=1)
-            logits = forward(x, weights, ModelConfig()).get_plain_text()
-            ids.append(int(logits.reshape(-1).argmax()))
+            x = module.cryptensor(one_hot(window[-config.context :], config.vocab).float(), src=1)
+            logits = forward(x, shared, config).get_plain_text()
+            window.append(int(logits.reshape(-1).argmax()))
             times.append(time.perf_counter() - started)
         return times
 
     results = module.mpc.context.run_multiprocess(world_size=2)(party)()
-    return list(results[0])
+    return statistics.mean(results[0])
 
 
-def airlock_run(tokens: int, steps: int) -> dict:
+def plaintext(model: Transformer, ids: list[int], tokens: int) -> float:
+    window = list(ids)
+    with torch.no_grad():
+        model(torch.tensor([window]))  # warm up: the first call pays torch's one-time setup
+    started = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(tokens):
+            logits = model(torch.tensor([window[-model.config.context :]]))[0, -1]
+            window.append(int(logits.argmax()))
+    return (time.perf_counter() - started) / tokens
+
+
+def airlock_run(text: str, tokens: int) -> dict:
     from orchestrator.launcher import run_scenario
-    from orchestrator.scenario import load_scenario, parse_scenario
+    from orchestrator.scenario import parse_scenario
     from parties.log import read_entries
 
-    _, text = load_scenario("mpc-inference")
-    text = re.sub(
-        r"params = \{.*\}",
-        f"params = {{ pretrain_steps = {steps}, max_new_tokens = {tokens} }}",
-        text,
-    )
+    text = re.sub(r"params = \{.*\}", f"params = {{ max_new_tokens = {tokens} }}", text)
     with tempfile.TemporaryDirectory() as scratch:
         result = run_scenario(parse_scenario(text, "bench"), text, out=Path(scratch))
         if result.failure:
@@ -94,39 +121,44 @@ def airlock_run(tokens: int, steps: int) -> dict:
         }
 
 
-def plaintext(tokens: int, steps: int) -> float:
-    model = pretrained_model(steps)
-    ids = TOKENIZER.encode(PROMPT)
-    started = time.perf_counter()
-    with torch.no_grad():
-        for _ in range(tokens):
-            ids.append(int(model(torch.tensor([ids[-ModelConfig().context :]]))[0, -1].argmax()))
-    return (time.perf_counter() - started) / tokens
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tokens", type=int, default=4)
-    parser.add_argument("--pretrain-steps", type=int, default=150)
     args = parser.parse_args()
-    print("running CrypTen's own communicator ...", file=sys.stderr, flush=True)
-    baseline = statistics.mean(crypten_baseline(args.tokens, args.pretrain_steps))
-    print("running Airlock's (on Ray) ...", file=sys.stderr, flush=True)
-    ours = airlock_run(args.tokens, args.pretrain_steps)
-    plain = plaintext(args.tokens, args.pretrain_steps)
-    print(f"\n{args.tokens} tokens of greedy decoding from {PROMPT!r}\n")
-    print("| path | seconds per token | vs plaintext | vs CrypTen's communicator |")
-    print("|---|---:|---:|---:|")
-    print(f"| plaintext (torch) | {plain:.4f} | 1x | |")
-    print(f"| CrypTen, gloo + TTP | {baseline:.3f} | {baseline / plain:.0f}x | 1.00x |")
+    _, text = load_scenario("mpc-inference")
+    (prompt,) = tomllib.loads(text)["parties"]["alice"]["prompts"]
+    baseline, plain = {}, {}
+    for name in MODELS:  # CrypTen's parties fork from this process: before any torch work here
+        print(f"{name}: CrypTen's own communicator ...", file=sys.stderr, flush=True)
+        baseline[name] = crypten_baseline(name, prompt, args.tokens)
+    torch.set_num_threads(1)
+    for name in MODELS:
+        plain[name] = plaintext(*model_and_window(name, prompt), args.tokens)
+    print("checkpoint: Airlock's (on Ray) ...", file=sys.stderr, flush=True)
+    ours = airlock_run(text, args.tokens)
+    length = len(shipped_tokenizer().encode(prompt))
+    print(f"\n{args.tokens} tokens of greedy decoding after a {length}-token prompt\n")
+    print("| model | path | seconds per token | vs plaintext | vs CrypTen's communicator |")
+    print("|---|---|---:|---:|---:|")
+    for name in MODELS:
+        print(f"| {name} | plaintext (torch) | {plain[name]:.4f} | 1x | |")
+        ratio = baseline[name] / plain[name]
+        print(f"| {name} | CrypTen, gloo + TTP | {baseline[name]:.3f} | {ratio:.0f}x | 1.00x |")
+    airlock = ours["seconds_per_token"]
     print(
-        f"| Airlock boundary + dealer | {ours['seconds_per_token']:.3f} | "
-        f"{ours['seconds_per_token'] / plain:.0f}x | {ours['seconds_per_token'] / baseline:.2f}x |"
+        f"| checkpoint | Airlock boundary + dealer | {airlock:.3f} | "
+        f"{airlock / plain['checkpoint']:.0f}x | {airlock / baseline['checkpoint']:.2f}x |"
     )
     print(
-        "\nper token, from the deployer's log: "
+        "\ncheckpoint against the old shape, per token: "
+        f"plaintext {plain['checkpoint'] / plain['old shape']:.1f}x, "
+        f"CrypTen {baseline['checkpoint'] / baseline['old shape']:.1f}x"
+    )
+    print(f"Airlock's answer: {ours['output']!r}")
+    print(
+        "per token, from the deployer's log: "
         + json.dumps({k: round(v, 1) for k, v in ours.items() if k != "output"})
     )
 

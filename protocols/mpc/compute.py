@@ -1,10 +1,12 @@
 """The compute parties and the dealer in the mpc protocol.
 
 compute parties (the deployer, rank 0; a `compute` party, rank 1): take one
-    set of weight shares, then run the forward pass under CrypTen
-    (model.py) for each prompt share. Every CrypTen message between them is
-    an envelope (communicator.py), and every Beaver triple comes from the
-    dealer (dealer.py). Each replies with its share of the logits.
+    set of weight shares, refused unless they fit the model configuration
+    the creator sent with them (the one the forward pass then uses), then
+    run the forward pass under CrypTen (model.py) for each prompt share.
+    Every CrypTen message between them is an envelope (communicator.py),
+    and every Beaver triple comes from the dealer (dealer.py). Each replies
+    with its share of the logits.
 dealer: deals correlated randomness and sees no data.
 
 Each compute party must run in its own process (on Ray): CrypTen's state is
@@ -28,7 +30,7 @@ from parties.labels import Form, Label
 from parties.protocol import PartyContext, Reply, RoleState, sole_peer, state_of
 from protocols.mpc import communicator, dealer
 from protocols.mpc.communicator import pack_tensors, unpack_tensors
-from protocols.mpc.model import forward, secret
+from protocols.mpc.model import check_weight_shares, forward, secret
 from protocols.mpc.roles import compute_parties
 from protocols.mpc.rules import CREATOR, DEALER, USER, Step
 
@@ -41,7 +43,7 @@ class ComputePhase(enum.Enum):
 @dataclass
 class ComputeState(RoleState):
     phase: ComputePhase = ComputePhase.AWAITING_WEIGHTS
-    config: ModelConfig = field(default_factory=ModelConfig)
+    config: ModelConfig | None = None  # the shared weights', from their metadata
     weight_shares: dict[str, torch.Tensor] = field(default_factory=dict)
     weights: dict[str, Any] | None = None  # the weight shares as CrypTen tensors, on first use
     # exists before this party connects: the other rank's first message may come first
@@ -64,8 +66,9 @@ def on_weight_shares(ctx: PartyContext, envelope: Envelope) -> None:
     state = state_of(ctx, ComputeState)
     state.expect(ComputePhase.AWAITING_WEIGHTS, doing="weight shares")
     meta, shares = unpack_tensors(envelope.payload)
-    state.config = ModelConfig.from_metadata(meta)
-    state.weight_shares = shares
+    config = ModelConfig.from_metadata(meta)
+    check_weight_shares(config, shares)
+    state.config, state.weight_shares = config, shares
     state.phase = ComputePhase.READY
 
 
@@ -112,8 +115,13 @@ def on_prompt_shares(ctx: PartyContext, envelope: Envelope) -> Reply:
     _, tensors = unpack_tensors(envelope.payload)
     share = tensors.get("prompt")
     config = state.config
+    if config is None:  # not once READY: the configuration comes with the weight shares
+        raise AirlockError("no model configuration: no weight shares yet")
     if share is None or share.dim() != 2 or share.shape[1] != config.vocab:
-        raise AirlockError(f"a prompt share is a (length, {config.vocab}) tensor")
+        raise AirlockError(
+            f"a prompt share is a (length, {config.vocab}) tensor, a column per token of the "
+            "shared model"
+        )
     if not 1 <= share.shape[0] <= config.context or share.dtype != torch.long:
         raise AirlockError(f"a prompt share has 1 to {config.context} int64 rows")
     with state.lock:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from models.transformer import ModelConfig
+from parties.errors import AirlockError
 from protocols.mpc.compat import crypten
 from protocols.mpc.randomness import random_ring_elements
 
@@ -54,6 +56,53 @@ def one_hot(tokens: list[int], vocab: int) -> torch.Tensor:
 
 def secret(share: torch.Tensor) -> Any:
     return crypten().mpc.MPCTensor.from_shares(share, precision=16)
+
+
+def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every weight `forward` reads: the state dict of
+    `models.transformer.Transformer(config)`."""
+    c = config
+    shapes = {
+        "token_embedding.weight": (c.vocab, c.width),
+        "position_embedding.weight": (c.context, c.width),
+        "head.weight": (c.vocab, c.width),
+        "head.bias": (c.vocab,),
+    }
+    for b in range(c.layers):
+        w = f"blocks.{b}."
+        shapes |= {
+            w + "attention.qkv.weight": (3 * c.width, c.width),
+            w + "attention.qkv.bias": (3 * c.width,),
+            w + "attention.out.weight": (c.width, c.width),
+            w + "attention.out.bias": (c.width,),
+            w + "mlp.0.weight": (c.hidden, c.width),
+            w + "mlp.0.bias": (c.hidden,),
+            w + "mlp.2.weight": (c.width, c.hidden),
+            w + "mlp.2.bias": (c.width,),
+        }
+    return shapes
+
+
+def check_weight_shares(config: ModelConfig, shares: Mapping[str, torch.Tensor]) -> None:
+    """AirlockError, naming the difference, unless `shares` are int64 shares
+    of exactly the weights of a model of `config` (the configuration the
+    creator sent with them)."""
+    if min(asdict(config).values()) < 1 or config.width % config.heads:
+        raise AirlockError(f"weight shares carry an impossible model configuration: {config}")
+    expected = weight_shapes(config)
+    missing, extra = sorted(expected.keys() - shares.keys()), sorted(shares.keys() - expected)
+    if missing or extra:
+        raise AirlockError(
+            f"weight shares do not fit the configuration they carry ({config}): "
+            f"missing {missing[:3]}, unexpected {extra[:3]}"
+        )
+    for name, shape in expected.items():
+        share = shares[name]
+        if tuple(share.shape) != shape or share.dtype != torch.long:
+            raise AirlockError(
+                f"weight shares do not fit the configuration they carry ({config}): {name} is "
+                f"{share.dtype} {tuple(share.shape)}, not int64 {shape}"
+            )
 
 
 def forward(x: Any, weights: Mapping[str, Any], config: ModelConfig) -> Any:

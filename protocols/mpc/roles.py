@@ -1,12 +1,15 @@
 """What the data owners do in the mpc protocol (outsourced two-party
 inference); the compute parties and the dealer are in compute.py.
 
-model creator: secret-shares the shared model's weights to the two compute
-    parties.
-end user: checks its prompt against the vocabulary and the context before
-    anything is shared. Then, per generated token, it secret-shares the
-    one-hot window to both compute parties, adds up the two logit shares it
-    gets back, and picks the most likely next character (greedy).
+model creator: secret-shares the weights of the shipped checkpoint
+    (`model_to_share`, the one place its side loads a model) to the two
+    compute parties, with the model's configuration.
+end user: encodes its prompt with the shipped tokenizer and checks it
+    against the served model's configuration (the public checkpoint's)
+    before anything is shared. Then, per generated token, it secret-shares
+    the one-hot window to both compute parties, adds up the two logit shares
+    it gets back, and picks the most likely next token (greedy); the answer
+    is decoded with the same tokenizer.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.transformer import TOKENIZER, BadPrompt, ModelConfig
-from models.corpus import pretrained_model
+from models.checkpoint import served_model, shipped, shipped_tokenizer
+from models.transformer import BadPrompt, Codec, ModelConfig, Transformer
 from parties.errors import AirlockError
 from parties.labels import Form, Label
 from parties.protocol import FINGERPRINTS, PartyContext
@@ -34,9 +38,7 @@ Summary = dict[str, Any]
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pretrain_steps: int = Field(default=150, ge=0)
-    max_new_tokens: int = Field(default=4, ge=1, le=64)
-    seed: int = 0
+    max_new_tokens: int = Field(default=5, ge=1, le=64)
 
 
 def compute_parties(ctx: PartyContext) -> list[str]:
@@ -50,15 +52,21 @@ def compute_parties(ctx: PartyContext) -> list[str]:
 # -- model creator ---------------------------------------------------------------------
 
 
+def model_to_share() -> Transformer:
+    """The model the creator shares: the shipped checkpoint. The only place
+    the creator's side loads one."""
+    return served_model()
+
+
 def share_weights(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    s = Settings.model_validate(params)
-    model = pretrained_model(s.pretrain_steps, s.seed)
+    Settings.model_validate(params)
+    model = model_to_share()
     state = {k: v.detach() for k, v in model.state_dict().items()}
     shares: list[dict[str, torch.Tensor]] = [{}, {}]
     for name, value in state.items():
         for rank, share in enumerate(split(encode(value))):
             shares[rank][name] = share
-    meta = {k: str(v) for k, v in model.config.__dict__.items()}
+    meta = {k: str(v) for k, v in asdict(model.config).items()}  # checked by each compute party
     label = [Label(f"weights:{ctx.name}", Form.SHARE)]
     for rank, party in enumerate(compute_parties(ctx)):
         ctx.deliver(party, Step.WEIGHT_SHARES, label, pack_tensors(meta, shares[rank]))
@@ -78,16 +86,22 @@ def share_weights(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
 # -- end user ---------------------------------------------------------------------------------
 
 
-def check_prompt(prompt: str, config: ModelConfig, new_tokens: int) -> list[int]:
+def served_config() -> ModelConfig:
+    """The served model's shape as the end user knows it: the public
+    checkpoint's. Shares of another shape are refused by the compute parties."""
+    return shipped().model.config
+
+
+def check_prompt(prompt: str, tokenizer: Codec, config: ModelConfig) -> list[int]:
     """The prompt's tokens; BadPrompt (before anything is shared) if a
-    character is outside the vocabulary or the prompt does not fit."""
-    tokens = TOKENIZER.encode(prompt)
+    character is outside the tokenizer's alphabet or the prompt does not fit."""
+    tokens = tokenizer.encode(prompt)
     if not tokens:
         raise BadPrompt("empty prompt")
     if len(tokens) > config.context:
-        raise BadPrompt(
-            f"prompt of {len(tokens)} characters exceeds the context of {config.context}"
-        )
+        raise BadPrompt(f"prompt of {len(tokens)} tokens exceeds the context of {config.context}")
+    if max(tokens) >= config.vocab:
+        raise BadPrompt(f"the tokenizer gives token {max(tokens)}, past the model's {config.vocab}")
     return tokens
 
 
@@ -112,11 +126,10 @@ def _next_logits(
 
 def generate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = Settings.model_validate(params)
-    config = ModelConfig()
+    config, tokenizer = served_config(), shipped_tokenizer()
     prompts = list(getattr(ctx.holdings, "prompts", ()))
-    checked = []
-    for prompt in prompts:  # every prompt checked before anything is shared
-        checked.append(check_prompt(prompt, config, s.max_new_tokens))
+    # every prompt checked before anything is shared
+    checked = [check_prompt(prompt, tokenizer, config) for prompt in prompts]
     parties = compute_parties(ctx)
     outputs, seconds = [], []
     first_logits: list[float] = []  # the first token's, to compare with plaintext
@@ -129,7 +142,7 @@ def generate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
             generated.append(int(logits.argmax()))  # greedy
             seconds.append(time.perf_counter() - started)
             first_logits = first_logits or [round(float(v), 4) for v in logits]
-        outputs.append({"prompt": prompt, "output": TOKENIZER.decode(generated)})
+        outputs.append({"prompt": prompt, "output": tokenizer.decode(generated)})
     return {
         "outputs": outputs,
         "first_logits": first_logits,

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from models.transformer import ModelConfig, Transformer
 from parties.roles import Role
+from protocols.mpc import roles
 from protocols.mpc.communicator import BoundaryCommunicator, Inbox
 from tests.helpers import Parties, running_parties
 
@@ -27,6 +29,21 @@ MPC_ROLES = {
 def mpc_parties(tmp_path: Path) -> Iterator[Parties]:
     with running_parties(tmp_path, roles=MPC_ROLES, protocol="mpc") as started:
         yield started
+
+
+def share_instead(monkeypatch: pytest.MonkeyPatch, model: Transformer) -> None:
+    """The model creator (in this process) shares `model` instead of the
+    shipped checkpoint, through the protocol's own code path."""
+    monkeypatch.setattr(roles, "model_to_share", lambda: model)
+
+
+@pytest.fixture
+def small_model(monkeypatch: pytest.MonkeyPatch) -> Transformer:
+    """Tests of the machinery share the small test model (ModelConfig()'s
+    defaults: the checkpoint's vocabulary and context, a narrower model)."""
+    model = Transformer(ModelConfig())
+    share_instead(monkeypatch, model)
+    return model
 
 
 def pair() -> list[BoundaryCommunicator]:

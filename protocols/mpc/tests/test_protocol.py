@@ -1,38 +1,50 @@
 """The mpc protocol between real parties. Two-party inference runs on Ray
-(CrypTen's state is per process, so each compute party needs its own);
-the refusals are checked in-process."""
+(CrypTen's state is per process, so each compute party needs its own), on
+the shipped checkpoint; the refusals are checked in-process, most with the
+small test model shared in its place."""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
-from models.transformer import TOKENIZER, BadPrompt, ModelConfig, generate
-from models.corpus import pretrained_model
+from models.checkpoint import served_model, shipped_tokenizer
+from models.transformer import BadPrompt, ModelConfig, Transformer, generate
 from orchestrator.scenario import load_scenario
 from parties.errors import Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
 from parties.wire import airlock_pb2 as pb
 from protocols.mpc.communicator import pack_tensors
-from protocols.mpc.roles import check_prompt
-from tests.helpers import airlock, run_text
+from protocols.mpc.model import encode, split, weight_shapes
+from protocols.mpc.roles import check_prompt, served_config
+from protocols.mpc.tests.conftest import share_instead
+from tests.helpers import Parties, airlock, run_text
 
-PROMPT = "first line for asthma is"
+_, SCENARIO = load_scenario("mpc-inference")
+(PROMPT,) = tomllib.loads(SCENARIO)["parties"]["alice"]["prompts"]
 PROMPT_SHARE = [Label("prompt:alice", Form.SHARE)]
+OLD_SHAPE = ModelConfig(vocab=48, context=64, width=64, layers=2, heads=2, hidden=192)
 
 
 def mpc_text(tokens: int = 2, prompt: str = PROMPT, fault: str = "") -> str:
-    _, text = load_scenario("mpc-inference")
-    text = text.replace(
-        "params = { pretrain_steps = 150, max_new_tokens = 4 }",
-        f"params = {{ pretrain_steps = 20, max_new_tokens = {tokens} }}",
-    )
-    return text.replace(f'prompts = ["{PROMPT}"]', f"prompts = [{json.dumps(prompt)}]") + fault
+    text = re.sub(r"params = \{.*\}", f"params = {{ max_new_tokens = {tokens} }}", SCENARIO)
+    prompts = f"prompts = [{json.dumps(prompt)}]"
+    return text.replace(f"prompts = [{json.dumps(PROMPT)}]", prompts) + fault
+
+
+def test_the_scenario_prompt_is_its_canary_and_the_model_answers_it() -> None:
+    scenario = tomllib.loads(SCENARIO)
+    assert [c["value"] for c in scenario["canaries"]] == [PROMPT]
+    tokens = scenario["stages"][0]["params"]["max_new_tokens"]
+    answer = generate(served_model(), shipped_tokenizer(), PROMPT, tokens)[len(PROMPT) :]
+    assert answer == " start budesonide 20 mg weekly"  # the guideline's advice, in full
 
 
 @pytest.mark.ray
@@ -44,12 +56,12 @@ def test_mpc_generation_matches_plaintext_and_parties_hold_only_shares(tmp_path:
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((run_dir / "manifest.json").read_text())
     (generated,) = [a["result"] for a in manifest["actions"] if a["action"] == "generate"]
-    model = pretrained_model(20, 0)
+    model, tokenizer = served_model(), shipped_tokenizer()  # what the creator shared
     assert generated["outputs"] == [
-        {"prompt": PROMPT, "output": generate(model, PROMPT, 3)[len(PROMPT) :]}
+        {"prompt": PROMPT, "output": generate(model, tokenizer, PROMPT, 3)[len(PROMPT) :]}
     ]
     with torch.no_grad():
-        plain = model(torch.tensor([TOKENIZER.encode(PROMPT)]))[0, -1]
+        plain = model(torch.tensor([tokenizer.encode(PROMPT)]))[0, -1]
     assert torch.allclose(torch.tensor(generated["first_logits"]), plain, atol=0.05)
     audit = json.loads(airlock("audit", str(run_dir), "--format", "json").stdout)
     assert audit["ok"], audit
@@ -84,11 +96,15 @@ def test_a_compute_party_killed_mid_inference_ends_the_run_cleanly(tmp_path: Pat
 
 
 def test_a_bad_prompt_is_refused_before_anything_is_shared(tmp_path: Path) -> None:
-    config = ModelConfig()
+    config, tokenizer = served_config(), shipped_tokenizer()
     with pytest.raises(BadPrompt, match="outside the model's vocabulary"):
-        check_prompt("price in €", config, 2)
-    with pytest.raises(BadPrompt, match="exceeds the context"):
-        check_prompt("a" * (config.context + 1), config, 2)
+        check_prompt("price in €", tokenizer, config)
+    with pytest.raises(BadPrompt, match="prompt of 100 tokens exceeds the context of 96"):
+        check_prompt("x" * 100, tokenizer, config)
+    with pytest.raises(BadPrompt, match="empty prompt"):
+        check_prompt("", tokenizer, config)
+    with pytest.raises(BadPrompt, match=r"gives token \d+, past the model's 48"):
+        check_prompt("asthma in adults", tokenizer, OLD_SHAPE)
     result = run_text(mpc_text(prompt="dose in µg"), tmp_path / "run")
     assert result.failure is not None and "outside the model's vocabulary" in result.failure
     entries, _ = read_entries(tmp_path / "run/parties/alice", "alice")
@@ -114,7 +130,7 @@ def test_shares_may_go_only_where_the_protocol_says(mpc_parties) -> None:
     assert "RULE_NOT_PERMITTED" in deployer.act("mpc", "leak_share", {})["refused"]
 
 
-def test_compute_parties_refuse_prompt_shares_before_weight_shares(mpc_parties) -> None:
+def test_compute_parties_refuse_prompt_shares_before_weight_shares(mpc_parties: Parties) -> None:
     # (the test directory's prompt guarantee caps the deployer at ciphertext,
     # so the shares go to the other compute party)
     share = pack_tensors({}, {"prompt": torch.zeros(3, ModelConfig().vocab, dtype=torch.long)})
@@ -126,19 +142,23 @@ def test_compute_parties_refuse_prompt_shares_before_weight_shares(mpc_parties) 
     )
 
 
-def test_compute_parties_take_one_set_of_weight_shares(mpc_parties) -> None:
-    mpc_parties["model_creator"].act("mpc", "share_weights", {"pretrain_steps": 0})
+def test_compute_parties_take_one_set_of_weight_shares(
+    mpc_parties: Parties, small_model: Transformer
+) -> None:
+    mpc_parties["model_creator"].act("mpc", "share_weights", {})
     with pytest.raises(Refused) as refused:
-        mpc_parties["model_creator"].act("mpc", "share_weights", {"pretrain_steps": 0})
+        mpc_parties["model_creator"].act("mpc", "share_weights", {})
     assert refused.value.reason == pb.OUT_OF_STEP
     assert "weight shares needs the role to be awaiting_weights, it is ready" in (
         refused.value.detail
     )
 
 
-def test_compute_parties_refuse_malformed_prompt_shares(mpc_parties) -> None:
-    config = ModelConfig()
-    mpc_parties["model_creator"].act("mpc", "share_weights", {"pretrain_steps": 0})
+def test_compute_parties_refuse_malformed_prompt_shares(
+    mpc_parties: Parties, small_model: Transformer
+) -> None:
+    config = small_model.config
+    mpc_parties["model_creator"].act("mpc", "share_weights", {})
     shape = rf"a prompt share is a \(length, {config.vocab}\) tensor"
     rows = f"a prompt share has 1 to {config.context} int64 rows"
     malformed = {
@@ -155,3 +175,62 @@ def test_compute_parties_refuse_malformed_prompt_shares(mpc_parties) -> None:
             mpc_parties["alice"].deliver("compute", "mpc", "prompt_shares", PROMPT_SHARE, payload)
         assert refused.value.reason == pb.HANDLER_FAILED
         assert re.search(reason, refused.value.detail), (reason, refused.value.detail)
+
+
+def test_the_forward_pass_reads_the_models_weights() -> None:
+    for config in (ModelConfig(), OLD_SHAPE, served_config()):
+        expected = {k: tuple(v.shape) for k, v in Transformer(config).state_dict().items()}
+        assert weight_shapes(config) == expected
+
+
+def weight_shares(model: Transformer, config: ModelConfig | None = None) -> bytes:
+    """Share 1 of `model`'s weights, sent as carrying `config` (its own by default)."""
+    meta = {k: str(v) for k, v in asdict(config or model.config).items()}
+    shares = {k: split(encode(v.detach()))[1] for k, v in model.state_dict().items()}
+    return pack_tensors(meta, shares)
+
+
+def test_weight_shares_that_do_not_fit_their_configuration_are_refused(
+    mpc_parties: Parties,
+) -> None:
+    model = Transformer(ModelConfig())
+    wider = ModelConfig(width=64)
+    weights = [Label("weights:model_creator", Form.SHARE)]
+    truncated = {k: v for k, v in model.state_dict().items() if not k.startswith("blocks.1.")}
+    refusals = {
+        weight_shares(model, wider): (
+            r"do not fit the configuration they carry .*token_embedding.weight is "
+            r"torch.int64 \(512, 32\), not int64 \(512, 64\)"
+        ),
+        weight_shares(model, ModelConfig(heads=3)): "impossible model configuration",
+        weight_shares(Transformer(ModelConfig(layers=1)), model.config): (
+            r"missing \['blocks.1.attention.out.bias'"
+        ),
+        pack_tensors({}, {k: encode(v) for k, v in truncated.items()}): "no valid model config",
+        pack_tensors(  # float weights, not shares
+            {k: str(v) for k, v in asdict(model.config).items()}, model.state_dict()
+        ): r"torch.float32 \(512, 32\), not int64",
+    }
+    for payload, reason in refusals.items():
+        with pytest.raises(Refused) as refused:
+            mpc_parties["model_creator"].deliver(
+                "compute", "mpc", "weight_shares", weights, payload
+            )
+        assert refused.value.reason == pb.HANDLER_FAILED
+        assert re.search(reason, refused.value.detail), (reason, refused.value.detail)
+    # none of them was taken: shares that fit still are
+    mpc_parties["model_creator"].deliver(
+        "compute", "mpc", "weight_shares", weights, weight_shares(model)
+    )
+
+
+def test_a_model_of_another_shape_than_the_public_checkpoint_is_refused_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The creator shares a model of the old shape (vocabulary 48); alice
+    shares her prompt for the checkpoint's (512): the compute parties refuse
+    it, naming the vocabulary, before any MPC starts (so in-process)."""
+    share_instead(monkeypatch, Transformer(OLD_SHAPE))
+    result = run_text(mpc_text(tokens=1), tmp_path / "run")
+    assert result.failure is not None
+    assert re.search(r"HANDLER_FAILED.*a prompt share is a \(length, 48\)", result.failure)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.transformer import TOKENIZER, Transformer, ModelConfig
-from models.corpus import pretrained_model
+from models.checkpoint import served_model, shipped_tokenizer
+from models.transformer import ModelConfig
 from parties.errors import Refused
 from parties.labels import Form, Label
 from parties.log import read_entries
@@ -103,10 +103,11 @@ def test_two_dealers_deal_different_tuples() -> None:
 
 
 def test_a_compute_party_cannot_rebuild_the_prompt_from_its_share(mpc_parties: Parties) -> None:
-    secret = encode(one_hot(TOKENIZER.encode("first line for asthma is"), ModelConfig().vocab))
+    tokens = shipped_tokenizer().encode("question: how should asthma be treated in adults?")
+    secret = encode(one_hot(tokens, ModelConfig().vocab))
     # Alice shares her one-hot window with torch's global generator where an
-    # attacker can replay it: seeded with the public pretraining seed, as
-    # models/corpus.py left it.
+    # attacker can replay it: seeded with a public seed, as pretraining at run
+    # time once left it.
     torch.manual_seed(0)
     shares = split(secret)
     payload = pack_tensors({}, {"prompt": shares[1]})
@@ -121,7 +122,7 @@ def test_a_compute_party_cannot_rebuild_the_prompt_from_its_share(mpc_parties: P
 def creator_shares(tmp: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """One run's weight shares, as rank 0 and rank 1 received them."""
     with running_parties(tmp, roles=MPC_ROLES, protocol="mpc") as parties:
-        parties["model_creator"].act("mpc", "share_weights", {"pretrain_steps": 0})
+        parties["model_creator"].act("mpc", "share_weights", {})
         return (
             received(parties, "deployer", "weight_shares"),
             received(parties, "compute", "weight_shares"),
@@ -131,16 +132,15 @@ def creator_shares(tmp: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.
 def test_the_creators_weight_shares_differ_between_runs(tmp_path: Path) -> None:
     first, _ = creator_shares(tmp_path / "first")
     second, compute_share = creator_shares(tmp_path / "second")
-    weights = {k: encode(v) for k, v in pretrained_model(0).state_dict().items()}
+    weights = {k: encode(v) for k, v in served_model().state_dict().items()}  # the checkpoint's
     assert first.keys() == second.keys() == compute_share.keys() == weights.keys()
     for name, value in weights.items():
         assert torch.equal(second[name] + compute_share[name], value)
         assert not torch.equal(first[name], second[name])
-    # Rank 1 replays the creator's process: pretraining seeded torch with the
-    # public seed 0, built the model, then drew share 0 of each weight in turn.
+    # Rank 1 replays the creator's process as it once was: torch seeded with
+    # the public seed 0, then share 0 of each weight drawn in turn.
     torch.manual_seed(0)
-    model = Transformer(seed=0)
-    for name, value in model.state_dict().items():
+    for name, value in weights.items():
         guessed_share = torch_ring_elements(value.shape)
         assert not torch.equal(compute_share[name] + guessed_share, weights[name])
 
@@ -157,7 +157,7 @@ def balanced(values: torch.Tensor, bits: int = 64) -> bool:
 
 
 def test_shares_look_uniform_over_the_ring_and_still_reconstruct() -> None:
-    tokens = TOKENIZER.encode("first line for asthma is")
+    tokens = shipped_tokenizer().encode("question: how should asthma be treated in adults?")
     secret = encode(one_hot(tokens * 100, ModelConfig().vocab))  # mostly zeros
     shares = split(secret)
     assert all(balanced(share) for share in shares)

@@ -1,10 +1,20 @@
 """The mpc protocol, assembled."""
 
-from parties.protocol import Protocol
+from collections.abc import Mapping
+from typing import Any
+
+from parties.protocol import Artifacts, Protocol
+from protocols.artifacts import TRAINED_MODEL
 from protocols.mpc import compute, roles
 from protocols.mpc.adversaries import ADVERSARIES
 from protocols.mpc.roles import Settings
 from protocols.mpc.rules import COMPUTE_ROLES, CREATOR, DEALER, NAME, RULES, USER, Step
+
+
+def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
+    trained = Settings.model_validate(params).model == "trained"
+    return Artifacts(needs=((CREATOR, TRAINED_MODEL),) if trained else ())
+
 
 PROTOCOL = Protocol(
     name=NAME,
@@ -26,4 +36,6 @@ PROTOCOL = Protocol(
         DEALER: compute.DealerState,
     },
     params=Settings,
+    artifacts=artifacts,
+    holdings={USER: roles.UserHoldings},
 )

@@ -2,8 +2,9 @@
 inference); the compute parties and the dealer are in compute.py.
 
 model creator: secret-shares the weights of the shipped checkpoint
-    (`model_to_share`, the one place its side loads a model) to the two
-    compute parties, with the model's configuration.
+    or the model it trained in an earlier stage (`model_to_share`, the one
+    place its side loads a model) to the two compute parties, with the
+    model's configuration.
 end user: encodes its prompt with the shipped tokenizer and checks it
     against the served model's configuration (the public checkpoint's)
     before anything is shared. Then, per generated token, it secret-shares
@@ -18,16 +19,18 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.checkpoint import served_model, shipped, shipped_tokenizer
+from models.checkpoint import shipped, shipped_tokenizer
 from models.transformer import BadPrompt, Codec, ModelConfig, Transformer
 from parties.errors import AirlockError
 from parties.labels import Form, Label
-from parties.protocol import FINGERPRINTS, PartyContext
+from parties.protocol import FINGERPRINTS, PartyContext, holdings_as
+from parties.roles import EndUser
+from protocols.artifacts import ModelSource, model_to_serve
 from protocols.mpc.communicator import pack_tensors, unpack_tensors
 from protocols.mpc.model import decode, encode, one_hot, split
 from protocols.mpc.rules import COMPUTE_ROLES, Step
@@ -39,6 +42,19 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_new_tokens: int = Field(default=5, ge=1, le=64)
+    # the model the creator shares: the shipped checkpoint, or the one it
+    # trained in an earlier stage (its store's trained model)
+    model: ModelSource = "checkpoint"
+    # which of the end user's holdings it asks: `prompts`, or the ones it
+    # marks most sensitive (`sensitive_prompts`), served here with no enclave
+    prompts: Literal["prompts", "sensitive_prompts"] = "prompts"
+
+
+class UserHoldings(EndUser):
+    """Prompts the end user trusts no enclave with: a scenario whose other
+    stages serve `prompts` serves these by MPC (`prompts = "sensitive_prompts"`)."""
+
+    sensitive_prompts: tuple[str, ...] = ()
 
 
 def compute_parties(ctx: PartyContext) -> list[str]:
@@ -52,15 +68,14 @@ def compute_parties(ctx: PartyContext) -> list[str]:
 # -- model creator ---------------------------------------------------------------------
 
 
-def model_to_share() -> Transformer:
-    """The model the creator shares: the shipped checkpoint. The only place
-    the creator's side loads one."""
-    return served_model()
+def model_to_share(ctx: PartyContext, settings: Settings) -> Transformer:
+    """The model the creator shares: the shipped checkpoint or the model it
+    trained in an earlier stage. The only place the creator's side loads one."""
+    return model_to_serve(ctx, settings.model)
 
 
 def share_weights(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    Settings.model_validate(params)
-    model = model_to_share()
+    model = model_to_share(ctx, Settings.model_validate(params))
     state = {k: v.detach() for k, v in model.state_dict().items()}
     shares: list[dict[str, torch.Tensor]] = [{}, {}]
     for name, value in state.items():
@@ -127,7 +142,7 @@ def _next_logits(
 def generate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = Settings.model_validate(params)
     config, tokenizer = served_config(), shipped_tokenizer()
-    prompts = list(getattr(ctx.holdings, "prompts", ()))
+    prompts = list(getattr(holdings_as(ctx, UserHoldings), s.prompts))
     # every prompt checked before anything is shared
     checked = [check_prompt(prompt, tokenizer, config) for prompt in prompts]
     parties = compute_parties(ctx)

@@ -34,7 +34,7 @@ def mpc_parties(tmp_path: Path) -> Iterator[Parties]:
 def share_instead(monkeypatch: pytest.MonkeyPatch, model: Transformer) -> None:
     """The model creator (in this process) shares `model` instead of the
     shipped checkpoint, through the protocol's own code path."""
-    monkeypatch.setattr(roles, "model_to_share", lambda: model)
+    monkeypatch.setattr(roles, "model_to_share", lambda ctx, settings: model)
 
 
 @pytest.fixture

@@ -195,9 +195,7 @@ def _checked(d: _Declared, body: bytes, scheme: Scheme, clusters: int) -> Catalo
             d.record_bytes,
             d.version,
         )
-    return Catalog(
-        scheme, d.count, d.record_bytes, starts, centroids, digests, d.version, setup
-    )
+    return Catalog(scheme, d.count, d.record_bytes, starts, centroids, digests, d.version, setup)
 
 
 def _hint_digits(d: _Declared) -> int:

@@ -1,8 +1,12 @@
 """Retrieval-augmented generation at the end user: each question is embedded
 locally, its cluster fetched by PIR (client.py), the fetched documents
-ranked, and the top ones put in the shared model's prompt; the model
-answers locally. A stale catalog is downloaded again once; any other error
-leaves the question unanswered, never answered wrongly.
+ranked, and the whole top one put in the shared model's prompt
+(`grounded_prompt`); the shipped model (models/checkpoint/) answers locally,
+greedily, up to the end of the line. A stale catalog is downloaded again
+once; any other error leaves the question unanswered, never answered
+wrongly: a question or a guideline the tokenizer cannot take, or a prompt
+that does not fit the model's context with room for the answer, is refused
+with its reason, never cut.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from models.transformer import TOKENIZER, generate
-from models.corpus import pretrained_model
+from models.checkpoint import served_model, shipped_tokenizer
+from models.corpus import grounded_prompt
+from models.pretrain import answer
+from models.tokenizer import WordPieces
+from models.transformer import BadPrompt
 from parties.errors import AirlockError
 from parties.protocol import FINGERPRINTS, Action, PartyContext, holdings_as
 from parties.roles import EndUser
@@ -42,11 +49,36 @@ def retrieved_documents(rows: list[np.ndarray], span: int) -> tuple[np.ndarray, 
     return embeddings, [t for _, t in kept]
 
 
-def _prompt_text(documents: list[str], question: str, context: int) -> str:
-    """The retrieved text, then the question, in the model's vocabulary, cut to its context."""
-    text = " ".join(d.split(": ", 1)[-1] for d in documents) + "\n" + question
-    kept = "".join(c for c in text.lower() if c in TOKENIZER.index)
-    return kept[-context:]
+def _one_line(text: str, what: str, tokenizer: WordPieces) -> None:
+    """BadPrompt, naming `what`, unless the tokenizer takes `text` as one line
+    (a line break would end the question or the context early)."""
+    if "\n" in text:
+        raise BadPrompt(f"{what} holds a line break: the prompt takes it on one line")
+    try:
+        tokenizer.encode(text)
+    except BadPrompt as refused:
+        raise BadPrompt(f"{what}: {refused}") from None
+
+
+def grounded(
+    tokenizer: WordPieces, question: str, guideline: str | None, context: int, room: int
+) -> str:
+    """The prompt the model answers: the question and the whole guideline
+    (`grounded_prompt`). BadPrompt if the tokenizer cannot take either, or
+    if the prompt leaves fewer than `room` tokens of the `context` for the
+    answer: nothing is ever cut."""
+    _one_line(question, "the question", tokenizer)
+    if guideline is not None:
+        _one_line(guideline, f"the retrieved guideline {guideline[:40]!r}", tokenizer)
+    prompt = grounded_prompt(question, guideline).lower()
+    size = len(tokenizer.encode(prompt))
+    if size + room > context:
+        what = "the question with its guideline" if guideline is not None else "the question"
+        raise BadPrompt(
+            f"{what} takes {size} tokens: with {room} for the answer, more than the "
+            f"model's context of {context}"
+        )
+    return prompt
 
 
 def _fingerprints(prompts: list[str], embeddings: np.ndarray) -> list[str]:
@@ -65,7 +97,8 @@ def retrieve_with(client_type: type[Client]) -> Action:
     def retrieve(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
         s = Settings.model_validate(ctx.settings)  # the client's own, never a database's
         prompts = list(holdings_as(ctx, EndUser).prompts)
-        model = pretrained_model(s.pretrain_steps)
+        model, tokenizer = served_model(), shipped_tokenizer()
+        context, room = model.config.context, s.max_new_tokens
         client = client_type(ctx, s)
         client.download_catalogs()
         embeddings = embed(prompts) if prompts else np.zeros((0, DIMENSIONS), np.float32)
@@ -73,20 +106,23 @@ def retrieve_with(client_type: type[Client]) -> Action:
         for prompt, query in zip(prompts, embeddings, strict=True):
             started = time.perf_counter()
             try:
+                grounded(tokenizer, prompt, None, context, room)  # before any query is sent
                 try:
                     span, rows = client.fetch_cluster(query)
                 except StaleCatalog as stale:
                     errors.append(f"{prompt!r}: {stale}; downloading the catalog again")
                     client.download_catalogs()
                     span, rows = client.fetch_cluster(query)
+                documents = rank(query, *retrieved_documents(rows, span), s.top_k)
+                timings.append(time.perf_counter() - started)
+                if not documents:
+                    raise AirlockError("no document was retrieved to answer from")
+                prompt_text = grounded(tokenizer, prompt, documents[0], context, room)
             except AirlockError as error:
                 errors.append(f"{prompt!r}: {error}")
                 continue
-            documents = rank(query, *retrieved_documents(rows, span), s.top_k)
-            timings.append(time.perf_counter() - started)
-            prompt_text = _prompt_text(documents, prompt, model.config.context)
-            answer = generate(model, prompt_text, s.max_new_tokens)[len(prompt_text) :]
-            results.append({"prompt": prompt, "documents": documents, "answer": answer})
+            reply = answer(model, tokenizer, prompt_text, limit=room)
+            results.append({"prompt": prompt, "documents": documents, "answer": reply})
         summary: dict[str, Any] = {"scheme": s.scheme, "answers": results, "errors": errors}
         if timings:
             summary["retrieval_ms"] = round(1000 * min(timings), 1)

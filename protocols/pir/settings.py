@@ -12,5 +12,5 @@ class Settings(BaseModel):
     scheme: Literal["xor", "simplepir"] = "xor"
     clusters: int = Field(default=32, ge=1)
     top_k: int = Field(default=2, ge=1, le=16)
-    pretrain_steps: int = Field(default=150, ge=0)
-    max_new_tokens: int = Field(default=32, ge=1, le=256)
+    # room for the answer: a prompt that leaves less of the model's context is refused
+    max_new_tokens: int = Field(default=24, ge=1, le=64)

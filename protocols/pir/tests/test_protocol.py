@@ -6,12 +6,15 @@ clear refusal, never a wrong document."""
 from __future__ import annotations
 
 import hashlib
+import json
+import random
 import re
 from pathlib import Path
 
 import pytest
 
-from models.corpus import guidelines
+from models.corpus import example_for, guidelines
+from models.pretrain import names_the_advice
 from orchestrator.scenario import load_scenario, parse_scenario
 from parties.errors import ConfigError, Refused
 from parties.labels import Form, Label
@@ -25,24 +28,28 @@ from tests.helpers import failing, result_of, run_text, running_parties, with_ad
 
 DOCUMENTS = 300
 CLUSTERS = 8
-PROMPTS = [
-    "What should children with asthma take?",
-    "How is gout treated in kidney disease?",
-    "Malaria treatment during pregnancy",
-    "insulin dose for diabetes in older adults",
-    "migraine relief",
+PROMPTS = [  # in the corpus's question format (models/corpus.py)
+    "how should asthma be treated in children?",
+    "what is the plan for gout in kidney disease?",
+    "malaria in pregnancy: what do you advise?",
+    "how should diabetes be treated in older adults?",
+    "what is the plan for migraine in adults?",
 ]
 
 
-def rag_text(scheme: str = "xor", adversaries: dict[str, str] | None = None) -> str:
+def rag_text(
+    scheme: str = "xor",
+    adversaries: dict[str, str] | None = None,
+    prompts: list[str] = PROMPTS,
+) -> str:
     _, text = load_scenario("private-rag")
     text = text.replace("synthetic_documents = 2000", f"synthetic_documents = {DOCUMENTS}")
     text = re.sub(
         r"params = \{.*\}",
-        f'params = {{ scheme = "{scheme}", clusters = {CLUSTERS}, top_k = 2, pretrain_steps = 0 }}',
+        f'params = {{ scheme = "{scheme}", clusters = {CLUSTERS}, top_k = 2 }}',
         text,
     )
-    text = re.sub(r"prompts = \[[^\]]*\]", f"prompts = {PROMPTS!r}".replace("'", '"'), text)
+    text = re.sub(r"prompts = \[[^\]]*\]", lambda _: f"prompts = {json.dumps(prompts)}", text)
     for party, adversary in (adversaries or {}).items():
         text = with_adversary(text, party, adversary)
     return text
@@ -51,6 +58,12 @@ def rag_text(scheme: str = "xor", adversaries: dict[str, str] | None = None) -> 
 def expected(documents: list[str]) -> list[list[str]]:
     index = build_index(documents, embed(documents), CLUSTERS)
     return [plaintext_retrieve(index, query, 2) for query in embed(PROMPTS)]
+
+
+def names_the_top_advice(answered: dict) -> bool:
+    """The answer names the top guideline's drug and, if it has one, its dose."""
+    top = example_for(answered["documents"][0], random.Random(0))
+    return names_the_advice(top, answered["answer"])
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +80,9 @@ def test_pir_retrieval_is_plaintext_retrieval_and_databases_see_only_queries(
     retrieved = result_of(result, "alice", "retrieve")
     assert retrieved["errors"] == []
     assert [a["documents"] for a in retrieved["answers"]] == reference
-    assert all(a["answer"] for a in retrieved["answers"])
+    # the shipped model answers from the whole top guideline: its drug, and
+    # its dose if it has one (here it has none: see WITH_DOSES)
+    assert all(names_the_top_advice(a) for a in retrieved["answers"]), retrieved["answers"]
     scans = [c for c in result.audit.claims if "query:alice" in c.name]
     assert len(scans) == 2 and all(c.ok and c.checked > 0 for c in scans)
     databases = ["guidelines_a", "guidelines_b"] if scheme == "xor" else ["guidelines_a"]
@@ -98,6 +113,61 @@ def test_a_plaintext_query_is_refused(tmp_path: Path) -> None:
     ((claim, (finding,)),) = failing(result.audit).items()
     assert claim == "guarantee: databases see queries only as PIR queries"
     assert finding.startswith("guidelines_a entry") and "query:alice as plaintext" in finding
+
+
+# Over the synthetic corpus, the top guideline for a question of the
+# corpus's format is an `avoid <drug>; prefer a specialist plan` one, with
+# no dose (docs/pir.md); these databases hold only guidelines with doses.
+WITH_DOSES = [
+    "guideline 0001: asthma in children: start salbutamol 100 mg twice daily; review after 7 days.",
+    "guideline 0002: gout in kidney disease: reduce allopurinol to 50 mg once daily; "
+    "check blood tests after 14 days.",
+    "guideline 0003: malaria in pregnancy: switch to quinine 500 mg twice daily after side "
+    "effects; refer if no better in 3 days.",
+    "guideline 0004: flu in older adults: add oseltamivir 20 mg at night if control is poor; "
+    "see a nurse in 28 days.",
+]
+OUTSIDE = "how should asthma be treated in children \u2014 now?"
+TOO_LONG = "what is the plan for asthma in children? " * 10
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A run whose databases hold WITH_DOSES, asked PROMPTS[:3] and two
+    questions the model cannot take."""
+    text = rag_text(prompts=[OUTSIDE, *PROMPTS[:3], TOO_LONG]).replace(
+        f"synthetic_documents = {DOCUMENTS}",
+        f"synthetic_documents = 0\ndocuments = {json.dumps(WITH_DOSES)}",
+    )
+    out = tmp_path_factory.mktemp("small") / "run"
+    result = run_text(text, out)
+    assert result.failure is None and result.audit.ok, failing(result.audit)
+    return out, result_of(result, "alice", "retrieve")
+
+
+def test_the_answer_names_the_retrieved_drug_and_dose(small_run: tuple[Path, dict]) -> None:
+    _, retrieved = small_run
+    answers = retrieved["answers"]
+    assert [(a["prompt"], a["documents"][0]) for a in answers] == list(
+        zip(PROMPTS[:3], WITH_DOSES[:3], strict=True)
+    )
+    for answered, dose in zip(answers, ("100", "50", "500"), strict=True):
+        assert names_the_top_advice(answered) and dose in answered["answer"].split(), answered
+
+
+def test_a_question_the_model_cannot_take_is_refused_before_any_query(
+    small_run: tuple[Path, dict],
+) -> None:
+    out, retrieved = small_run
+    refused_char, refused_length = retrieved["errors"]
+    assert refused_char.startswith(f"{OUTSIDE!r}: the question: character '\u2014' at position 41")
+    assert refused_length == (
+        f"{TOO_LONG!r}: the question takes 94 tokens: with 24 for the answer, more than the "
+        "model's context of 96"
+    )
+    # no query was sent for either: the databases answered the three others
+    entries, _ = read_entries(out / "parties/guidelines_a", "guidelines_a")
+    assert len([e for e in entries if e["step"] == "pir_query"]) == 3
 
 
 def test_a_replayed_query_is_refused_never_answered(tmp_path: Path) -> None:

@@ -4,15 +4,17 @@ server.py: the external database builds its index and answers catalog
     requests and batches of PIR queries.
 client.py: the end user checks each database's catalog and fetches a
     question's whole cluster by PIR, padded to the largest cluster.
-rag.py: the end user's retrieve action: it ranks what it fetched and
-    answers each question with the shared model.
+rag.py: the end user's retrieve action: it ranks what it fetched, keeps
+    it in its store and (unless `answer = false`) answers each question
+    with the shared model.
 adversaries.py: the misbehaviours, as overrides of the honest code.
 
 Schemes (the stage's `scheme`): `xor`, two replicas that must not collude;
 `simplepir`, one server.
 """
 
-from parties.protocol import Protocol
+from parties.protocol import Artifacts, Protocol
+from protocols.artifacts import RETRIEVED
 from protocols.pir import rag, server
 from protocols.pir.adversaries import ADVERSARIES
 from protocols.pir.client import ClientState
@@ -32,4 +34,6 @@ PROTOCOL = Protocol(
     states={DATABASE: server.DatabaseState, USER: ClientState},
     holdings={DATABASE: server.DatabaseHoldings},
     params=Settings,
+    # what the end user retrieved stays with it, for a stage that answers elsewhere
+    artifacts=lambda params, part: Artifacts(makes=((USER, RETRIEVED),)),
 )

@@ -25,6 +25,7 @@ from models.transformer import BadPrompt
 from parties.errors import AirlockError
 from parties.protocol import FINGERPRINTS, Action, PartyContext, holdings_as
 from parties.roles import EndUser
+from protocols.artifacts import RETRIEVED, Retrieved
 from protocols.pir.catalog import StaleCatalog
 from protocols.pir.client import Client
 from protocols.pir.embed import DIMENSIONS, embed
@@ -103,6 +104,7 @@ def retrieve_with(client_type: type[Client]) -> Action:
         client.download_catalogs()
         embeddings = embed(prompts) if prompts else np.zeros((0, DIMENSIONS), np.float32)
         results, errors, timings = [], [], []
+        found: dict[str, tuple[str, ...]] = {}  # question -> its documents, best first
         for prompt, query in zip(prompts, embeddings, strict=True):
             started = time.perf_counter()
             try:
@@ -121,8 +123,14 @@ def retrieve_with(client_type: type[Client]) -> Action:
             except AirlockError as error:
                 errors.append(f"{prompt!r}: {error}")
                 continue
+            found[prompt] = tuple(documents)
+            if not s.answer:
+                results.append({"prompt": prompt, "documents": documents})
+                continue
             reply = answer(model, tokenizer, prompt_text, limit=room)
             results.append({"prompt": prompt, "documents": documents, "answer": reply})
+        # for a later stage that answers elsewhere
+        ctx.store.put(RETRIEVED, Retrieved(questions=tuple(found), documents=tuple(found.values())))
         summary: dict[str, Any] = {"scheme": s.scheme, "answers": results, "errors": errors}
         if timings:
             summary["retrieval_ms"] = round(1000 * min(timings), 1)

@@ -14,3 +14,7 @@ class Settings(BaseModel):
     top_k: int = Field(default=2, ge=1, le=16)
     # room for the answer: a prompt that leaves less of the model's context is refused
     max_new_tokens: int = Field(default=24, ge=1, le=64)
+    # answer each question here with the shipped model (RAG on the user's
+    # side), or only retrieve and keep the guidelines for a later stage that
+    # answers elsewhere (the enclave, in the healthcare pipeline)
+    answer: bool = True

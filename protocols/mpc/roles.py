@@ -22,7 +22,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.checkpoint import shipped, shipped_tokenizer
 from models.transformer import BadPrompt, Codec, ModelConfig, Transformer
@@ -48,6 +48,16 @@ class Settings(BaseModel):
     # which of the end user's holdings it asks: `prompts`, or the ones it
     # marks most sensitive (`sensitive_prompts`), served here with no enclave
     prompts: Literal["prompts", "sensitive_prompts"] = "prompts"
+    # the two compute parties, by rank (default: the deployer, then the one
+    # compute party); named where a deployer of the run must not compute
+    compute: tuple[str, str] | None = None
+
+    @field_validator("compute")
+    @classmethod
+    def _two_parties(cls, pair: tuple[str, str] | None) -> tuple[str, str] | None:
+        if pair is not None and pair[0] == pair[1]:
+            raise ValueError("two different parties compute")
+        return pair
 
 
 class UserHoldings(EndUser):
@@ -58,8 +68,16 @@ class UserHoldings(EndUser):
 
 
 def compute_parties(ctx: PartyContext) -> list[str]:
-    """By rank: the deployer first, then the compute servers."""
-    ranked = [name for role in COMPUTE_ROLES for name in sorted(ctx.peers(role))]
+    """By rank: the scenario's `compute` pair, or else the deployer first,
+    then the compute servers."""
+    named = Settings.model_validate(ctx.settings).compute
+    eligible = [name for role in COMPUTE_ROLES for name in sorted(ctx.peers(role))]
+    if named is not None:
+        strangers = sorted(set(named) - set(eligible))
+        if strangers:
+            raise AirlockError(f"{strangers[0]} is not a deployer or compute party of this run")
+        return list(named)
+    ranked = eligible
     if len(ranked) != 2:
         raise AirlockError(f"two-party inference needs 2 compute parties, found {len(ranked)}")
     return ranked

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from parties.errors import ConfigError
@@ -253,12 +254,41 @@ def _check_artifacts(scenario: Scenario, protocols: dict[str, Protocol]) -> None
         kept |= {(role, made.name) for role, made in artifacts.makes}
 
 
-def parse_scenario(text: str, source: str) -> Scenario:
-    """Parse and check scenario TOML; errors start with `source`."""
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` laid over it: tables merge key by key, anything
+    else (values, arrays of stages or guarantees) is replaced."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _toml(text: str, source: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The TOML's tables; a scenario that `extends` a built-in is laid over it."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    path = BUILTIN_DIR / f"{base}.toml"
+    if not isinstance(base, str) or not path.is_file():
+        raise ConfigError(
+            f"{source}: extends: no built-in scenario {base!r} ({', '.join(builtin_names())})"
+        )
+    if base in seen:
+        raise ConfigError(f"{source}: extends: {base!r} extends itself")
+    return _merged(_toml(path.read_text(encoding="utf-8"), str(path), (*seen, base)), data)
+
+
+def parse_scenario(text: str, source: str) -> Scenario:
+    """Parse and check scenario TOML (laid over the built-in it `extends`,
+    if any); errors start with `source`."""
+    data = _toml(text, source)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
@@ -277,7 +307,8 @@ def builtin_names() -> list[str]:
 
 
 def load_scenario(name_or_path: str) -> tuple[Scenario, str]:
-    """A built-in scenario by name, or a TOML file by path. Returns (scenario, TOML text)."""
+    """A built-in scenario by name, or a TOML file by path. Returns (scenario,
+    TOML text), the text whole (laid over the built-in it extends, if any)."""
     path = Path(name_or_path)
     if not path.exists() and (BUILTIN_DIR / f"{name_or_path}.toml").exists():
         path = BUILTIN_DIR / f"{name_or_path}.toml"
@@ -290,4 +321,11 @@ def load_scenario(name_or_path: str) -> tuple[Scenario, str]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
-    return parse_scenario(text, str(path)), text
+    scenario = parse_scenario(text, str(path))
+    if "extends" in tomllib.loads(text):
+        # the run directory keeps the scenario whole: its meaning must not
+        # change when the built-in it extends does
+        text = f"# {path}, laid over the built-in it extends\n" + tomli_w.dumps(
+            _toml(text, str(path))
+        )
+    return scenario, text

@@ -16,6 +16,10 @@ small_batch: declares, and answers, batches of its smallest cluster's size.
     A client that padded to the declared batch would send exactly as many
     queries as the wanted cluster has records: the batch's size would name
     the cluster.
+curious_db: logs every batch of queries it answers and, after the stage,
+    analyses them for what the client asked: every condition and
+    population its guidelines name, searched in the bytes it received. It
+    finds none: a query is a share (XOR) or a ciphertext (SimplePIR).
 corrupt_first_answer, corrupt_last_answer: corrupt the answer at the first
     or last position of every batch (selective failure). A client that
     checked only the wanted cluster's records, the first `span` of a batch,
@@ -28,8 +32,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from models.corpus import CONDITIONS, POPULATIONS
 from parties.envelope import Envelope
 from parties.errors import ConfigError
 from parties.labels import Form, Label
@@ -51,6 +57,7 @@ class Name(enum.StrEnum):
     SMALL_BATCH = "small_batch"
     CORRUPT_FIRST_ANSWER = "corrupt_first_answer"
     CORRUPT_LAST_ANSWER = "corrupt_last_answer"
+    CURIOUS_DB = "curious_db"
 
 
 SEND_PLAINTEXT_QUERY = "send_plaintext_query"
@@ -111,6 +118,24 @@ def corrupting(position: int) -> Handler:
     return on_pir_query
 
 
+@dataclass
+class CuriousDatabase(server.DatabaseState):
+    received: list[bytes] = field(default_factory=list)  # every batch, as it came
+
+
+def log_and_answer(ctx: PartyContext, envelope: Envelope) -> Reply:
+    state_of(ctx, CuriousDatabase).received.append(envelope.payload)
+    return server.on_pir_query(ctx, envelope)
+
+
+def analyse_queries(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Search what the client sent for any term the guidelines use."""
+    terms = sorted({*CONDITIONS, *POPULATIONS})
+    received = state_of(ctx, CuriousDatabase).received
+    found = sorted({t for t in terms for batch in received if t.encode() in batch})
+    return {"batches": len(received), "terms_searched": len(terms), "terms_found": found}
+
+
 ADVERSARIES: dict[str, Adversary] = {
     Name.PLAINTEXT_QUERY: Adversary(
         USER,
@@ -124,4 +149,11 @@ ADVERSARIES: dict[str, Adversary] = {
     Name.SMALL_BATCH: Adversary(DATABASE, actions={BUILD_INDEX: build_small_batch_index}),
     Name.CORRUPT_FIRST_ANSWER: Adversary(DATABASE, handlers={Step.PIR_QUERY: corrupting(0)}),
     Name.CORRUPT_LAST_ANSWER: Adversary(DATABASE, handlers={Step.PIR_QUERY: corrupting(-1)}),
+    Name.CURIOUS_DB: Adversary(
+        DATABASE,
+        handlers={Step.PIR_QUERY: log_and_answer},
+        actions={"analyse_queries": analyse_queries},
+        after_stage="analyse_queries",
+        state=CuriousDatabase,
+    ),
 }

@@ -14,6 +14,13 @@ Played by the deployer (the host):
                  answer with: the creator releases them only to an
                  appraised enclave). Its action `show_opened_prompts`
                  reports what it opened.
+  prompt_hungry  relays every sealed prompt (it must, to be paid) but keeps a
+                 copy, tries to read it, and after the stage forwards the
+                 copies to the verifier, once as the ciphertext they are
+                 (no rule lets a deployer send the verifier a prompt) and
+                 once labelled plaintext (its own boundary withholds it:
+                 the guarantee forbids it). Its action `exfiltrate_prompts`
+                 reports what it opened (nothing) and what was refused.
 Played by the enclave, standing for an image the reference values approved
 but which is flawed (the simulated hardware always runs enclave.py, so a
 misbehaving enclave is played here, with the measurement unchanged):
@@ -40,7 +47,7 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import Adversary, PartyContext, Reply, sole_peer, state_of
+from parties.protocol import Adversary, PartyContext, Reply, attempt, sole_peer, state_of
 from protocols.tee import channel
 from protocols.tee.enclave import BootedEnclave, booted, relayed, request_aad, weights_aad
 from protocols.tee.evidence import ENCLAVE_IMAGE, SimulatedVendor
@@ -50,8 +57,9 @@ from protocols.tee.host import (
     evidence_reply,
     load_enclave,
     model_root,
+    on_sealed_prompt,
 )
-from protocols.tee.rules import DEPLOYER, ENCLAVE, Step
+from protocols.tee.rules import DEPLOYER, ENCLAVE, VERIFIER, Step
 from protocols.tee.settings import Settings
 
 
@@ -62,6 +70,7 @@ class Name(enum.StrEnum):
     ROGUE_VENDOR = "rogue_vendor"
     UNATTESTED_RECEIPT_KEY = "unattested_receipt_key"
     MISLABELED_ANSWER = "mislabeled_answer"
+    PROMPT_HUNGRY = "prompt_hungry"
 
 
 # -- the deployer ----------------------------------------------------------------------
@@ -143,6 +152,48 @@ def show_opened_prompts(ctx: PartyContext, params: Mapping[str, Any]) -> dict[st
     return {"opened_prompts": list(state_of(ctx, RogueHost).opened_prompts)}
 
 
+@dataclass
+class HungryHost(HostState):
+    kept_prompts: list[tuple[str, bytes]] = field(default_factory=list)  # (user, sealed)
+
+
+def keep_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """prompt_hungry: a copy of the sealed prompt, then the honest relay."""
+    _, sealed = unpack(envelope.payload)
+    state_of(ctx, HungryHost).kept_prompts.append((envelope.header.sender, sealed))
+    return on_sealed_prompt(ctx, envelope)
+
+
+def exfiltrate_prompts(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Try to read each kept prompt (no key of the host's opens it), then
+    forward it to the verifier as ciphertext and as claimed plaintext."""
+    verifier, opened, attempts = sole_peer(ctx, VERIFIER), 0, []
+    kept = state_of(ctx, HungryHost).kept_prompts
+    for user, sealed in kept:
+        try:  # the host's own key pair is all it could try: the enclave's never leaves it
+            channel.open_request(channel.new_key_pair(), sealed, b"")
+            opened += 1
+        except AirlockError:
+            pass
+        for form, own_boundary in ((Form.CIPHERTEXT, False), (Form.PLAINTEXT, True)):
+            label = [Label(f"prompt:{user}", form)]
+            attempts.append(
+                attempt(
+                    ctx,
+                    verifier,
+                    Step.APPRAISAL_REQUEST,
+                    label,
+                    sealed,
+                    bypass_own_boundary=not own_boundary,
+                )
+            )
+    return {
+        "kept": len(state_of(ctx, HungryHost).kept_prompts),
+        "opened": opened,
+        "forwarded": attempts,
+    }
+
+
 # -- the enclave ---------------------------------------------------------------------------
 
 
@@ -176,6 +227,13 @@ ADVERSARIES: dict[str, Adversary] = {
         actions={"show_opened_prompts": show_opened_prompts},
         after_stage="show_opened_prompts",
         state=RogueHost,
+    ),
+    Name.PROMPT_HUNGRY: Adversary(
+        DEPLOYER,
+        handlers={Step.SEALED_PROMPT: keep_sealed_prompt},
+        actions={"exfiltrate_prompts": exfiltrate_prompts},
+        after_stage="exfiltrate_prompts",
+        state=HungryHost,
     ),
     Name.UNATTESTED_RECEIPT_KEY: Adversary(
         ENCLAVE, handlers={Step.ENCLAVE_PROMPT: answer_with_party_key}

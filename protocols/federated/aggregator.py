@@ -1,8 +1,8 @@
 """The model creator as aggregator.
 
-It pretrains the shared model on the public corpus, then runs FedAvg
-rounds. A round is five actions, each a request to every contributor still
-in the round, answered on the same call:
+It loads the model to fine-tune (`initial_model`: the shipped checkpoint),
+then runs FedAvg rounds. A round is five actions, each a request to every
+contributor still in the round, answered on the same call:
 
     start_round        round_start -> round_keys                  (U1: advertised keys)
     share_keys         key_directory -> encrypted_shares          (U2: shared their seeds)
@@ -31,13 +31,15 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from models.transformer import Transformer, flat_parameters, sequence_losses, set_flat_parameters
-from models.corpus import pretrained_model, public_corpus
+from models.checkpoint import served_model
+from models.corpus import public_corpus
+from models.transformer import Transformer, flat_parameters, set_flat_parameters
 from parties.errors import AirlockError, OutOfStep
 from parties.labels import Form, Label
 from parties.payload import pack
 from parties.protocol import PartyContext, RoleState, state_of
 from protocols.federated import dp
+from protocols.federated.leakage import per_char_bits
 from protocols.federated.messages import (
     Aborted,
     Settings,
@@ -61,7 +63,7 @@ from protocols.federated.secagg import (
 
 
 class AggregatorPhase(enum.Enum):
-    UNTRAINED = enum.auto()  # before pretrain
+    UNLOADED = enum.auto()  # before load_model
     BETWEEN_ROUNDS = enum.auto()
     KEYS_ADVERTISED = enum.auto()  # U1 known
     KEYS_SHARED = enum.auto()  # U2 known
@@ -98,7 +100,7 @@ class AggregatorRound:
 
 @dataclass
 class Training:
-    """The shared model and its privacy budget, from pretrain on."""
+    """The shared model and its privacy budget, from load_model on."""
 
     model: Transformer
     accountant: dp.Accountant
@@ -106,7 +108,7 @@ class Training:
 
 @dataclass
 class AggregatorState(RoleState):
-    phase: AggregatorPhase = AggregatorPhase.UNTRAINED
+    phase: AggregatorPhase = AggregatorPhase.UNLOADED
     training: Training | None = None
     history: list[Summary] = field(default_factory=list)
     epsilon: float = 0.0
@@ -114,7 +116,7 @@ class AggregatorState(RoleState):
 
     def trained(self, doing: str) -> Training:
         if self.training is None:
-            raise OutOfStep(f"{doing} needs the model pretrained first")
+            raise OutOfStep(f"{doing} needs the model loaded first")
         return self.training
 
     def at(self, phase: AggregatorPhase, doing: str) -> AggregatorRound:
@@ -133,16 +135,21 @@ def aggregator(ctx: PartyContext) -> AggregatorState:
 
 def utility(model: Transformer) -> float:
     """Bits per character on held-out public text: lower is better."""
-    lines = public_corpus(200, seed="validation").splitlines()
-    losses = sequence_losses(model, lines)
-    return float(losses.sum() / sum(len(line) - 1 for line in lines))
+    bits, characters = per_char_bits(model, public_corpus(200, seed="validation").splitlines())
+    return float(bits.sum() / characters.sum())
 
 
-def pretrain(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+def initial_model(ctx: PartyContext) -> Transformer:
+    """The model the rounds fine-tune: the shipped checkpoint (the one place
+    the aggregator loads a model)."""
+    return served_model()
+
+
+def load_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = settings(params)
     state = aggregator(ctx)
-    state.expect(AggregatorPhase.UNTRAINED, doing="pretraining")
-    model = pretrained_model(s.pretrain_steps, s.seed)
+    state.expect(AggregatorPhase.UNLOADED, doing="loading the model")
+    model = initial_model(ctx)
     state.training = Training(model, dp.Accountant(s.delta))
     state.phase = AggregatorPhase.BETWEEN_ROUNDS
     return {

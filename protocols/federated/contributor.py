@@ -1,6 +1,6 @@
 """A data contributor in the federated protocol.
 
-It builds its private training text, then answers the aggregator's
+It builds its private training records, then answers the aggregator's
 requests of each round (aggregator.py): its round keys, its encrypted
 shares, its update (clipped and noised under DP, masked under secure
 aggregation), its signature over the survivor set, and the shares that
@@ -21,6 +21,7 @@ from typing import Any, cast
 import numpy as np
 from pydantic import Field
 
+from models.checkpoint import shipped_tokenizer
 from models.transformer import Transformer
 from parties.envelope import Envelope
 from parties.errors import AirlockError, ConfigError, OutOfStep
@@ -60,8 +61,8 @@ class ContributorHoldings(DataContributor):
 
 
 class ContributorPhase(enum.Enum):
-    UNPREPARED = enum.auto()  # no training text yet
-    READY = enum.auto()  # training text built, in no round yet
+    UNPREPARED = enum.auto()  # no training records yet
+    READY = enum.auto()  # training records encoded, in no round yet
     JOINED = enum.auto()  # round keys advertised
     SHARED = enum.auto()  # encrypted shares sent
     UPDATE_SENT = enum.auto()
@@ -94,7 +95,7 @@ class ContributorRound:
 class ContributorState(RoleState):
     phase: ContributorPhase = ContributorPhase.UNPREPARED
     notes: list[str] = field(default_factory=list)
-    text: str = ""
+    examples: list[list[int]] = field(default_factory=list)  # one per record line, encoded
     fingerprints: dict[str, list[str]] = field(default_factory=dict)
     round: ContributorRound | None = None  # from the first round start on
     rejections: list[str] = field(default_factory=list)
@@ -131,10 +132,12 @@ def _canaries(ctx: PartyContext) -> list[tuple[str, str]]:
 
 
 def prepare_data(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    """Build this contributor's private training text (records, synthetic
-    notes, canaries). The canaries are reported to the evaluation harness
-    (the run's manifest), which scans every log for them. Refuses settings
-    that do not fit the run's contributors before anything is shared."""
+    """Build this contributor's private training records (records, synthetic
+    notes, canaries), each encoded with the shipped tokenizer: a record it
+    cannot encode faithfully is refused (BadPrompt names the character). The
+    canaries are reported to the evaluation harness (the run's manifest),
+    which scans every log for them. Refuses settings that do not fit the
+    run's contributors before anything is shared."""
     check_contributors(own_settings(ctx), len(ctx.peers(CONTRIBUTOR)))
     me = contributor(ctx)
     me.expect(ContributorPhase.UNPREPARED, doing="preparing the training data")
@@ -142,11 +145,13 @@ def prepare_data(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     notes = [r["text"].lower() for r in holdings.records if "text" in r]
     notes += data.patient_notes(ctx.name, holdings.synthetic_notes)
     canaries = [data.canary(name, secret) for name, secret in _canaries(ctx)]
-    me.notes = notes
-    me.text = data.training_text(notes, canaries, holdings.canary_repeats, ctx.name)
+    records = data.training_records(notes, canaries, holdings.canary_repeats)
+    tokenizer = shipped_tokenizer()
+    me.notes, me.examples = notes, [tokenizer.encode(record) for record in records]
     me.fingerprints = {f"train:{ctx.name}": [c.encode().hex() for c in canaries]}
     me.phase = ContributorPhase.READY
-    return {"records": len(notes), "canaries": len(canaries), "characters": len(me.text)}
+    tokens = sum(len(example) for example in me.examples)
+    return {"records": len(notes), "canaries": len(canaries), "tokens": tokens}
 
 
 def on_round_start(ctx: PartyContext, envelope: Envelope) -> Reply:
@@ -169,9 +174,7 @@ def on_round_start(ctx: PartyContext, envelope: Envelope) -> Reply:
     me.prepared("joining a round")  # a new round may start whatever became of the last one
     context = str(meta["context"])
     secrets = RoundSecrets(ctx.name, context.encode()) if own.secure else None
-    me.round = ContributorRound(
-        int(meta["round"]), context, Transformer.from_bytes(body), secrets
-    )
+    me.round = ContributorRound(int(meta["round"]), context, Transformer.from_bytes(body), secrets)
     me.phase = ContributorPhase.JOINED
     keys = secrets.advertise(ctx.sign).to_json() if secrets is not None else {}
     labels = (Label(f"keys:{ctx.name}", Form.PUBLIC),)

@@ -7,7 +7,9 @@
   into chosen contributors' data, known only to the evaluation harness, to
   measure memorisation (exposure, as in "The Secret Sharer").
 
-Every line fits the model's context, so each is scored in one window.
+Every record fits the model's context, so each is scored in one window, and
+encodes with the shipped tokenizer (lower-case letters, digits, a little
+punctuation).
 """
 
 from __future__ import annotations
@@ -41,11 +43,14 @@ def patient_notes(contributor: str, count: int, split: str = "train") -> list[st
 
 
 def canary_prefix(name: str) -> str:
-    return f"the pin of {name} is "
+    """What precedes a canary's secret, up to the space before it: that
+    space is a word piece of its own, so the prefix and " <secret>" encode
+    to the canary's tokens."""
+    return f"the pin of {name} is"
 
 
 def canary(name: str, secret: str) -> str:
-    return canary_prefix(name) + secret + "."
+    return f"{canary_prefix(name)} {secret}."
 
 
 def canary_secret(contributor: str, index: int) -> tuple[str, str]:
@@ -55,9 +60,8 @@ def canary_secret(contributor: str, index: int) -> tuple[str, str]:
     return name, f"{rng.randrange(10**CANARY_DIGITS):0{CANARY_DIGITS}d}"
 
 
-def training_text(notes: list[str], canaries: list[str], repeats: int, seed: str) -> str:
-    """A contributor's training stream: its notes plus each canary `repeats`
-    times, shuffled, one record a line."""
-    lines = list(notes) + [c for c in canaries for _ in range(repeats)]
-    rng_for("shuffle", seed).shuffle(lines)
-    return "\n".join(lines) + "\n"
+def training_records(notes: list[str], canaries: list[str], repeats: int) -> list[str]:
+    """A contributor's training records: its notes plus each canary `repeats`
+    times, each ending its line. Training draws them at random (one example
+    each, models.transformer.train), so their order does not matter."""
+    return [record + "\n" for record in [*notes, *(c for c in canaries for _ in range(repeats))]]

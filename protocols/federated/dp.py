@@ -103,17 +103,19 @@ class Accountant:
 def _uniform_below(bounds: np.ndarray) -> np.ndarray:
     """One uniform integer in [0, bound) per bound (each >= 1), from
     os.urandom, by rejection so that the modulo has no bias. Bounds below
-    2^32 take 64-bit words (int64 out); larger ones, Python ints (object
-    arrays) with 64 spare bits."""
+    2^32 take 32-bit words, below 2^63 64-bit ones (int64 out; a word is
+    redrawn with probability below bound / 2^bits); larger ones, Python ints
+    (object arrays) with 64 spare bits."""
     count = bounds.size
     top = int(bounds.max(initial=0))
-    if top < 1 << 32:
-        wide = bounds.astype(np.uint64)
-        cutoff = (~wide + np.uint64(1)) % wide  # 2^64 mod bound: words below it would bias
+    if top < 1 << 63:
+        word = np.dtype(np.uint32 if top < 1 << 32 else np.uint64)
+        wide = np.asarray(bounds, dtype=word)
+        cutoff = (~wide + word.type(1)) % wide  # 2^bits mod bound: words below it would bias
         out = np.empty(count, dtype=np.int64)
         pending = np.arange(count)
         while pending.size:
-            words = np.frombuffer(os.urandom(8 * pending.size), dtype=np.uint64)
+            words = np.frombuffer(os.urandom(word.itemsize * pending.size), dtype=word)
             ok = words >= cutoff[pending]
             out[pending[ok]] = (words[ok] % wide[pending[ok]]).astype(np.int64)
             pending = pending[~ok]
@@ -135,6 +137,15 @@ def _uniform_below(bounds: np.ndarray) -> np.ndarray:
     return result
 
 
+def _exact(values: np.ndarray, bound: int) -> np.ndarray:
+    """`values` as int64 if `bound`, the largest magnitude the caller will
+    compute from them, is below 2^63; else as Python ints (an object array).
+    The arithmetic is exact either way, and vectorised in int64."""
+    if bound < 1 << 63:
+        return np.asarray(values, dtype=np.int64)
+    return np.asarray(values).astype(object)
+
+
 def _bernoulli(numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:
     return np.asarray(_uniform_below(denominators) < numerators, dtype=bool)
 
@@ -145,8 +156,10 @@ def _bernoulli_exp_below_one(numerators: np.ndarray, denominators: np.ndarray) -
     result = np.zeros(numerators.size, dtype=bool)
     active = np.arange(numerators.size)
     k = 1
+    top = int(denominators.max(initial=0))
     while active.size:
-        going = _bernoulli(numerators[active], denominators[active] * k)
+        scaled = _exact(denominators[active], top * k) * k
+        going = _bernoulli(numerators[active], scaled)
         result[active[~going]] = k % 2 == 1
         active = active[going]
         k += 1
@@ -205,9 +218,11 @@ def discrete_gaussian(variance: int, size: int) -> np.ndarray:
     pending = np.arange(size)
     while pending.size:
         candidates = _discrete_laplace(scale, pending.size)
-        # gamma = (|y| scale - variance)^2 / (2 variance scale^2), in Python ints
-        offsets = (np.abs(candidates) * scale - variance).astype(object)
-        denominators = np.full(pending.size, 2 * variance * scale * scale, dtype=object)
+        # gamma = (|y| scale - variance)^2 / (2 variance scale^2), exactly
+        largest = int(np.abs(candidates).max(initial=0)) * scale + variance
+        offsets = _exact(np.abs(candidates), largest**2) * scale - variance
+        denominator = 2 * variance * scale * scale
+        denominators = _exact(np.full(pending.size, denominator, dtype=object), denominator)
         keep = _bernoulli_exp(offsets * offsets, denominators)
         out[pending[keep]] = candidates[keep]
         pending = pending[~keep]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.checkpoint import shipped_tokenizer
 from models.transformer import Transformer, sequence_losses
 from protocols.federated.data import CANARY_DIGITS, canary_prefix
 
@@ -29,7 +30,11 @@ def exposure(model: Transformer, name: str, secret: str, samples: int, seed: int
     rng = random.Random(seed)
     space = 10**CANARY_DIGITS
     candidates = [secret] + [f"{rng.randrange(space):0{CANARY_DIGITS}d}" for _ in range(samples)]
-    losses = sequence_losses(model, [c + "." for c in candidates], prefix=canary_prefix(name))
+    # each scored from a window's start, where training puts a record: the
+    # space and the digits after the prefix (the full stop after them is
+    # the same for every candidate, so it is left out)
+    texts = [f" {c}" for c in candidates]
+    losses = sequence_losses(model, shipped_tokenizer(), texts, prefix=canary_prefix(name))
     better = int((losses[1:] < losses[0]).sum())
     rank = (1 + better) * space / (samples + 1)
     return math.log2(space) - math.log2(rank)
@@ -52,8 +57,8 @@ def membership_inference(
     model: Transformer, members: Sequence[str], non_members: Sequence[str]
 ) -> MembershipResult:
     """Score = minus the per-character loss: training records should score higher."""
-    member_scores = -_per_char(model, members)
-    other_scores = -_per_char(model, non_members)
+    member_scores = -np.divide(*per_char_bits(model, members))
+    other_scores = -np.divide(*per_char_bits(model, non_members))
     return MembershipResult(
         auc=_auc(member_scores, other_scores),
         tpr_at_1pct_fpr=_tpr_at(member_scores, other_scores, 0.01),
@@ -62,9 +67,18 @@ def membership_inference(
     )
 
 
-def _per_char(model: Transformer, texts: Sequence[str]) -> np.ndarray:
-    losses = sequence_losses(model, texts).numpy()
-    return losses / np.array([max(len(t) - 1, 1) for t in texts])
+def per_char_bits(model: Transformer, lines: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each line's loss in bits and the characters it covers, scored as
+    training sees a record: from a window's start, with its line break (the
+    tokenizer merges it with the final full stop, so a line without it ends
+    on a token training never saw). Every token but the first, which has no
+    context, is scored. Per character rather than per token, so that lines
+    the tokenizer splits more finely are not penalised."""
+    tokenizer = shipped_tokenizer()
+    records = [line + "\n" for line in lines]
+    bits = sequence_losses(model, tokenizer, records).numpy()
+    first = [len(tokenizer.decode(tokenizer.encode(r)[:1])) for r in records]
+    return bits, np.array([max(len(r) - f, 1) for r, f in zip(records, first, strict=True)])
 
 
 def _auc(positive: np.ndarray, negative: np.ndarray) -> float:

@@ -35,14 +35,13 @@ class Settings(BaseModel):
     rounds: int = Field(default=4, ge=1, le=100)
     threshold: int = Field(default=2, ge=1)
     local_steps: int = Field(default=30, ge=1)
-    batch: int = Field(default=32, ge=1)
-    learning_rate: float = Field(default=3e-3, gt=0)
+    batch: int = Field(default=8, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
     server_learning_rate: float = Field(default=1.0, gt=0)
     max_abs: float = Field(default=8.0, gt=0, le=1024)
-    clip: float = Field(default=0.05, gt=0)
+    clip: float = Field(default=0.02, gt=0)
     noise_multiplier: float = Field(default=1.0, ge=0)
     delta: float = Field(default=1e-5, gt=0, lt=1)
-    pretrain_steps: int = Field(default=200, ge=0)
     exposure_samples: int = Field(default=1000, ge=10)
     seed: int = 0
 

@@ -12,7 +12,7 @@ from protocols.federated.aggregator import (
     aggregate,
     check_consistency,
     collect_updates,
-    pretrain,
+    load_model,
     publish_model,
     share_keys,
     start_round,
@@ -48,7 +48,7 @@ PROTOCOL = Protocol(
     },
     actions={
         (CONTRIBUTOR, "prepare_data"): prepare_data,
-        (AGGREGATOR, "pretrain"): pretrain,
+        (AGGREGATOR, "load_model"): load_model,
         (AGGREGATOR, "start_round"): start_round,
         (AGGREGATOR, "share_keys"): share_keys,
         (AGGREGATOR, "collect_updates"): collect_updates,
@@ -57,7 +57,7 @@ PROTOCOL = Protocol(
         (AGGREGATOR, "publish_model"): publish_model,
         (CONTRIBUTOR, "evaluate_leakage"): evaluate_leakage,
     },
-    stage=((CONTRIBUTOR, "prepare_data"), (AGGREGATOR, "pretrain")),
+    stage=((CONTRIBUTOR, "prepare_data"), (AGGREGATOR, "load_model")),
     round_stage=(
         (AGGREGATOR, "start_round"),
         (AGGREGATOR, "share_keys"),

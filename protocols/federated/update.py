@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.transformer import Transformer, flat_parameters, train_steps
+from models.transformer import Transformer, flat_parameters, train
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
@@ -64,9 +64,9 @@ def local_update(ctx: PartyContext, request: UpdateRequest) -> np.ndarray:
     torch.set_num_threads(1)  # contributors train side by side on few cores
     model = Transformer.from_bytes(current.base.to_bytes())
     before = flat_parameters(model)
-    train_steps(
+    train(
         model,
-        request.me.text,
+        request.me.examples,
         steps=s.local_steps,
         batch=s.batch,
         learning_rate=s.learning_rate,

@@ -21,7 +21,7 @@ from protocols.federated.contributor import ContributorRound, ContributorState
 from protocols.federated.secagg import decode_sum
 from tests.helpers import Parties, running_parties
 
-FAST = {"local_steps": 2, "pretrain_steps": 0, "exposure_samples": 20, "batch": 8}
+FAST = {"local_steps": 2, "exposure_samples": 20, "batch": 8}
 ROUND = ("start_round", "share_keys", "collect_updates", "check_consistency", "aggregate")
 CREATOR = "model_creator"
 CONTROL = [Label("federated:model_creator", Form.PUBLIC)]
@@ -62,7 +62,7 @@ def act(started: Parties, party: str, action: str, **extra: Any) -> dict[str, An
 def prepare(started: Parties) -> None:
     for name in contributor_names(started):
         act(started, name, "prepare_data")
-    act(started, CREATOR, "pretrain")
+    act(started, CREATOR, "load_model")
 
 
 def play(started: Parties, actions: tuple[str, ...], number: int = 1) -> dict[str, Any]:

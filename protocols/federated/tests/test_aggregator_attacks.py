@@ -15,6 +15,7 @@ from protocols.federated.scenario import federated_scenario
 from protocols.federated.secagg import SecAggError
 from protocols.federated.tests.federation import (
     CREATOR,
+    FAST,
     act,
     contributor_names,
     contributor_state,
@@ -22,8 +23,6 @@ from protocols.federated.tests.federation import (
     prepare,
 )
 from tests.helpers import failing, result_of, run_text, with_adversary
-
-FAST = {"local_steps": 2, "pretrain_steps": 0, "exposure_samples": 20, "batch": 8}
 
 
 def _admitted_steps(directory: Path, party: str) -> list[str]:
@@ -46,7 +45,7 @@ def test_a_threshold_of_half_the_contributors_is_refused_by_every_contributor(
         for name in contributor_names(started):
             with pytest.raises(SecAggError, match="threshold 2 does not fit 4 contributors"):
                 act(started, name, "prepare_data")
-        act(started, CREATOR, "pretrain")
+        act(started, CREATOR, "load_model")
         # an aggregator that pushes on anyway is refused at the round's start
         attack = act(started, CREATOR, "split_view_round")
         assert attack["recovered_sha256"] is None
@@ -84,7 +83,7 @@ def test_a_split_view_of_the_survivors_reveals_no_share(tmp_path: Path) -> None:
 def test_contributors_refuse_weaker_settings_than_their_own(
     tmp_path: Path, adversary: str, action: str, stated: str
 ) -> None:
-    params = {"mode": "secagg+dp", "rounds": 1, "threshold": 2, **FAST}
+    params = {"mode": "secagg+dp", "rounds": 1, "threshold": 2, "clip": 0.05, **FAST}
     text = with_adversary(federated_scenario(3, params, notes=10), CREATOR, adversary)
     run = run_text(text, tmp_path / "run")
     assert run.failure is None and run.audit.ok, failing(run.audit)

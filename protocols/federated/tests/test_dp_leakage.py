@@ -1,17 +1,23 @@
 """Clipping onto the grid, the discrete Gaussian, the noise that protects
-each contributor and its accounting; the leakage measures on known cases."""
+each contributor and its accounting; the leakage measures on known cases,
+and on the shipped checkpoint fine-tuned on a canary, with and without DP."""
 
 from __future__ import annotations
 
 import math
+import os
+import random
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
-from models.transformer import Transformer, train_steps
+from models.checkpoint import served_model, shipped_tokenizer
+from models.transformer import Transformer, flat_parameters, set_flat_parameters, train
 from parties.errors import AirlockError
 from protocols.federated import data, dp, leakage
+from protocols.federated.messages import Settings
 from protocols.federated.secagg import SCALE
 
 
@@ -85,16 +91,65 @@ def test_auc_and_tpr_on_known_scores() -> None:
     assert leakage._tpr_at(np.array([99.5, 150.0, 10.0]), negatives, 0.01) == pytest.approx(2 / 3)
 
 
-def test_a_memorised_canary_is_exposed_and_an_unseen_one_is_not() -> None:
-    torch.manual_seed(0)
+SAMPLES = 200  # exposure can show at most log2(201) = 7.65 bits
+
+
+@dataclass(frozen=True)
+class FineTuned:
+    name: str
+    secret: str
+    update: np.ndarray  # what fine-tuning moved the checkpoint's weights by
+    before: float  # the canary's exposure in the checkpoint
+
+
+def with_update(update: np.ndarray) -> Transformer:
+    model = served_model()
+    set_flat_parameters(model, flat_parameters(model) + torch.tensor(update, dtype=torch.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def fine_tuned() -> FineTuned:
+    """A few steps of fine-tuning the shipped checkpoint, a canary 10 times among 30 notes."""
     name, secret = data.canary_secret("tester", 0)
-    notes = data.patient_notes("tester", 30)
-    text = data.training_text(notes, [data.canary(name, secret)], 40, "tester")
-    model = Transformer(seed=0)
-    train_steps(model, text, steps=150, learning_rate=1e-2)
-    samples = 200
-    inserted = leakage.exposure(model, name, secret, samples)
-    control = leakage.exposure(model, *data.canary_secret("tester", 1000), samples)
-    assert inserted == pytest.approx(leakage.max_exposure(samples))  # ranked first
+    records = data.training_records(
+        data.patient_notes("tester", 30), [data.canary(name, secret)], 10
+    )
+    tokenizer = shipped_tokenizer()
+    model = served_model()
+    before = leakage.exposure(model, name, secret, SAMPLES)
+    start = flat_parameters(model)
+    train(model, [tokenizer.encode(r) for r in records], steps=10, learning_rate=5e-3, batch=8)
+    update = (flat_parameters(model) - start).numpy().astype(np.float64)
+    return FineTuned(name, secret, update, before)
+
+
+def test_a_memorised_canary_is_exposed_and_an_unseen_one_is_not(fine_tuned: FineTuned) -> None:
+    model = with_update(fine_tuned.update)
+    inserted = leakage.exposure(model, fine_tuned.name, fine_tuned.secret, SAMPLES)
+    control = leakage.exposure(model, *data.canary_secret("tester", 1000), SAMPLES)
+    assert fine_tuned.before < 5  # the checkpoint has never seen it
+    assert inserted == pytest.approx(leakage.max_exposure(SAMPLES))  # ranked first
     assert control < inserted - 2
-    assert leakage.max_exposure(samples) == pytest.approx(math.log2(201))
+    assert leakage.max_exposure(SAMPLES) == pytest.approx(math.log2(SAMPLES + 1))
+
+
+def test_dp_leaves_the_memorised_canary_at_the_baseline(
+    fine_tuned: FineTuned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one secagg+dp round of 3 contributors at the default settings, as
+    # update.local_update and aggregator.aggregate compute it: the update
+    # that exposes the canary, clipped onto the grid, plus each
+    # contributor's share of the noise, averaged. The noise's uniform draws
+    # are seeded here so that the test is repeatable.
+    monkeypatch.setattr(os, "urandom", random.Random(0).randbytes)
+    s = Settings()
+    variance = dp.share_variance(s.noise_multiplier, s.clip, s.threshold)
+    size = fine_tuned.update.size
+    total = dp.clip_to_grid(fine_tuned.update, s.clip)
+    total += sum(dp.discrete_gaussian(variance, size) for _ in range(3))
+    model = with_update(total / SCALE / 3)
+    exposed = leakage.exposure(model, fine_tuned.name, fine_tuned.secret, SAMPLES)
+    control = leakage.exposure(model, *data.canary_secret("tester", 1000), SAMPLES)
+    # an unseen canary's exposure is about 1.44 bits on average
+    assert exposed < 3 and control < 3

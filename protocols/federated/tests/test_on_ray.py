@@ -15,7 +15,7 @@ pytestmark = pytest.mark.ray
 
 
 def test_secagg_dp_on_ray_with_a_dropout_then_audit(tmp_path: Path) -> None:
-    params = {"mode": "secagg+dp", "rounds": 2, "local_steps": 3, "pretrain_steps": 20}
+    params = {"mode": "secagg+dp", "rounds": 2, "local_steps": 3}
     params["exposure_samples"] = 50
     text = federated_scenario(3, params, notes=30)
     text += '\n[[faults]]\nkill = "hospital_2"\nbefore = "collect_updates"\nround = 2\n'

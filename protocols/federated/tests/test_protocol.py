@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load as load_arrays
 
+from models.transformer import BadPrompt
 from orchestrator.audit import audit_run
 from orchestrator.scenario import load_scenario, parse_scenario
 from parties.errors import ConfigError, Refused
@@ -20,6 +21,7 @@ from parties.payload import pack, unpack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.federated.scenario import federated_scenario
+from protocols.federated.tests.federation import FAST
 from tests.helpers import (
     failing,
     refusal,
@@ -28,8 +30,6 @@ from tests.helpers import (
     running_parties,
     with_adversary,
 )
-
-FAST = {"local_steps": 2, "pretrain_steps": 0, "exposure_samples": 20, "batch": 8}
 
 
 def scenario(
@@ -69,7 +69,7 @@ def test_secagg_trains_and_the_aggregator_holds_only_masked_updates(tmp_path: Pa
     assert len(scans) == 6 and all(c.ok and c.checked > 0 for c in scans.values())
     # what the aggregator received is what its log says: each admitted update
     # blob has the logged digest and size, and holds a masked uint32 vector
-    parameters = result_of(result, "model_creator", "pretrain")["parameters"]
+    parameters = result_of(result, "model_creator", "load_model")["parameters"]
     updates = [
         e
         for e in log_of(tmp_path / "run", "model_creator")
@@ -151,7 +151,7 @@ def test_bad_plain_updates_are_rejected_with_a_reason_and_the_round_goes_on(
     assert result.failure is None
     (history,) = rounds_of(result)
     assert history["survivors"] == ["hospital_4"]
-    size = result_of(result, "model_creator", "pretrain")["parameters"]
+    size = result_of(result, "model_creator", "load_model")["parameters"]
     assert history["rejected"] == {
         "hospital_1": "the update holds NaN or infinite values",
         "hospital_2": f"the update is float32[{size - 1}], expected float32[{size}]",
@@ -262,3 +262,19 @@ def test_contributors_refuse_malformed_and_out_of_protocol_requests(pair) -> Non
     pair["hospital_1"].act("federated", "prepare_data", {"mode": "plain"})
     creator.deliver("hospital_1", "federated", "update_rejected", control, pack({"reason": "x"}))
     assert pair["hospital_1"].state["federated"].rejections == ["x"]
+
+
+def test_a_record_the_tokenizer_cannot_encode_is_refused_before_training(tmp_path: Path) -> None:
+    records = [
+        {"source": "ward 3", "text": "Fever, paracetamol 500 mg."},  # lower-cased: fine
+        {"source": "ward 4", "text": "rash after ibuprofen \u2013 stop it."},
+    ]
+    with running_parties(
+        tmp_path,
+        roles={"hospital_1": Role.DATA_CONTRIBUTOR, "model_creator": Role.MODEL_CREATOR},
+        protocol="federated",
+        holdings={"hospital_1": {"records": records}},
+        settings={"mode": "plain"},
+    ) as started:
+        with pytest.raises(BadPrompt, match="character '\u2013' at position 21"):
+            started["hospital_1"].act("federated", "prepare_data", {"mode": "plain"})

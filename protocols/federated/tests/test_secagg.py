@@ -55,8 +55,7 @@ def test_pairwise_masks_cancel_and_self_masks_are_removed() -> None:
     for value in masked.values():
         total += value
     seeds = {
-        n: combine_shares({shares[h][n].index: shares[h][n].b for h in NAMES[:3]}, 3)
-        for n in NAMES
+        n: combine_shares({shares[h][n].index: shares[h][n].b for h in NAMES[:3]}, 3) for n in NAMES
     }
     result = decode_sum(unmask(total, CONTEXT, keys, {}, seeds, {}), 4, 1.0)
     np.testing.assert_allclose(result, sum(updates.values()), atol=4 / SCALE)
@@ -72,9 +71,7 @@ def test_a_dropout_after_key_sharing_is_unmasked_from_the_survivors_shares() -> 
         n: combine_shares({shares[h][n].index: shares[h][n].b for h in survivors}, 3)
         for n in survivors
     }
-    s_key = combine_shares(
-        {shares[h][dropped].index: shares[h][dropped].s for h in survivors}, 3
-    )
+    s_key = combine_shares({shares[h][dropped].index: shares[h][dropped].s for h in survivors}, 3)
     result = decode_sum(
         unmask(
             total,

@@ -245,6 +245,8 @@ def _run_stage(
                 timer.start()
         if role in protocol.survives_loss_of:  # the protocol copes without them
             parties = [n for n in parties if n in hosts.alive]
+        # a dropout of an earlier stage is gone for the rest of the run
+        parties = [n for n in parties if n not in dropouts or n in hosts.alive]
         step_params = params if number is None else {**params, "round": number}
         try:
             results = hosts.call(

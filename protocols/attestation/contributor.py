@@ -15,16 +15,18 @@ from evidence.statements import PartySigner, sign_statement
 from parties.errors import ClaimFailed
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, holdings_as, state_of
-from parties.roles import DataContributor, Role
+from parties.roles import Role
 from protocols.attestation.dataset import Dataset
 from protocols.attestation.rules import DATASET_PREDICATE, Step
 from protocols.attestation.shared import Submitting, Summary, submit
+from protocols.patients import PatientData
 
 
-class ContributorHoldings(DataContributor):
-    """Records with the given `fields`, sorted by `sort_key` when committed;
-    `exclude` lists key prefixes (e.g. source domains) the contributor will
-    prove absent from its data."""
+class ContributorHoldings(PatientData):
+    """Records with the given `fields`, sorted by `sort_key` when committed,
+    with its generated notes and canaries (protocols/patients.py: the data
+    federated training learns from); `exclude` lists key prefixes (e.g.
+    source domains) the contributor will prove absent from its data."""
 
     fields: tuple[str, ...] = ("source", "text")
     sort_key: str = "source"
@@ -43,7 +45,8 @@ class ContributorState(Submitting):
 
 def dataset_of(ctx: PartyContext) -> tuple[Dataset, ContributorHoldings]:
     holdings = holdings_as(ctx, ContributorHoldings)
-    dataset = Dataset(f"train:{ctx.name}", holdings.records, holdings.fields, holdings.sort_key)
+    records = holdings.dataset(ctx.name)
+    dataset = Dataset(f"train:{ctx.name}", records, holdings.fields, holdings.sort_key)
     return dataset, holdings
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,8 @@ class CreatorPhase(enum.Enum):
 class CreatorState(Submitting):
     phase: CreatorPhase = CreatorPhase.COLLECTING
     datasets: dict[str, DatasetReference] = field(default_factory=dict)  # by contributor
+    # attestations arrive concurrently: each adds its dataset and rewrites the kept list
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def check_dataset_attestation(
@@ -94,12 +97,13 @@ def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
     except ClaimFailed as error:
         state.reject(error)
         return
-    state.datasets[contributor] = DatasetReference(commitment.dataset, commitment.root.hex())
-    accepted = [
-        AcceptedDataset(contributor=name, name=d.name, sha256=d.sha256)
-        for name, d in sorted(state.datasets.items())
-    ]
-    ctx.store.put(ACCEPTED_DATASETS, AcceptedDatasets(datasets=tuple(accepted)))
+    with state._lock:
+        state.datasets[contributor] = DatasetReference(commitment.dataset, commitment.root.hex())
+        accepted = [
+            AcceptedDataset(contributor=name, name=d.name, sha256=d.sha256)
+            for name, d in sorted(state.datasets.items())
+        ]
+        ctx.store.put(ACCEPTED_DATASETS, AcceptedDatasets(datasets=tuple(accepted)))
 
 
 def committed_weights(

@@ -9,7 +9,7 @@ aggregator.py (the model creator), contributor.py and update.py (a data
 contributor), adversaries.py (aggregators and contributors that misbehave),
 protocol.py (the whole), secagg.py, dp.py (clipping, the discrete
 Gaussian, accounting), leakage.py (exposure and membership inference),
-data.py (the deterministic corpus, patient notes and canaries), tests/.
+tests/ (the patient notes and canaries: protocols/patients.py, shared with attestation).
 """
 
 from protocols.federated.protocol import PROTOCOL

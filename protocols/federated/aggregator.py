@@ -38,6 +38,7 @@ from parties.errors import AirlockError, OutOfStep
 from parties.labels import Form, Label
 from parties.payload import pack
 from parties.protocol import PartyContext, RoleState, state_of
+from protocols.artifacts import ACCEPTED_DATASETS, TRAINED_MODEL, TRAINING_RUN, TrainingRun
 from protocols.federated import dp
 from protocols.federated.leakage import per_char_bits
 from protocols.federated.messages import (
@@ -51,7 +52,7 @@ from protocols.federated.messages import (
     session,
     settings,
 )
-from protocols.federated.rules import CONTRIBUTOR, Step
+from protocols.federated.rules import CONTRIBUTOR, NAME, Step
 from protocols.federated.secagg import (
     AdvertisedKeys,
     SecAggError,
@@ -158,9 +159,20 @@ def load_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     }
 
 
+def roster(ctx: PartyContext, s: Settings) -> list[str]:
+    """The contributors the rounds invite: all of the run's, or (`contributors
+    = "attested"`) those whose dataset attestation this creator accepted in
+    an earlier stage (its store's accepted datasets)."""
+    everyone = ctx.peers(CONTRIBUTOR)
+    if s.contributors == "all":
+        return everyone
+    accepted = ctx.store.get(ACCEPTED_DATASETS).contributors
+    return [name for name in everyone if name in accepted]
+
+
 def start_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = settings(params)
-    check_contributors(s, len(ctx.peers(CONTRIBUTOR)))
+    check_contributors(s, len(roster(ctx, s)))
     return open_round(ctx, s, int(params.get("round", len(aggregator(ctx).history) + 1)))
 
 
@@ -169,7 +181,7 @@ def open_round(ctx: PartyContext, s: Settings, number: int) -> Summary:
     state = aggregator(ctx)
     state.expect(AggregatorPhase.BETWEEN_ROUNDS, doing="starting a round")
     model = state.trained("starting a round").model
-    contributors = ctx.peers(CONTRIBUTOR)
+    contributors = roster(ctx, s)
     context = f"{ctx.name}/{number}/{os.urandom(8).hex()}"
     current = AggregatorRound(number, context, time.monotonic())
     state.round, state.phase = current, AggregatorPhase.KEYS_ADVERTISED
@@ -383,20 +395,34 @@ def _unmask(ctx: PartyContext, s: Settings, current: AggregatorRound) -> np.ndar
 
 
 def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """The trained model to the contributors (who measure what it leaks),
+    and into this creator's store with how it was trained, for the stages
+    that commit to it and serve it."""
+    s = settings(params)
     state = aggregator(ctx)
     model = state.trained("publishing the model").model
     labels = [control(ctx), Label(f"weights:{ctx.name}", Form.PLAINTEXT)]
     body = model.to_bytes()
+    survivors = state.history[-1]["survivors"] if state.history else []
+    ctx.store.put(TRAINED_MODEL, body)
+    run = TrainingRun(
+        protocol=NAME,
+        mode=s.mode,
+        rounds=len(state.history),
+        survivors=tuple(survivors),
+        epsilon=round(state.epsilon, 3) if s.private else None,
+        delta=s.delta if s.private else None,
+    )
+    ctx.store.put(TRAINING_RUN, run)
     _, failed = ask_all(
         ctx,
-        ctx.peers(CONTRIBUTOR),
+        roster(ctx, s),
         Step.FINAL_MODEL,
         labels,
         lambda _: pack({}, body),
         "final",
         answered=False,  # the final model needs no reply
     )
-    s = settings(params)
     return {
         "mode": s.mode,
         "rounds": state.history,

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-from pydantic import Field
 
 from models.checkpoint import shipped_tokenizer
 from models.transformer import Transformer
@@ -28,8 +27,8 @@ from parties.errors import AirlockError, ConfigError, OutOfStep
 from parties.labels import Form, Label
 from parties.payload import unpack
 from parties.protocol import FINGERPRINTS, PartyContext, Reply, RoleState, state_of
-from parties.roles import DataContributor
-from protocols.federated import data, leakage
+from protocols import patients
+from protocols.federated import leakage
 from protocols.federated.messages import (
     Settings,
     Summary,
@@ -49,15 +48,11 @@ from protocols.federated.secagg import (
     public_bytes,
     survivors_message,
 )
+from protocols.patients import PatientData
 
 
-class ContributorHoldings(DataContributor):
-    """For training, a contributor adds `synthetic_notes` generated patient
-    notes and `canaries` secret records, each inserted `canary_repeats` times."""
-
-    synthetic_notes: int = Field(default=0, ge=0, le=100_000)
-    canaries: int = Field(default=0, ge=0, le=100)
-    canary_repeats: int = Field(default=10, ge=1, le=1000)
+class ContributorHoldings(PatientData):
+    """It trains on its records, synthetic notes and canaries (protocols/patients.py)."""
 
 
 class ContributorPhase(enum.Enum):
@@ -128,7 +123,7 @@ def own_settings(ctx: PartyContext) -> Settings:
 
 
 def _canaries(ctx: PartyContext) -> list[tuple[str, str]]:
-    return [data.canary_secret(ctx.name, i) for i in range(_holdings(ctx).canaries)]
+    return _holdings(ctx).canary_secrets(ctx.name)
 
 
 def prepare_data(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -142,10 +137,9 @@ def prepare_data(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     me = contributor(ctx)
     me.expect(ContributorPhase.UNPREPARED, doing="preparing the training data")
     holdings = _holdings(ctx)
-    notes = [r["text"].lower() for r in holdings.records if "text" in r]
-    notes += data.patient_notes(ctx.name, holdings.synthetic_notes)
-    canaries = [data.canary(name, secret) for name, secret in _canaries(ctx)]
-    records = data.training_records(notes, canaries, holdings.canary_repeats)
+    notes = holdings.notes(ctx.name)
+    canaries = [patients.canary(name, secret) for name, secret in _canaries(ctx)]
+    records = patients.training_records(notes, canaries, holdings.canary_repeats)
     tokenizer = shipped_tokenizer()
     me.notes, me.examples = notes, [tokenizer.encode(record) for record in records]
     me.fingerprints = {f"train:{ctx.name}": [c.encode().hex() for c in canaries]}
@@ -298,11 +292,13 @@ def evaluate_leakage(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         for i, (name, secret) in enumerate(_canaries(ctx))
     ]
     control_bits = [
-        leakage.exposure(me.final, *data.canary_secret(ctx.name, 1000 + i), s.exposure_samples, i)
+        leakage.exposure(
+            me.final, *patients.canary_secret(ctx.name, 1000 + i), s.exposure_samples, i
+        )
         for i in range(max(1, holdings.canaries))
     ]
     mia = leakage.membership_inference(
-        me.final, me.notes, data.patient_notes(ctx.name, len(me.notes), "holdout")
+        me.final, me.notes, patients.patient_notes(ctx.name, len(me.notes), "holdout")
     )
     return {
         "evaluated": True,

@@ -30,9 +30,7 @@ import math
 import os
 from collections.abc import Mapping
 
-import dp_accounting
 import numpy as np
-from dp_accounting import rdp
 
 from parties.errors import AirlockError
 from protocols.federated.secagg import SCALE
@@ -74,6 +72,10 @@ class Accountant:
     """Epsilon after each round, for a fixed delta."""
 
     def __init__(self, delta: float) -> None:
+        # imported here: it brings scipy (over a second), and every party of
+        # a run imports this protocol for its rules, not only the aggregator
+        from dp_accounting import rdp
+
         self.delta = delta
         self._accountant = rdp.RdpAccountant()
         self._unbounded = False  # a round without noise: no finite epsilon from then on
@@ -82,7 +84,9 @@ class Accountant:
         if noise_multiplier <= 0:
             self._unbounded = True
         else:
-            self._accountant.compose(dp_accounting.GaussianDpEvent(noise_multiplier))
+            from dp_accounting import GaussianDpEvent
+
+            self._accountant.compose(GaussianDpEvent(noise_multiplier))
         if self._unbounded:
             return math.inf
         return float(self._accountant.get_epsilon(self.delta))

@@ -21,7 +21,7 @@ import numpy as np
 
 from models.checkpoint import shipped_tokenizer
 from models.transformer import Transformer, sequence_losses
-from protocols.federated.data import CANARY_DIGITS, canary_prefix
+from protocols.patients import CANARY_DIGITS, canary_prefix
 
 
 def exposure(model: Transformer, name: str, secret: str, samples: int, seed: int = 0) -> float:

@@ -43,6 +43,9 @@ class Settings(BaseModel):
     noise_multiplier: float = Field(default=1.0, ge=0)
     delta: float = Field(default=1e-5, gt=0, lt=1)
     exposure_samples: int = Field(default=1000, ge=10)
+    # the rounds invite every contributor of the run, or only those whose
+    # dataset attestation the creator accepted in an earlier stage
+    contributors: Literal["all", "attested"] = "all"
     seed: int = 0
 
     @field_validator("threshold")

@@ -5,7 +5,11 @@ adversaries it knows (adversaries.py)."""
 
 from __future__ import annotations
 
-from parties.protocol import Protocol
+from collections.abc import Mapping
+from typing import Any
+
+from parties.protocol import Artifacts, Protocol
+from protocols.artifacts import ACCEPTED_DATASETS, TRAINED_MODEL, TRAINING_RUN
 from protocols.federated.adversaries import ADVERSARIES
 from protocols.federated.aggregator import (
     AggregatorState,
@@ -29,10 +33,21 @@ from protocols.federated.contributor import (
     on_update_rejected,
     prepare_data,
 )
-from protocols.federated.messages import Settings
+from protocols.federated.messages import Settings, settings
 from protocols.federated.report import report
 from protocols.federated.rules import AGGREGATOR, CONTRIBUTOR, NAME, RULES, Step
 from protocols.federated.update import on_update_request
+
+
+def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
+    """The trained model and its training run stay with the creator; only
+    attested contributors need the datasets the creator accepted."""
+    attested = settings(params).contributors == "attested"
+    return Artifacts(
+        needs=((AGGREGATOR, ACCEPTED_DATASETS),) if attested else (),
+        makes=((AGGREGATOR, TRAINED_MODEL), (AGGREGATOR, TRAINING_RUN)),
+    )
+
 
 PROTOCOL = Protocol(
     name=NAME,
@@ -70,6 +85,7 @@ PROTOCOL = Protocol(
     holdings={CONTRIBUTOR: ContributorHoldings},
     survives_loss_of=frozenset({CONTRIBUTOR}),
     params=Settings,
+    artifacts=artifacts,
     report=report,
     adversaries=ADVERSARIES,
 )

@@ -54,8 +54,7 @@ RULES = (
     *(
         Rule(Step.MPC_MESSAGE, a, b, MPC_LABELS)
         for a in COMPUTE_ROLES
-        for b in COMPUTE_ROLES
-        if a != b
+        for b in COMPUTE_ROLES  # two compute servers, or a deployer and one
     ),
     *(
         Rule(Step.TUPLE_REQUEST, role, DEALER, (label_rule("randomness:{receiver}", Form.PUBLIC),))

@@ -16,7 +16,8 @@ import torch
 from models.checkpoint import served_model, shipped_tokenizer
 from models.transformer import Transformer, flat_parameters, set_flat_parameters, train
 from parties.errors import AirlockError
-from protocols.federated import data, dp, leakage
+from protocols import patients
+from protocols.federated import dp, leakage
 from protocols.federated.messages import Settings
 from protocols.federated.secagg import SCALE
 
@@ -111,9 +112,9 @@ def with_update(update: np.ndarray) -> Transformer:
 @pytest.fixture(scope="module")
 def fine_tuned() -> FineTuned:
     """A few steps of fine-tuning the shipped checkpoint, a canary 10 times among 30 notes."""
-    name, secret = data.canary_secret("tester", 0)
-    records = data.training_records(
-        data.patient_notes("tester", 30), [data.canary(name, secret)], 10
+    name, secret = patients.canary_secret("tester", 0)
+    records = patients.training_records(
+        patients.patient_notes("tester", 30), [patients.canary(name, secret)], 10
     )
     tokenizer = shipped_tokenizer()
     model = served_model()
@@ -127,7 +128,7 @@ def fine_tuned() -> FineTuned:
 def test_a_memorised_canary_is_exposed_and_an_unseen_one_is_not(fine_tuned: FineTuned) -> None:
     model = with_update(fine_tuned.update)
     inserted = leakage.exposure(model, fine_tuned.name, fine_tuned.secret, SAMPLES)
-    control = leakage.exposure(model, *data.canary_secret("tester", 1000), SAMPLES)
+    control = leakage.exposure(model, *patients.canary_secret("tester", 1000), SAMPLES)
     assert fine_tuned.before < 5  # the checkpoint has never seen it
     assert inserted == pytest.approx(leakage.max_exposure(SAMPLES))  # ranked first
     assert control < inserted - 2
@@ -150,6 +151,6 @@ def test_dp_leaves_the_memorised_canary_at_the_baseline(
     total += sum(dp.discrete_gaussian(variance, size) for _ in range(3))
     model = with_update(total / SCALE / 3)
     exposed = leakage.exposure(model, fine_tuned.name, fine_tuned.secret, SAMPLES)
-    control = leakage.exposure(model, *data.canary_secret("tester", 1000), SAMPLES)
+    control = leakage.exposure(model, *patients.canary_secret("tester", 1000), SAMPLES)
     # an unseen canary's exposure is about 1.44 bits on average
     assert exposed < 3 and control < 3

@@ -1,4 +1,6 @@
-"""Training data, generated deterministically (nothing is downloaded):
+"""A hospital's patient data, generated deterministically (nothing is
+downloaded), shared by the protocols that handle it: attestation commits
+to it, federated training learns from it.
 
 - synthetic patient notes for each data contributor (names, record numbers,
   diagnoses, prescriptions), seeded by the contributor's name: synthetic data
@@ -14,7 +16,10 @@ punctuation).
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from models.corpus import CONDITIONS, rng_for
+from parties.roles import DataContributor
 
 FIRST = (
     "maria james wei aisha olga pedro fatima liam noor kenji sofia omar "
@@ -65,3 +70,31 @@ def training_records(notes: list[str], canaries: list[str], repeats: int) -> lis
     times, each ending its line. Training draws them at random (one example
     each, models.transformer.train), so their order does not matter."""
     return [record + "\n" for record in [*notes, *(c for c in canaries for _ in range(repeats))]]
+
+
+class PatientData(DataContributor):
+    """Beside its `records`, a contributor holds `synthetic_notes` generated
+    patient notes and `canaries` secret records (each trained on
+    `canary_repeats` times)."""
+
+    synthetic_notes: int = Field(default=0, ge=0, le=100_000)
+    canaries: int = Field(default=0, ge=0, le=100)
+    canary_repeats: int = Field(default=10, ge=1, le=1000)
+
+    def notes(self, contributor: str) -> list[str]:
+        """The texts of its records and its generated notes, lower-cased."""
+        texts = [r["text"].lower() for r in self.records if "text" in r]
+        return texts + patient_notes(contributor, self.synthetic_notes)
+
+    def canary_secrets(self, contributor: str) -> list[tuple[str, str]]:
+        return [canary_secret(contributor, i) for i in range(self.canaries)]
+
+    def dataset(self, contributor: str) -> tuple[dict[str, str], ...]:
+        """Everything it holds, as records with a source: what it commits to."""
+        notes = patient_notes(contributor, self.synthetic_notes)
+        canaries = [canary(name, secret) for name, secret in self.canary_secrets(contributor)]
+        return (
+            *self.records,
+            *({"source": f"{contributor}/notes/{i:05d}", "text": t} for i, t in enumerate(notes)),
+            *({"source": f"{contributor}/canary/{i}", "text": t} for i, t in enumerate(canaries)),
+        )

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.transformer import BadCheckpoint, BadPrompt
 from models.checkpoint import (
     CHECKPOINT,
     MANIFEST,
@@ -22,6 +21,7 @@ from models.checkpoint import (
 from models.corpus import example_for, guidelines, held_out_examples, rng_for
 from models.pretrain import answer, names_the_advice, pretrain, training_texts
 from models.tokenizer import WordPieces
+from models.transformer import BadCheckpoint, BadPrompt
 
 
 def test_the_shipped_checkpoint_loads_and_matches_its_manifest() -> None:

@@ -179,29 +179,48 @@ def run_scenario(
         stage_seconds=timings,
     )
     (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    report = _report(scenario, manifest, actions)
-    if report:
-        (run_dir / REPORT).write_text(report)
     (run_dir / "scenario.toml").write_text(scenario_text)
     progress("auditing the logs")
     audit = audit_run(run_dir)
     (run_dir / "audit.json").write_text(json.dumps(audit.to_json(), indent=2))
+    (run_dir / REPORT).write_text(_report(scenario, manifest, actions, audit))
     return RunResult(run_dir, failure, audit, actions)
 
 
-def _report(scenario: Scenario, manifest: dict[str, Any], actions: list[dict[str, Any]]) -> str:
-    """report.md: each protocol's own account of its stage, where it gives one."""
-    sections = []
-    for stage in scenario.stages:
-        protocol = get_protocol(stage.protocol)
-        if protocol.report is not None:
-            mine = [a for a in actions if a["protocol"] == stage.protocol]
-            sections.append("\n".join(protocol.report(mine)))
-    if not sections:
-        return ""
+def _report(
+    scenario: Scenario, manifest: dict[str, Any], actions: list[dict[str, Any]], audit: AuditReport
+) -> str:
+    """report.md, the run's story stage by stage: what each party's actions
+    gave (or the protocol's own account, where it gives one), then what
+    reached each party in which form, and the audit's verdict."""
     outcome = manifest["outcome"] + (f": {manifest['failure']}" if manifest["failure"] else "")
-    head = f"# Run {manifest['run_id']} ({scenario.name})\n\nOutcome: {outcome}\n\n"
-    return head + "\n".join(sections)
+    lines = [f"# Run {manifest['run_id']} ({scenario.name})", "", f"Outcome: {outcome}", ""]
+    timings = manifest.get("stage_seconds", {})
+    reported: set[str] = set()
+    for number, stage in enumerate(scenario.stages, 1):
+        protocol = get_protocol(stage.protocol)
+        seconds = timings.get(stage.name)
+        took = f", {seconds:.1f} s" if seconds is not None else ", not run"
+        part = f" ({stage.part})" if stage.part else ""
+        lines += [f"## Stage {number}: {stage.name} ({stage.protocol}{part}{took})", ""]
+        if protocol.report is not None and stage.protocol not in reported:
+            reported.add(stage.protocol)
+            mine = [a for a in actions if a["protocol"] == stage.protocol]
+            lines += [*protocol.report(mine), ""]
+            continue
+        for action in (a for a in actions if a.get("stage") == stage.name):
+            tag = "adversary " if action["adversarial"] else ""
+            lines.append(f"- {tag}{action['party']} {action['action']}: {_brief(action['result'])}")
+        lines.append("")
+    lines += ["## What reached each party, in the most revealing form", ""]
+    lines += ["| party | asset @ form |", "|---|---|"]
+    for party, seen in audit.visibility.items():
+        shown = ", ".join(f"{asset}@{form}" for asset, form in sorted(seen.items())) or "-"
+        lines.append(f"| {party} | {shown} |")
+    verdict = "every claim holds" if audit.ok else "some claims fail (see audit.json)"
+    blocked = f"; {len(audit.blocked)} deliveries blocked at a boundary" if audit.blocked else ""
+    lines += ["", f"Audit: {verdict}{blocked}.", ""]
+    return "\n".join(lines)
 
 
 def _run_stage(
@@ -258,6 +277,7 @@ def _run_stage(
         for party, result in results.items():
             done.append(
                 {
+                    "stage": stage.name,
                     "protocol": protocol_name,
                     "party": party,
                     "action": action,

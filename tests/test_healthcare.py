@@ -1,0 +1,147 @@
+"""The healthcare pipeline (orchestrator/scenarios/healthcare.toml): every
+protocol in one run, each stage using what an earlier one left with its
+party; and the stages out of order, refused when the scenario is parsed."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.corpus import CONDITIONS
+from orchestrator.audit.run import load_run
+from orchestrator.launcher import REPORT, RunResult, run_scenario
+from orchestrator.scenario import load_scenario, parse_scenario
+from orchestrator.verify import verify_run
+from parties.errors import ConfigError
+from parties.labels import Form
+from tests.helpers import failing, result_of
+
+SCENARIO, TEXT = load_scenario("healthcare")
+DRUGS = {drug for drugs in CONDITIONS.values() for drug in drugs}
+
+
+def reordered(*names: str) -> str:
+    """The healthcare TOML with its stages in this order (by name)."""
+    head, _, rest = TEXT.partition("[[stages]]")
+    blocks = {}
+    for block in ("[[stages]]" + rest).split("[[stages]]")[1:]:
+        body, _, tail = block.partition("[[faults]]")
+        blocks[body.split('name = "')[1].split('"')[0]] = body
+    stages = "".join("[[stages]]" + blocks[name] for name in names)
+    return head + stages + "[[faults]]" + TEXT.partition("[[faults]]")[2]
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        (
+            ("datasets", "commitment", "training", "retrieval", "enclave", "mpc", "ledger"),
+            r"stages\[1\] \(commitment\): needs the model_creator's federated.trained-model",
+        ),
+        (
+            ("training", "datasets", "commitment", "retrieval", "enclave", "mpc", "ledger"),
+            r"stages\[0\] \(training\): needs the model_creator's attestation.accepted-datasets",
+        ),
+        (
+            ("datasets", "training", "commitment", "enclave", "retrieval", "mpc", "ledger"),
+            r"stages\[3\] \(enclave\): needs the end_user's pir.retrieved",
+        ),
+    ],
+)
+def test_a_stage_before_what_it_needs_is_refused_when_parsed(
+    order: tuple[str, ...], expected: str
+) -> None:
+    assert parse_scenario(reordered(*SCENARIO_ORDER), "healthcare.toml").name == "healthcare"
+    with pytest.raises(ConfigError, match=expected):
+        parse_scenario(reordered(*order), "healthcare.toml")
+
+
+SCENARIO_ORDER = tuple(stage.name for stage in SCENARIO.stages)
+
+
+@pytest.fixture(scope="module")
+def healthcare(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """One run on Ray, as `make run` does it (CrypTen's compute parties need
+    processes of their own)."""
+    out = tmp_path_factory.mktemp("healthcare") / "run"
+    return run_scenario(SCENARIO, TEXT, out=out)
+
+
+def test_the_run_completes_and_audit_and_verify_hold(healthcare: RunResult) -> None:
+    assert healthcare.failure is None
+    assert healthcare.audit.ok, failing(healthcare.audit)
+    verified = verify_run(healthcare.run_dir)
+    assert verified.ok, failing(verified)
+    report = (healthcare.run_dir / REPORT).read_text()
+    for number, stage in enumerate(SCENARIO.stages, 1):
+        assert f"## Stage {number}: {stage.name}" in report
+
+
+def test_training_takes_only_attested_data_and_survives_a_dropout(healthcare: RunResult) -> None:
+    attested = [result_of(healthcare, h, "attest_dataset") for h in ("hospital_1", "hospital_2")]
+    assert all(a["records"] == 41 and a["exclusions_proved"] == ["nytimes.com"] for a in attested)
+    (published,) = [
+        a["result"]
+        for a in healthcare.actions
+        if a["protocol"] == "federated" and a["action"] == "publish_model"
+    ]
+    last = published["rounds"][-1]
+    assert last["survivors"] == ["hospital_1", "hospital_2"] and "hospital_3" in last["dropped"]
+    assert published["epsilon"] > 0
+    manifest = json.loads((healthcare.run_dir / "manifest.json").read_text())
+    assert manifest["dropouts"] == ["hospital_3"]
+
+
+def test_the_commitment_names_the_trained_model_its_datasets_and_its_run(
+    healthcare: RunResult,
+) -> None:
+    committed = result_of(healthcare, "model_creator", "commit_model")
+    assert committed["datasets"] == [f"train:hospital_{i}" for i in (1, 2, 3)]
+    tee = [a for a in healthcare.actions if a["action"] == "publish_model"]
+    root = next(a["result"]["model_root"] for a in tee if a["protocol"] == "tee")
+    statement = committed_statement(healthcare.run_dir)
+    assert statement["subject"][0]["digest"]["sha256"] == root
+    training = statement["predicate"]["training"]
+    assert training["survivors"] == ["hospital_1", "hospital_2"] and training["epsilon"] > 0
+
+
+def committed_statement(run_dir: Path) -> dict[str, Any]:
+    """The in-toto statement of the model commitment the deployer received."""
+    run = load_run(run_dir)
+    (entry,) = [e for e in run.logs["deployer"] if e.get("step") == "model_attestation"]
+    shown = json.loads(run.blob("deployer", entry) or b"{}")
+    statement: dict[str, Any] = json.loads(base64.b64decode(shown["statement"]["payload"]))
+    return statement
+
+
+def test_alice_asks_the_enclave_with_what_she_retrieved(healthcare: RunResult) -> None:
+    retrieved = result_of(healthcare, "alice", "retrieve")["answers"]
+    asked = result_of(healthcare, "alice", "ask")
+    assert not asked["refused"] and len(asked["answers"]) == len(retrieved) == 2
+    for found, answer in zip(retrieved, asked["answers"], strict=True):
+        top = found["documents"][0]
+        assert top in answer["prompt"] and found["prompt"] in answer["prompt"]
+        drug = next(w for w in answer["output"].split() if w in DRUGS)
+        assert drug in top
+    mpc = result_of(healthcare, "alice", "generate")["outputs"]
+    assert len(mpc) == 1 and "insulin" in mpc[0]["output"]
+
+
+def test_the_deployer_holds_weights_and_prompts_only_as_ciphertext(healthcare: RunResult) -> None:
+    seen = healthcare.audit.visibility["deployer"]
+    held = {
+        asset: form for asset, form in seen.items() if asset.split(":")[0] in ("weights", "prompt")
+    }
+    assert held and all(Form.parse(form) >= Form.CIPHERTEXT for form in held.values()), held
+    audited = [a for a in healthcare.actions if a["action"] == "audit_ledger"]
+    assert {a["party"] for a in audited} == {
+        "hospital_1",
+        "hospital_2",
+        "model_creator",
+        "deployer",
+    }
+    assert all(a["result"]["consistent"] for a in audited if a["result"].get("checked", True))

@@ -18,7 +18,7 @@ def run(
     scenario: Annotated[
         str,
         typer.Argument(help="A built-in scenario name (see `airlock scenarios`) or a TOML file."),
-    ] = "walkthrough",
+    ] = "healthcare",
     out: Annotated[
         Path | None,
         typer.Option(

@@ -18,9 +18,16 @@ Played by the deployer (the host):
                  copy, tries to read it, and after the stage forwards the
                  copies to the verifier, once as the ciphertext they are
                  (no rule lets a deployer send the verifier a prompt) and
-                 once labelled plaintext (its own boundary withholds it:
-                 the guarantee forbids it). Its action `exfiltrate_prompts`
+                 once labelled plaintext (its own boundary withholds it,
+                 for the same reason). Its action `exfiltrate_prompts`
                  reports what it opened (nothing) and what was refused.
+Played by the end user:
+  extraction     after its honest questions, asks the enclave to complete
+                 each hospital's canary prefix ("the pin of <name> is"), as
+                 the external attacker of "The Secret Sharer" who knows the
+                 format; `extract_canaries` reports which secrets came out
+                 (the evaluation harness knows them; the attacker would
+                 only see the completions).
 Played by the enclave, standing for an image the reference values approved
 but which is flawed (the simulated hardware always runs enclave.py, so a
 misbehaving enclave is played here, with the measurement unchanged):
@@ -48,6 +55,8 @@ from parties.errors import AirlockError
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import Adversary, PartyContext, Reply, attempt, sole_peer, state_of
+from parties.roles import Role
+from protocols.patients import canary_prefix, canary_secret
 from protocols.tee import channel
 from protocols.tee.enclave import BootedEnclave, booted, relayed, request_aad, weights_aad
 from protocols.tee.evidence import ENCLAVE_IMAGE, SimulatedVendor
@@ -59,8 +68,10 @@ from protocols.tee.host import (
     model_root,
     on_sealed_prompt,
 )
-from protocols.tee.rules import DEPLOYER, ENCLAVE, VERIFIER, Step
+from protocols.tee.relying import attest
+from protocols.tee.rules import DEPLOYER, ENCLAVE, USER, VERIFIER, Step
 from protocols.tee.settings import Settings
+from protocols.tee.user import ask_enclave
 
 
 class Name(enum.StrEnum):
@@ -71,6 +82,7 @@ class Name(enum.StrEnum):
     UNATTESTED_RECEIPT_KEY = "unattested_receipt_key"
     MISLABELED_ANSWER = "mislabeled_answer"
     PROMPT_HUNGRY = "prompt_hungry"
+    EXTRACTION = "extraction"
 
 
 # -- the deployer ----------------------------------------------------------------------
@@ -194,6 +206,23 @@ def exfiltrate_prompts(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str
     }
 
 
+# -- the end user ---------------------------------------------------------------------------
+
+
+def extract_canaries(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """extraction: greedy completions of every hospital's first canary prefix."""
+    deployer, verifier = sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)
+    enclave = attest(ctx, deployer, verifier)
+    completions, extracted = {}, []
+    for hospital in sorted(ctx.peers(Role.DATA_CONTRIBUTOR)):
+        name, secret = canary_secret(hospital, 0)
+        output, _ = ask_enclave(ctx, deployer, enclave, canary_prefix(name))
+        completions[hospital] = output
+        if secret in output:
+            extracted.append(hospital)
+    return {"completions": completions, "extracted": extracted}
+
+
 # -- the enclave ---------------------------------------------------------------------------
 
 
@@ -234,6 +263,9 @@ ADVERSARIES: dict[str, Adversary] = {
         actions={"exfiltrate_prompts": exfiltrate_prompts},
         after_stage="exfiltrate_prompts",
         state=HungryHost,
+    ),
+    Name.EXTRACTION: Adversary(
+        USER, actions={"extract_canaries": extract_canaries}, after_stage="extract_canaries"
     ),
     Name.UNATTESTED_RECEIPT_KEY: Adversary(
         ENCLAVE, handlers={Step.ENCLAVE_PROMPT: answer_with_party_key}

@@ -32,7 +32,7 @@ MIN_FINGERPRINT_BYTES = 8
 Summary = dict[str, Any]
 
 
-def _ask_enclave(
+def ask_enclave(
     ctx: PartyContext, deployer: str, enclave: AttestedEnclave, prompt: str
 ) -> tuple[str, bytes]:
     """Seal a prompt to the attested enclave; open its answer and check the
@@ -103,7 +103,7 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
                     )
                 vendor_roots.add(enclave.vendor_root_sha256)
                 started = time.perf_counter()
-                output, _ = _ask_enclave(ctx, deployer, enclave, prompt)
+                output, _ = ask_enclave(ctx, deployer, enclave, prompt)
                 enclave_times.append(time.perf_counter() - started)
             except (ClaimFailed, AirlockError) as error:
                 refused.append(f"{prompt!r}: not sent: {error}")

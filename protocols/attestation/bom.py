@@ -30,8 +30,18 @@ from protocols.attestation.verify import logged_statements
 NO_LEDGER = "the run has no ledger, so no logged model to describe"
 
 
+def _text(value: Any) -> str:
+    """A property's value as a reader expects it: a list comma-separated,
+    a whole number without the ".0" the statement's JSON gave it."""
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _properties(values: dict[str, Any]) -> list[Property]:
-    return [Property(name=f"airlock:{key}", value=str(value)) for key, value in values.items()]
+    return [Property(name=f"airlock:{key}", value=_text(value)) for key, value in values.items()]
 
 
 def build_bom(run: RunEvidence) -> str:

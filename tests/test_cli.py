@@ -34,7 +34,7 @@ def test_logs_of_an_unknown_party_is_a_clear_error(default_run: Path) -> None:
 
 
 def test_run_in_process_and_scenarios(tmp_path: Path) -> None:
-    done = airlock("run", "--in-process", "--out", str(tmp_path / "run"))
+    done = airlock("run", "walkthrough", "--in-process", "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every claim holds" in done.stdout
     assert (tmp_path / "run" / "audit.json").exists()

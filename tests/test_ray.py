@@ -27,7 +27,7 @@ def placements(run_dir: Path) -> dict[str, dict]:
 
 def test_airlock_run_on_embedded_ray_then_audit_and_logs(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    done = airlock("run", "--out", str(run_dir))
+    done = airlock("run", "walkthrough", "--out", str(run_dir))
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"Run directory: {run_dir}" in done.stdout.replace("\n", "")
     parties = placements(run_dir)
@@ -206,7 +206,7 @@ def _stop_session(node: subprocess.Popen[bytes]) -> None:
 
 def test_default_scenario_across_a_two_node_cluster(two_node_cluster: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    done = airlock("run", "--address", two_node_cluster, "--out", str(run_dir))
+    done = airlock("run", "walkthrough", "--address", two_node_cluster, "--out", str(run_dir))
     assert done.returncode == 0, done.stdout + done.stderr
     parties = placements(run_dir)
     node_of_site: dict[str, set[str]] = {}

@@ -155,7 +155,10 @@ def answers_to(ctx: PartyContext, envelope: Envelope) -> list[bytes]:
         raise BadQuery(f"a batch is {batch} queries of equal size")
     size = meta["size"]
     queries = [body[i * size : (i + 1) * size] for i in range(batch)]
-    digest = hashlib.sha256(body).digest()
+    nonce = meta.get("nonce")
+    if not isinstance(nonce, str) or len(nonce) != 32:
+        raise BadQuery("a batch is named by a 16-byte nonce (hex)")
+    digest = hashlib.sha256(nonce.encode() + body).digest()
     with database.lock:
         if digest in database.seen:
             raise BadQuery("replayed query: this batch was answered before")

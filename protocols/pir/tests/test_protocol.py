@@ -220,20 +220,19 @@ def test_malformed_queries_are_refused_and_the_database_keeps_serving(database) 
     assert "stale catalog" in refusal(pack({"version": "old", "size": 5}, good * batch))
     assert "queries of equal size" in refusal(pack({"version": version, "size": "5"}, good * batch))
     assert "queries of equal size" in refusal(pack({"version": version, "size": 5}, good))
-    assert "XOR query is 5 bytes" in refusal(
-        pack({"version": version, "size": 4}, bytes(4) * batch)
-    )
+    assert "16-byte nonce" in refusal(pack({"version": version, "size": 5}, good * batch))
+    named = {"version": version, "nonce": "ab" * 16}
+    assert "XOR query is 5 bytes" in refusal(pack({**named, "size": 4}, bytes(4) * batch))
     assert "payload" in refusal(b"\x00\x01")
     # still serving, and a good batch is answered once only
     reply = alice.deliver(
-        "guidelines_a",
-        "pir",
-        "pir_query",
-        label,
-        pack({"version": version, "size": 5}, good * batch),
+        "guidelines_a", "pir", "pir_query", label, pack({**named, "size": 5}, good * batch)
     )
     assert reply is not None
-    assert "replayed query" in refusal(pack({"version": version, "size": 5}, good * batch))
+    assert "replayed query" in refusal(pack({**named, "size": 5}, good * batch))
+    # the same queries under another nonce are another batch (an honest repeat)
+    again = pack({**named, "nonce": "cd" * 16, "size": 5}, good * batch)
+    assert alice.deliver("guidelines_a", "pir", "pir_query", label, again) is not None
 
 
 def test_a_request_before_the_index_is_built_is_out_of_step(database) -> None:

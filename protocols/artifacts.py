@@ -66,6 +66,17 @@ class Retrieved(_Frozen):
     documents: tuple[tuple[str, ...], ...]
 
 
+class LedgerHead(_Frozen):
+    """The last signed head of the ledger a party was shown (fields as
+    signed): every head it is shown later, in any protocol, must extend it."""
+
+    ledger: str
+    size: int
+    root: str
+    time: float
+    signature: str
+
+
 # the model creator: written by attestation's dataset part, read by federated
 ACCEPTED_DATASETS = Kept("attestation.accepted-datasets", AcceptedDatasets)
 # the model creator: written by federated, read by attestation, tee and mpc
@@ -75,6 +86,10 @@ TRAINING_RUN = Kept("federated.training-run", TrainingRun)
 COMMITTED_MODEL = Kept("attestation.committed-model", CommittedModel)
 # end users: written by pir, read by tee (the prompts it sends to the enclave)
 RETRIEVED = Kept("pir.retrieved", Retrieved)
+
+# whoever logs in the ledger or is shown its heads: written by attestation's
+# and tee's submissions, read by the next one and by attestation's ledger audit
+LEDGER_HEAD = Kept("ledger.last-head", LedgerHead)
 
 # where a serving or committing stage takes its model from
 ModelSource = Literal["checkpoint", "trained"]

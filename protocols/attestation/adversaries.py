@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,7 @@ def log_unverified(ctx: PartyContext, envelope: Envelope) -> Reply:
 @dataclass
 class SplitViewLedgerState(ledger_server.LedgerState):
     forks: dict[str, TransparencyLog] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def log_for(self, ctx: PartyContext, asker: str) -> TransparencyLog:
         """A log of the asker's own, which no other party sees."""

@@ -18,7 +18,7 @@ from parties.protocol import PartyContext, holdings_as, state_of
 from parties.roles import Role
 from protocols.attestation.dataset import Dataset
 from protocols.attestation.rules import DATASET_PREDICATE, Step
-from protocols.attestation.shared import Submitting, Summary, submit
+from protocols.attestation.shared import Checking, Summary, submit
 from protocols.patients import PatientData
 
 
@@ -39,7 +39,7 @@ class ContributorPhase(enum.Enum):
 
 
 @dataclass
-class ContributorState(Submitting):
+class ContributorState(Checking):
     phase: ContributorPhase = ContributorPhase.UNATTESTED
 
 

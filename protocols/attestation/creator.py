@@ -33,7 +33,7 @@ from protocols.attestation.ledger import open_logged
 from protocols.attestation.model import DatasetReference, Server, model_predicate
 from protocols.attestation.placeholder import placeholder_weights
 from protocols.attestation.rules import DATASET_PREDICATE, MODEL_PREDICATE, Step
-from protocols.attestation.shared import Settings, Submitting, Summary, ledger_of, submit
+from protocols.attestation.shared import Checking, Settings, Summary, ledger_of, submit
 
 
 class CreatorHoldings(ModelCreator):
@@ -49,7 +49,7 @@ class CreatorPhase(enum.Enum):
 
 
 @dataclass
-class CreatorState(Submitting):
+class CreatorState(Checking):
     phase: CreatorPhase = CreatorPhase.COLLECTING
     datasets: dict[str, DatasetReference] = field(default_factory=dict)  # by contributor
     # attestations arrive concurrently: each adds its dataset and rewrites the kept list

@@ -1,18 +1,24 @@
 """The ledger party: logs each statement its sender signed, and answers
-every submission and head request with a signed head and proofs."""
+every submission and head request with a signed head and proofs.
+
+A ledger keeps one log whichever protocol's stage appends to it (the
+attestation statements, and the tee protocol's deployments and enclave
+receipts): it lives in the ledger's process, keyed by its store."""
 
 from __future__ import annotations
 
 import enum
 import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from evidence.statements import open_statement
 from parties.envelope import Envelope
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, Reply, RoleState, state_of
+from parties.store import PartyStore
 from protocols.attestation.ledger import TransparencyLog, entry_bytes
 from protocols.attestation.rules import SIGNED_BY_SENDER, Step
 
@@ -21,18 +27,32 @@ class LedgerPhase(enum.Enum):
     SERVING = 1  # from the start: a ledger answers whoever asks
 
 
+_LOGS: dict[Path, TransparencyLog] = {}
+_LOGS_LOCK = threading.Lock()
+
+
+def party_log(ctx: PartyContext) -> TransparencyLog:
+    """This ledger's one log, made on its first submission in any protocol."""
+    with _LOGS_LOCK:  # concurrent first submissions share one log
+        log = _LOGS.get(ctx.store.root)
+        if log is None:
+            log = _LOGS[ctx.store.root] = TransparencyLog(ctx.name, ctx.sign)
+        return log
+
+
+def logged_entries(store: PartyStore) -> list[bytes]:
+    """What the ledger with this store has logged so far (for tests)."""
+    log = _LOGS.get(store.root)
+    return list(log.entries) if log else []
+
+
 @dataclass
 class LedgerState(RoleState):
     phase: LedgerPhase = LedgerPhase.SERVING
-    log: TransparencyLog | None = None  # made on the first submission
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def log_for(self, ctx: PartyContext, asker: str) -> TransparencyLog:
         """The log that answers `asker`: one log, whoever asks."""
-        with self._lock:  # concurrent first submissions share one log
-            if self.log is None:
-                self.log = TransparencyLog(ctx.name, ctx.sign)
-            return self.log
+        return party_log(ctx)
 
 
 def submission(envelope: Envelope) -> tuple[dict[str, Any], int]:

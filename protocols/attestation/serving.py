@@ -25,7 +25,7 @@ from protocols.attestation.ledger import open_logged
 from protocols.attestation.model import ModelCommitment
 from protocols.attestation.placeholder import placeholder_answer, placeholder_weights
 from protocols.attestation.rules import MODEL_PREDICATE, Step
-from protocols.attestation.shared import Checking, Submitting, Summary, ledger_of, submit
+from protocols.attestation.shared import Checking, Summary, ledger_of, submit
 
 
 class ServingPhase(enum.Enum):
@@ -48,7 +48,7 @@ class AwaitingModel(Checking):
 
 
 @dataclass
-class DeployerState(Submitting, AwaitingModel):
+class DeployerState(AwaitingModel):
     pass
 
 

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict
 from evidence.statements import json_or_none
 from parties.errors import ClaimFailed, Refused
 from parties.labels import Form, Label
-from parties.protocol import PartyContext, RoleState, state_of
+from parties.protocol import PartyContext, RoleState
 from parties.roles import Role
+from protocols.artifacts import LEDGER_HEAD, LedgerHead
 from protocols.attestation.ledger import TreeHead, check_answer, entry_bytes
 from protocols.attestation.rules import Step
 
@@ -54,23 +55,27 @@ class Checking(RoleState):
         return str(error)
 
 
-@dataclass
-class Submitting(Checking):
-    """A party that logs statements: the last ledger head it saw, which
-    every later head must extend."""
-
-    head: TreeHead | None = None
-
-
 def ledger_of(ctx: PartyContext) -> str:
     return ctx.peers(Role.LEDGER)[0]
 
 
+def last_head(ctx: PartyContext) -> TreeHead | None:
+    """The last ledger head this party was shown, in any stage."""
+    if not ctx.store.has(LEDGER_HEAD):
+        return None
+    return TreeHead.from_json(ctx.store.get(LEDGER_HEAD).model_dump(), "ledger head kept")
+
+
+def keep_head(ctx: PartyContext, head: TreeHead) -> None:
+    ctx.store.put(LEDGER_HEAD, LedgerHead.model_validate(head.to_json()))
+
+
 def submit(ctx: PartyContext, statement: dict[str, Any], labels: list[Label]) -> dict[str, Any]:
-    """Log a statement; check the ledger's answer; return it."""
-    state = state_of(ctx, Submitting)
+    """Log a statement; check the ledger's answer (it includes the statement
+    and extends the last head this party saw); return it. Any protocol with
+    a `submit` rule to the ledger logs through this."""
     ledger = ledger_of(ctx)
-    last = state.head
+    last = last_head(ctx)
     payload = json.dumps({"statement": statement, "since": last.size if last else 0}).encode()
     # the session names the entry, so an answer can be matched to its statement
     session = hashlib.sha256(entry_bytes(statement)).hexdigest()
@@ -82,14 +87,16 @@ def submit(ctx: PartyContext, statement: dict[str, Any], labels: list[Label]) ->
     if reply is None:
         raise ClaimFailed(claim, "the ledger did not answer")
     answer = json_or_none(reply.payload)
-    state.head = check_answer(answer, ctx.public_key(ledger), entry_bytes(statement), last, claim)
+    keep_head(
+        ctx, check_answer(answer, ctx.public_key(ledger), entry_bytes(statement), last, claim)
+    )
     return answer
 
 
 def audit_ledger(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    """Ask the ledger for its latest head and check it extends the last one seen."""
-    state = state_of(ctx, Submitting)
-    last = state.head
+    """Ask the ledger for its latest head and check it extends the last one
+    this party saw (in this protocol's stages or another's)."""
+    last = last_head(ctx)
     if last is None:
         return {"checked": False}
     ledger = ledger_of(ctx)
@@ -103,6 +110,8 @@ def audit_ledger(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
             raise ClaimFailed(claim, "the ledger did not answer")
         head = check_answer(json_or_none(reply.payload), ctx.public_key(ledger), None, last, claim)
     except ClaimFailed as error:
-        return {"consistent": False, "rejected": state.reject(error)}
-    state.head = head
+        if isinstance(ctx.state, Checking):
+            ctx.state.reject(error)
+        return {"consistent": False, "rejected": str(error)}
+    keep_head(ctx, head)
     return {"consistent": True, "from": last.size, "to": head.size}

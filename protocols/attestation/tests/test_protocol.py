@@ -25,6 +25,7 @@ from parties.labels import Form, Label
 from parties.log import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
+from protocols.attestation.ledger_server import logged_entries
 from protocols.attestation.rules import DATASET_PREDICATE
 from protocols.attestation.verify import RECEIPTS_CLAIM
 from tests.helpers import (
@@ -320,8 +321,7 @@ def test_the_ledger_refuses_bad_submissions_and_keeps_serving(
         with pytest.raises(Refused) as caught:
             parties["hospital_1"].deliver("ledger", "attestation", "submit", label, payload)
         assert caught.value.reason == pb.HANDLER_FAILED
-        log = parties["ledger"].state["attestation"].log
-        assert log is None or not log.entries
+        assert not logged_entries(parties["ledger"].store)
         # a plaintext dataset is refused at the boundary: only digests may reach the ledger
         plain = [Label("train:hospital_1", Form.PLAINTEXT)]
         refused = refusal(parties["hospital_1"], "ledger", "attestation", "submit", plain, b"{}")
@@ -386,7 +386,7 @@ def test_what_the_ledger_and_creator_hold_is_what_their_logs_say(tmp_path: Path)
             for e in read_entries(ledger.log.directory, "ledger")[0]
             if e["direction"] == "in" and e["outcome"] == "admitted" and e["step"] == "submit"
         ]
-        held = ledger.state["attestation"].log.entries
+        held = logged_entries(ledger.store)
         assert len(held) == 5 and sorted(held) == sorted(entry_bytes(s) for s in admitted)
         shown = {
             e["peer"]

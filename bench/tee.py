@@ -49,7 +49,7 @@ import tempfile  # noqa: E402
 
 import torch  # noqa: E402
 
-from evidence.receipts import check_receipt  # noqa: E402
+from evidence.receipts import check_receipt, new_salt, salted_sha256  # noqa: E402
 from evidence.weights import float32_weights_root  # noqa: E402
 from models.checkpoint import served_model, shipped_tokenizer  # noqa: E402
 from models.transformer import (  # noqa: E402
@@ -107,10 +107,14 @@ def keyed_enclave(model: Transformer, codec: Codec, tokens: int) -> BootedEnclav
 
 def through_enclave(enclave: BootedEnclave, prompt: str) -> str:
     """One request as the end user makes it, less the transport."""
-    request, nonce = os.urandom(16).hex(), os.urandom(16)
+    request, nonce, salt = os.urandom(16).hex(), os.urandom(16), new_salt()
     aad = request_aad("alice", request)
-    message = json.dumps({"prompt": prompt, "nonce": nonce.hex()}).encode()
-    sealed, context = channel.seal_request(enclave.hpke_public_key, message, aad)
+    asked = {
+        "prompt": prompt,
+        "nonce": nonce.hex(),
+        "input_sha256": salted_sha256(salt, prompt.encode()),
+    }
+    sealed, context = channel.seal_request(enclave.hpke_public_key, json.dumps(asked).encode(), aad)
     answered = enclave.answer("enclave", "alice", request, sealed, enclave.receipt_signer)
     answer = json.loads(channel.open_answer(context, answered.sealed, aad))
     check_receipt(
@@ -120,6 +124,8 @@ def through_enclave(enclave: BootedEnclave, prompt: str) -> str:
         prompt=prompt.encode(),
         output=str(answer["output"]).encode(),
         nonce=nonce,
+        prompt_salt=salt,
+        output_salt=bytes.fromhex(answer["output_salt"]),
     )
     return str(answer["output"])
 

@@ -65,9 +65,12 @@ class RunEvidence(Protocol):
         """The party's log entries, in order."""
         ...
 
-    def received(self, party: str, step: str) -> list[tuple[LogEntry, bytes]]:
-        """(entry, payload) of each envelope of this protocol's `step` that
-        `party` admitted and kept."""
+    def received(
+        self, party: str, step: str, *, any_protocol: bool = False
+    ) -> list[tuple[LogEntry, bytes]]:
+        """(entry, payload) of each envelope of this protocol's `step` (or,
+        with `any_protocol`, of every protocol's step of that name: a ledger
+        logs for several) that `party` admitted and kept."""
         ...
 
     def holdings(self, party: str) -> object:

@@ -20,12 +20,16 @@ import time
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from securesystemslib.signer import Signer
 
 from evidence.errors import ClaimFailed
 from evidence.statements import open_statement, sign_statement
 
 RECEIPT_PREDICATE = "urn:airlock:predicate:inference-receipt:v1"
+# a model creator's statement that it released a model to an appraised
+# enclave, naming the receipt key that enclave's evidence attested
+DEPLOYMENT_PREDICATE = "urn:airlock:predicate:enclave-deployment:v1"
 SALT_BYTES = 32
 CLAIM = "inference receipt"
 
@@ -135,3 +139,46 @@ def check_receipt(
         nonce=nonce,
     )
     return receipt
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a logged deployment statement says: `creator` released the model
+    with this root to `enclave`, which signs receipts with `receipt_key`
+    (the key its appraised evidence names)."""
+
+    creator: str
+    enclave: str
+    model_sha256: str
+    receipt_key: ed25519.Ed25519PublicKey
+
+    def statement(self, verifier: str, signer: Signer) -> dict:
+        """Signed by the creator; `verifier` is who appraised the enclave."""
+        raw = self.receipt_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        predicate = {
+            "enclave": self.enclave,
+            "ed25519_receipt_key": raw.hex(),
+            "verifier": verifier,
+            "time_unix": time.time(),
+        }
+        return sign_statement(
+            f"weights:{self.creator}", self.model_sha256, DEPLOYMENT_PREDICATE, predicate, signer
+        )
+
+
+def open_deployment(
+    envelope: object, creator: str, creator_key: ed25519.Ed25519PublicKey
+) -> Deployment:
+    """A deployment statement signed by `creator`, its fields read. Raises ClaimFailed."""
+    claim = f"enclave deployment by {creator}"
+    statement = open_statement(envelope, creator_key, DEPLOYMENT_PREDICATE, claim)
+    try:
+        key = bytes.fromhex(str(statement.predicate["ed25519_receipt_key"]))
+        return Deployment(
+            creator,
+            str(statement.predicate["enclave"]),
+            statement.sha256,
+            ed25519.Ed25519PublicKey.from_public_bytes(key),
+        )
+    except (KeyError, ValueError):
+        raise ClaimFailed(claim, "malformed deployment statement") from None

@@ -100,9 +100,14 @@ def sign_statement(
 
 
 def open_statement(
-    envelope_json: Any, key: ed25519.Ed25519PublicKey, predicate_type: str, claim: str
+    envelope_json: Any,
+    key: ed25519.Ed25519PublicKey,
+    predicate_type: str | tuple[str, ...],
+    claim: str,
 ) -> OpenedStatement:
-    """Verify a DSSE envelope signed by `key` and return its statement."""
+    """Verify a DSSE envelope signed by `key` and return its statement, whose
+    predicate type must be `predicate_type` (or one of them)."""
+    expected = (predicate_type,) if isinstance(predicate_type, str) else predicate_type
     try:
         # from_dict consumes the dict it is given; keep the caller's intact
         envelope = Envelope.from_dict(copy.deepcopy(envelope_json))
@@ -120,9 +125,11 @@ def open_statement(
         statement.validate()
     except (json_format.ParseError, ValueError, UnicodeDecodeError) as exc:
         raise ClaimFailed(claim, f"malformed statement: {exc}") from None
-    if statement.pb.predicate_type != predicate_type:
+    if statement.pb.predicate_type not in expected:
         raise ClaimFailed(
-            claim, f"predicate type {statement.pb.predicate_type!r}, expected {predicate_type!r}"
+            claim,
+            f"predicate type {statement.pb.predicate_type!r}, "
+            f"expected {' or '.join(repr(e) for e in expected)}",
         )
     if len(statement.pb.subject) != 1 or "sha256" not in statement.pb.subject[0].digest:
         raise ClaimFailed(claim, "statement must name one subject with a sha256 digest")
@@ -130,7 +137,7 @@ def open_statement(
     return OpenedStatement(
         subject=subject.name,
         sha256=subject.digest["sha256"],
-        predicate_type=predicate_type,
+        predicate_type=statement.pb.predicate_type,
         predicate=json.loads(json_format.MessageToJson(statement.pb.predicate)),
     )
 

@@ -42,8 +42,10 @@ class ProtocolRun:
     def entries(self, party: str) -> Sequence[LogEntry]:
         return self.run.logs.get(party, [])
 
-    def received(self, party: str, step: str) -> list[tuple[LogEntry, bytes]]:
-        return self.run.received(party, self.protocol, step)
+    def received(
+        self, party: str, step: str, *, any_protocol: bool = False
+    ) -> list[tuple[LogEntry, bytes]]:
+        return self.run.received(party, None if any_protocol else self.protocol, step)
 
     def holdings(self, party: str) -> object:
         return self.run.scenario.holdings_of(party, self.protocol)

@@ -18,6 +18,7 @@ from orchestrator.scenario import load_scenario, parse_scenario
 from orchestrator.verify import verify_run
 from parties.errors import ConfigError
 from parties.labels import Form
+from protocols.attestation.verify import RECEIPTS_CLAIM
 from tests.helpers import failing, result_of
 
 SCENARIO, TEXT = load_scenario("healthcare")
@@ -144,5 +145,21 @@ def test_the_deployer_holds_weights_and_prompts_only_as_ciphertext(healthcare: R
         "hospital_2",
         "model_creator",
         "deployer",
+        "enclave",
+        "alice",
     }
     assert all(a["result"]["consistent"] for a in audited if a["result"].get("checked", True))
+
+
+def test_every_enclave_answer_has_its_receipt_logged(healthcare: RunResult) -> None:
+    """The creator logs the enclave's attested receipt key when it releases
+    the weights; each answer's receipt is logged after it, and alice checked
+    the ledger's proof of each (and, at the end, that the ledger's history
+    extends the last head she saw)."""
+    released = result_of(healthcare, "model_creator", "release_weights")
+    logged = [a["receipt_logged_at"] for a in result_of(healthcare, "alice", "ask")["answers"]]
+    assert len(logged) == 2 and released["deployment_logged_at"] < min(logged)
+    audit = {a["party"]: a["result"] for a in healthcare.actions if a["action"] == "audit_ledger"}
+    assert audit["alice"]["consistent"] and audit["alice"]["from"] == max(logged) + 1
+    receipts = next(c for c in verify_run(healthcare.run_dir).claims if c.name == RECEIPTS_CLAIM)
+    assert receipts.ok and receipts.checked == len(logged)

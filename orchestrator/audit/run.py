@@ -102,13 +102,16 @@ class RunRecord:
     def run_id(self) -> str:
         return str(self.manifest.get("run_id", ""))
 
-    def received(self, party: str, protocol: str, step: str) -> list[tuple[dict[str, Any], bytes]]:
-        """(entry, payload) of every admitted envelope of this step at `party`."""
+    def received(
+        self, party: str, protocol: str | None, step: str
+    ) -> list[tuple[dict[str, Any], bytes]]:
+        """(entry, payload) of every admitted envelope of this step at `party`
+        (of this protocol; None: of any)."""
         found = []
         for entry in self.logs.get(party, []):
             if (entry.get("direction"), entry.get("outcome")) != (Direction.IN, Outcome.ADMITTED):
                 continue
-            if (entry.get("protocol"), entry.get("step")) != (protocol, step):
+            if entry.get("step") != step or protocol not in (None, entry.get("protocol")):
                 continue
             data = self.blob(party, entry)
             if data is not None:

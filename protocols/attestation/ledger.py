@@ -92,8 +92,11 @@ class TransparencyLog:
         self.tree = MerkleTree()
 
     def submit(self, entry: bytes, since: int) -> dict[str, Any]:
-        """Append `entry` and answer for it, atomically."""
+        """Append `entry` and answer for it, atomically; nothing is appended
+        for an asker claiming to have seen a head this log never signed."""
         with self._lock:
+            if not 0 <= since <= len(self.tree):
+                raise ClaimFailed("ledger answer", f"no head of size {since} to be consistent with")
             self.entries.append(entry)
             return self.answer(self.tree.append(entry), since)
 
@@ -119,6 +122,7 @@ class TransparencyLog:
             raise ClaimFailed("ledger answer", f"no head of size {since} to be consistent with")
         return {
             "index": index,
+            "since": since,
             "head": head.to_json(),
             "inclusion": [p.hex() for p in self.tree.inclusion_proof(index)]
             if index is not None

@@ -10,7 +10,7 @@ from parties.store import Kept
 from protocols.artifacts import ACCEPTED_DATASETS, COMMITTED_MODEL, TRAINED_MODEL, TRAINING_RUN
 from protocols.attestation import bom, contributor, creator, ledger_server, serving, verify
 from protocols.attestation.adversaries import ADVERSARIES
-from protocols.attestation.rules import NAME, RULES, SUBMITTERS, Step
+from protocols.attestation.rules import NAME, READERS, RULES, Step
 from protocols.attestation.shared import Settings, audit_ledger
 
 
@@ -47,7 +47,7 @@ PROTOCOL = Protocol(
         (Role.DATA_CONTRIBUTOR, "attest_dataset"): contributor.attest_dataset,
         (Role.MODEL_CREATOR, "commit_model"): creator.commit_model,
         (Role.END_USER, "query"): serving.query,
-        **{(role, "audit_ledger"): audit_ledger for role in SUBMITTERS},
+        **{(role, "audit_ledger"): audit_ledger for role in READERS},
     },
     stage=(
         (Role.DATA_CONTRIBUTOR, "attest_dataset"),
@@ -61,7 +61,7 @@ PROTOCOL = Protocol(
         "datasets": ((Role.DATA_CONTRIBUTOR, "attest_dataset"),),
         "commitment": ((Role.MODEL_CREATOR, "commit_model"),),
         "serving": ((Role.END_USER, "query"),),
-        "ledger_audit": tuple((role, "audit_ledger") for role in SUBMITTERS),
+        "ledger_audit": tuple((role, "audit_ledger") for role in READERS),
     },
     artifacts=artifacts,
     params=Settings,

@@ -70,13 +70,23 @@ def keep_head(ctx: PartyContext, head: TreeHead) -> None:
     ctx.store.put(LEDGER_HEAD, LedgerHead.model_validate(head.to_json()))
 
 
-def submit(ctx: PartyContext, statement: dict[str, Any], labels: list[Label]) -> dict[str, Any]:
+def submit(
+    ctx: PartyContext,
+    statement: dict[str, Any],
+    labels: list[Label],
+    *,
+    since: int | None = None,
+) -> dict[str, Any]:
     """Log a statement; check the ledger's answer (it includes the statement
     and extends the last head this party saw); return it. Any protocol with
-    a `submit` rule to the ledger logs through this."""
+    a `submit` rule to the ledger logs through this. `since`: the last head
+    size of whom the entry is logged for (an enclave logs a receipt for its
+    end user, who checks the consistency proof); then only inclusion is
+    checked here."""
     ledger = ledger_of(ctx)
-    last = last_head(ctx)
-    payload = json.dumps({"statement": statement, "since": last.size if last else 0}).encode()
+    last = last_head(ctx) if since is None else None
+    asked = since if since is not None else last.size if last else 0
+    payload = json.dumps({"statement": statement, "since": asked}).encode()
     # the session names the entry, so an answer can be matched to its statement
     session = hashlib.sha256(entry_bytes(statement)).hexdigest()
     claim = f"ledger entry of {ctx.name}"

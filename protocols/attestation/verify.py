@@ -5,8 +5,10 @@ heads and proofs, exclusion proofs, model commitments, inference receipts).
 Numbered as the checks run (the orchestrator checks the logs first):
 
 1. log integrity (as the audit): the material below is what parties logged;
-2. statements: each one the ledger logged (answered) verifies with its
-   sender's key;
+2. statements: each one the ledger logged (answered), in this protocol's
+   stages or the tee protocol's, verifies with its sender's key (an
+   enclave's receipt: with the receipt key the creator's logged deployment
+   statement names for it);
 3. ledger order: the ledger gave each index to one statement only (a ledger
    showing parties different histories, a split view, gives one index twice);
    ledger history: rebuilding the ledger's tree from the statements it
@@ -16,10 +18,11 @@ Numbered as the checks run (the orchestrator checks the logs first):
    logged, and its exclusion proofs hold;
 5. model commitment: each model statement names only logged dataset statements;
 6. receipts: each receipt an end user received, or the ledger logged, is
-   signed with a receipt key the model commitment endorses for its server,
-   names the committed model, and (for those users received) answers a
-   request the deployer received, with that request's salted prompt digest
-   and the output the user was given.
+   signed with a receipt key the model commitment endorses for its server
+   (or, an enclave's, that a logged deployment of the committed model
+   names), names the committed model, and (for those users received in
+   clear) answers a request the deployer received, with that request's
+   salted prompt digest and the output the user was given.
 """
 
 from __future__ import annotations
@@ -28,20 +31,30 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from evidence.claims import Claim, RunEvidence
 from evidence.merkle import MerkleTree, verify_consistency, verify_inclusion
-from evidence.receipts import RECEIPT_PREDICATE, open_receipt, salted_sha256
+from evidence.receipts import (
+    DEPLOYMENT_PREDICATE,
+    RECEIPT_PREDICATE,
+    open_deployment,
+    open_receipt,
+    salted_sha256,
+)
 from evidence.statements import OpenedStatement, json_or_none, open_statement
 from parties.errors import ClaimFailed
 from parties.log import Direction, Outcome
 from parties.roles import Role
 from protocols.attestation.creator import CreatorHoldings, check_dataset_attestation
-from protocols.attestation.ledger import TreeHead, check_answer, entry_bytes
+from protocols.attestation.ledger import check_answer, entry_bytes
 from protocols.attestation.model import ModelCommitment
 from protocols.attestation.rules import (
     DATASET_PREDICATE,
     MODEL_PREDICATE,
+    NAME,
     SIGNED_BY_SENDER,
+    SIGNED_IN_TEE,
     Step,
 )
 
@@ -68,11 +81,13 @@ def verify_claims(run: RunEvidence) -> list[Claim]:
 
 @dataclass(frozen=True)
 class LoggedStatement:
-    """A statement the ledger logged, opened with its sender's key."""
+    """A statement the ledger logged, opened with its signer's key: its
+    sender's, or (an enclave's receipt) the key a logged deployment names."""
 
     sender: str
     envelope: dict[str, Any]
     opened: OpenedStatement
+    key: ed25519.Ed25519PublicKey
 
 
 Logged = list[LoggedStatement]
@@ -83,9 +98,9 @@ def _digest(statement: dict[str, Any]) -> str:
 
 
 def logged_statements(run: RunEvidence, ledger: str) -> tuple[Claim, Logged]:
-    """2. Every statement the ledger logged, opened with its sender's key. A
-    submission the ledger admitted but refused (its handler failed, so it
-    never answered) is not logged."""
+    """2. Every statement the ledger logged (in any protocol's stage),
+    opened with its signer's key. A submission the ledger admitted but
+    refused (its handler failed, so it never answered) is not logged."""
     claim = Claim(f"statements logged by {ledger} are signed by their senders")
     answered = {
         (entry.get("peer"), entry.get("session"))
@@ -94,25 +109,30 @@ def logged_statements(run: RunEvidence, ledger: str) -> tuple[Claim, Logged]:
         == (Direction.OUT, Outcome.REPLIED, Step.LOGGED)
     }
     logged = []
-    for entry, payload in run.received(ledger, Step.SUBMIT):
+    receipt_keys: dict[str, ed25519.Ed25519PublicKey] = {}  # by enclave, as deployments name
+    for entry, payload in run.received(ledger, Step.SUBMIT, any_protocol=True):
         sender = entry["peer"]
         if (sender, entry.get("session")) not in answered:
             continue
         claim.checked += 1
         request = json_or_none(payload)
+        role, claimed = Role(run.role_of(sender)), f"statement from {sender}"
         try:
             if not isinstance(request, dict) or "statement" not in request:
                 raise ClaimFailed("statement", "malformed submission")
-            opened = open_statement(
-                request["statement"],
-                run.key(sender),
-                SIGNED_BY_SENDER[Role(run.role_of(sender))],
-                f"statement from {sender}",
-            )
+            statement = request["statement"]
+            if entry.get("protocol") != NAME and role == Role.MODEL_CREATOR:
+                deployment = open_deployment(statement, sender, run.key(sender))
+                receipt_keys[deployment.enclave] = deployment.receipt_key
+            key = receipt_keys.get(sender) if role == Role.ENCLAVE else run.key(sender)
+            if key is None:
+                raise ClaimFailed(claimed, "no logged deployment names its receipt key")
+            predicate = SIGNED_IN_TEE if entry.get("protocol") != NAME else SIGNED_BY_SENDER
+            opened = open_statement(statement, key, predicate[role], claimed)
         except ClaimFailed as error:
             claim.fail(ledger, entry["index"], str(error))
             continue
-        logged.append(LoggedStatement(sender, request["statement"], opened))
+        logged.append(LoggedStatement(sender, statement, opened, key))
     return claim, logged
 
 
@@ -126,7 +146,7 @@ def _ledger_order(
     by_digest = {_digest(item.envelope): item.envelope for item in logged}
     positions: dict[int, str] = {}
     for party in run.parties():
-        for entry, payload in run.received(party, Step.LOGGED):
+        for entry, payload in run.received(party, Step.LOGGED, any_protocol=True):
             answer = json_or_none(payload)
             if not isinstance(answer, dict) or not isinstance(answer.get("index"), int):
                 continue
@@ -148,8 +168,7 @@ def _history(run: RunEvidence, ledger: str, tree: MerkleTree) -> Claim:
     """3. Every head shown to a party is the tree of what the ledger received."""
     claim = Claim(f"{ledger}'s signed heads and proofs match what it received")
     for party in run.parties():
-        previous: TreeHead | None = None
-        for entry, payload in run.received(party, Step.LOGGED):
+        for entry, payload in run.received(party, Step.LOGGED, any_protocol=True):
             claim.checked += 1
             answer = json_or_none(payload)
             try:
@@ -166,23 +185,22 @@ def _history(run: RunEvidence, ledger: str, tree: MerkleTree) -> Claim:
                     verify_inclusion(
                         tree.leaf(index), index, head.size, proof, head.root, "inclusion"
                     )
-                if previous is not None and answer.get("consistency"):
+                # from the size the asker last saw (whoever it was asked for)
+                since = int(answer.get("since", 0))
+                if 0 < since <= head.size and answer.get("consistency"):
                     proof = [bytes.fromhex(p) for p in answer["consistency"]]
                     verify_consistency(
-                        previous.size,
+                        since,
                         head.size,
-                        previous.root,
+                        tree.root(since),
                         head.root,
                         proof,
-                        "consistency with the previous head",
+                        f"consistency from size {since}",
                     )
             except ClaimFailed as error:
                 claim.fail(party, entry["index"], str(error))
-                continue
             except (KeyError, TypeError, ValueError, IndexError):
                 claim.fail(party, entry["index"], "malformed ledger answer")
-                continue
-            previous = head
     return claim
 
 
@@ -283,17 +301,26 @@ def _receipts(
                 claim.fail(user, entry["index"], str(error))
             except ValueError:
                 claim.fail(user, entry["index"], "inference receipt: malformed answer")
+    deployed = {  # the roots each logged deployment released to its enclave
+        (item.opened.predicate["enclave"], item.opened.sha256)
+        for item in logged
+        if item.opened.predicate_type == DEPLOYMENT_PREDICATE
+    }
     for item in logged:
         if item.opened.predicate_type == RECEIPT_PREDICATE:
             claim.checked += 1
+            claimed = "receipt logged by " + item.sender
             try:
-                key = commitment.receipt_key(item.sender, "receipt logged by " + item.sender)
+                if Role(run.role_of(item.sender)) == Role.ENCLAVE:
+                    # opened under the key a deployment of the committed root names
+                    if (item.sender, commitment.root.hex()) not in deployed:
+                        raise ClaimFailed(claimed, "no deployment of the committed model names it")
+                    key = item.key
+                else:
+                    key = commitment.receipt_key(item.sender, claimed)
                 receipt = open_receipt(item.envelope, key)
                 if receipt.model_sha256 != commitment.root.hex():
-                    raise ClaimFailed(
-                        f"receipt logged by {item.sender}",
-                        "names a model other than the committed one",
-                    )
+                    raise ClaimFailed(claimed, "names a model other than the committed one")
             except ClaimFailed as error:
                 claim.fail(ledger, None, str(error))
     return claim

@@ -17,13 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from evidence.receipts import Deployment
 from evidence.statements import PartySigner, sign_statement
 from evidence.weights import float32_weights_root
 from models.transformer import Transformer
-from parties.errors import AirlockError
+from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.protocol import FINGERPRINTS, PartyContext, RoleState, sole_peer, state_of
 from protocols.artifacts import model_to_serve
+from protocols.attestation.shared import submit
 from protocols.tee import channel
 from protocols.tee.enclave import weights_aad
 from protocols.tee.evidence import ENCLAVE_IMAGE, REFERENCE_PREDICATE, SIMULATED, measure
@@ -120,10 +122,18 @@ def release_weights(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, A
     except AirlockError as refusal:  # a refused appraisal, or a refused delivery
         return {**summary, "released": False, "refused": str(refusal)}
     state.phase = CreatorPhase.RELEASED
-    return {
-        **summary,
-        "released": True,
-        "enclave": enclave.enclave,
-        "sealed_bytes": len(sealed),
-        "release_ms": round(1000 * (time.perf_counter() - started), 2),
-    }
+    summary.update(
+        released=True,
+        enclave=enclave.enclave,
+        sealed_bytes=len(sealed),
+        release_ms=round(1000 * (time.perf_counter() - started), 2),
+    )
+    if Settings.model_validate(params).log_receipts:
+        deployment = Deployment(ctx.name, enclave.enclave, state.root.hex(), enclave.receipt_key)
+        statement = deployment.statement(sole_peer(ctx, VERIFIER), PartySigner.of(ctx))
+        try:
+            logged = submit(ctx, statement, [Label(f"weights:{ctx.name}", Form.DIGEST)])
+            summary["deployment_logged_at"] = logged["index"]
+        except ClaimFailed as error:  # the enclave's receipts will be refused; the user sees why
+            summary["deployment_refused"] = str(error)
+    return summary

@@ -15,13 +15,17 @@ the model creator appraises that evidence and seals the weights to the
 quoted HPKE key; the host relays the ciphertext, and the enclave installs
 the weights only if their root is the one it was booted (and measured)
 with. Then prompts are opened, answered by that model, sealed back to the
-user, and receipted with the attested receipt key.
+user, and receipted with the attested receipt key. The receipt names the
+user's salted commitment to the prompt and the answer under a fresh salt
+that only the user is given; with `log_receipts` the enclave logs it in the
+ledger before it answers, and the ledger's proof goes back with the answer.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,20 +33,25 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pyhpke import KEMKeyPair
 from securesystemslib.signer import Signer
 
-from evidence.receipts import issue_receipt
+from evidence.receipts import issue_receipt, new_salt
 from evidence.statements import PartySigner
 from evidence.weights import float32_weights_root
 from models.checkpoint import shipped_tokenizer
 from models.transformer import Codec, Transformer, generate
 from parties.envelope import Envelope
-from parties.errors import AirlockError
+from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import PartyContext, Reply, RoleState, state_of
+from protocols.attestation.shared import submit
 from protocols.tee import channel
 from protocols.tee.evidence import DeviceProvision, SimulatedHardware, measure
 from protocols.tee.rules import Step
 from protocols.tee.settings import Settings
+
+# logs a receipt for (user, the size of the last ledger head the user saw);
+# returns the ledger's answer, or raises ClaimFailed
+ReceiptLog = Callable[[str, int, dict[str, Any]], dict[str, Any]]
 
 # an answer is one line: the prompt format's ("question: ...\ncontext: ...\nanswer:")
 STOP = "\n"
@@ -146,10 +155,17 @@ class BootedEnclave:
         self.model = model
 
     def answer(
-        self, server: str, user: str, request: str, sealed: bytes, signer: Signer
+        self,
+        server: str,
+        user: str,
+        request: str,
+        sealed: bytes,
+        signer: Signer,
+        log: ReceiptLog | None = None,
     ) -> Answered:
         """Open `user`'s sealed prompt, answer it, and seal the answer (with a
-        receipt signed by `signer`) back to the sender of the prompt."""
+        receipt signed by `signer`, logged by `log` if given) back to the
+        sender of the prompt."""
         if self.model is None:
             raise AirlockError("no weights were released to this enclave")
         aad = request_aad(user, request)
@@ -157,14 +173,36 @@ class BootedEnclave:
         try:
             asked = json.loads(opened)
             prompt, nonce = str(asked["prompt"]), bytes.fromhex(asked["nonce"])
+            commitment = bytes.fromhex(asked["input_sha256"])
+            since = int(asked.get("since", 0))
         except (ValueError, KeyError, TypeError):
             raise AirlockError("the opened request is not a prompt") from None
+        if len(commitment) != 32:
+            raise AirlockError("the prompt commitment is not a SHA-256 digest")
         output = completion(self.model, self.tokenizer, prompt, self.max_new_tokens, self.stop)
+        output_salt = new_salt()
         receipt = issue_receipt(
-            self.model_root, prompt.encode(), output.encode(), nonce, server, signer
+            self.model_root,
+            prompt.encode(),
+            output.encode(),
+            nonce,
+            server,
+            signer,
+            input_sha256=commitment.hex(),
+            output_salt=output_salt,
         )
-        answer = json.dumps({"output": output, "receipt": receipt}).encode()
-        return Answered(user, request, prompt, output, channel.seal_answer(context, answer, aad))
+        answer: dict[str, Any] = {
+            "output": output,
+            "output_salt": output_salt.hex(),
+            "receipt": receipt,
+        }
+        if log is not None:
+            try:
+                answer["ledger"] = log(user, since, receipt)
+            except ClaimFailed as error:  # the user refuses an answer whose receipt is not logged
+                answer["unlogged"] = str(error)
+        sealed_answer = channel.seal_answer(context, json.dumps(answer).encode(), aad)
+        return Answered(user, request, prompt, output, sealed_answer)
 
 
 class EnclavePhase(enum.Enum):
@@ -231,7 +269,20 @@ def on_evidence_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     )
 
 
+def receipt_log(ctx: PartyContext) -> ReceiptLog | None:
+    """How this enclave logs its receipts: in the ledger, if the scenario says so."""
+    if not Settings.model_validate(ctx.settings).log_receipts:
+        return None
+
+    def log(user: str, since: int, receipt: dict[str, Any]) -> dict[str, Any]:
+        labels = [Label(f"prompt:{user}", Form.DIGEST), Label(f"output:{user}", Form.DIGEST)]
+        return submit(ctx, receipt, labels, since=since)
+
+    return log
+
+
 def on_enclave_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
-    """Open the user's sealed prompt, answer it, seal the answer back."""
+    """Open the user's sealed prompt, answer it, log its receipt, seal the answer back."""
     enclave = booted(ctx, "a prompt")
-    return enclave.answer(ctx.name, *relayed(envelope), enclave.receipt_signer).reply()
+    signer = enclave.receipt_signer
+    return enclave.answer(ctx.name, *relayed(envelope), signer, receipt_log(ctx)).reply()

@@ -16,7 +16,7 @@ from parties.protocol import Artifacts, Protocol
 from parties.roles import Role
 from parties.store import Kept
 from protocols.artifacts import COMMITTED_MODEL, RETRIEVED, TRAINED_MODEL
-from protocols.tee import creator, host, user, verifier
+from protocols.tee import creator, host, ledger, user, verifier
 from protocols.tee.adversaries import ADVERSARIES
 from protocols.tee.enclave import (
     EnclaveState,
@@ -26,7 +26,17 @@ from protocols.tee.enclave import (
     on_evidence_request,
 )
 from protocols.tee.evidence import provision
-from protocols.tee.rules import CREATOR, DEPLOYER, ENCLAVE, NAME, RULES, USER, VERIFIER, Step
+from protocols.tee.rules import (
+    CREATOR,
+    DEPLOYER,
+    ENCLAVE,
+    LEDGER,
+    NAME,
+    RULES,
+    USER,
+    VERIFIER,
+    Step,
+)
 from protocols.tee.settings import Settings
 
 
@@ -59,6 +69,7 @@ PROTOCOL = Protocol(
         (ENCLAVE, Step.ENCLAVE_PROMPT): on_enclave_prompt,
         (VERIFIER, Step.REFERENCE_VALUES): verifier.on_reference_values,
         (VERIFIER, Step.APPRAISAL_REQUEST): verifier.on_appraisal_request,
+        (LEDGER, Step.SUBMIT): ledger.on_submit,
     },
     actions={
         (CREATOR, "publish_model"): creator.publish_model,
@@ -78,6 +89,7 @@ PROTOCOL = Protocol(
         DEPLOYER: host.HostState,
         ENCLAVE: EnclaveState,
         VERIFIER: verifier.VerifierState,
+        LEDGER: ledger.LedgerState,
     },
     params=Settings,
     artifacts=artifacts,

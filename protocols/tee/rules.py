@@ -7,8 +7,12 @@ release: sealed to the enclave's attested key). The model creator gives the
 verifier signed reference values and the deployer the root of the weights
 to boot the enclave with (a digest). The end user and the model creator
 are both relying parties: each asks the verifier to appraise evidence.
-`plain_weights` and `plain_prompt` are the plaintext-serving baseline that
-the benchmark measures against; the tee scenario's guarantees refuse them.
+With `log_receipts`, the model creator logs in the ledger which receipt
+key the enclave it released the weights to holds (a digest of the weights
+names the model), and the enclave logs each receipt (salted digests of the
+prompt and answer) before it answers. `plain_weights` and `plain_prompt`
+are the plaintext-serving baseline that the benchmark measures against; the
+tee scenario's guarantees refuse them.
 """
 
 import enum
@@ -20,7 +24,7 @@ from parties.roles import Role
 NAME = "tee"
 
 CREATOR, DEPLOYER, ENCLAVE = Role.MODEL_CREATOR, Role.DEPLOYER, Role.ENCLAVE
-USER, VERIFIER = Role.END_USER, Role.VERIFIER
+USER, VERIFIER, LEDGER = Role.END_USER, Role.VERIFIER, Role.LEDGER
 RELYING_PARTIES = (USER, CREATOR)
 
 
@@ -42,6 +46,9 @@ class Step(enum.StrEnum):
     PLAIN_WEIGHTS = "plain_weights"
     PLAIN_PROMPT = "plain_prompt"
     PLAIN_ANSWER = "plain_answer"
+    # the ledger's steps, named as in the attestation protocol: one log
+    SUBMIT = "submit"
+    LOGGED = "logged"
 
 
 def _relying_party_rules(party: Role) -> tuple[Rule, ...]:
@@ -114,6 +121,23 @@ RULES = (
         USER,
         (label_rule("output:{receiver}", Form.CIPHERTEXT),),
         reply_to=(Step.SEALED_PROMPT,),
+    ),
+    Rule(Step.SUBMIT, CREATOR, LEDGER, (label_rule("weights:{sender}", Form.DIGEST),)),
+    Rule(
+        Step.SUBMIT,
+        ENCLAVE,
+        LEDGER,
+        (label_rule("prompt:*", Form.DIGEST), label_rule("output:*", Form.DIGEST)),
+    ),
+    *(
+        Rule(
+            Step.LOGGED,
+            LEDGER,
+            role,
+            (label_rule("ledger:{sender}", Form.PUBLIC),),
+            reply_to=(Step.SUBMIT,),
+        )
+        for role in (CREATOR, ENCLAVE)
     ),
     Rule(Step.PLAIN_WEIGHTS, CREATOR, DEPLOYER, (label_rule("weights:{sender}", Form.PLAINTEXT),)),
     Rule(Step.PLAIN_PROMPT, USER, DEPLOYER, (label_rule("prompt:{sender}", Form.PLAINTEXT),)),

@@ -25,3 +25,8 @@ class Settings(BaseModel):
     # the end user sends a prompt only to an enclave serving the model whose
     # commitment it accepted in an earlier stage (the ledger logged it)
     require_commitment: bool = False
+    # every receipt is logged in the ledger before its answer leaves the
+    # enclave: the creator logs which receipt key its appraised enclave
+    # holds, the enclave logs each receipt under it, and the end user accepts
+    # an answer only with the ledger's proof that its receipt is logged
+    log_receipts: bool = False

@@ -2,7 +2,9 @@
 fresh nonce, evidence via the deployer, a result from the verifier; only on
 an affirming result does it seal its prompt (HPKE) to the key in the
 evidence, and it accepts the answer's receipt only under the receipt key in
-the evidence."""
+the evidence, naming the model it expects. With `log_receipts` it also
+needs the ledger's proof that the receipt is logged, under a head that
+extends the last one it saw."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from evidence.receipts import check_receipt
+from evidence.receipts import check_receipt, new_salt, salted_sha256
 from models.corpus import grounded_prompt
 from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
@@ -20,43 +22,74 @@ from parties.payload import pack, unpack
 from parties.protocol import FINGERPRINTS, PartyContext, holdings_as, sole_peer
 from parties.roles import EndUser
 from protocols.artifacts import COMMITTED_MODEL, RETRIEVED
+from protocols.attestation.ledger import check_answer, entry_bytes
+from protocols.attestation.shared import keep_head, last_head
 from protocols.tee import channel
 from protocols.tee.enclave import request_aad
 from protocols.tee.evidence import SIMULATED
 from protocols.tee.relying import AttestedEnclave, attest
-from protocols.tee.rules import DEPLOYER, VERIFIER, Step
+from protocols.tee.rules import DEPLOYER, LEDGER, VERIFIER, Step
 from protocols.tee.settings import Settings
 
+CLAIM = "enclave answer"
 # shorter texts are not searched for: they could match some blob by chance
 MIN_FINGERPRINT_BYTES = 8
 Summary = dict[str, Any]
 
 
 def ask_enclave(
-    ctx: PartyContext, deployer: str, enclave: AttestedEnclave, prompt: str
-) -> tuple[str, bytes]:
+    ctx: PartyContext,
+    deployer: str,
+    enclave: AttestedEnclave,
+    prompt: str,
+    *,
+    model_root: bytes | None = None,
+    logged: bool = False,
+) -> tuple[str, int | None]:
     """Seal a prompt to the attested enclave; open its answer and check the
-    receipt under the attested receipt key (not a key the host names)."""
-    request, nonce = os.urandom(16).hex(), os.urandom(16)
+    receipt under the attested receipt key (not a key the host names), for
+    `model_root` (default: the attested one), and, if `logged`, its ledger
+    proof. The receipt commits to the prompt under a salt kept here.
+    Returns the answer and where the ledger logged its receipt (if asked)."""
+    request, nonce, salt = os.urandom(16).hex(), os.urandom(16), new_salt()
+    last = last_head(ctx) if logged else None
     aad = request_aad(ctx.name, request)
-    message = json.dumps({"prompt": prompt, "nonce": nonce.hex()}).encode()
-    sealed, context = channel.seal_request(enclave.hpke_public_key, message, aad)
+    asked = {
+        "prompt": prompt,
+        "nonce": nonce.hex(),
+        "input_sha256": salted_sha256(salt, prompt.encode()),
+        "since": last.size if last else 0,
+    }
+    sealed, context = channel.seal_request(enclave.hpke_public_key, json.dumps(asked).encode(), aad)
     label = [Label(f"prompt:{ctx.name}", Form.CIPHERTEXT)]
     reply = ctx.deliver(deployer, Step.SEALED_PROMPT, label, pack({"request": request}, sealed))
     if reply is None:
-        raise ClaimFailed("enclave answer", "no answer")
+        raise ClaimFailed(CLAIM, "no answer")
     _, sealed_answer = unpack(reply.payload)
-    answer = json.loads(channel.open_answer(context, sealed_answer, aad))
-    output = str(answer["output"])
+    try:
+        answer = json.loads(channel.open_answer(context, sealed_answer, aad))
+        output, receipt = str(answer["output"]), answer["receipt"]
+        output_salt = bytes.fromhex(str(answer["output_salt"]))
+    except (ValueError, KeyError, TypeError):
+        raise ClaimFailed(CLAIM, "malformed answer") from None
     check_receipt(
-        answer["receipt"],
+        receipt,
         enclave.receipt_key,
-        model_root=enclave.model_root,
+        model_root=enclave.model_root if model_root is None else model_root,
         prompt=prompt.encode(),
         output=output.encode(),
         nonce=nonce,
+        prompt_salt=salt,
+        output_salt=output_salt,
     )
-    return output, sealed_answer
+    if not logged:
+        return output, None
+    if "ledger" not in answer:
+        raise ClaimFailed(CLAIM, f"receipt not logged: {answer.get('unlogged', 'no proof')}")
+    proof, claim = answer["ledger"], "enclave receipt in the ledger"
+    ledger_key = ctx.public_key(sole_peer(ctx, LEDGER))
+    keep_head(ctx, check_answer(proof, ledger_key, entry_bytes(receipt), last, claim))
+    return output, int(proof["index"])
 
 
 def _fingerprints(texts: Iterable[str]) -> list[str]:
@@ -103,7 +136,14 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
                     )
                 vendor_roots.add(enclave.vendor_root_sha256)
                 started = time.perf_counter()
-                output, _ = ask_enclave(ctx, deployer, enclave, prompt)
+                output, logged_at = ask_enclave(
+                    ctx,
+                    deployer,
+                    enclave,
+                    prompt,
+                    model_root=None if committed is None else bytes.fromhex(committed),
+                    logged=s.log_receipts,
+                )
                 enclave_times.append(time.perf_counter() - started)
             except (ClaimFailed, AirlockError) as error:
                 refused.append(f"{prompt!r}: not sent: {error}")
@@ -115,7 +155,10 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
                 ctx.deliver(deployer, Step.PLAIN_PROMPT, label, json.dumps(request).encode())
                 plain_times.append(time.perf_counter() - started)
         else:
-            answers.append({"prompt": prompt, "output": output})
+            answer: dict[str, Any] = {"prompt": prompt, "output": output}
+            if logged_at is not None:
+                answer["receipt_logged_at"] = logged_at
+            answers.append(answer)
     summary: Summary = {
         "answers": answers,
         "refused": refused,
@@ -123,7 +166,7 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         "vendor_roots": sorted(vendor_roots),
         FINGERPRINTS: {
             f"prompt:{ctx.name}": _fingerprints(prompts),
-            f"output:{ctx.name}": _fingerprints(a["output"] for a in answers),
+            f"output:{ctx.name}": _fingerprints(str(a["output"]) for a in answers),
         },
     }
     if enclave_times:  # an answer was accepted

@@ -27,9 +27,10 @@ from evidence.errors import ClaimFailed
 from evidence.statements import open_statement, sign_statement
 
 RECEIPT_PREDICATE = "urn:airlock:predicate:inference-receipt:v1"
-# a model creator's statement that it released a model to an appraised
-# enclave, naming the receipt key that enclave's evidence attested
-DEPLOYMENT_PREDICATE = "urn:airlock:predicate:enclave-deployment:v1"
+# a model creator's statement that it released a model to a server (an
+# appraised enclave, a compute party), naming the key the server signs
+# receipts with (the enclave's attested key, the compute party's own)
+DEPLOYMENT_PREDICATE = "urn:airlock:predicate:model-deployment:v1"
 SALT_BYTES = 32
 CLAIM = "inference receipt"
 
@@ -144,23 +145,20 @@ def check_receipt(
 @dataclass(frozen=True)
 class Deployment:
     """What a logged deployment statement says: `creator` released the model
-    with this root to `enclave`, which signs receipts with `receipt_key`
-    (the key its appraised evidence names)."""
+    with this root to `server`, which signs receipts with `receipt_key`."""
 
     creator: str
-    enclave: str
+    server: str
     model_sha256: str
     receipt_key: ed25519.Ed25519PublicKey
 
-    def statement(self, verifier: str, signer: Signer) -> dict:
-        """Signed by the creator; `verifier` is who appraised the enclave."""
+    def statement(self, signer: Signer, *, appraised_by: str | None = None) -> dict:
+        """Signed by the creator; `appraised_by`: the verifier that appraised
+        the server (an enclave), whose result named the key."""
         raw = self.receipt_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-        predicate = {
-            "enclave": self.enclave,
-            "ed25519_receipt_key": raw.hex(),
-            "verifier": verifier,
-            "time_unix": time.time(),
-        }
+        predicate = {"server": self.server, "ed25519_receipt_key": raw.hex()}
+        if appraised_by is not None:
+            predicate["appraised_by"] = appraised_by
         return sign_statement(
             f"weights:{self.creator}", self.model_sha256, DEPLOYMENT_PREDICATE, predicate, signer
         )
@@ -170,13 +168,13 @@ def open_deployment(
     envelope: object, creator: str, creator_key: ed25519.Ed25519PublicKey
 ) -> Deployment:
     """A deployment statement signed by `creator`, its fields read. Raises ClaimFailed."""
-    claim = f"enclave deployment by {creator}"
+    claim = f"deployment by {creator}"
     statement = open_statement(envelope, creator_key, DEPLOYMENT_PREDICATE, claim)
     try:
         key = bytes.fromhex(str(statement.predicate["ed25519_receipt_key"]))
         return Deployment(
             creator,
-            str(statement.predicate["enclave"]),
+            str(statement.predicate["server"]),
             statement.sha256,
             ed25519.Ed25519PublicKey.from_public_bytes(key),
         )

@@ -146,20 +146,28 @@ def test_the_deployer_holds_weights_and_prompts_only_as_ciphertext(healthcare: R
         "model_creator",
         "deployer",
         "enclave",
+        "compute_a",
+        "compute_b",
         "alice",
     }
     assert all(a["result"]["consistent"] for a in audited if a["result"].get("checked", True))
 
 
-def test_every_enclave_answer_has_its_receipt_logged(healthcare: RunResult) -> None:
-    """The creator logs the enclave's attested receipt key when it releases
-    the weights; each answer's receipt is logged after it, and alice checked
-    the ledger's proof of each (and, at the end, that the ledger's history
+def test_every_answer_has_its_receipt_logged(healthcare: RunResult) -> None:
+    """The creator logs each server's receipt key when it releases the
+    weights to it (the enclave's attested key, each compute party's own);
+    each answer's receipts are logged after that, and alice checked the
+    ledger's proof of each (and, at the end, that the ledger's history
     extends the last head she saw)."""
     released = result_of(healthcare, "model_creator", "release_weights")
     logged = [a["receipt_logged_at"] for a in result_of(healthcare, "alice", "ask")["answers"]]
     assert len(logged) == 2 and released["deployment_logged_at"] < min(logged)
+    shared = result_of(healthcare, "model_creator", "share_weights")
+    assert set(shared["deployments_logged_at"]) == {"compute_a", "compute_b"}
+    generated = result_of(healthcare, "alice", "generate")
+    tokens = SCENARIO.stages[5].params["max_new_tokens"]
+    assert generated["refused"] == [] and generated["receipts_checked"] == 2 * tokens
     audit = {a["party"]: a["result"] for a in healthcare.actions if a["action"] == "audit_ledger"}
-    assert audit["alice"]["consistent"] and audit["alice"]["from"] == max(logged) + 1
+    assert audit["alice"]["consistent"] and audit["alice"]["from"] == audit["alice"]["to"]
     receipts = next(c for c in verify_run(healthcare.run_dir).claims if c.name == RECEIPTS_CLAIM)
-    assert receipts.ok and receipts.checked == len(logged)
+    assert receipts.ok and receipts.checked == len(logged) + 2 * tokens

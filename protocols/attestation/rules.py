@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 
-from evidence.receipts import DEPLOYMENT_PREDICATE, RECEIPT_PREDICATE
+from evidence.receipts import RECEIPT_PREDICATE
 from parties.labels import Form
 from parties.protocol import Rule, label_rule
 from parties.roles import Role
@@ -15,8 +15,8 @@ from parties.roles import Role
 NAME = "attestation"
 SUBMITTERS = (Role.DATA_CONTRIBUTOR, Role.MODEL_CREATOR, Role.DEPLOYER)
 # who may keep a head of the ledger and check it later: its submitters, and
-# (from the tee protocol's logged receipts) enclaves and end users
-READERS = (*SUBMITTERS, Role.ENCLAVE, Role.END_USER)
+# (from the receipts serving protocols log) enclaves, compute parties and end users
+READERS = (*SUBMITTERS, Role.ENCLAVE, Role.COMPUTE, Role.END_USER)
 
 # the in-toto predicate types of the statements this protocol signs
 DATASET_PREDICATE = "urn:airlock:predicate:dataset-commitment:v1"
@@ -27,9 +27,6 @@ SIGNED_BY_SENDER = {
     Role.MODEL_CREATOR: MODEL_PREDICATE,
     Role.DEPLOYER: RECEIPT_PREDICATE,
 }
-# what the tee protocol logs: a creator's deployment under its party key, and
-# an enclave's receipts under the receipt key that deployment names
-SIGNED_IN_TEE = {Role.MODEL_CREATOR: DEPLOYMENT_PREDICATE, Role.ENCLAVE: RECEIPT_PREDICATE}
 
 
 class Step(enum.StrEnum):

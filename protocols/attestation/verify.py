@@ -54,7 +54,6 @@ from protocols.attestation.rules import (
     MODEL_PREDICATE,
     NAME,
     SIGNED_BY_SENDER,
-    SIGNED_IN_TEE,
     Step,
 )
 
@@ -85,6 +84,7 @@ class LoggedStatement:
     sender's, or (an enclave's receipt) the key a logged deployment names."""
 
     sender: str
+    protocol: str  # whose stage logged it
     envelope: dict[str, Any]
     opened: OpenedStatement
     key: ed25519.Ed25519PublicKey
@@ -109,7 +109,7 @@ def logged_statements(run: RunEvidence, ledger: str) -> tuple[Claim, Logged]:
         == (Direction.OUT, Outcome.REPLIED, Step.LOGGED)
     }
     logged = []
-    receipt_keys: dict[str, ed25519.Ed25519PublicKey] = {}  # by enclave, as deployments name
+    receipt_keys: dict[str, ed25519.Ed25519PublicKey] = {}  # by server, as deployments name
     for entry, payload in run.received(ledger, Step.SUBMIT, any_protocol=True):
         sender = entry["peer"]
         if (sender, entry.get("session")) not in answered:
@@ -123,16 +123,21 @@ def logged_statements(run: RunEvidence, ledger: str) -> tuple[Claim, Logged]:
             statement = request["statement"]
             if entry.get("protocol") != NAME and role == Role.MODEL_CREATOR:
                 deployment = open_deployment(statement, sender, run.key(sender))
-                receipt_keys[deployment.enclave] = deployment.receipt_key
-            key = receipt_keys.get(sender) if role == Role.ENCLAVE else run.key(sender)
+                receipt_keys[deployment.server] = deployment.receipt_key
+            key: ed25519.Ed25519PublicKey | None
+            if entry.get("protocol") == NAME:
+                key, predicate = run.key(sender), SIGNED_BY_SENDER[role]
+            elif role == Role.MODEL_CREATOR:
+                key, predicate = run.key(sender), DEPLOYMENT_PREDICATE
+            else:  # a serving protocol's server: receipts, under the key deployed to it
+                key, predicate = receipt_keys.get(sender), RECEIPT_PREDICATE
             if key is None:
                 raise ClaimFailed(claimed, "no logged deployment names its receipt key")
-            predicate = SIGNED_IN_TEE if entry.get("protocol") != NAME else SIGNED_BY_SENDER
-            opened = open_statement(statement, key, predicate[role], claimed)
+            opened = open_statement(statement, key, predicate, claimed)
         except ClaimFailed as error:
             claim.fail(ledger, entry["index"], str(error))
             continue
-        logged.append(LoggedStatement(sender, statement, opened, key))
+        logged.append(LoggedStatement(sender, str(entry.get("protocol")), statement, opened, key))
     return claim, logged
 
 
@@ -301,8 +306,8 @@ def _receipts(
                 claim.fail(user, entry["index"], str(error))
             except ValueError:
                 claim.fail(user, entry["index"], "inference receipt: malformed answer")
-    deployed = {  # the roots each logged deployment released to its enclave
-        (item.opened.predicate["enclave"], item.opened.sha256)
+    deployed = {  # the roots each logged deployment released to its server
+        (item.opened.predicate["server"], item.opened.sha256)
         for item in logged
         if item.opened.predicate_type == DEPLOYMENT_PREDICATE
     }
@@ -311,7 +316,7 @@ def _receipts(
             claim.checked += 1
             claimed = "receipt logged by " + item.sender
             try:
-                if Role(run.role_of(item.sender)) == Role.ENCLAVE:
+                if item.protocol != NAME:
                     # opened under the key a deployment of the committed root names
                     if (item.sender, commitment.root.hex()) not in deployed:
                         raise ClaimFailed(claimed, "no deployment of the committed model names it")

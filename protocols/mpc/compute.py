@@ -6,7 +6,8 @@ compute parties (the deployer, rank 0; a `compute` party, rank 1): take one
     run the forward pass under CrypTen (model.py) for each prompt share.
     Every CrypTen message between them is an envelope (communicator.py),
     and every Beaver triple comes from the dealer (dealer.py). Each replies
-    with its share of the logits.
+    with its share of the logits (and, with `log_receipts`, its signed and
+    logged receipt for it: receipts.py).
 dealer: deals correlated randomness and sees no data.
 
 Each compute party must run in its own process (on Ray): CrypTen's state is
@@ -31,7 +32,8 @@ from parties.protocol import PartyContext, Reply, RoleState, sole_peer, state_of
 from protocols.mpc import communicator, dealer
 from protocols.mpc.communicator import pack_tensors, unpack_tensors
 from protocols.mpc.model import check_weight_shares, forward, secret
-from protocols.mpc.roles import compute_parties
+from protocols.mpc.receipts import sign_and_log
+from protocols.mpc.roles import Settings, compute_parties
 from protocols.mpc.rules import CREATOR, DEALER, USER, Step
 
 
@@ -46,6 +48,7 @@ class ComputeState(RoleState):
     config: ModelConfig | None = None  # the shared weights', from their metadata
     weight_shares: dict[str, torch.Tensor] = field(default_factory=dict)
     weights: dict[str, Any] | None = None  # the weight shares as CrypTen tensors, on first use
+    model_root: bytes = b""  # the creator's root of the shared weights, which receipts name
     # exists before this party connects: the other rank's first message may come first
     inbox: communicator.Inbox = field(default_factory=communicator.Inbox)
     lock: threading.Lock = field(default_factory=threading.Lock)  # CrypTen's state is per process
@@ -68,7 +71,13 @@ def on_weight_shares(ctx: PartyContext, envelope: Envelope) -> None:
     meta, shares = unpack_tensors(envelope.payload)
     config = ModelConfig.from_metadata(meta)
     check_weight_shares(config, shares)
-    state.config, state.weight_shares = config, shares
+    try:
+        root = bytes.fromhex(str(meta.get("model_sha256", "")))
+    except ValueError:
+        root = b""
+    if len(root) != 32:
+        raise AirlockError("the weight shares come without the root of the weights")
+    state.config, state.weight_shares, state.model_root = config, shares, root
     state.phase = ComputePhase.READY
 
 
@@ -112,7 +121,7 @@ def on_mpc_message(ctx: PartyContext, envelope: Envelope) -> None:
 def on_prompt_shares(ctx: PartyContext, envelope: Envelope) -> Reply:
     state = state_of(ctx, ComputeState)
     state.expect(ComputePhase.READY, doing="a prompt share")
-    _, tensors = unpack_tensors(envelope.payload)
+    request, tensors = unpack_tensors(envelope.payload)
     share = tensors.get("prompt")
     config = state.config
     if config is None:  # not once READY: the configuration comes with the weight shares
@@ -131,8 +140,11 @@ def on_prompt_shares(ctx: PartyContext, envelope: Envelope) -> Reply:
         logits = forward(secret(share), state.weights, config)
         result = logits.share
     user = envelope.header.sender
+    meta = {}
+    if Settings.model_validate(ctx.settings).log_receipts:
+        meta = sign_and_log(ctx, user, request, state.model_root, result)
     label = (Label(f"output:{user}", Form.SHARE),)
-    return Reply(Step.LOGIT_SHARES, label, pack_tensors({}, {"logits": result}))
+    return Reply(Step.LOGIT_SHARES, label, pack_tensors(meta, {"logits": result}))
 
 
 def on_tuple_request(ctx: PartyContext, envelope: Envelope) -> Reply:

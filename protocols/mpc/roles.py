@@ -24,15 +24,21 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from evidence.receipts import Deployment
+from evidence.statements import PartySigner
+from evidence.weights import float32_weights_root
 from models.checkpoint import shipped, shipped_tokenizer
 from models.transformer import BadPrompt, Codec, ModelConfig, Transformer
-from parties.errors import AirlockError
+from parties.errors import AirlockError, ClaimFailed
 from parties.labels import Form, Label
 from parties.protocol import FINGERPRINTS, PartyContext, holdings_as
 from parties.roles import EndUser
-from protocols.artifacts import ModelSource, model_to_serve
+from protocols.artifacts import COMMITTED_MODEL, ModelSource, model_to_serve
+from protocols.attestation.ledger import TreeHead
+from protocols.attestation.shared import keep_head, submit
 from protocols.mpc.communicator import pack_tensors, unpack_tensors
 from protocols.mpc.model import decode, encode, one_hot, split
+from protocols.mpc.receipts import PromptReceipts, check_reply
 from protocols.mpc.rules import COMPUTE_ROLES, Step
 
 Summary = dict[str, Any]
@@ -51,6 +57,10 @@ class Settings(BaseModel):
     # the two compute parties, by rank (default: the deployer, then the one
     # compute party); named where a deployer of the run must not compute
     compute: tuple[str, str] | None = None
+    # the compute parties sign and log in the ledger a receipt per reply
+    # (receipts.py), and the end user takes a token only if both receipts
+    # name the model whose commitment it accepted in an earlier stage
+    log_receipts: bool = False
 
     @field_validator("compute")
     @classmethod
@@ -93,20 +103,30 @@ def model_to_share(ctx: PartyContext, settings: Settings) -> Transformer:
 
 
 def share_weights(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    model = model_to_share(ctx, Settings.model_validate(params))
+    settings = Settings.model_validate(params)
+    model = model_to_share(ctx, settings)
     state = {k: v.detach() for k, v in model.state_dict().items()}
     shares: list[dict[str, torch.Tensor]] = [{}, {}]
     for name, value in state.items():
         for rank, share in enumerate(split(encode(value))):
             shares[rank][name] = share
     meta = {k: str(v) for k, v in asdict(model.config).items()}  # checked by each compute party
+    root = float32_weights_root(model.state_dict())
+    meta["model_sha256"] = root.hex()  # what its receipts name
     label = [Label(f"weights:{ctx.name}", Form.SHARE)]
+    logged = {}
     for rank, party in enumerate(compute_parties(ctx)):
         ctx.deliver(party, Step.WEIGHT_SHARES, label, pack_tensors(meta, shares[rank]))
+        if settings.log_receipts:  # it signs receipts with its party key
+            deployment = Deployment(ctx.name, party, root.hex(), ctx.public_key(party))
+            statement = deployment.statement(PartySigner.of(ctx))
+            digest = [Label(f"weights:{ctx.name}", Form.DIGEST)]
+            logged[party] = submit(ctx, statement, digest)["index"]
     # a fingerprint of the weights for the audit's content scan: raw and fixed point
     first = state["token_embedding.weight"]
     return {
         "parameters": sum(v.numel() for v in state.values()),
+        **({"deployments_logged_at": logged} if logged else {}),
         FINGERPRINTS: {
             f"weights:{ctx.name}": [
                 first.numpy().tobytes()[:32].hex(),
@@ -139,22 +159,35 @@ def check_prompt(prompt: str, tokenizer: Codec, config: ModelConfig) -> list[int
 
 
 def _next_logits(
-    ctx: PartyContext, parties: list[str], window: list[int], vocab: int
+    ctx: PartyContext,
+    parties: list[str],
+    window: list[int],
+    vocab: int,
+    receipts: PromptReceipts | None = None,
 ) -> torch.Tensor:
-    """The logits after `window`, added up from both compute parties' shares."""
+    """The logits after `window`, added up from both compute parties'
+    shares; with `receipts`, only if both parties' receipts hold."""
     shares = split(encode(one_hot(window, vocab)))
     label = [Label(f"prompt:{ctx.name}", Form.SHARE)]
+    expected = receipts.expect(ctx) if receipts else None
+    request = expected.request() if expected else {}
 
-    def ask(rank: int) -> torch.Tensor:
-        payload = pack_tensors({}, {"prompt": shares[rank]})
+    def ask(rank: int) -> tuple[torch.Tensor, TreeHead | None]:
+        payload = pack_tensors(request, {"prompt": shares[rank]})
         reply = ctx.deliver(parties[rank], Step.PROMPT_SHARES, label, payload, "mpc")
         if reply is None:
             raise AirlockError(f"{parties[rank]} sent no logits")
-        return unpack_tensors(reply.payload)[1]["logits"]
+        meta, tensors = unpack_tensors(reply.payload)
+        logits = tensors["logits"]
+        head = check_reply(ctx, parties[rank], meta, logits, expected) if expected else None
+        return logits, head
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        logit_shares = list(pool.map(ask, range(2)))  # both ranks compute together
-    return decode(logit_shares[0] + logit_shares[1]).reshape(-1)
+        replies = list(pool.map(ask, range(2)))  # both ranks compute together
+    heads = [head for _, head in replies if head is not None]
+    if heads:
+        keep_head(ctx, max(heads, key=lambda head: head.size))
+    return decode(replies[0][0] + replies[1][0]).reshape(-1)
 
 
 def generate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -164,20 +197,30 @@ def generate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     # every prompt checked before anything is shared
     checked = [check_prompt(prompt, tokenizer, config) for prompt in prompts]
     parties = compute_parties(ctx)
-    outputs, seconds = [], []
+    committed = (
+        bytes.fromhex(ctx.store.get(COMMITTED_MODEL).root_sha256) if s.log_receipts else None
+    )
+    outputs, refused, seconds = [], [], []
     first_logits: list[float] = []  # the first token's, to compare with plaintext
     for prompt, tokens in zip(prompts, checked, strict=True):
+        receipts = PromptReceipts.of(committed, prompt) if committed else None
         generated: list[int] = []
-        for _ in range(s.max_new_tokens):
-            started = time.perf_counter()
-            window = (tokens + generated)[-config.context :]
-            logits = _next_logits(ctx, parties, window, config.vocab)
-            generated.append(int(logits.argmax()))  # greedy
-            seconds.append(time.perf_counter() - started)
-            first_logits = first_logits or [round(float(v), 4) for v in logits]
+        try:
+            for _ in range(s.max_new_tokens):
+                started = time.perf_counter()
+                window = (tokens + generated)[-config.context :]
+                logits = _next_logits(ctx, parties, window, config.vocab, receipts)
+                generated.append(int(logits.argmax()))  # greedy
+                seconds.append(time.perf_counter() - started)
+                first_logits = first_logits or [round(float(v), 4) for v in logits]
+        except ClaimFailed as error:  # a receipt that does not hold: no answer
+            refused.append(f"{prompt!r}: {error}")
+            continue
         outputs.append({"prompt": prompt, "output": tokenizer.decode(generated)})
     return {
         "outputs": outputs,
+        "refused": refused,
+        **({"receipts_checked": 2 * len(seconds)} if committed else {}),
         "first_logits": first_logits,
         "seconds_per_token": round(sum(seconds) / max(1, len(seconds)), 3),
         FINGERPRINTS: {f"prompt:{ctx.name}": [p.encode().hex() for p in prompts if len(p) >= 8]},

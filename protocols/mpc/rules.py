@@ -7,7 +7,9 @@ compute parties carries masked openings of shares of both, and is labelled
 as such. The dealer is asked for sizes only and answers with correlated
 randomness. No rule lets a compute party send anything to the model creator,
 the end user (except logit shares, as the answer) or the dealer (except
-tuple requests).
+tuple requests). With `log_receipts`, the model creator logs in the ledger
+which compute parties it shared the weights with (a digest names the
+model), and each compute party logs a receipt per reply (digests only).
 """
 
 import enum
@@ -26,9 +28,12 @@ class Step(enum.StrEnum):
     MPC_MESSAGE = "mpc_message"  # compute <-> compute: CrypTen's messages
     TUPLE_REQUEST = "tuple_request"  # compute -> dealer: sizes only
     TUPLE_SHARES = "tuple_shares"  # dealer -> compute (reply): correlated randomness
+    # the ledger's steps, named as in the attestation protocol: one log
+    SUBMIT = "submit"  # creator, compute -> ledger: a deployment, a receipt
+    LOGGED = "logged"  # ledger -> (reply): a signed head and proofs
 
 
-USER, CREATOR, DEALER = Role.END_USER, Role.MODEL_CREATOR, Role.DEALER
+USER, CREATOR, DEALER, LEDGER = Role.END_USER, Role.MODEL_CREATOR, Role.DEALER, Role.LEDGER
 COMPUTE_ROLES = (Role.DEPLOYER, Role.COMPUTE)
 MPC_LABELS = (label_rule("prompt:*", Form.SHARE), label_rule("weights:*", Form.SHARE))
 
@@ -69,5 +74,25 @@ RULES = (
             reply_to=(Step.TUPLE_REQUEST,),
         )
         for role in COMPUTE_ROLES
+    ),
+    Rule(Step.SUBMIT, CREATOR, LEDGER, (label_rule("weights:{sender}", Form.DIGEST),)),
+    *(
+        Rule(
+            Step.SUBMIT,
+            role,
+            LEDGER,
+            (label_rule("prompt:*", Form.DIGEST), label_rule("output:*", Form.DIGEST)),
+        )
+        for role in COMPUTE_ROLES
+    ),
+    *(
+        Rule(
+            Step.LOGGED,
+            LEDGER,
+            role,
+            (label_rule("ledger:{sender}", Form.PUBLIC),),
+            reply_to=(Step.SUBMIT,),
+        )
+        for role in (CREATOR, *COMPUTE_ROLES)
     ),
 )

@@ -130,7 +130,8 @@ def release_weights(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, A
     )
     if Settings.model_validate(params).log_receipts:
         deployment = Deployment(ctx.name, enclave.enclave, state.root.hex(), enclave.receipt_key)
-        statement = deployment.statement(sole_peer(ctx, VERIFIER), PartySigner.of(ctx))
+        verifier = sole_peer(ctx, VERIFIER)
+        statement = deployment.statement(PartySigner.of(ctx), appraised_by=verifier)
         try:
             logged = submit(ctx, statement, [Label(f"weights:{ctx.name}", Form.DIGEST)])
             summary["deployment_logged_at"] = logged["index"]

@@ -16,7 +16,8 @@ from parties.protocol import Artifacts, Protocol
 from parties.roles import Role
 from parties.store import Kept
 from protocols.artifacts import COMMITTED_MODEL, RETRIEVED, TRAINED_MODEL
-from protocols.tee import creator, host, ledger, user, verifier
+from protocols.attestation.serving_log import ServingLogState, on_submit
+from protocols.tee import creator, host, user, verifier
 from protocols.tee.adversaries import ADVERSARIES
 from protocols.tee.enclave import (
     EnclaveState,
@@ -69,7 +70,7 @@ PROTOCOL = Protocol(
         (ENCLAVE, Step.ENCLAVE_PROMPT): on_enclave_prompt,
         (VERIFIER, Step.REFERENCE_VALUES): verifier.on_reference_values,
         (VERIFIER, Step.APPRAISAL_REQUEST): verifier.on_appraisal_request,
-        (LEDGER, Step.SUBMIT): ledger.on_submit,
+        (LEDGER, Step.SUBMIT): on_submit,
     },
     actions={
         (CREATOR, "publish_model"): creator.publish_model,
@@ -89,7 +90,7 @@ PROTOCOL = Protocol(
         DEPLOYER: host.HostState,
         ENCLAVE: EnclaveState,
         VERIFIER: verifier.VerifierState,
-        LEDGER: ledger.LedgerState,
+        LEDGER: ServingLogState,
     },
     params=Settings,
     artifacts=artifacts,

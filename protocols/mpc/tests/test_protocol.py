@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from evidence.weights import float32_weights_root
 from models.checkpoint import served_model, shipped_tokenizer
 from models.transformer import BadPrompt, ModelConfig, Transformer, generate
 from orchestrator.scenario import load_scenario
@@ -183,9 +184,14 @@ def test_the_forward_pass_reads_the_models_weights() -> None:
         assert weight_shapes(config) == expected
 
 
-def weight_shares(model: Transformer, config: ModelConfig | None = None) -> bytes:
-    """Share 1 of `model`'s weights, sent as carrying `config` (its own by default)."""
+def weight_shares(
+    model: Transformer, config: ModelConfig | None = None, *, root: bool = True
+) -> bytes:
+    """Share 1 of `model`'s weights, sent as carrying `config` (its own by
+    default) and, if `root`, the root of the weights."""
     meta = {k: str(v) for k, v in asdict(config or model.config).items()}
+    if root:
+        meta["model_sha256"] = float32_weights_root(model.state_dict()).hex()
     shares = {k: split(encode(v.detach()))[1] for k, v in model.state_dict().items()}
     return pack_tensors(meta, shares)
 
@@ -207,6 +213,7 @@ def test_weight_shares_that_do_not_fit_their_configuration_are_refused(
             r"missing \['blocks.1.attention.out.bias'"
         ),
         pack_tensors({}, {k: encode(v) for k, v in truncated.items()}): "no valid model config",
+        weight_shares(model, root=False): "without the root of the weights",
         pack_tensors(  # float weights, not shares
             {k: str(v) for k, v in asdict(model.config).items()}, model.state_dict()
         ): r"torch.float32 \(512, 32\), not int64",

@@ -111,10 +111,12 @@ def test_the_ledger_logs_receipts_only_under_the_deployed_key(serving) -> None:
     # a deployment signed by someone other than the creator who sends it
     creator = serving["model_creator"]
     deployment = Deployment("model_creator", "enclave", root.hex(), attested.public_key())
-    forged = deployment.statement("verifier", signer)
+    forged = deployment.statement(signer, appraised_by="verifier")
     assert "signature does not verify" in refused("model_creator", forged, WEIGHTS)
     # the creator's deployment, then the receipt under the key it names
-    statement = deployment.statement("verifier", PartySigner.of(creator.context("tee")))
+    statement = deployment.statement(
+        PartySigner.of(creator.context("tee")), appraised_by="verifier"
+    )
     _submit(serving, "model_creator", statement, WEIGHTS)
     _submit(serving, "enclave", receipt, RECEIPT_LABELS)
     # a receipt under another key (the enclave party's own, which its host holds)

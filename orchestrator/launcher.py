@@ -122,6 +122,7 @@ def run_scenario(
     sealed: set[str] = set()
     dropouts: set[str] = set()
     timings: dict[str, float] = {}
+    running = ""  # the stage under way, which a failure is told in
     try:
         authority = RunAuthority(run_id)
         manifest["ca_pem"] = authority.certificate_pem.decode()
@@ -151,6 +152,7 @@ def run_scenario(
         settings = scenario.stage_settings()
         for number, stage in enumerate(scenario.stages, 1):
             began = time.monotonic()
+            running = f"stage {number}/{len(scenario.stages)} ({stage.name})"
             progress(f"stage {number}/{len(scenario.stages)}: {stage.name} ({stage.protocol})")
             actions += _run_stage(
                 scenario, stage, settings[stage.protocol], hosts, progress, dropouts
@@ -158,8 +160,9 @@ def run_scenario(
             elapsed = time.monotonic() - began
             timings[stage.name] = round(elapsed, 2)
             progress(f"stage {number}/{len(scenario.stages)}: {stage.name} done in {elapsed:.1f} s")
+            running = ""
     except AirlockError as error:
-        failure = str(error)
+        failure = f"{running}: {error}" if running else str(error)
         progress(f"run failed: {failure}")
     finally:
         try:

@@ -8,7 +8,8 @@ weights' commitment) are the evidence layer, `evidence/`. Here: `dataset`
 (the model statement), `ledger` (the transparency log), `rules` (steps,
 labels, predicate types); the roles by side: `shared` (params, state,
 submitting to the ledger), `contributor`, `creator`, `serving` (deployer
-and end user), `ledger_server`, `placeholder` (stand-in weights);
+and end user), `ledger_server`, `serving_log` (the ledger's side of the
+serving protocols' deployments and receipts), `placeholder` (stand-in weights);
 `adversaries`; `verify` and `bom` (what `airlock verify` and `airlock bom`
 check of a finished run); `protocol` (the protocol, assembled).
 """

@@ -14,10 +14,30 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from evidence.receipts import open_deployment, open_receipt
 from parties.envelope import Envelope
 from parties.errors import ClaimFailed
-from parties.protocol import PartyContext, Reply, RoleState, state_of
+from parties.labels import Form
+from parties.protocol import PartyContext, Reply, RoleState, Rule, label_rule, state_of
 from parties.roles import Role
 from protocols.attestation.ledger import entry_bytes
 from protocols.attestation.ledger_server import logged, party_log, submission
+from protocols.attestation.rules import Step
+
+
+def serving_log_rules(servers: tuple[Role, ...]) -> tuple[Rule, ...]:
+    """A serving protocol's rules to and from the ledger (its steps named as
+    the attestation protocol's): the creator's deployments (a digest of the
+    weights names the model), the servers' receipts (digests only), and the
+    ledger's answers."""
+    creator, ledger = Role.MODEL_CREATOR, Role.LEDGER
+    receipt = (label_rule("prompt:*", Form.DIGEST), label_rule("output:*", Form.DIGEST))
+    answer = (label_rule("ledger:{sender}", Form.PUBLIC),)
+    return (
+        Rule(Step.SUBMIT, creator, ledger, (label_rule("weights:{sender}", Form.DIGEST),)),
+        *(Rule(Step.SUBMIT, server, ledger, receipt) for server in servers),
+        *(
+            Rule(Step.LOGGED, ledger, role, answer, reply_to=(Step.SUBMIT,))
+            for role in (creator, *servers)
+        ),
+    )
 
 
 @dataclass

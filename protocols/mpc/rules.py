@@ -17,6 +17,7 @@ import enum
 from parties.labels import Form
 from parties.protocol import Rule, label_rule
 from parties.roles import Role
+from protocols.attestation.serving_log import serving_log_rules
 
 NAME = "mpc"
 
@@ -75,24 +76,5 @@ RULES = (
         )
         for role in COMPUTE_ROLES
     ),
-    Rule(Step.SUBMIT, CREATOR, LEDGER, (label_rule("weights:{sender}", Form.DIGEST),)),
-    *(
-        Rule(
-            Step.SUBMIT,
-            role,
-            LEDGER,
-            (label_rule("prompt:*", Form.DIGEST), label_rule("output:*", Form.DIGEST)),
-        )
-        for role in COMPUTE_ROLES
-    ),
-    *(
-        Rule(
-            Step.LOGGED,
-            LEDGER,
-            role,
-            (label_rule("ledger:{sender}", Form.PUBLIC),),
-            reply_to=(Step.SUBMIT,),
-        )
-        for role in (CREATOR, *COMPUTE_ROLES)
-    ),
+    *serving_log_rules(COMPUTE_ROLES),
 )

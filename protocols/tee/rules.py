@@ -20,6 +20,7 @@ import enum
 from parties.labels import Form
 from parties.protocol import Rule, label_rule
 from parties.roles import Role
+from protocols.attestation.serving_log import serving_log_rules
 
 NAME = "tee"
 
@@ -122,23 +123,7 @@ RULES = (
         (label_rule("output:{receiver}", Form.CIPHERTEXT),),
         reply_to=(Step.SEALED_PROMPT,),
     ),
-    Rule(Step.SUBMIT, CREATOR, LEDGER, (label_rule("weights:{sender}", Form.DIGEST),)),
-    Rule(
-        Step.SUBMIT,
-        ENCLAVE,
-        LEDGER,
-        (label_rule("prompt:*", Form.DIGEST), label_rule("output:*", Form.DIGEST)),
-    ),
-    *(
-        Rule(
-            Step.LOGGED,
-            LEDGER,
-            role,
-            (label_rule("ledger:{sender}", Form.PUBLIC),),
-            reply_to=(Step.SUBMIT,),
-        )
-        for role in (CREATOR, ENCLAVE)
-    ),
+    *serving_log_rules((ENCLAVE,)),
     Rule(Step.PLAIN_WEIGHTS, CREATOR, DEPLOYER, (label_rule("weights:{sender}", Form.PLAINTEXT),)),
     Rule(Step.PLAIN_PROMPT, USER, DEPLOYER, (label_rule("prompt:{sender}", Form.PLAINTEXT),)),
     Rule(

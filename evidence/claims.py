@@ -57,6 +57,12 @@ class RunEvidence(Protocol):
 
     def role_of(self, party: str) -> str: ...
 
+    @property
+    def completed(self) -> bool:
+        """Whether the run finished every stage: a failed run may end before
+        a claim had anything to check (not reached, rather than broken)."""
+        ...
+
     def key(self, party: str) -> ed25519.Ed25519PublicKey:
         """The party's signing key, as the run's CA certified it."""
         ...

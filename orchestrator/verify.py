@@ -28,6 +28,10 @@ class ProtocolRun:
     run: RunRecord
     protocol: str
 
+    @property
+    def completed(self) -> bool:
+        return self.run.manifest.get("outcome") == "completed"
+
     def parties(self, role: str | None = None) -> list[str]:
         scenario = self.run.scenario
         return [n for n in scenario.parties if role is None or scenario.role_of(n) == role]

@@ -140,10 +140,9 @@ def test_a_party_killed_in_a_stage_ends_the_run_cleanly(stage: str, tmp_path: Pa
         (party, "signed head is missing (log never sealed)")
     ], integrity
     assert [c for c in others if not c["ok"]] == []
-    # and every statement, proof and commitment logged so far checks: a
-    # claim fails only where the run never got to what it checks (no model
-    # statement yet, say), having checked nothing
+    # and every statement, proof and commitment logged so far checks; what
+    # the run never got to (no model statement yet, say) is noted as not
+    # reached, not failed
     verify = json.loads(airlock("verify", str(run_dir), "--format", "json").stdout)
     assert verify["claims"][0] == integrity
-    broken = [c for c in verify["claims"][1:] if not c["ok"] and c["checked"]]
-    assert broken == []
+    assert [c["name"] for c in verify["claims"][1:] if not c["ok"]] == []

@@ -33,7 +33,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from evidence.claims import Claim, RunEvidence
+from evidence.claims import Claim, Finding, RunEvidence
 from evidence.merkle import MerkleTree, verify_consistency, verify_inclusion
 from evidence.receipts import (
     DEPLOYMENT_PREDICATE,
@@ -72,7 +72,7 @@ def verify_claims(run: RunEvidence) -> list[Claim]:
         claims.append(_history(run, ledger, tree))
         datasets_claim, accepted = _datasets(run, ledger)
         claims.append(datasets_claim)
-        commitment, model_claim = _model(logged, accepted)
+        commitment, model_claim = _model(run, logged, accepted)
         claims.append(model_claim)
         claims.append(_receipts(run, ledger, logged, commitment))
     return claims
@@ -235,7 +235,9 @@ def _datasets(run: RunEvidence, ledger: str) -> tuple[Claim, set[tuple[str, str]
     return claim, accepted
 
 
-def _model(logged: Logged, accepted: set[tuple[str, str]]) -> tuple[ModelCommitment | None, Claim]:
+def _model(
+    run: RunEvidence, logged: Logged, accepted: set[tuple[str, str]]
+) -> tuple[ModelCommitment | None, Claim]:
     """5. The model statement binds only logged datasets whose attestations hold."""
     claim = Claim("model commitment binds logged, verified datasets")
     logged_datasets = {
@@ -262,8 +264,17 @@ def _model(logged: Logged, accepted: set[tuple[str, str]]) -> tuple[ModelCommitm
                     f"{reference.sha256[:16]}..., not a logged dataset whose attestation holds",
                 )
     if claim.checked == 0:
-        claim.fail(None, None, "no model statement was logged")
+        _unreached(run, claim, "no model statement was logged")
     return commitment, claim
+
+
+def _unreached(run: RunEvidence, claim: Claim, missing: str) -> None:
+    """What a claim lacks fails it in a completed run; in a failed one the
+    run may have ended before it (a note: what was logged still verifies)."""
+    if run.completed:
+        claim.fail(None, None, missing)
+    else:
+        claim.notes.append(Finding(None, None, f"not reached: {missing} before the run failed"))
 
 
 def _receipts(
@@ -273,7 +284,7 @@ def _receipts(
     the committed model."""
     claim = Claim(RECEIPTS_CLAIM)
     if commitment is None:
-        claim.fail(None, None, "no committed model to check receipts against")
+        _unreached(run, claim, "no committed model to check receipts against")
         return claim
     requests: dict[str, str] = {}  # nonce -> salted prompt digest, as the deployers received them
     for deployer in run.parties(Role.DEPLOYER):

@@ -51,6 +51,11 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _utc_now() -> str:
+    """Now, as the visibility logs write their times."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+
+
 def default_run_dir(scenario: Scenario, run_id: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{scenario.name}-{run_id[:8]}"
@@ -270,6 +275,9 @@ def _run_stage(
         # a dropout of an earlier stage is gone for the rest of the run
         parties = [n for n in parties if n not in dropouts or n in hosts.alive]
         step_params = params if number is None else {**params, "round": number}
+        # the orchestrator's clock, from its call to the last party's answer
+        # (on Ray the parties of one call act at once): `airlock trace` draws it
+        began = _utc_now()
         try:
             results = hosts.call(
                 {n: ("act", (protocol_name, action, step_params)) for n in parties}
@@ -277,6 +285,7 @@ def _run_stage(
         finally:
             for timer in timers:
                 timer.cancel()
+        ended = _utc_now()
         for party, result in results.items():
             done.append(
                 {
@@ -286,6 +295,8 @@ def _run_stage(
                     "action": action,
                     "round": number,
                     "adversarial": adversarial,
+                    "started": began,
+                    "finished": ended,
                     "result": result,
                 }
             )

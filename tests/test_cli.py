@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
+
+import duckdb
 
 from tests.helpers import airlock
 
@@ -40,3 +43,42 @@ def test_run_in_process_and_scenarios(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "audit.json").exists()
     listing = airlock("scenarios")
     assert listing.returncode == 0 and "walkthrough" in listing.stdout
+
+
+def test_logs_table_reads_at_80_columns(default_run: Path) -> None:
+    for view in ((), ("--wide",)):
+        done = airlock("logs", str(default_run), *view, env={"COLUMNS": "80"})
+        assert done.returncode == 0, done.stderr
+        # folded, never cut: no ellipsis, no line past the terminal
+        assert "…" not in done.stdout
+        assert max(len(line) for line in done.stdout.splitlines()) <= 80
+    narrow = airlock("logs", str(default_run), "--party", "guidelines_db", env={"COLUMNS": "80"})
+    assert "RULE_NOT_PERMITTED" in narrow.stdout and "← deployer" in narrow.stdout
+
+
+def test_logs_json_loads_into_duckdb_with_one_call(default_run: Path, tmp_path: Path) -> None:
+    path = tmp_path / "logs.jsonl"
+    path.write_text(airlock("logs", str(default_run), "--format", "json").stdout)
+    logged = [
+        json.loads(line)
+        for party in (default_run / "parties").iterdir()
+        for line in (party / "log.jsonl").read_text().splitlines()
+    ]
+    table = duckdb.read_json(str(path))
+    assert table.shape[0] == len(logged)
+    # the refusals of the run, as SQL: what each receiver refused, what each sender withheld
+    refusals = duckdb.sql(
+        f"""SELECT party, "index", refusal FROM read_json_auto('{path}')
+        WHERE (direction = 'in' AND outcome = 'refused') OR outcome = 'withheld'
+        ORDER BY party"""
+    ).fetchall()
+    blocked = json.loads((default_run / "audit.json").read_text())["blocked"]
+    assert refusals == sorted((b["party"], b["entry"], b["refusal"]) for b in blocked)
+    reasons = duckdb.sql(
+        f"""SELECT refusal, count(*) FROM read_json_auto('{path}')
+        WHERE refusal <> '' GROUP BY refusal ORDER BY refusal"""
+    ).fetchall()
+    by_reason = Counter(e["refusal"] for e in logged if e["refusal"])
+    assert reasons == sorted(by_reason.items())
+    # the walkthrough's two blocked attempts: one withheld, one refused (logged on both sides)
+    assert by_reason == {"GUARANTEE_VIOLATED": 1, "RULE_NOT_PERMITTED": 2}

@@ -26,7 +26,7 @@ stderr = Console(stderr=True)
 
 
 def _register() -> None:
-    from orchestrator.cli import audit, bom, logs, run, scenarios, verify
+    from orchestrator.cli import audit, bom, logs, run, scenarios, trace, verify
 
     app.command("run")(run.run)
     app.command("audit")(audit.audit)
@@ -34,6 +34,7 @@ def _register() -> None:
     app.command("bom")(bom.bom)
     app.command("logs")(logs.logs)
     app.command("scenarios")(scenarios.scenarios)
+    app.command("trace")(trace.trace)
 
 
 _register()

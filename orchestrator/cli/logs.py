@@ -4,16 +4,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.render import OutputFormat
 from parties.errors import AirlockError
-from parties.log import labels_text, read_entries
+from parties.log import LogProblem, labels_text, read_entries
+
+# The default view: what a reader needs to follow a party's traffic, in five
+# columns that read at 80 (the peer and any refusal sit under the outcome,
+# one label a line). `--wide` shows every field in a column of its own.
+NARROW = ("#", "time", "event", "step", "labels")
+WIDE = (
+    "#",
+    "time",
+    "dir",
+    "outcome",
+    "peer",
+    "step",
+    "seq",
+    "labels",
+    "bytes",
+    "refusal",
+    "detail",
+)
 
 
 def logs(
@@ -21,8 +40,20 @@ def logs(
     party: Annotated[str | None, typer.Option("--party", help="Only this party's log.")] = None,
     format: Annotated[
         OutputFormat,
-        typer.Option("--format", help="table for people, json (one entry per line) for machines."),
+        typer.Option(
+            "--format",
+            help="table for people; json for machines: one entry per line, every line with "
+            "the same keys (loads with one call in DuckDB or pandas, see docs/inspecting.md).",
+        ),
     ] = OutputFormat.table,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="Every column (protocol, sequence, size, refusal detail); the default "
+            "shows fewer so that it reads at 80 columns.",
+        ),
+    ] = False,
 ) -> None:
     """List visibility-log entries (this reads logs; `airlock audit` verifies them)."""
     root = run_dir / "parties"
@@ -33,43 +64,70 @@ def logs(
         if party not in names:
             raise AirlockError(f"no log for party {party!r} (parties: {', '.join(names)})")
         names = [party]
+    read = {name: read_entries(root / name, name) for name in names}
+    if format == OutputFormat.json:
+        _print_json({name: entries for name, (entries, _) in read.items()})
+        return
     console = Console()
-    for name in names:
-        entries, problems = read_entries(root / name, name)
-        if format == OutputFormat.json:
-            for entry in entries:
-                typer.echo(json.dumps({"party": name, **entry}, sort_keys=True))
-            continue
-        table = Table(title=f"{name}", title_justify="left")
-        for column in (
-            "#",
-            "time",
-            "dir",
-            "outcome",
-            "peer",
-            "step",
-            "seq",
-            "labels",
-            "bytes",
-            "refusal",
-        ):
-            table.add_column(column)
-        for e in entries:
-            labels = escape(labels_text(e.get("labels", [])))
-            outcome = e.get("outcome", "?")
-            style = "red" if outcome in ("refused", "undelivered") else ""
-            table.add_row(
-                str(e.get("index")),
-                str(e.get("time", ""))[11:23],
-                e.get("direction", ""),
-                f"[{style}]{outcome}[/]" if style else outcome,
-                e.get("peer", ""),
-                f"{e.get('protocol', '')}.{e.get('step', '')}",
-                str(e.get("sequence", "")),
-                labels,
-                str(e.get("size", "")),
-                e.get("refusal", ""),
-            )
-        console.print(table)
-        for problem in problems:
-            console.print(f"[red]{problem}[/] (run `airlock audit` for a full check)")
+    for name, (entries, problems) in read.items():
+        console.print(_table(name, entries, wide))
+        _print_problems(problems, console)
+
+
+def _print_json(entries: dict[str, list[dict[str, Any]]]) -> None:
+    """One object per line, each with every key any entry has (null where an
+    entry lacks it, e.g. the header fields of a refusal before the header
+    parsed): a reader that infers its schema from a sample (DuckDB,
+    pandas) then sees every column, whichever lines it sampled."""
+    keys = sorted({"party"}.union(*(entry.keys() for rows in entries.values() for entry in rows)))
+    for name, rows in entries.items():
+        for entry in rows:
+            line = {key: None for key in keys} | entry | {"party": name}
+            typer.echo(json.dumps(line, sort_keys=True))
+
+
+def _table(name: str, entries: list[dict[str, Any]], wide: bool) -> Table:
+    columns = WIDE if wide else NARROW
+    table = Table(title=escape(name), title_justify="left", box=box.SIMPLE_HEAD)
+    for column in columns:
+        # fold, never cut: a narrow terminal gets taller cells, not "outco…"
+        table.add_column(
+            column, overflow="fold", no_wrap=False, justify="right" if column == "#" else "left"
+        )
+    for entry in entries:
+        cells = _cells(entry, wide)
+        table.add_row(*(cells[column] for column in columns))
+    return table
+
+
+def _cells(e: dict[str, Any], wide: bool) -> dict[str, str]:
+    """Every column's markup for one entry (text from the log escaped)."""
+    direction = escape(str(e.get("direction", "")))
+    outcome = escape(str(e.get("outcome", "?")))
+    if outcome in ("refused", "undelivered", "withheld"):
+        outcome = f"[red]{outcome}[/]"
+    peer = escape(str(e.get("peer", "")))
+    refusal = escape(str(e.get("refusal") or ""))
+    arrow = "←" if direction == "in" else "→"
+    labels = [labels_text([label]) for label in e.get("labels") or []]
+    step = str(e.get("step", ""))
+    return {
+        "#": str(e.get("index")),
+        "time": str(e.get("time", ""))[11:23],
+        "event": f"{direction} {outcome}\n{arrow} {peer}"
+        + (f"\n[red]{refusal}[/]" if refusal else ""),
+        "dir": direction,
+        "outcome": outcome,
+        "peer": peer,
+        "step": escape(f"{e.get('protocol', '')}.{step}" if wide else step),
+        "seq": str(e.get("sequence", "")),
+        "labels": escape((", " if wide else "\n").join(labels)),
+        "bytes": str(e.get("size", "")),
+        "refusal": refusal,
+        "detail": escape(str(e.get("detail") or "")),
+    }
+
+
+def _print_problems(problems: list[LogProblem], console: Console) -> None:
+    for problem in problems:
+        console.print(f"[red]{escape(str(problem))}[/] (run `airlock audit` for a full check)")

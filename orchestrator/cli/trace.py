@@ -64,7 +64,7 @@ def trace(
     typer.echo(
         f"{chosen} trace of run {timeline.run_id} ({timeline.scenario}): "
         f"{len(timeline.parties)} parties, {len(timeline.actions)} actions, "
-        f"{crossed} envelopes across parties, {blocked} refused or withheld -> {out}"
+        f"{crossed} envelopes across parties, {blocked} refused, withheld or undelivered -> {out}"
     )
     if timeline.untimed_actions:
         typer.echo(

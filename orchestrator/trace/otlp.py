@@ -99,7 +99,7 @@ def otlp_trace(timeline: Timeline) -> str:
         )
         if piece.blocked and piece.delivery is not None:
             reason, detail = piece.delivery.refusal
-            span.set_status(Status(StatusCode.ERROR, f"{reason}: {detail}" if reason else None))
+            span.set_status(Status(StatusCode.ERROR, f"{reason}: {detail}" if reason else detail))
         spans[id(piece)] = span
 
     def span_of(piece: Slice) -> None:

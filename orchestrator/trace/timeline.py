@@ -161,9 +161,10 @@ class Delivery:
 
     @property
     def refusal(self) -> tuple[str, str]:
-        """(reason, detail) of a refusal on either side, else empty."""
+        """(reason, detail) of a refusal on either side, or why it was
+        undelivered (a detail with no reason), else empty."""
         for entry in (self.received, self.result, self.sent):
-            if entry is not None and entry.refusal:
+            if entry is not None and (entry.refusal or entry.detail):
                 return entry.refusal, entry.detail
         return "", ""
 

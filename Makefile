@@ -20,7 +20,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/airlock run $(SCENARIO)
 
+# tests/test_report.py opens a report in headless Chromium, driven through the
+# system's chromedriver (nothing is downloaded at test time); installed as root
 test: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

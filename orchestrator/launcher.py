@@ -17,8 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from orchestrator.audit import AuditReport, audit_run
+from orchestrator.audit import AuditReport, audit_record, load_run
 from orchestrator.hosts import LocalHosts, RayHosts
+from orchestrator.report import REPORT_HTML, build_report
 from orchestrator.scenario import Scenario, StageSpec
 from parties.directory import PartyEntry
 from parties.errors import AirlockError, PartyFailed
@@ -189,9 +190,11 @@ def run_scenario(
     (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     (run_dir / "scenario.toml").write_text(scenario_text)
     progress("auditing the logs")
-    audit = audit_run(run_dir)
+    record = load_run(run_dir)
+    audit = audit_record(record)
     (run_dir / "audit.json").write_text(json.dumps(audit.to_json(), indent=2))
     (run_dir / REPORT).write_text(_report(scenario, manifest, actions, audit))
+    (run_dir / REPORT_HTML).write_text(build_report(record, audit), encoding="utf-8")
     return RunResult(run_dir, failure, audit, actions)
 
 

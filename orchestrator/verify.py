@@ -66,7 +66,11 @@ def offline_checks(run: RunRecord) -> list[tuple[ProtocolRun, OfflineChecks]]:
 
 
 def verify_run(run_dir: Path) -> ClaimsReport:
-    run = load_run(run_dir)
+    return verify_record(load_run(run_dir))
+
+
+def verify_record(run: RunRecord) -> ClaimsReport:
+    """`airlock verify`'s claims about a run already loaded by `load_run`."""
     claims = [run.integrity]
     checks = offline_checks(run)
     if not checks:

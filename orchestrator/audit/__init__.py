@@ -44,13 +44,18 @@ __all__ = [
     "Claim",
     "ClaimsReport",
     "RunRecord",
+    "audit_record",
     "audit_run",
     "load_run",
 ]
 
 
 def audit_run(run_dir: Path, pinned_ca: str | None = None) -> AuditReport:
-    run = load_run(run_dir, pinned_ca)
+    return audit_record(load_run(run_dir, pinned_ca))
+
+
+def audit_record(run: RunRecord) -> AuditReport:
+    """The audit of a run already loaded (and its logs checked) by `load_run`."""
     scenario, logs, keys = run.scenario, run.logs, run.keys
     signatures = check_signatures(logs, keys)
     agreement = check_agreement(logs)

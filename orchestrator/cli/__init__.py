@@ -26,13 +26,14 @@ stderr = Console(stderr=True)
 
 
 def _register() -> None:
-    from orchestrator.cli import audit, bom, logs, run, scenarios, trace, verify
+    from orchestrator.cli import audit, bom, logs, report, run, scenarios, trace, verify
 
     app.command("run")(run.run)
     app.command("audit")(audit.audit)
     app.command("verify")(verify.verify)
     app.command("bom")(bom.bom)
     app.command("logs")(logs.logs)
+    app.command("report")(report.report)
     app.command("scenarios")(scenarios.scenarios)
     app.command("trace")(trace.trace)
 

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from orchestrator.cli.render import audit_tables
 from orchestrator.launcher import REPORT, run_scenario
+from orchestrator.report import REPORT_HTML
 from orchestrator.scenario import load_scenario
 
 
@@ -57,8 +58,8 @@ def run(
     audit_tables(result.audit, console)
     if result.failure:
         console.print(f"[bold red]run failed:[/] {result.failure}", highlight=False)
-    report = result.run_dir / REPORT
-    if report.exists():
-        console.print(f"Report: [bold]{report}[/]", highlight=False)
+    for report in (result.run_dir / REPORT, result.run_dir / REPORT_HTML):
+        if report.exists():
+            console.print(f"Report: [bold]{report}[/]", highlight=False)
     console.print(f"Run directory: [bold]{result.run_dir}[/]", highlight=False)
     raise typer.Exit(0 if result.failure is None and result.audit.ok else 1)

@@ -1,0 +1,413 @@
+"""The report page, section by section: the run, the claims, the visibility
+matrix, the sequence diagram, the protocols' figures, and a page per party.
+Everything is inline (style, script, pictures) and the page's own policy
+forbids loading anything, so it opens from disk with no network."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from html import escape
+from importlib import resources
+from itertools import groupby
+from typing import Any
+
+from evidence.claims import Claim, Finding
+from orchestrator.audit import AuditReport, RunRecord
+from orchestrator.report.deliveries import (
+    Delivery,
+    arrows,
+    assign_stages,
+    chatty_steps,
+    pair_deliveries,
+)
+from orchestrator.report.diagram import arrow_details, sequence_diagram
+from orchestrator.report.figures import figures
+from parties.labels import Form
+from parties.log import Direction, Outcome, blob_path, labels_text
+from parties.policy import Policy
+
+# the browser refuses to load anything: every byte the page uses is in it
+POLICY = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+PREVIEW_BYTES = 200
+PRINTABLE_SHARE = 0.9  # a preview is shown when this share of it is printable text
+FOLD_AT_LEAST = 4  # consecutive like entries of a party's log are folded into one row
+EVENTS = {
+    ("out", "sending"): "sent, no outcome logged",
+    ("out", "delivered"): "sent",
+    ("out", "replied"): "replied",
+    ("out", "refused"): "sent, refused there",
+    ("out", "undelivered"): "undelivered",
+    ("out", "withheld"): "withheld",
+    ("in", "admitted"): "received",
+    ("in", "refused"): "refused",
+}
+
+
+def _anchor(party: str | None, entry: int | None) -> str:
+    """A link to a log entry on its party's page (or the party's page)."""
+    if party is None:
+        return "run"
+    target = f"e-{party}-{entry}" if entry is not None else f"party-{party}"
+    text = party + (f" entry {entry}" if entry is not None else "")
+    return f'<a href="#{escape(target)}">{escape(text)}</a>'
+
+
+def _finding(finding: Finding) -> str:
+    return f"<li>{_anchor(finding.party, finding.entry)}: {escape(finding.detail)}</li>"
+
+
+def _claims_table(claims: list[Claim]) -> str:
+    rows = []
+    for claim in claims:
+        verdict = "holds" if claim.ok else "FAILS"
+        findings = "".join(_finding(f) for f in claim.findings)
+        notes = "".join(_finding(n) for n in claim.notes)
+        rows.append(
+            f'<tr class="claim {"holds" if claim.ok else "fails"}">'
+            f"<td>{escape(claim.name)}</td><td>{claim.checked}</td>"
+            f'<td><span class="verdict">{verdict}</span>'
+            + (f'<ul class="findings">{findings}</ul>' if findings else "")
+            + (f'<ul class="notes">{notes}</ul>' if notes else "")
+            + "</td></tr>"
+        )
+    return (
+        '<table class="claims"><tr><th>claim</th><th>checked</th><th>result</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _claims_section(audit: AuditReport, verified: list[Claim] | None) -> str:
+    parts = ['<section id="claims"><h2>Claims</h2>', "<h3>The audit</h3>"]
+    parts.append(_claims_table(audit.claims))
+    if verified is not None:
+        parts += ["<h3>Verification (the run's attestation stages)</h3>", _claims_table(verified)]
+    if audit.blocked:
+        parts.append(f"<h3>Blocked at a boundary ({len(audit.blocked)})</h3><ul class=blocked>")
+        for item in audit.blocked:
+            verb = "withheld" if item["withheld"] else "refused"
+            parts.append(
+                f"<li><b>{verb}</b> {escape(str(item['from']))} → {escape(str(item['to']))} "
+                f"({_anchor(item['party'], item['entry'])}): {escape(str(item['step']))} "
+                f"[{escape(labels_text(item['labels']))}]: {escape(str(item['refusal']))}: "
+                f"{escape(str(item['detail']))}</li>"
+            )
+        parts.append("</ul>")
+    return "".join(parts) + "</section>"
+
+
+def _legend() -> str:
+    forms = "".join(f'<span class="cell f-{form}">{form}</span>' for form in Form)
+    return (
+        '<p class="legend">Forms, most to least revealing: '
+        + forms
+        + '. <span class="cell capped">dashed</span>: a guarantee caps what this party may see '
+        "of this asset (its cap after ≤); "
+        '<span class="cell breach">striped</span>: the cap is broken.</p>'
+    )
+
+
+def _matrix_section(run: RunRecord, audit: AuditReport) -> str:
+    scenario = run.scenario
+    guarantees = scenario.policy_guarantees()
+    assets = sorted({asset for seen in audit.visibility.values() for asset in seen})
+    parties = [p for p in scenario.parties if p in audit.visibility]  # those with a log
+    head = "".join(f'<th class="asset"><span>{escape(a)}</span></th>' for a in assets)
+    rows = []
+    for party in parties:
+        role = scenario.role_of(party)
+        cells = []
+        for asset in assets:
+            form = audit.visibility[party].get(asset, "")
+            caps = [g for g in guarantees if g.covers(party, role, asset)]
+            classes = ["cell"] + ([f"f-{form}"] if form else [])
+            title = f"{party}: {asset} " + (f"reached it as {form}" if form else "never reached it")
+            attributes = f'data-party="{escape(party)}" data-asset="{escape(asset)}"'
+            if caps:
+                cap = max(g.max_form for g in caps)  # the least revealing form any cap allows
+                classes.append("capped")
+                attributes += f' data-cap="{cap}"'
+                title += "; capped at " + "; ".join(f"{g.max_form} by '{g.name}'" for g in caps)
+                if form and any(not Form.parse(form).reveals_at_most(g.max_form) for g in caps):
+                    classes.append("breach")
+                    title += "; BREACH"
+            cells.append(
+                f'<td class="{" ".join(classes)}" {attributes} title="{escape(title)}">'
+                f"{escape(form)}</td>"
+            )
+        rows.append(f'<tr><th><a href="#party-{escape(party)}">{escape(party)}</a></th>')
+        rows[-1] += "".join(cells) + "</tr>"
+    listed = "".join(
+        f"<li>{escape(g.name)}: {escape(g.asset)} at most as <b>{g.max_form}</b> for "
+        f"{escape(', '.join(sorted(g.viewers)))}</li>"
+        for g in guarantees
+    )
+    return (
+        '<section id="visibility"><h2>Visibility: the most revealing form that reached '
+        "each party</h2>"
+        + _legend()
+        + f'<div class="scroll"><table id="matrix"><tr><th>party</th>{head}</tr>'
+        + "".join(rows)
+        + "</table></div>"
+        + (f"<h3>Guarantees</h3><ul>{listed}</ul>" if listed else "")
+        + "</section>"
+    )
+
+
+def _options(name: str, label: str, values: list[str]) -> str:
+    options = "".join(f'<option value="{escape(v)}">{escape(v)}</option>' for v in values)
+    return (
+        f'<label>{label} <select id="filter-{name}"><option value="">all</option>'
+        f"{options}</select></label>"
+    )
+
+
+def _sequence_section(run: RunRecord, deliveries: list[Delivery], audit: AuditReport) -> str:
+    drawn = arrows(deliveries)
+    signatures = next(c for c in audit.claims if c.name == "sender signatures")
+    unverified = {(f.party or "", f.entry or -1) for f in signatures.findings}
+    details = [arrow_details(arrow, unverified) for arrow in drawn]
+    outcomes = sorted({d.outcome for d in deliveries})
+    stages = [s.name for s in run.scenario.stages]
+    filters = (
+        _options("stage", "stage", stages)
+        + _options("party", "party", list(run.scenario.parties))
+        + _options("outcome", "outcome", outcomes)
+    )
+    blocked = sum(1 for d in deliveries if d.blocked)
+    note = (
+        f"{len(deliveries)} deliveries, {blocked} blocked, drawn as {len(drawn)} arrows: a step "
+        "that crosses often is drawn once per burst, with its count. Click an arrow for its "
+        "header and both logs' entries."
+    )
+    # "</" would end the script element early; JSON reads "<\/" as "</"
+    data = json.dumps(details, separators=(",", ":")).replace("</", "<\\/")
+    return (
+        '<section id="sequence-diagram"><h2>Sequence of the run</h2>'
+        f'<p>{escape(note)}</p><form class="filters">{filters} '
+        f'<span id="shown-count"></span></form>'
+        '<div class="sequence-view"><div class="scroll diagram">'
+        + sequence_diagram(run.scenario, drawn)
+        + '</div><aside id="details"><p>Select an arrow.</p></aside></div>'
+        f'<script type="application/json" id="arrow-data">{data}</script></section>'
+    )
+
+
+def _figures_section(run: RunRecord, deliveries: list[Delivery]) -> str:
+    drawn = figures(run, deliveries)
+    if not drawn:
+        names = ", ".join(run.scenario.protocol_names)
+        body = f"<p>This run's protocols ({escape(names)}) have no figures.</p>"
+    else:
+        body = "".join(
+            f"<figure><h3>{escape(f.title)}</h3>{f.body}<figcaption>{escape(f.caption)}"
+            "</figcaption></figure>"
+            for f in drawn
+        )
+    return f'<section id="figures"><h2>Protocol figures</h2>{body}</section>'
+
+
+def _preview(run: RunRecord, party: str, entry: dict[str, Any]) -> str:
+    """The start of a kept payload as text, or "" when it is mostly not text."""
+    path = blob_path(run.run_dir / "parties" / party, entry)
+    if not entry.get("blob_verified") or path is None:
+        return ""
+    with path.open("rb") as blob:
+        text = blob.read(PREVIEW_BYTES).decode("utf-8", errors="replace")
+    printable = [c if c.isprintable() or c in "\n\t" else "·" for c in text]
+    if not text or printable.count("·") > (1 - PRINTABLE_SHARE) * len(text):
+        return ""
+    return "".join(printable) + ("…" if int(entry.get("size", 0)) > PREVIEW_BYTES else "")
+
+
+class _PartyRows:
+    """The rows of one party's log table."""
+
+    def __init__(self, run: RunRecord, party: str) -> None:
+        self.run, self.party = run, party
+        self.role = run.scenario.role_of(party)
+        self.policy = Policy(protocols={}, guarantees=tuple(run.scenario.policy_guarantees()))
+
+    def readable(self, label: dict[str, str]) -> bool:
+        """Whether the party may see the asset as it came: public, or
+        plaintext that no guarantee keeps from it."""
+        form = label["form"]
+        return form == str(Form.PUBLIC) or (
+            form == str(Form.PLAINTEXT)
+            and self.policy.entitled_to_plaintext(self.party, self.role, label["asset"])
+        )
+
+    def row(self, entry: dict[str, Any]) -> str:
+        key = (entry.get("direction", ""), entry.get("outcome", ""))
+        event = _event(entry)
+        digest = str(entry.get("payload_sha256", ""))
+        kept = key == (Direction.IN, Outcome.ADMITTED)
+        labels = entry.get("labels", [])
+        note = " ".join(filter(None, (entry.get("refusal"), entry.get("detail"))))
+        if kept and labels and all(self.readable(label) for label in labels):
+            preview = _preview(self.run, self.party, entry)
+            note = f'<pre class="preview">{escape(preview)}</pre>' if preview else ""
+        else:
+            note = escape(note)
+        blocked = key in ((Direction.IN, Outcome.REFUSED), (Direction.OUT, Outcome.WITHHELD))
+        index = entry.get("index")
+        return (
+            f'<tr id="e-{escape(self.party)}-{index}"'
+            + (' class="blocked"' if blocked else "")
+            + f"><td>{index}</td><td>{escape(str(entry.get('time', ''))[11:23])}</td>"
+            f"<td>{escape(event)}</td><td>{escape(str(entry.get('peer', '')))}</td>"
+            f"<td>{escape(str(entry.get('protocol', '')))}.{escape(str(entry.get('step', '')))}"
+            f"</td><td>{escape(labels_text(labels))}</td><td>{entry.get('size', '')}</td>"
+            f'<td class="digest" title="{escape(digest)}">{escape(digest[:16])}</td>'
+            f"<td>{note}</td></tr>"
+        )
+
+
+def _event(entry: dict[str, Any]) -> str:
+    key = (entry.get("direction", ""), entry.get("outcome", ""))
+    return EVENTS.get(key, " ".join(key))
+
+
+def _folds(
+    entries: list[dict[str, Any]], chatty: set[tuple[str, str]]
+) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive entries of chatty steps, or else alike in event, peer and step."""
+
+    def alike(entry: dict[str, Any]) -> tuple[Any, ...]:
+        step = (entry.get("protocol", ""), entry.get("step", ""))
+        return ("chatty",) if step in chatty else (_event(entry), entry.get("peer"), *step)
+
+    for _, similar in groupby(entries, key=alike):
+        yield list(similar)
+
+
+def _fold_summary(entries: list[dict[str, Any]]) -> str:
+    counts = Counter((_event(e), str(e.get("step", "")), str(e.get("peer", ""))) for e in entries)
+    total = sum(int(e.get("size", 0) or 0) for e in entries)
+    what = "; ".join(f"{n} × {event} {step} ({peer})" for (event, step, peer), n in counts.items())
+    return (
+        f"entries {entries[0].get('index')}–{entries[-1].get('index')}: {what}; "
+        f"{total:,} bytes in all"
+    )
+
+
+def _settled_sendings(deliveries: list[Delivery]) -> set[int]:
+    """The `sending` entries whose outcome the same log records later (by
+    id): a party's page shows the outcome alone."""
+    return {
+        id(entry)
+        for delivery in deliveries
+        for owner, entry in delivery.entries
+        if entry.get("outcome") == Outcome.SENDING
+        and any(p == owner and e is not entry for p, e in delivery.entries)
+    }
+
+
+def _party_section(
+    run: RunRecord, party: str, settled: set[int], chatty: set[tuple[str, str]]
+) -> str:
+    entries = run.logs.get(party, [])
+    shown = [e for e in entries if id(e) not in settled]
+    count: dict[tuple[str, str], int] = {}
+    for entry in shown:
+        key = (entry.get("direction", ""), entry.get("outcome", ""))
+        count[key] = count.get(key, 0) + 1
+    outgoing = sum(n for (direction, _), n in count.items() if direction == Direction.OUT)
+    spec = run.scenario.parties[party]
+    adversary = f", playing the adversary <b>{escape(spec.adversary)}</b>" if spec.adversary else ""
+    summary = (
+        f"<p>{len(entries)} log entries: {outgoing} outgoing "
+        f"({count.get(('out', 'withheld'), 0)} withheld by its own boundary), "
+        f"{count.get(('in', 'admitted'), 0)} received, "
+        f"{count.get(('in', 'refused'), 0)} refused{adversary}.</p>"
+    )
+    rows = _PartyRows(run, party)
+    body = []
+    for similar in _folds(shown, chatty):
+        if len(similar) < FOLD_AT_LEAST:
+            body += [rows.row(e) for e in similar]
+            continue
+        body.append(
+            f'<tr class="fold"><td colspan="9"><details><summary>{escape(_fold_summary(similar))}'
+            '</summary><table class="log">'
+            + "".join(rows.row(e) for e in similar)
+            + "</table></details></td></tr>"
+        )
+    return (
+        f'<section class="party" id="party-{escape(party)}">'
+        f"<h2>{escape(party)} ({escape(spec.role)})</h2>"
+        + summary
+        + '<table class="log"><tr><th>#</th><th>time</th><th>event</th><th>peer</th>'
+        "<th>step</th><th>labels</th><th>bytes</th><th>payload sha256</th>"
+        "<th>preview or reason</th></tr>" + "".join(body) + "</table></section>"
+    )
+
+
+def _run_section(run: RunRecord, audit: AuditReport) -> str:
+    manifest = run.manifest
+    outcome = str(manifest.get("outcome", "?"))
+    if manifest.get("failure"):
+        outcome += f": {manifest['failure']}"
+    verdict = "every claim holds" if audit.ok else "some claims fail"
+    timings = manifest.get("stage_seconds", {})
+    stages = "".join(
+        f"<tr><td>{n}</td><td>{escape(s.name)}</td><td>{escape(s.protocol)}"
+        + (f" ({escape(s.part)})" if s.part else "")
+        + f"</td><td>{timings.get(s.name, 'not run')}</td></tr>"
+        for n, s in enumerate(run.scenario.stages, 1)
+    )
+    facts = [
+        ("scenario", f"{run.scenario.name}: {run.scenario.description}"),
+        ("outcome", outcome),
+        ("audit", verdict),
+        ("started", str(manifest.get("started", ""))),
+        ("finished", str(manifest.get("finished", ""))),
+        ("run CA", f"sha256:{audit.ca_fingerprint}"),
+    ]
+    if manifest.get("dropouts"):
+        facts.append(("dropouts", ", ".join(manifest["dropouts"])))
+    listed = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    return (
+        f'<section id="run"><dl class="facts">{listed}</dl>'
+        "<table><tr><th>stage</th><th>name</th><th>protocol</th><th>seconds</th></tr>"
+        f"{stages}</table></section>"
+    )
+
+
+def build_page(run: RunRecord, audit: AuditReport, verified: list[Claim] | None) -> str:
+    """The whole report as one HTML document. `verified`: the claims of
+    `airlock verify` beyond log integrity, for a run with attestation stages."""
+    deliveries = pair_deliveries(run.logs)
+    assign_stages(deliveries, run.scenario.stages)
+    settled = _settled_sendings(deliveries)
+    chatty = chatty_steps(deliveries)
+    parties = list(run.scenario.parties)
+    nav = "".join(
+        f'<a href="#{target}">{escape(text)}</a>'
+        for target, text in (
+            ("claims", "claims"),
+            ("visibility", "visibility"),
+            ("sequence-diagram", "sequence"),
+            ("figures", "figures"),
+        )
+    ) + "".join(f'<a href="#party-{escape(p)}">{escape(p)}</a>' for p in parties)
+    style = resources.files("orchestrator.report").joinpath("report.css").read_text()
+    script = resources.files("orchestrator.report").joinpath("report.js").read_text()
+    title = f"Run {run.run_id} ({run.scenario.name})"
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Airlock: {escape(title)}</title><style>{style}</style></head><body>"
+        f"<header><h1>Airlock report: {escape(title)}</h1><nav>{nav}</nav></header><main>"
+        + _run_section(run, audit)
+        + _claims_section(audit, verified)
+        + _matrix_section(run, audit)
+        + _sequence_section(run, deliveries, audit)
+        + _figures_section(run, deliveries)
+        + "".join(_party_section(run, p, settled, chatty) for p in parties)
+        + f"</main><script>{script}</script></body></html>\n"
+    )

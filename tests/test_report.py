@@ -1,0 +1,165 @@
+"""`airlock report`: the run as one HTML page, opened from disk in a real
+browser (the system's headless Chromium, driven by Selenium through the
+system's chromedriver, so nothing is downloaded; `make test` installs both)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+from orchestrator.audit import audit_run
+from orchestrator.report import REPORT_HTML, write_report
+from orchestrator.report import figures as report_figures
+from tests.helpers import airlock, failing, run_default
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    chromium = shutil.which("chromium")
+    assert chromium and Path(CHROMEDRIVER).exists(), (
+        "apt-get install chromium chromium-driver (make test does)"
+    )
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1400,1000")
+    options.binary_location = chromium
+    # the console, and every request the page makes (performance log)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    # an explicit driver: Selenium Manager is never asked for one (no network)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _requests(driver: webdriver.Chrome) -> list[str]:
+    """URLs of every request the page made since the log was last read."""
+    urls = []
+    for record in driver.get_log("performance"):
+        message = json.loads(record["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
+
+
+def _open(driver: webdriver.Chrome, page: Path) -> None:
+    driver.get_log("browser"), driver.get_log("performance")  # drop what came before
+    driver.get(page.as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    urls = _requests(driver)
+    assert urls and all(url.startswith(("file:", "data:")) for url in urls), urls
+
+
+def test_the_report_opens_from_disk_and_shows_the_run(
+    default_run: Path, tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    assert (default_run / REPORT_HTML).exists()  # `airlock run` wrote one
+    page = write_report(default_run, tmp_path / "report.html")
+    html = page.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "<link" not in html
+    _open(browser, page)
+
+    cell = browser.find_element(
+        By.CSS_SELECTOR, 'td[data-party="deployer"][data-asset="prompt:alice"]'
+    )
+    assert cell.text == "ciphertext"
+    assert "capped" in (cell.get_attribute("class") or "")
+
+    audit = audit_run(default_run)
+    refused = browser.find_elements(By.CSS_SELECTOR, "#sequence g.arrow.refused")
+    assert len(refused) == len(audit.blocked) == 2
+
+    browser.find_element(By.CSS_SELECTOR, 'g.arrow.refused[data-sender="deployer"] .hit').click()
+    details = browser.find_element(By.ID, "details").text
+    for text in ("deployer", "guidelines_db", "walkthrough.sealed_prompt", "RULE_NOT_PERMITTED"):
+        assert text in details
+    assert "prompt:alice@ciphertext" in details
+    # both sides' log entries: the deployer's sending and refused, the database's refusal
+    assert "deployer #" in details and "guidelines_db #" in details
+
+    Select(browser.find_element(By.ID, "filter-party")).select_by_value("hospital_1")
+    arrows = browser.find_elements(By.CSS_SELECTOR, "#sequence g.arrow")
+    shown = [a for a in arrows if a.is_displayed()]
+    assert shown and all(
+        "hospital_1" in (a.get_attribute("data-sender"), a.get_attribute("data-receiver"))
+        for a in shown
+    )
+    assert len(shown) < len(arrows)
+    Select(browser.find_element(By.ID, "filter-party")).select_by_value("")
+    assert all(a.is_displayed() for a in arrows)
+
+    browser.execute_script("document.getElementById('sequence-diagram').scrollIntoView()")
+    screenshot = tmp_path / "report.png"
+    assert browser.save_screenshot(str(screenshot))
+    data = screenshot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+def test_a_failing_claim_is_shown_with_its_party_and_entry(
+    tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    # the deployer refuses a plaintext prompt sent past alice's boundary, but
+    # the bytes reached it: the guarantee fails at the deployer's entry
+    result = run_default(tmp_path / "run", adversaries={"alice": "leaked_prompt"})
+    [(claim, [finding])] = failing(result.audit).items()
+    party, entry = re.match(r"(\w+) entry (\d+)", finding).groups()  # type: ignore[union-attr]
+    _open(browser, result.run_dir / REPORT_HTML)
+
+    [row] = browser.find_elements(By.CSS_SELECTOR, "tr.claim.fails")
+    assert claim in row.text and "FAILS" in row.text
+    assert f"{party} entry {entry}" in row.text
+    link = row.find_element(By.CSS_SELECTOR, f'a[href="#e-{party}-{entry}"]')
+    link.click()
+    target = browser.find_element(By.ID, f"e-{party}-{entry}")
+    assert target.is_displayed() and "refused" in target.text
+    cell = browser.find_element(By.CSS_SELECTOR, f'td[data-party="{party}"].breach')
+    assert cell.text == "plaintext"
+
+
+def test_airlock_run_writes_the_report_and_prints_its_path(tmp_path: Path) -> None:
+    done = airlock("run", "walkthrough", "--in-process", "--out", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = tmp_path / "run" / REPORT_HTML
+    assert f"Report: {page}" in done.stdout and page.stat().st_size > 0
+
+
+def test_bad_input_is_one_line_and_help_explains(default_run: Path, tmp_path: Path) -> None:
+    for arguments, message in (
+        ((str(tmp_path / "nowhere"),), "is not a run directory"),
+        ((str(tmp_path),), "is not a run directory"),
+        ((str(default_run), "--out", str(tmp_path)), "cannot write the report"),
+        ((str(default_run), "--out", str(tmp_path / "no" / "r.html")), "cannot write the report"),
+    ):
+        done = airlock("report", *arguments)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    helped = airlock("report", "--help")
+    assert helped.returncode == 0
+    assert "sequence diagram" in helped.stdout and "--out" in helped.stdout
+
+
+def test_the_figures_name_steps_the_protocols_have() -> None:
+    """The figures find their envelopes by step name: each must still be a
+    step of its protocol's rules."""
+    from protocols.mpc.rules import Step as MpcStep
+    from protocols.pir.rules import Step as PirStep
+    from protocols.tee.rules import Step as TeeStep
+
+    assert {report_figures.PIR_QUERY, report_figures.PIR_ANSWER} <= set(PirStep)
+    assert report_figures.PROMPT_SHARES in set(MpcStep)
+    assert {report_figures.APPRAISAL_REQUEST, report_figures.ATTESTATION_RESULT} <= set(TeeStep)

@@ -126,8 +126,10 @@ def test_alice_asks_the_enclave_with_what_she_retrieved(healthcare: RunResult) -
     for found, answer in zip(retrieved, asked["answers"], strict=True):
         top = found["documents"][0]
         assert top in answer["prompt"] and found["prompt"] in answer["prompt"]
-        drug = next(w for w in answer["output"].split() if w in DRUGS)
-        assert drug in top
+        # an answer in the guidelines' form; which drug it names is the DP
+        # fine-tuned model's (the noise is fresh each run, and it can pull an
+        # answer toward the hospitals' notes: docs/healthcare.md), so not asserted
+        assert any(w in DRUGS for w in answer["output"].split()), answer["output"]
     mpc = result_of(healthcare, "alice", "generate")["outputs"]
     # the same trained weights, under MPC (tokens equal plaintext: protocols/mpc/tests)
     assert len(mpc) == 1 and any(w in DRUGS for w in mpc[0]["output"].split())

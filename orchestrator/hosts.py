@@ -1,7 +1,11 @@
 """Where parties run: Ray actors (the real thing) or in this process (tests).
 
-Both offer `call`: run one method on several parties at once and return each
-result, turning any failure into a PartyFailed that names the party.
+Both offer `gather`: run one method on several parties at once, within a
+deadline, and tell apart what each answered, the parties that failed (they
+raised an error) and those that were lost (their process died, or they
+missed the deadline). A lost party is killed at once, so that its peers are
+refused quickly and no process of the run outlives it. `call` is `gather`
+where any failure or loss is an error naming the party.
 """
 
 from __future__ import annotations
@@ -9,13 +13,14 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from parties.actor import ControlledHost, LogKeeper, LogKeeperActor, PartyActor
-from parties.errors import AirlockError, PartyFailed
+from parties.errors import AirlockError, PartiesLost, PartyFailed
 from parties.runtime import PartyConfig
 from protocols import get_protocol
 
@@ -32,8 +37,39 @@ def _explain(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class LocalHosts:
-    """Every party in this process (no Ray); for tests and debugging."""
+@dataclass
+class Answers:
+    results: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # party -> its error
+    lost: dict[str, str] = field(default_factory=dict)  # party -> what it missed
+
+    def raise_failure(self) -> None:
+        for party, error in self.failed.items():
+            raise PartyFailed(party, error)
+
+    def raise_any(self) -> None:
+        """A failure first (it says what went wrong), then the losses."""
+        self.raise_failure()
+        if self.lost:
+            raise PartiesLost(self.lost)
+
+
+class _Hosts:
+    alive: set[str]
+    single_machine: bool  # every party on this machine: they listen on bind_host
+
+    def gather(self, calls: Calls, timeout: float) -> Answers:
+        raise NotImplementedError
+
+    def call(self, calls: Calls, timeout: float) -> dict[str, Any]:
+        answers = self.gather(calls, timeout)
+        answers.raise_any()
+        return answers.results
+
+
+class LocalHosts(_Hosts):
+    """Every party in this process (no Ray); for tests and debugging. There
+    are no deadlines here: a party that hangs hangs the run."""
 
     def __init__(self, configs: Mapping[str, PartyConfig]) -> None:
         self._keys = {name: secrets.token_bytes(32) for name in configs}
@@ -42,32 +78,34 @@ class LocalHosts:
             for name, config in configs.items()
         }
         self.alive = set(self.hosts)
+        self.single_machine = True
 
     def kill(self, party: str) -> None:
         """Stop the party's server; it answers nothing from now on."""
         self.hosts[party].call(self._keys[party], "halt")
         self.alive.discard(party)
 
-    def salvage(self, party: str, placement: Mapping[str, Any]) -> dict[str, bytes]:
+    def salvage(self, party: str, placement: Mapping[str, Any], timeout: float) -> dict[str, bytes]:
         return LogKeeper().salvage(str(placement["workdir"]))
 
-    def call(self, calls: Calls) -> dict[str, Any]:
-        results = {}
+    def gather(self, calls: Calls, timeout: float) -> Answers:
+        answers = Answers()
         for party, (method, args) in calls.items():
             if party not in self.alive:
-                raise PartyFailed(party, "was killed")
+                answers.lost[party] = "it was killed"
+                continue
             try:
-                results[party] = self.hosts[party].call(self._keys[party], method, *args)
-            except Exception as exc:
-                raise PartyFailed(party, _explain(exc)) from exc
-        return results
+                answers.results[party] = self.hosts[party].call(self._keys[party], method, *args)
+            except Exception as exc:  # noqa: BLE001 - told, with the party's name
+                answers.failed[party] = _explain(exc)
+        return answers
 
     def close(self) -> None:
         for party in self.alive:
             self.hosts[party].stop(self._keys[party])
 
 
-class RayHosts:
+class RayHosts(_Hosts):
     """One Ray actor per party, placed by the scenario's sites.
 
     With no address, an embedded local Ray starts and declares every site as a
@@ -79,6 +117,7 @@ class RayHosts:
     ) -> None:
         address = address or os.environ.get("RAY_ADDRESS") or None
         self.embedded = address is None
+        self.single_machine = self.embedded
         if not ray.is_initialized():
             try:
                 if self.embedded:
@@ -108,18 +147,22 @@ class RayHosts:
         self.alive = set(self.actors)
 
     def kill(self, party: str) -> None:
-        """Kill the party's actor process (fault injection)."""
+        """Kill the party's actor process (an injected fault, or a lost party:
+        Ray ends even a stopped process, with SIGKILL after its grace time)."""
         ray.kill(self.actors[party], no_restart=True)
         self.alive.discard(party)
 
-    def salvage(self, party: str, placement: Mapping[str, Any]) -> dict[str, bytes]:
+    def salvage(self, party: str, placement: Mapping[str, Any], timeout: float) -> dict[str, bytes]:
         """The log a dead party left on its node, read by a keeper placed there."""
+        alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+        if placement["node_id"] not in alive:
+            raise PartyFailed(party, "its log cannot be salvaged: its node is unreachable")
         keeper: Any = LogKeeperActor.options(  # Ray's stubs do not type actor handles
             scheduling_strategy=NodeAffinitySchedulingStrategy(placement["node_id"], soft=False)
         ).remote()
         try:
             files: dict[str, bytes] = ray.get(
-                keeper.salvage.remote(placement["workdir"]), timeout=60
+                keeper.salvage.remote(placement["workdir"]), timeout=timeout
             )
         except (ray.exceptions.RayError, TimeoutError) as error:
             raise PartyFailed(party, f"its log could not be salvaged: {error}") from None
@@ -137,31 +180,39 @@ class RayHosts:
                 + ": start nodes with --resources '{\"airlock_site_<site>\": 1000}'"
             )
 
-    def call(self, calls: Calls) -> dict[str, Any]:
-        refs = {
-            party: self.actors[party].call.remote(self._keys[party], method, *args)
-            for party, (method, args) in calls.items()
-        }
-        results, failures = {}, []
+    def gather(self, calls: Calls, timeout: float) -> Answers:
+        answers = Answers()
+        refs = {}
+        for party, (method, args) in calls.items():
+            if party in self.alive:
+                refs[party] = self.actors[party].call.remote(self._keys[party], method, *args)
+            else:
+                answers.lost[party] = "it was killed"
+        done = set()
+        if refs:
+            done = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)[0])
         for party, ref in refs.items():
+            method = calls[party][0]
+            if ref not in done:
+                answers.lost[party] = f"no answer to {method} within {timeout:g} s"
+                continue
             try:
-                results[party] = ray.get(ref)
-            except ray.exceptions.RayActorError:
-                failures.append(PartyFailed(party, "stopped unexpectedly (its actor died)"))
+                answers.results[party] = ray.get(ref)
+            except ray.exceptions.RayActorError:  # killed, crashed, or its node is gone
+                answers.lost[party] = f"its process died (during {method})"
             except ray.exceptions.RayTaskError as error:
-                failures.append(PartyFailed(party, _explain(error.cause)))
+                answers.failed[party] = _explain(error.cause)
             except ray.exceptions.RayError as error:  # e.g. an error Ray could not unpickle
-                failures.append(PartyFailed(party, f"failed: {error}"))
-        if failures:
-            raise failures[0]
-        return results
+                answers.failed[party] = f"failed: {error}"
+        for party in answers.lost:
+            if party in self.alive:
+                self.kill(party)
+        return answers
 
     def close(self) -> None:
-        for name, actor in self.actors.items():
-            try:
-                ray.get(actor.stop.remote(self._keys[name]), timeout=10)
-            except Exception:  # noqa: BLE001 - a dead party has nothing left to stop
-                pass
+        stops = [self.actors[n].stop.remote(self._keys[n]) for n in self.alive]
+        ray.wait(stops, num_returns=len(stops), timeout=10)  # a dead party has nothing to stop
+        for actor in self.actors.values():
             ray.kill(actor)
         if self.embedded:
             ray.shutdown()

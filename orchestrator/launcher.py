@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,44 @@ from orchestrator.hosts import LocalHosts, RayHosts
 from orchestrator.report import REPORT_HTML, build_report
 from orchestrator.scenario import Scenario, StageSpec
 from parties.directory import PartyEntry
-from parties.errors import AirlockError, PartyFailed
+from parties.errors import AirlockError, PartiesLost, PartyFailed
 from parties.identity import RunAuthority, issue_credentials
-from parties.protocol import FINGERPRINTS
+from parties.protocol import FINGERPRINTS, Protocol
 from parties.runtime import PartyConfig
 from protocols import get_protocol
 
 Progress = Callable[[str], None]
+Hosts = LocalHosts | RayHosts
 MANIFEST = "manifest.json"
 REPORT = "report.md"
 PARTIES_DIR = "parties"
+KILLED_BY_FAULT = "killed by an injected fault"
+
+
+@dataclass
+class Losses:
+    """The parties gone during a run. A dropout is gone where its stage's
+    protocol survives the loss of its role: killed by an injected fault, or
+    lost (its process died, or it missed a deadline). `lost` says why."""
+
+    dropouts: set[str] = field(default_factory=set)
+    lost: dict[str, str] = field(default_factory=dict)
+
+    def take(
+        self, lost: dict[str, str], scenario: Scenario, protocol: Protocol, progress: Progress
+    ) -> None:
+        """Record parties found lost during `protocol`'s stage; raise
+        PartiesLost naming those it cannot go on without."""
+        fatal = {}
+        for party, why in lost.items():
+            self.lost.setdefault(party, why)
+            if scenario.role_of(party) in protocol.survives_loss_of:
+                self.dropouts.add(party)
+                progress(f"lost {party} ({why}): a dropout, {protocol.name} goes on without it")
+            else:
+                fatal[party] = why
+        if fatal:
+            raise PartiesLost(fatal)
 
 
 @dataclass
@@ -85,6 +113,7 @@ def party_configs(
             adversary=spec.adversary,
             max_payload=scenario.run.max_payload_mib << 20,
             max_kept=scenario.run.max_kept_mib << 20,
+            delivery_timeout=scenario.run.delivery_timeout_s,
             scenario_sha256=hashlib.sha256(scenario_text.encode()).hexdigest(),
             settings=settings,
             provisions=provisions[name],
@@ -108,6 +137,7 @@ def run_scenario(
     run_dir = out or default_run_dir(scenario, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     configs = party_configs(scenario, run_id, scenario_text)
+    deadlines = scenario.run
     started = datetime.datetime.now(datetime.UTC).isoformat()
     progress(f"starting {len(configs)} parties" + (" in this process" if in_process else " on Ray"))
     hosts = (
@@ -122,21 +152,27 @@ def run_scenario(
         "started": started,
         "versions": _versions(),
         "ray": "in-process (no Ray)" if in_process else ("embedded" if hosts.embedded else address),  # type: ignore[union-attr]
+        "outcome": "running",
     }
     failure: str | None = None
     actions: list[dict[str, Any]] = []
     sealed: set[str] = set()
-    dropouts: set[str] = set()
+    losses = Losses()
     timings: dict[str, float] = {}
     running = ""  # the stage under way, which a failure is told in
     try:
         authority = RunAuthority(run_id)
         manifest["ca_pem"] = authority.certificate_pem.decode()
-        placement = hosts.call({n: ("node", ()) for n in names})
-        requests = hosts.call({n: ("certificate_requests", ()) for n in names})
+        running = "starting the parties"
+        placement = hosts.call({n: ("node", ()) for n in names}, deadlines.start_timeout_s)
+        requests = hosts.call(
+            {n: ("certificate_requests", ()) for n in names}, deadlines.control_timeout_s
+        )
         credentials = {n: issue_credentials(authority, n, requests[n]) for n in names}
-        host = scenario.run.bind_host
-        addresses = hosts.call({n: ("start", (credentials[n], host)) for n in names})
+        listen = _listen_addresses(scenario, placement, single_machine=hosts.single_machine)
+        addresses = hosts.call(
+            {n: ("start", (credentials[n], *listen[n])) for n in names}, deadlines.control_timeout_s
+        )
         entries = [
             PartyEntry(n, scenario.role_of(n), addresses[n], credentials[n].signing_cert_pem)
             for n in names
@@ -153,16 +189,21 @@ def run_scenario(
             }
             for n in names
         }
-        hosts.call({n: ("join", (entries, authority.certificate_pem)) for n in names})
+        # written now too, so that where each party runs can be seen during the run
+        (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        hosts.call(
+            {n: ("join", (entries, authority.certificate_pem)) for n in names},
+            deadlines.control_timeout_s,
+        )
         progress("identities issued, mutual TLS up, directory shared")
+        running = ""
         settings = scenario.stage_settings()
         for number, stage in enumerate(scenario.stages, 1):
             began = time.monotonic()
             running = f"stage {number}/{len(scenario.stages)} ({stage.name})"
             progress(f"stage {number}/{len(scenario.stages)}: {stage.name} ({stage.protocol})")
-            actions += _run_stage(
-                scenario, stage, settings[stage.protocol], hosts, progress, dropouts
-            )
+            params = settings[stage.protocol]
+            actions += _run_stage(scenario, stage, params, hosts, progress, losses)
             elapsed = time.monotonic() - began
             timings[stage.name] = round(elapsed, 2)
             progress(f"stage {number}/{len(scenario.stages)}: {stage.name} done in {elapsed:.1f} s")
@@ -173,14 +214,17 @@ def run_scenario(
     finally:
         try:
             placements = {n: p.get("placement", {}) for n, p in manifest.get("parties", {}).items()}
-            sealed = _seal_and_collect(hosts, names, placements, run_dir, progress)
+            sealed = _seal_and_collect(
+                hosts, names, placements, run_dir, progress, deadlines.control_timeout_s
+            )
         finally:
             hosts.close()
-    unsealed = set(names) - sealed - dropouts
+    unsealed = set(names) - sealed - losses.dropouts
     if failure is None and unsealed:
         failure = "logs of " + ", ".join(sorted(unsealed)) + " could not be sealed"
     manifest.update(
-        dropouts=sorted(dropouts),
+        dropouts=sorted(losses.dropouts),
+        lost=dict(sorted(losses.lost.items())),
         finished=datetime.datetime.now(datetime.UTC).isoformat(),
         outcome="failed" if failure else "completed",
         failure=failure,
@@ -196,6 +240,22 @@ def run_scenario(
     (run_dir / REPORT).write_text(_report(scenario, manifest, actions, audit))
     (run_dir / REPORT_HTML).write_text(build_report(record, audit), encoding="utf-8")
     return RunResult(run_dir, failure, audit, actions)
+
+
+def _listen_addresses(
+    scenario: Scenario, placement: dict[str, dict[str, Any]], *, single_machine: bool
+) -> dict[str, tuple[str, str | None]]:
+    """party -> (where it listens, what it advertises if not that). On one
+    machine, the scenario's bind_host; on a cluster, its node's address as Ray
+    reports it, advertised as its site's `advertise` where one is given."""
+    listen: dict[str, tuple[str, str | None]] = {}
+    for name, spec in scenario.parties.items():
+        if single_machine:
+            listen[name] = (scenario.run.bind_host, None)
+            continue
+        site = scenario.sites.get(spec.site)
+        listen[name] = (placement[name]["node_ip"], site.advertise if site else None)
+    return listen
 
 
 def _report(
@@ -238,15 +298,18 @@ def _run_stage(
     scenario: Scenario,
     stage: StageSpec,
     params: dict[str, Any],
-    hosts: LocalHosts | RayHosts,
+    hosts: Hosts,
     progress: Progress,
-    dropouts: set[str],
+    losses: Losses,
 ) -> list[dict[str, Any]]:
     """Run one stage's plan (with the protocol's params merged over its
-    stages). A party of a role the protocol survives losing that is killed
-    by an injected fault is a dropout: the run goes on."""
+    stages). After each action every party must answer a liveness check: a
+    party lost on the way (or killed by an injected fault) whose role the
+    protocol survives losing is a dropout and the run goes on; any other
+    loss ends the run, naming the party."""
     protocol_name = stage.protocol
     protocol = get_protocol(protocol_name)
+    deadlines = scenario.run
     done: list[dict[str, Any]] = []
     plan = [
         (role, [n for n in scenario.parties if scenario.role_of(n) == role], action, number, False)
@@ -259,13 +322,12 @@ def _run_stage(
         if adversary is not None and adversary.after_stage is not None and stage.part == last_part:
             plan.append((scenario.role_of(name), [name], adversary.after_stage, None, True))
     for role, parties, action, number, adversarial in plan:
-        timers = []
+        timers, faults = [], []
         for fault in scenario.faults:
             due = fault.round is None or fault.round == number
             if fault.action != action or not due or fault.kill not in hosts.alive:
                 continue
-            if scenario.role_of(fault.kill) in protocol.survives_loss_of:
-                dropouts.add(fault.kill)
+            faults.append(fault.kill)
             if fault.before is not None:
                 hosts.kill(fault.kill)
                 progress(f"fault injected: killed {fault.kill} before {action}")
@@ -276,20 +338,27 @@ def _run_stage(
         if role in protocol.survives_loss_of:  # the protocol copes without them
             parties = [n for n in parties if n in hosts.alive]
         # a dropout of an earlier stage is gone for the rest of the run
-        parties = [n for n in parties if n not in dropouts or n in hosts.alive]
+        parties = [n for n in parties if n not in losses.dropouts or n in hosts.alive]
         step_params = params if number is None else {**params, "round": number}
         # the orchestrator's clock, from its call to the last party's answer
         # (on Ray the parties of one call act at once): `airlock trace` draws it
         began = _utc_now()
         try:
-            results = hosts.call(
-                {n: ("act", (protocol_name, action, step_params)) for n in parties}
+            answers = hosts.gather(
+                {n: ("act", (protocol_name, action, step_params)) for n in parties},
+                deadlines.action_timeout_s,
             )
         finally:
             for timer in timers:
                 timer.cancel()
         ended = _utc_now()
-        for party, result in results.items():
+        check = hosts.gather({n: ("node", ()) for n in hosts.alive}, deadlines.control_timeout_s)
+        for party, error in answers.failed.items():
+            progress(f"{protocol_name}: {party} {action} failed: {error}")
+        killed = {n: KILLED_BY_FAULT for n in faults if n not in hosts.alive}
+        losses.take({**answers.lost, **check.lost, **killed}, scenario, protocol, progress)
+        answers.raise_failure()
+        for party, result in answers.results.items():
             done.append(
                 {
                     "stage": stage.name,
@@ -309,7 +378,7 @@ def _run_stage(
     return done
 
 
-def _kill_during(hosts: LocalHosts | RayHosts, fault: Any, progress: Progress) -> None:
+def _kill_during(hosts: Hosts, fault: Any, progress: Progress) -> None:
     if fault.kill in hosts.alive:
         hosts.kill(fault.kill)
         progress(f"fault injected: killed {fault.kill} {fault.after_s} s into {fault.during}")
@@ -324,30 +393,38 @@ def _brief(result: Any, limit: int = 240) -> str:
 
 
 def _seal_and_collect(
-    hosts: LocalHosts | RayHosts,
+    hosts: Hosts,
     names: list[str],
     placements: dict[str, dict[str, Any]],
     run_dir: Path,
     progress: Progress,
+    timeout: float,
 ) -> set[str]:
-    """Seal and collect every party that still answers; salvage the unsealed
-    logs of those that died. Return the names of the sealed ones."""
+    """Seal every party that still answers, at once, and collect their logs;
+    salvage the unsealed logs of those that died or did not answer. Return
+    the names of the sealed ones."""
+    sealing = hosts.gather({n: ("seal", ()) for n in names if n in hosts.alive}, timeout)
+    for party, why in {**sealing.failed, **sealing.lost}.items():
+        progress(f"could not seal the log of {party}: {why}")
     collected = set()
     for name in names:
+        if name in sealing.results:
+            exported = hosts.gather({name: ("export_log", ())}, timeout)
+            if name in exported.results:
+                files = exported.results[name]
+                _write_log_files(run_dir / PARTIES_DIR / name, name, files, progress)
+                collected.add(name)
+                continue
+            trouble = {**exported.failed, **exported.lost}
+            progress(f"could not collect the log of {name}: {trouble[name]}")
+        if not placements.get(name):
+            continue
         try:
-            hosts.call({name: ("seal", ())})
-            files = hosts.call({name: ("export_log", ())})[name]
-            collected.add(name)
-        except PartyFailed as error:
-            progress(f"could not seal a log: {error}")
-            if not placements.get(name):
-                continue
-            try:
-                files = hosts.salvage(name, placements[name])
-            except PartyFailed as salvage_error:
-                progress(str(salvage_error))
-                continue
-            progress(f"salvaged the unsealed log of {name} ({len(files)} files) from its node")
+            files = hosts.salvage(name, placements[name], timeout)
+        except PartyFailed as salvage_error:
+            progress(str(salvage_error))
+            continue
+        progress(f"salvaged the unsealed log of {name} ({len(files)} files) from its node")
         _write_log_files(run_dir / PARTIES_DIR / name, name, files, progress)
     progress(f"sealed and collected {len(collected)} logs")
     return collected

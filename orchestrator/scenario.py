@@ -20,6 +20,7 @@ from parties.labels import ASSET_RE, Form
 from parties.policy import Guarantee
 from parties.protocol import Protocol, party_holdings
 from parties.roles import Holdings, Role, parse_role
+from parties.transport import DEFAULT_DELIVERY_TIMEOUT
 from protocols import get_protocol
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
@@ -30,10 +31,31 @@ class _Strict(BaseModel):
 
 
 class RunSettings(_Strict):
+    # where parties listen on one machine (embedded Ray or --in-process); on a
+    # Ray cluster each listens on its node's address (see SiteSpec)
     bind_host: str = "127.0.0.1"
     max_payload_mib: int = Field(default=256, ge=1, le=4096)
     # payload bytes each party keeps (its blob store) at most; past it, refused
     max_kept_mib: int = Field(default=4096, ge=1, le=1 << 20)
+    # Deadlines, in seconds. A party that misses one is lost (docs/cluster.md).
+    # placed by Ray, its process up, its certificate requested, listening
+    start_timeout_s: float = Field(default=180, gt=0, le=3600)
+    # join, seal, log export, and the liveness check after every action
+    control_timeout_s: float = Field(default=60, gt=0, le=3600)
+    # one action of a stage (a federated round's step, a PIR query, ...)
+    action_timeout_s: float = Field(default=1800, gt=0, le=86400)
+    # one envelope's gRPC call, the receiver's reply included
+    delivery_timeout_s: float = Field(default=DEFAULT_DELIVERY_TIMEOUT, gt=0, le=3600)
+
+
+class SiteSpec(_Strict):
+    """`[sites.NAME]`: how the other nodes reach the parties of a site on a Ray
+    cluster. By default, at the node address Ray reports for their node."""
+
+    # the host name or address to advertise instead (a node behind NAT, or
+    # known to the others by a DNS name); the party still listens on the
+    # node's own address
+    advertise: str | None = Field(default=None, min_length=1, max_length=253)
 
 
 class PartySpec(BaseModel):
@@ -92,6 +114,7 @@ class Scenario(_Strict):
     name: str
     description: str = ""
     run: RunSettings = RunSettings()
+    sites: dict[str, SiteSpec] = {}
     parties: dict[str, PartySpec] = Field(min_length=2)
     stages: list[StageSpec] = Field(min_length=1)
     guarantees: list[GuaranteeSpec] = []
@@ -132,7 +155,7 @@ class Scenario(_Strict):
         return settings
 
     @property
-    def sites(self) -> list[str]:
+    def site_names(self) -> list[str]:
         return sorted({spec.site for spec in self.parties.values()})
 
 
@@ -147,6 +170,12 @@ def _check(scenario: Scenario) -> None:
             scenario.role_of(name)
         except ConfigError as exc:
             raise ConfigError(f"parties.{name}.role: {exc}") from None
+    for site in scenario.sites:
+        if site not in scenario.site_names:
+            raise ConfigError(
+                f"sites.{site}: no party runs at site {site!r} "
+                f"(the parties' sites: {', '.join(scenario.site_names)})"
+            )
     protocols = _check_stages(scenario)
     for name in scenario.parties:
         scenario.all_holdings_of(name)

@@ -54,8 +54,8 @@ class PartyHost:
     def certificate_requests(self) -> tuple[bytes, bytes]:
         return self._runtime.certificate_requests()
 
-    def start(self, credentials: PartyCredentials, host: str) -> str:
-        return self._runtime.start(credentials, host)
+    def start(self, credentials: PartyCredentials, host: str, advertise: str | None) -> str:
+        return self._runtime.start(credentials, host, advertise)
 
     def join(self, entries: list[PartyEntry], ca_pem: bytes) -> None:
         self._runtime.join(Directory(entries, ca_pem))

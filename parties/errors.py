@@ -52,6 +52,20 @@ class PartyFailed(AirlockError):
         return (type(self), (self.party, self.detail))
 
 
+class PartiesLost(AirlockError):
+    """Parties whose process died or that missed a deadline, where the
+    protocol cannot go on without them; the message names each and why."""
+
+    def __init__(self, lost: dict[str, str]) -> None:
+        self.lost = dict(lost)
+        super().__init__(
+            "lost " + "; ".join(f"{party} ({why})" for party, why in sorted(self.lost.items()))
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, str]]]:
+        return (type(self), (self.lost,))
+
+
 class BadQuery(AirlockError):
     """A retrieval query that a database refuses: wrong length, dtype or range,
     or made for another version of the database (a stale hint)."""

@@ -29,7 +29,7 @@ from parties.policy import Guarantee, Policy
 from parties.protocol import Protocol, Reply, party_holdings
 from parties.roles import Holdings, Role, parse_role
 from parties.store import PartyStore
-from parties.transport import PartyClient, PartyServer
+from parties.transport import DEFAULT_DELIVERY_TIMEOUT, PartyClient, PartyServer
 from parties.wire import airlock_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class PartyConfig:
     adversary: str | None = None
     max_payload: int = DEFAULT_MAX_PAYLOAD
     max_kept: int = DEFAULT_MAX_KEPT
+    delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT
     scenario_sha256: str = ""  # bound into the signed log head
     # protocol -> the scenario's params for its stage: a party's own privacy
     # settings come from here, never from a peer
@@ -77,6 +78,7 @@ class PartyConfig:
             adversary=self.adversary,
             max_payload=self.max_payload,
             max_kept=self.max_kept,
+            delivery_timeout=self.delivery_timeout,
             scenario_sha256=self.scenario_sha256,
             settings=self.settings,
             provisions=self.provisions,
@@ -104,6 +106,7 @@ class PartyRuntime:
         adversary: str | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         max_kept: int = DEFAULT_MAX_KEPT,
+        delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
         scenario_sha256: str = "",
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         provisions: Mapping[str, Any] | None = None,
@@ -117,6 +120,7 @@ class PartyRuntime:
         self.adversary = adversary
         self.policy = Policy(protocols=dict(protocols), guarantees=tuple(guarantees))
         self.max_payload = max_payload
+        self.delivery_timeout = delivery_timeout
         self.keys = PartyKeys.generate(name)
         self.log = VisibilityLog(workdir, name, run_id, self.keys.sign, max_kept)
         self.store = PartyStore(workdir, name)  # beside the log; never exported
@@ -141,14 +145,17 @@ class PartyRuntime:
     def certificate_requests(self) -> tuple[bytes, bytes]:
         return self.keys.certificate_requests()
 
-    def start(self, credentials: PartyCredentials, host: str = "127.0.0.1") -> str:
-        """Listen for deliveries; returns host:port."""
+    def start(
+        self, credentials: PartyCredentials, host: str = "127.0.0.1", advertise: str | None = None
+    ) -> str:
+        """Listen for deliveries on `host`; returns the address the others
+        reach this party at: `advertise` (default `host`) and the port."""
         self._require(Stage.CREATED)
         self.credentials = credentials
         tls_key = self.keys.tls_key_pem()
         self._server = PartyServer(credentials, tls_key, self._on_delivery)
-        self._client = PartyClient(credentials, tls_key)
-        address = self._server.start(host)
+        self._client = PartyClient(credentials, tls_key, self.delivery_timeout)
+        address = self._server.start(host, advertise or host)
         self._stage = Stage.LISTENING
         return address
 

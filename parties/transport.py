@@ -20,6 +20,8 @@ from parties.wire import airlock_pb2 as pb
 SERVICE = pb.DESCRIPTOR.services_by_name["Party"].full_name
 METHOD = f"/{SERVICE}/Deliver"
 REFUSAL_KEY = "airlock-refusal-bin"
+# seconds for one delivery, the reply included (a scenario's [run] sets it)
+DEFAULT_DELIVERY_TIMEOUT = 120.0
 _MESSAGE_LIMIT = 8 << 20  # a stream message is at most one 1 MiB chunk plus a header
 _OPTIONS = [
     ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
@@ -75,12 +77,13 @@ class PartyServer:
             require_client_auth=True,
         )
 
-    def start(self, host: str) -> str:
+    def start(self, host: str, advertise: str) -> str:
+        """Listen on `host` (an ephemeral port); the address to advertise."""
         port = self._server.add_secure_port(f"{host}:0", self._credentials)
         if port == 0:
             raise Undelivered(f"cannot listen on {host}")
         self._server.start()
-        return f"{host}:{port}"
+        return f"{advertise}:{port}"
 
     def stop(self) -> None:
         self._server.stop(grace=1).wait()
@@ -119,7 +122,10 @@ class PartyClient:
     certificate must name the intended peer (TLS target name = party name)."""
 
     def __init__(
-        self, credentials: PartyCredentials, tls_key_pem: bytes, timeout: float = 120.0
+        self,
+        credentials: PartyCredentials,
+        tls_key_pem: bytes,
+        timeout: float = DEFAULT_DELIVERY_TIMEOUT,
     ) -> None:
         self._credentials = grpc.ssl_channel_credentials(
             credentials.ca_pem, tls_key_pem, credentials.tls_cert_pem
@@ -145,6 +151,10 @@ class PartyClient:
             refusal = _refusal_of(error)
             if refusal is not None:
                 raise refusal from None
+            if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise Undelivered(
+                    f"{peer} at {address}: no reply within {self._timeout:g} s"
+                ) from None
             raise Undelivered(
                 f"{peer} at {address}: {error.code().name}: {error.details()}"
             ) from None

@@ -68,7 +68,7 @@ def test_a_party_cannot_drive_another_partys_actor() -> None:
         with pytest.raises(ray.exceptions.RayTaskError) as caught:
             ray.get(hosts.actors["deployer"].call.remote(os.urandom(32), "export_log"))
         assert isinstance(caught.value.cause, ControlRefused)
-        assert hosts.call({"deployer": ("node", ())})["deployer"]["pid"] > 0
+        assert hosts.call({"deployer": ("node", ())}, 30)["deployer"]["pid"] > 0
     finally:
         hosts.close()
 

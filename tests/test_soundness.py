@@ -66,7 +66,7 @@ def test_a_control_call_without_the_partys_key_is_refused(tmp_path: Path) -> Non
             hosts.hosts["deployer"].call(hosts._keys["alice"], "export_log")
         with pytest.raises(ControlRefused):
             hosts.hosts["deployer"].call(hosts._keys["deployer"], "stop")  # not a control method
-        assert "hostname" in hosts.call({"deployer": ("node", ())})["deployer"]
+        assert "hostname" in hosts.call({"deployer": ("node", ())}, 30)["deployer"]
     finally:
         hosts.close()
 

@@ -167,12 +167,14 @@ def load_run(run_dir: Path, pinned_ca: str | None = None) -> RunRecord:
             entry["blob_verified"] = bool(entry.get("blob")) and entry.get("index") not in bad_blobs
         for problem in problems:
             if problem.problem == UNSEALED and name in manifest.get("dropouts", []):
-                # a dropout the protocol is built to survive, killed on purpose
+                # a dropout the protocol is built to survive: killed on purpose,
+                # or lost (its process died, or it missed a deadline)
+                why = manifest.get("lost", {}).get(name, "injected fault")
                 integrity.notes.append(
                     Finding(
                         name,
                         None,
-                        f"{UNSEALED}: it dropped out (injected fault); its entries verify, "
+                        f"{UNSEALED}: it dropped out ({why}); its entries verify, "
                         "but a truncated tail cannot be ruled out",
                     )
                 )

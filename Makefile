@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# extras installed with the project; deploy/Dockerfile installs none (no tests, no linters)
+EXTRAS ?= [dev]
 
 .PHONY: install run test lint protos bench checkpoint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".$(EXTRAS)"
 	# CrypTen's wheel declares sklearn, torchvision and tensorboard, which it
 	# does not import and which do not install here; its real needs are above
 	$(BIN)/pip install --quiet --no-deps crypten==0.4.1

@@ -145,6 +145,7 @@ class RayHosts(_Hosts):
             for name, config in configs.items()
         }
         self.alive = set(self.actors)
+        self._silent_nodes: set[str] = set()  # nodes where a salvage got no answer
 
     def kill(self, party: str) -> None:
         """Kill the party's actor process (an injected fault, or a lost party:
@@ -154,8 +155,9 @@ class RayHosts(_Hosts):
 
     def salvage(self, party: str, placement: Mapping[str, Any], timeout: float) -> dict[str, bytes]:
         """The log a dead party left on its node, read by a keeper placed there."""
-        alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
-        if placement["node_id"] not in alive:
+        node = placement["node_id"]
+        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        if node not in alive or node in self._silent_nodes:
             raise PartyFailed(party, "its log cannot be salvaged: its node is unreachable")
         keeper: Any = LogKeeperActor.options(  # Ray's stubs do not type actor handles
             scheduling_strategy=NodeAffinitySchedulingStrategy(placement["node_id"], soft=False)
@@ -165,6 +167,8 @@ class RayHosts(_Hosts):
                 keeper.salvage.remote(placement["workdir"]), timeout=timeout
             )
         except (ray.exceptions.RayError, TimeoutError) as error:
+            if isinstance(error, TimeoutError):  # the others there would wait as long
+                self._silent_nodes.add(node)
             raise PartyFailed(party, f"its log could not be salvaged: {error}") from None
         finally:
             ray.kill(keeper)

@@ -9,9 +9,12 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,3 +212,68 @@ def airlock(
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         cwd=ROOT,
     )
+
+
+# -- Ray clusters made by a test, on this machine -------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == sid:
+                    pids.append(int(entry))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+def wait_for_nodes(
+    address: str, env: dict[str, str], nodes: int, prefix: Sequence[str] = ()
+) -> None:
+    """Until the Ray cluster at `address` has `nodes` live nodes, probed by a
+    driver started with `prefix` (e.g. `ip netns exec NS`)."""
+    probe = (
+        f"import orchestrator, ray; ray.init(address={address!r}, log_to_driver=False); "
+        "print(len([n for n in ray.nodes() if n['Alive']]))"
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            [*prefix, sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+        )
+        if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(nodes)]:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"Ray cluster at {address} did not reach {nodes} nodes")
+
+
+def stop_session(node: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL, to every process of the node's own session."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in session_pids(node.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            node.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
+        deadline = time.monotonic() + 10
+        while session_pids(node.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not session_pids(node.pid):
+            return

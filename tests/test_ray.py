@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, airlock
+from tests.helpers import ROOT, airlock, free_port, stop_session, wait_for_nodes
 
 pytestmark = pytest.mark.ray
 
@@ -97,29 +94,11 @@ def test_a_killed_party_ends_the_run_cleanly(tmp_path: Path) -> None:
     assert all(claim["ok"] for claim in report["claims"][1:])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getsid(int(entry)) == sid:
-                    pids.append(int(entry))
-            except (ProcessLookupError, PermissionError):
-                pass
-    return pids
-
-
 @pytest.fixture
 def two_node_cluster(tmp_path: Path) -> Iterator[str]:
     """A head tagged for the training site and a worker for the serving site,
     both on 127.0.0.1. Teardown stops exactly the processes started here."""
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--block"]
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -142,7 +121,7 @@ def two_node_cluster(tmp_path: Path) -> Iterator[str]:
                 start_new_session=True,
             )
         )
-        _wait_for(address, env, nodes=1)
+        wait_for_nodes(address, env, nodes=1)
         nodes.append(
             subprocess.Popen(
                 [
@@ -157,51 +136,11 @@ def two_node_cluster(tmp_path: Path) -> Iterator[str]:
                 start_new_session=True,
             )
         )
-        _wait_for(address, env, nodes=2)
+        wait_for_nodes(address, env, nodes=2)
         yield address
     finally:
         for node in reversed(nodes):
-            _stop_session(node)
-
-
-def _wait_for(address: str, env: dict[str, str], nodes: int) -> None:
-    probe = (
-        f"import orchestrator, ray; ray.init(address={address!r}, log_to_driver=False); "
-        "print(len([n for n in ray.nodes() if n['Alive']]))"
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        done = subprocess.run(
-            [sys.executable, "-c", probe],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=60,
-        )
-        if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(nodes)]:
-            return
-        time.sleep(2)
-    raise TimeoutError(f"Ray cluster at {address} did not reach {nodes} nodes")
-
-
-def _stop_session(node: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL, to every process of the node's own session."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in _session_pids(node.pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        try:
-            node.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            continue
-        deadline = time.monotonic() + 10
-        while _session_pids(node.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if not _session_pids(node.pid):
-            return
+            stop_session(node)
 
 
 def test_default_scenario_across_a_two_node_cluster(two_node_cluster: str, tmp_path: Path) -> None:

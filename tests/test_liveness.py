@@ -43,10 +43,25 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _ray_processes() -> set[int]:
+    """Ray's processes on this machine: its GCS, raylet and workers."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                words = cmdline.read().split(b"\0")
+        except (FileNotFoundError, NotADirectoryError, ProcessLookupError):
+            continue
+        if any(w.startswith(b"ray::") or w.endswith((b"/raylet", b"/gcs_server")) for w in words):
+            found.add(int(entry))
+    return found
+
+
 class Run:
     """`airlock run` in a child process, read line by line as it goes."""
 
     def __init__(self, tmp_path: Path, scenario: str) -> None:
+        self.ray_before = _ray_processes()
         path = tmp_path / "scenario.toml"
         path.write_text(scenario)
         self.run_dir = tmp_path / "run"
@@ -78,7 +93,12 @@ class Run:
         return int(manifest["parties"][party]["placement"]["pid"])
 
     def finish(self, timeout: float = 300) -> tuple[int, str]:
+        """The exit status and output; no Ray process of the run is left."""
         out, _ = self.process.communicate(timeout=timeout)
+        deadline = time.monotonic() + 15
+        while _ray_processes() - self.ray_before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _ray_processes() - self.ray_before, "Ray processes of the run were left"
         return self.process.returncode, "".join(self.lines) + out
 
     def manifest(self) -> dict:

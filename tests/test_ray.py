@@ -144,10 +144,18 @@ def two_node_cluster(tmp_path: Path) -> Iterator[str]:
 
 
 def test_default_scenario_across_a_two_node_cluster(two_node_cluster: str, tmp_path: Path) -> None:
+    """The serving site advertises another name for its node ("localhost"):
+    the others reach it by that name, and mutual TLS, which names parties,
+    not hosts, is unaffected."""
+    scenario = tmp_path / "advertised.toml"
+    scenario.write_text('extends = "walkthrough"\n[sites.serving]\nadvertise = "localhost"\n')
     run_dir = tmp_path / "run"
-    done = airlock("run", "walkthrough", "--address", two_node_cluster, "--out", str(run_dir))
+    done = airlock("run", str(scenario), "--address", two_node_cluster, "--out", str(run_dir))
     assert done.returncode == 0, done.stdout + done.stderr
     parties = placements(run_dir)
+    for party in parties.values():
+        host = "localhost" if party["site"] == "serving" else "127.0.0.1"
+        assert party["address"].startswith(f"{host}:"), party
     node_of_site: dict[str, set[str]] = {}
     for party in parties.values():
         node_of_site.setdefault(party["site"], set()).add(party["placement"]["node_id"])

@@ -86,7 +86,41 @@ BAD = {
         "canaries[0].asset",
     ),
     "no stages": (MINIMAL.split("[[stages]]")[0], "stages: Field required"),
+    "a deadline of zero": (
+        MINIMAL + "[run]\ncontrol_timeout_s = 0\n",
+        "run.control_timeout_s: Input should be greater than 0",
+    ),
+    "a deadline that is not a number": (
+        MINIMAL + '[run]\ndelivery_timeout_s = "soon"\n',
+        "run.delivery_timeout_s",
+    ),
+    "a site no party runs at": (
+        MINIMAL + '[sites.serving]\nadvertise = "serving.example.org"\n',
+        "sites.serving: no party runs at site 'serving' (the parties' sites: local)",
+    ),
+    "an empty advertised address": (
+        MINIMAL + '[sites.local]\nadvertise = ""\n',
+        "sites.local.advertise",
+    ),
 }
+
+
+def test_listen_addresses_single_machine_and_cluster() -> None:
+    """One machine: bind_host for all. A cluster: each party its node's
+    address, advertised as its site's `advertise` where one is given."""
+    from orchestrator.launcher import _listen_addresses
+
+    text = MINIMAL.replace('role = "external_database"', 'role = "external_database"\nsite = "db"')
+    scenario = parse_scenario(text + '[sites.db]\nadvertise = "db.example.org"\n', "m.toml")
+    placement = {"alice": {"node_ip": "10.0.0.1"}, "db": {"node_ip": "10.0.0.2"}}
+    assert _listen_addresses(scenario, placement, single_machine=True) == {
+        "alice": ("127.0.0.1", None),
+        "db": ("127.0.0.1", None),
+    }
+    assert _listen_addresses(scenario, placement, single_machine=False) == {
+        "alice": ("10.0.0.1", None),
+        "db": ("10.0.0.2", "db.example.org"),
+    }
 
 
 @pytest.mark.parametrize("case", list(BAD))

@@ -25,11 +25,11 @@ pytestmark = pytest.mark.ray
 DEADLINES = "[run]\ncontrol_timeout_s = 5\ndelivery_timeout_s = {delivery}\n"
 
 FEDERATED = f"""extends = "federated"
-{DEADLINES.format(delivery=30)}
+{DEADLINES.format(delivery=15)}
 [[stages]]
 name = "train"
 protocol = "federated"
-params = {{ mode = "secagg", rounds = 3, threshold = 2, local_steps = 5 }}
+params = {{ mode = "secagg", rounds = 2, threshold = 2, local_steps = 2 }}
 """
 
 TEE = f'extends = "tee-inference"\n{DEADLINES.format(delivery=5)}'
@@ -110,6 +110,9 @@ def _contributor_lost_in_training(tmp_path: Path, sig: signal.Signals) -> tuple[
     run.wait_for_line("start_round (round 2)")
     pid = run.pid_of("hospital_2")
     os.kill(pid, sig)
+    signalled = time.monotonic()
+    run.wait_for_line("lost hospital_2")
+    print(f"hospital_2 {sig.name} to found lost: {time.monotonic() - signalled:.1f} s")
     code, output = run.finish()
     assert code == 0, output
     assert "Traceback" not in output

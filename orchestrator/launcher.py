@@ -114,6 +114,8 @@ def party_configs(
             max_payload=scenario.run.max_payload_mib << 20,
             max_kept=scenario.run.max_kept_mib << 20,
             delivery_timeout=scenario.run.delivery_timeout_s,
+            checkpoint_entries=scenario.run.checkpoint_entries,
+            checkpoint_seconds=scenario.run.checkpoint_seconds,
             scenario_sha256=hashlib.sha256(scenario_text.encode()).hexdigest(),
             settings=settings,
             provisions=provisions[name],

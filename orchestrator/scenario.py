@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from parties.errors import ConfigError
 from parties.identity import check_party_name
 from parties.labels import ASSET_RE, Form
+from parties.log import DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_SECONDS
 from parties.policy import Guarantee
 from parties.protocol import Protocol, party_holdings
 from parties.roles import Holdings, Role, parse_role
@@ -46,6 +47,10 @@ class RunSettings(_Strict):
     action_timeout_s: float = Field(default=1800, gt=0, le=86400)
     # one envelope's gRPC call, the receiver's reply included
     delivery_timeout_s: float = Field(default=DEFAULT_DELIVERY_TIMEOUT, gt=0, le=3600)
+    # each party signs its log's head every N entries, and every T seconds
+    # with new entries, so that a crashed party's log verifies up to there
+    checkpoint_entries: int = Field(default=DEFAULT_CHECKPOINT_ENTRIES, ge=1, le=1 << 20)
+    checkpoint_seconds: float = Field(default=DEFAULT_CHECKPOINT_SECONDS, gt=0, le=3600)
 
 
 class SiteSpec(_Strict):

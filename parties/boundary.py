@@ -52,7 +52,7 @@ from parties.envelope import (
 from parties.errors import Refused, Undelivered
 from parties.identity import PartyKeys
 from parties.labels import Label
-from parties.log import Direction, Outcome, VisibilityLog
+from parties.log import Direction, LogUnwritable, Outcome, VisibilityLog
 from parties.policy import Policy
 from parties.protocol import Reply
 from parties.transport import PartyClient
@@ -244,13 +244,14 @@ class Boundary:
             refusal = Refused(
                 pb.OVERLOADED, f"{tls_peer!r} has {PEER_CONCURRENCY} deliveries in progress"
             )
-            self.log.record(
-                direction=Direction.IN,
-                outcome=Outcome.REFUSED,
-                peer=tls_peer,
-                refusal=refusal.reason_name,
-                detail=refusal.detail,
-            )
+            with contextlib.suppress(LogUnwritable):
+                self.log.record(
+                    direction=Direction.IN,
+                    outcome=Outcome.REFUSED,
+                    peer=tls_peer,
+                    refusal=refusal.reason_name,
+                    detail=refusal.detail,
+                )
             raise refusal
         try:
             yield
@@ -294,15 +295,18 @@ class Boundary:
                     envelope=envelope,
                 )
         except Refused as refusal:
-            self.log.record(
-                direction=Direction.IN,
-                outcome=Outcome.REFUSED,
-                peer=tls_peer,
-                header=header,
-                header_bytes=header_bytes if header else b"",
-                refusal=refusal.reason_name,
-                detail=refusal.detail,
-            )
+            # a log that cannot be written cannot hold the refusal either: it
+            # is still told, and the log stays whole without it
+            with contextlib.suppress(LogUnwritable):
+                self.log.record(
+                    direction=Direction.IN,
+                    outcome=Outcome.REFUSED,
+                    peer=tls_peer,
+                    header=header,
+                    header_bytes=header_bytes if header else b"",
+                    refusal=refusal.reason_name,
+                    detail=refusal.detail,
+                )
             raise
         return envelope
 

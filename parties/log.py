@@ -2,8 +2,14 @@
 
 Append-only JSON lines, each entry carrying the hash of the one before it
 (a hash chain); payloads kept as content-addressed blobs; a head signed with
-the party's Ed25519 key when the run ends. `verify_log` is the check the
-audit runs, entry by entry.
+the party's Ed25519 key when the run ends, and signed checkpoints of the
+head every N entries or T seconds before that, so that the log of a party
+that crashed is still verifiable up to its last checkpoint. `verify_log` is
+the check the audit runs, entry by entry.
+
+An entry is written whole or not at all: if the disk refuses it (full, or
+unwritable), the file is cut back to the entry before and the delivery is
+refused; nothing is admitted that the log does not hold.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import enum
+import errno
 import hashlib
 import json
 import re
@@ -32,16 +39,28 @@ from parties.wire import airlock_pb2 as pb
 
 LOG_FILE = "log.jsonl"
 HEAD_FILE = "head.json"
+CHECKPOINT_FILE = "checkpoints.jsonl"
 BLOB_DIR = "blobs"
 GENESIS = "0" * 64
 HEAD_CONTEXT = b"airlock-log-head-v1\x00"
+CHECKPOINT_CONTEXT = b"airlock-log-checkpoint-v1\x00"
 DEFAULT_MAX_KEPT = 4 << 30  # bytes of payload blobs a party keeps at most
+DEFAULT_CHECKPOINT_ENTRIES = 64
+DEFAULT_CHECKPOINT_SECONDS = 5.0
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class LogSealed(AirlockError):
     """An entry after the party signed its log's head (a delivery racing the
     end of the run): refused, never appended."""
+
+
+class LogUnwritable(Refused):
+    """The party cannot write its log or a payload's blob (disk full, no
+    permission): the delivery is refused, and the log stays as it was."""
+
+    def __init__(self, party: str, error: OSError) -> None:
+        super().__init__(pb.OVERLOADED, f"{party} cannot write its log: {error.strerror or error}")
 
 
 class Direction(enum.StrEnum):
@@ -66,8 +85,9 @@ def entry_hash(entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def head_message(head: Mapping[str, Any]) -> bytes:
-    return HEAD_CONTEXT + canonical_json({k: v for k, v in head.items() if k != "signature"})
+def head_message(head: Mapping[str, Any], context: bytes = HEAD_CONTEXT) -> bytes:
+    """What the head (or, with CHECKPOINT_CONTEXT, a checkpoint) signs."""
+    return context + canonical_json({k: v for k, v in head.items() if k != "signature"})
 
 
 def labels_text(labels: list[dict[str, str]]) -> str:
@@ -106,6 +126,8 @@ class VisibilityLog:
         run_id: str,
         sign: Callable[[bytes], bytes],
         max_kept: int = DEFAULT_MAX_KEPT,
+        checkpoint_entries: int = DEFAULT_CHECKPOINT_ENTRIES,
+        checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
     ) -> None:
         self.directory = directory
         self.party = party
@@ -121,8 +143,20 @@ class VisibilityLog:
         self._count = 0
         self._head = GENESIS
         self._sealed = False
+        self._checkpoint_entries = checkpoint_entries
+        self._checkpointed = 0  # entries the last checkpoint covers
         (directory / BLOB_DIR).mkdir(parents=True, exist_ok=True)
-        self._file = open(directory / LOG_FILE, "a", encoding="ascii")  # noqa: SIM115
+        # unbuffered: an entry is on disk when record returns, or cut off
+        self._file = _AppendOnly(directory / LOG_FILE)
+        self._checkpoints = _AppendOnly(directory / CHECKPOINT_FILE)
+        self._stopped = threading.Event()
+        if checkpoint_seconds > 0:
+            threading.Thread(
+                target=self._checkpoint_every,
+                args=(checkpoint_seconds,),
+                name=f"log-checkpoints-{party}",
+                daemon=True,
+            ).start()
 
     def record(
         self,
@@ -155,18 +189,48 @@ class VisibilityLog:
             "refusal": refusal,
             "detail": detail,
         }
-        if keep and envelope is not None:
-            self._store_blob(envelope.payload, entry["payload_sha256"])
-        with self._lock:
-            if self._sealed:
-                raise LogSealed(f"log of {self.party} is sealed: the run has ended for it")
-            entry = {"index": self._count, **entry, "prev": self._head}
-            entry["hash"] = entry_hash(entry)
-            self._file.write(json.dumps(entry, sort_keys=True) + "\n")
-            self._file.flush()
-            self._count += 1
-            self._head = entry["hash"]
+        try:
+            if keep and envelope is not None:
+                self._store_blob(envelope.payload, entry["payload_sha256"])
+            with self._lock:
+                if self._sealed:
+                    raise LogSealed(f"log of {self.party} is sealed: the run has ended for it")
+                entry = {"index": self._count, **entry, "prev": self._head}
+                entry["hash"] = entry_hash(entry)
+                self._file.append((json.dumps(entry, sort_keys=True) + "\n").encode("ascii"))
+                self._count += 1
+                self._head = entry["hash"]
+                if self._count - self._checkpointed >= self._checkpoint_entries:
+                    self._checkpoint()
+        except OSError as error:
+            raise LogUnwritable(self.party, error) from None
         return entry
+
+    def _checkpoint(self) -> None:
+        """Sign the head as it is now (the lock held). A checkpoint the disk
+        refuses is skipped: the entries since the last one stay unconfirmed
+        until the next."""
+        checkpoint: dict[str, Any] = {
+            "party": self.party,
+            "run_id": self.run_id,
+            "entries": self._count,
+            "head": self._head,
+            "time": _now(),
+            **self.bindings,
+        }
+        checkpoint["signature"] = self._sign(head_message(checkpoint, CHECKPOINT_CONTEXT)).hex()
+        line = json.dumps(checkpoint, sort_keys=True) + "\n"
+        with contextlib.suppress(OSError):
+            self._checkpoints.append(line.encode("ascii"))
+            self._checkpointed = self._count
+
+    def _checkpoint_every(self, seconds: float) -> None:
+        while not self._stopped.wait(seconds):
+            with self._lock:
+                if self._sealed:
+                    return
+                if self._count > self._checkpointed:
+                    self._checkpoint()
 
     @contextlib.contextmanager
     def reserve(self, size: int, digest: str) -> Iterator[None]:
@@ -193,14 +257,19 @@ class VisibilityLog:
         if path.exists():  # content-addressed: the same bytes are kept once
             return
         tmp = path.with_suffix(f".tmp{threading.get_ident()}")
-        tmp.write_bytes(payload)
-        tmp.replace(path)
+        try:
+            tmp.write_bytes(payload)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a blob half-written is no blob
 
     def seal(self) -> dict[str, Any]:
         """Sign the head; no entry may follow."""
         with self._lock:
             self._sealed = True
+            self._stopped.set()
             self._file.close()
+            self._checkpoints.close()
             head: dict[str, Any] = {
                 "party": self.party,
                 "run_id": self.run_id,
@@ -216,6 +285,31 @@ class VisibilityLog:
     def export(self) -> dict[str, bytes]:
         """Every file of the log, by relative path, for collection by the orchestrator."""
         return export_directory(self.directory)
+
+
+class _AppendOnly:
+    """A file that grows by whole records: a record the disk refuses part of
+    is cut off again, so that the file ends with the record before."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - open for the log's life
+        self._size = self._file.seek(0, 2)
+
+    def append(self, record: bytes) -> None:
+        view = memoryview(record)
+        try:
+            while view:
+                written = self._file.write(view)
+                if not written:
+                    raise OSError(errno.EIO, "the file took no byte")
+                view = view[written:]
+        except OSError:
+            self._file.truncate(self._size)
+            raise
+        self._size += len(record)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def export_directory(directory: Path) -> dict[str, bytes]:
@@ -235,6 +329,9 @@ class LogProblem:
     party: str
     entry: int | None  # None: the log as a whole
     problem: str
+    # a note, not a failure: what cannot be confirmed (entries after the last
+    # checkpoint of a log never sealed), as opposed to what is wrong
+    note: bool = False
 
     def __str__(self) -> str:
         where = f"entry {self.entry}" if self.entry is not None else "log"
@@ -306,8 +403,79 @@ def verify_log(
             problem = _blob_problem(directory, entry)
             if problem:
                 problems.append(LogProblem(party, number, problem))
-    problems.extend(_verify_head(directory, party, run_id, public_key, entries, bindings or {}))
+    head_problems = _verify_head(directory, party, run_id, public_key, entries, bindings or {})
+    problems.extend(head_problems)
+    sealed = not any(p.problem == UNSEALED for p in head_problems)
+    problems.extend(
+        _verify_checkpoints(directory, party, run_id, public_key, entries, bindings or {}, sealed)
+    )
     return entries, problems
+
+
+def _verify_checkpoints(
+    directory: Path,
+    party: str,
+    run_id: str,
+    public_key: ed25519.Ed25519PublicKey,
+    entries: list[dict[str, Any]],
+    bindings: Mapping[str, str],
+    sealed: bool,
+) -> list[LogProblem]:
+    """Each signed checkpoint must name an entry count the log reaches and
+    the hash of the entry at that count: an entry edited, dropped or cut off
+    before a checkpoint is named. In a log never sealed, the entries after
+    its last checkpoint are noted as unconfirmed."""
+    path = directory / CHECKPOINT_FILE
+    lines = path.read_bytes().splitlines() if path.is_file() else []
+    problems, confirmed = [], 0
+    for number, line in enumerate(lines):
+        try:
+            checkpoint = json.loads(line)
+            public_key.verify(
+                bytes.fromhex(checkpoint["signature"]),
+                head_message(checkpoint, CHECKPOINT_CONTEXT),
+            )
+            covered = checkpoint["entries"]
+            if not isinstance(covered, int) or covered < 0:
+                raise ValueError("entry count")
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidSignature):
+            problems.append(LogProblem(party, None, f"checkpoint {number} does not verify"))
+            continue
+        if checkpoint.get("party") != party or checkpoint.get("run_id") != run_id or any(
+            checkpoint.get(name) != value for name, value in bindings.items()
+        ):
+            problems.append(LogProblem(party, None, f"checkpoint {number} is of another run"))
+        elif covered > len(entries):
+            problems.append(
+                LogProblem(
+                    party,
+                    len(entries),
+                    f"log cut short: checkpoint {number} signed {covered} entries, "
+                    f"the log has {len(entries)}",
+                )
+            )
+        elif (entries[covered - 1].get("hash") if covered else GENESIS) != checkpoint["head"]:
+            problems.append(
+                LogProblem(
+                    party,
+                    covered - 1,
+                    f"not the entry checkpoint {number} signed: the log was changed before it",
+                )
+            )
+        else:
+            confirmed = max(confirmed, covered)
+    if not sealed and len(entries) > confirmed:
+        last = len(entries) - 1
+        span = f"entry {last}" if confirmed == last else f"entries {confirmed} to {last}"
+        problems.append(
+            LogProblem(
+                party,
+                confirmed,
+                f"{span} came after its last checkpoint: unconfirmed",
+                note=True,
+            )
+        )
+    return problems
 
 
 def blob_path(directory: Path, entry: Mapping[str, Any]) -> Path | None:

@@ -24,7 +24,12 @@ from parties.envelope import Envelope
 from parties.errors import AirlockError, ConfigError, OutOfStep, Refused
 from parties.identity import PartyCredentials, PartyKeys
 from parties.labels import Form, Label
-from parties.log import DEFAULT_MAX_KEPT, VisibilityLog
+from parties.log import (
+    DEFAULT_CHECKPOINT_ENTRIES,
+    DEFAULT_CHECKPOINT_SECONDS,
+    DEFAULT_MAX_KEPT,
+    VisibilityLog,
+)
 from parties.policy import Guarantee, Policy
 from parties.protocol import Protocol, Reply, party_holdings
 from parties.roles import Holdings, Role, parse_role
@@ -51,6 +56,8 @@ class PartyConfig:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     max_kept: int = DEFAULT_MAX_KEPT
     delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT
+    checkpoint_entries: int = DEFAULT_CHECKPOINT_ENTRIES
+    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
     scenario_sha256: str = ""  # bound into the signed log head
     # protocol -> the scenario's params for its stage: a party's own privacy
     # settings come from here, never from a peer
@@ -79,6 +86,7 @@ class PartyConfig:
             max_payload=self.max_payload,
             max_kept=self.max_kept,
             delivery_timeout=self.delivery_timeout,
+            checkpoints=(self.checkpoint_entries, self.checkpoint_seconds),
             scenario_sha256=self.scenario_sha256,
             settings=self.settings,
             provisions=self.provisions,
@@ -107,6 +115,7 @@ class PartyRuntime:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         max_kept: int = DEFAULT_MAX_KEPT,
         delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT,
+        checkpoints: tuple[int, float] = (DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_SECONDS),
         scenario_sha256: str = "",
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         provisions: Mapping[str, Any] | None = None,
@@ -122,7 +131,7 @@ class PartyRuntime:
         self.max_payload = max_payload
         self.delivery_timeout = delivery_timeout
         self.keys = PartyKeys.generate(name)
-        self.log = VisibilityLog(workdir, name, run_id, self.keys.sign, max_kept)
+        self.log = VisibilityLog(workdir, name, run_id, self.keys.sign, max_kept, *checkpoints)
         self.store = PartyStore(workdir, name)  # beside the log; never exported
         self.scenario_sha256 = scenario_sha256
         self.state: dict[str, Any] = {

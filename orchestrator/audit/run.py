@@ -166,6 +166,9 @@ def load_run(run_dir: Path, pinned_ca: str | None = None) -> RunRecord:
         for entry in entries:
             entry["blob_verified"] = bool(entry.get("blob")) and entry.get("index") not in bad_blobs
         for problem in problems:
+            if problem.note:  # cannot be confirmed, which is not shown wrong
+                integrity.notes.append(Finding(name, problem.entry, problem.problem))
+                continue
             if problem.problem == UNSEALED and name in manifest.get("dropouts", []):
                 # a dropout the protocol is built to survive: killed on purpose,
                 # or lost (its process died, or it missed a deadline)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import platform
+import signal
 import threading
 import time
 import uuid
@@ -20,9 +22,9 @@ from typing import Any
 from orchestrator.audit import AuditReport, audit_record, load_run
 from orchestrator.hosts import LocalHosts, RayHosts
 from orchestrator.report import REPORT_HTML, build_report
-from orchestrator.scenario import Scenario, StageSpec
+from orchestrator.scenario import FaultSpec, Scenario, StageSpec
 from parties.directory import PartyEntry
-from parties.errors import AirlockError, PartiesLost, PartyFailed
+from parties.errors import AirlockError, ConfigError, PartiesLost, PartyFailed
 from parties.identity import RunAuthority, issue_credentials
 from parties.protocol import FINGERPRINTS, Protocol
 from parties.runtime import PartyConfig
@@ -135,6 +137,13 @@ def run_scenario(
 ) -> RunResult:
     """Run `scenario` end to end. A party failure ends the run cleanly: the
     logs of the others are still sealed, collected and audited."""
+    if any(f.signal for f in scenario.faults) and (
+        in_process or address or os.environ.get("RAY_ADDRESS")
+    ):
+        raise ConfigError(
+            "faults[].signal: signals go to the parties' processes on this machine: "
+            "run on an embedded Ray (no --address, no --in-process)"
+        )
     run_id = uuid.uuid4().hex[:16]
     run_dir = out or default_run_dir(scenario, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +214,8 @@ def run_scenario(
             running = f"stage {number}/{len(scenario.stages)} ({stage.name})"
             progress(f"stage {number}/{len(scenario.stages)}: {stage.name} ({stage.protocol})")
             params = settings[stage.protocol]
-            actions += _run_stage(scenario, stage, params, hosts, progress, losses)
+            pids = {n: int(placement[n]["pid"]) for n in names}
+            actions += _run_stage(scenario, stage, params, hosts, pids, progress, losses)
             elapsed = time.monotonic() - began
             timings[stage.name] = round(elapsed, 2)
             progress(f"stage {number}/{len(scenario.stages)}: {stage.name} done in {elapsed:.1f} s")
@@ -301,6 +311,7 @@ def _run_stage(
     stage: StageSpec,
     params: dict[str, Any],
     hosts: Hosts,
+    pids: dict[str, int],
     progress: Progress,
     losses: Losses,
 ) -> list[dict[str, Any]]:
@@ -331,10 +342,9 @@ def _run_stage(
                 continue
             faults.append(fault.kill)
             if fault.before is not None:
-                hosts.kill(fault.kill)
-                progress(f"fault injected: killed {fault.kill} before {action}")
+                _inject(fault, hosts, pids, progress)
             else:
-                timer = threading.Timer(fault.after_s, _kill_during, (hosts, fault, progress))
+                timer = threading.Timer(fault.after_s, _inject, (fault, hosts, pids, progress))
                 timers.append(timer)
                 timer.start()
         if role in protocol.survives_loss_of:  # the protocol copes without them
@@ -380,10 +390,21 @@ def _run_stage(
     return done
 
 
-def _kill_during(hosts: Hosts, fault: Any, progress: Progress) -> None:
-    if fault.kill in hosts.alive:
+def _inject(fault: FaultSpec, hosts: Hosts, pids: dict[str, int], progress: Progress) -> None:
+    """Kill the fault's party: through Ray, or by a signal to its pid (which
+    the run then has to find out for itself)."""
+    if fault.kill not in hosts.alive:
+        return
+    when = f"before {fault.before}" if fault.before else f"{fault.after_s} s into {fault.during}"
+    if fault.signal is None:
         hosts.kill(fault.kill)
-        progress(f"fault injected: killed {fault.kill} {fault.after_s} s into {fault.during}")
+        progress(f"fault injected: killed {fault.kill} {when}")
+        return
+    try:
+        os.kill(pids[fault.kill], signal.Signals[fault.signal])
+    except ProcessLookupError:  # it died already: the liveness check will tell
+        return
+    progress(f"fault injected: sent {fault.signal} to {fault.kill} {when}")
 
 
 def _brief(result: Any, limit: int = 240) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -102,13 +102,18 @@ class CanarySpec(_Strict):
 class FaultSpec(_Strict):
     """Fault injection: kill party `kill` just before action `before` runs,
     or `after_s` seconds into action `during` (in round `round` of a protocol
-    with rounds; the first time if unset)."""
+    with rounds; the first time if unset). By default through Ray (the run
+    knows at once); with `signal`, by sending that signal to the party's
+    process by its pid, from outside Ray, as an operator or the kernel would:
+    the run finds the party lost by its deadlines. Signals need every party
+    on this machine (an embedded Ray)."""
 
     kill: str
     before: str | None = None
     during: str | None = None
     after_s: float = Field(default=2.0, gt=0, le=600)
     round: int | None = Field(default=None, ge=1)
+    signal: Literal["SIGKILL", "SIGSTOP"] | None = None
 
     @property
     def action(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fault_matrix import Case, cases, check_case, run_case, sample
+from tests.helpers import airlock
 
 SMALL = ["walkthrough", "tee-inference", "private-rag", "mpc-inference", "federated", "attest"]
 ALL = cases()
@@ -35,3 +36,19 @@ def test_a_sample_of_the_fault_matrix(case: Case, tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", ALL, ids=[c.id for c in ALL])
 def test_the_fault_matrix(case: Case, tmp_path: Path) -> None:
     check_case(case, run_case(case, tmp_path))
+
+
+def test_a_signal_fault_needs_the_parties_on_this_machine(tmp_path: Path) -> None:
+    case = SAMPLE[0]
+    path = tmp_path / "case.toml"
+    path.write_text(case.toml())
+    for where in (("--in-process",), ("--address", "127.0.0.1:1")):
+        done = airlock("run", str(path), *where, "--out", str(tmp_path / "run"))
+        assert done.returncode != 0 and "Traceback" not in done.stdout + done.stderr
+        assert "faults[].signal: signals go to the parties' processes on this machine" in (
+            done.stdout + done.stderr
+        )
+    bad = case.toml().replace('"SIGKILL"', '"SIGTERM"')
+    path.write_text(bad)
+    done = airlock("run", str(path), "--in-process")
+    assert done.returncode != 0 and "faults.0.signal" in done.stdout + done.stderr

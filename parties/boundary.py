@@ -62,6 +62,9 @@ DEFAULT_MAX_PAYLOAD = 256 << 20
 # deliveries one peer may have in progress at once (the server has 16 threads):
 # a flooding peer cannot take every thread from the others
 PEER_CONCURRENCY = 8
+# payload bytes one peer may have in progress at once (read, then handled):
+# with PEER_CONCURRENCY, what bounds the memory a flooding peer can take
+PEER_IN_FLIGHT_BYTES = 512 << 20
 # refusals a receiver gives after it admitted the envelope: it was delivered
 AFTER_ADMISSION = frozenset({pb.HANDLER_FAILED, pb.OUT_OF_STEP})
 # the role logic that receives an admitted envelope; raises Refused for a
@@ -121,6 +124,7 @@ class Boundary:
         self._sequences: dict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
         self._sequence_lock = threading.Lock()
         self._in_flight: dict[str, int] = defaultdict(int)
+        self._in_flight_bytes: dict[str, int] = defaultdict(int)
         self._in_flight_lock = threading.Lock()
 
     # -- outgoing ---------------------------------------------------------
@@ -208,8 +212,8 @@ class Boundary:
         """Admit one delivery, hand it to the role (`dispatch`) and seal its
         reply. `check_reply` is false only for an adversarial party, whose
         handlers are its own code and bypass its own boundary."""
-        with self.peer_slot(tls_peer):
-            envelope = self.admit(tls_peer, messages)
+        with self.peer_slot(tls_peer), contextlib.ExitStack() as held:
+            envelope = self.admit(tls_peer, messages, held=held)
             header = envelope.header
             answer = dispatch(envelope)
             if answer is None:
@@ -259,12 +263,37 @@ class Boundary:
             with self._in_flight_lock:
                 self._in_flight[tls_peer] -= 1
 
+    @contextlib.contextmanager
+    def payload_room(self, tls_peer: str, size: int) -> Iterator[None]:
+        """Room for `size` more payload bytes of `tls_peer` in progress;
+        refused (OVERLOADED) past PEER_IN_FLIGHT_BYTES."""
+        with self._in_flight_lock:
+            busy = self._in_flight_bytes[tls_peer] + size > PEER_IN_FLIGHT_BYTES
+            if not busy:
+                self._in_flight_bytes[tls_peer] += size
+        if busy:
+            raise Refused(
+                pb.OVERLOADED,
+                f"{tls_peer!r} has {PEER_IN_FLIGHT_BYTES >> 20} MiB of payloads in progress at "
+                f"most; {size} more bytes refused",
+            )
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight_bytes[tls_peer] -= size
+
     def admit(
-        self, tls_peer: str, messages: Iterator[bytes], answering: str | None = None
+        self,
+        tls_peer: str,
+        messages: Iterator[bytes],
+        answering: str | None = None,
+        held: contextlib.ExitStack | None = None,
     ) -> Envelope:
         """Read one envelope from raw stream messages and admit it, or raise
         Refused. `answering` is the step of the request when this is a reply.
-        Both outcomes are logged."""
+        The payload's room is held until `held` closes (while the delivery is
+        handled), else until it is read. Both outcomes are logged."""
         header = None
         header_bytes = b""
         try:
@@ -283,7 +312,11 @@ class Boundary:
             if not self._replays.claim(header.sender, header.sequence):
                 raise Refused(pb.REPLAYED, f"sequence {header.sequence} already seen")
             self._check_policy(header, answering)
-            with self.log.reserve(header.payload_size, header.payload_sha256.hex()):
+            with (
+                contextlib.ExitStack() as reading,
+                self.log.reserve(header.payload_size, header.payload_sha256.hex()),
+            ):
+                (held or reading).enter_context(self.payload_room(tls_peer, header.payload_size))
                 payload = read_payload(start.payload, messages, header.payload_size)
                 if hashlib.sha256(payload).digest() != header.payload_sha256:
                     raise Refused(pb.DIGEST_MISMATCH, "payload does not match its signed digest")

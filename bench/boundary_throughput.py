@@ -60,7 +60,7 @@ def runtime(name: str, role: Role, workdir: Path) -> PartyRuntime:
         role=role,
         run_id=RUN_ID,
         workdir=workdir,
-        holdings=holdings,
+        holdings={"bench": holdings},
         protocols={"bench": BENCH},
     )
 

@@ -99,8 +99,17 @@ def start_head(sites: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     return head, address
 
 
+def settle(limit: int, seconds: float = 15) -> None:
+    """Wait until Ray's processes are back to `limit` (Ray ends a run's
+    actors after the run returns); a process that stays is a leak, and shows."""
+    deadline = time.monotonic() + seconds
+    while len(_ray_pids()) > limit and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def soak(scenario_name: str, runs: int, address: str | None) -> list[dict[str, float]]:
     scenario, text = load_scenario(scenario_name)
+    baseline = len(_ray_pids())  # the head's own processes, or none
     rows = []
     for number in range(1, runs + 1):
         out = Path(tempfile.mkdtemp(prefix="airlock-soak-")) / "run"
@@ -110,6 +119,7 @@ def soak(scenario_name: str, runs: int, address: str | None) -> list[dict[str, f
         if result.failure or not result.audit.ok:
             raise SystemExit(f"run {number} failed: {result.failure or 'audit'} ({out})")
         subprocess.run(["rm", "-rf", str(out.parent)], check=False)
+        settle(baseline)
         row = {"run": number, "seconds": round(seconds, 1), **snapshot()}
         rows.append(row)
         print("  ".join(f"{k} {v}" for k, v in row.items()), flush=True)

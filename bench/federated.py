@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.launcher import RunResult, run_scenario  # noqa: E402
 from orchestrator.scenario import parse_scenario  # noqa: E402
-from parties.log import read_entries  # noqa: E402
+from parties.log_check import read_entries  # noqa: E402
 from protocols.federated.scenario import federated_scenario  # noqa: E402
 
 MODES = ("plain", "secagg", "secagg+dp")

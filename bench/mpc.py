@@ -101,7 +101,7 @@ def plaintext(model: Transformer, ids: list[int], tokens: int) -> float:
 def airlock_run(text: str, tokens: int) -> dict:
     from orchestrator.launcher import run_scenario
     from orchestrator.scenario import parse_scenario
-    from parties.log import read_entries
+    from parties.log_check import read_entries
 
     text = re.sub(r"params = \{.*\}", f"params = {{ max_new_tokens = {tokens} }}", text)
     with tempfile.TemporaryDirectory() as scratch:

@@ -116,7 +116,7 @@ def retrieval_latency(scheme: str) -> tuple[float, int]:
     ranking) and the payload bytes the client sent and received per question."""
     from orchestrator.launcher import run_scenario
     from orchestrator.scenario import load_scenario, parse_scenario
-    from parties.log import read_entries
+    from parties.log_check import read_entries
 
     _, text = load_scenario("private-rag")
     text = re.sub(r'scheme = "\w+"', f'scheme = "{scheme}"', text)

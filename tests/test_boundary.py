@@ -17,7 +17,8 @@ from parties.envelope import Envelope, header_to_bytes, signed_message
 from parties.errors import Refused, Undelivered
 from parties.identity import PartyKeys, RunAuthority, issue_credentials
 from parties.labels import Form, Label
-from parties.log import BLOB_DIR, read_entries
+from parties.log import BLOB_DIR
+from parties.log_check import read_entries
 from parties.runtime import PartyRuntime
 from parties.transport import METHOD, REFUSAL_KEY, PartyClient
 from parties.wire import airlock_pb2 as pb

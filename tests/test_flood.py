@@ -12,7 +12,7 @@ import pytest
 from parties import boundary
 from parties.errors import Refused
 from parties.labels import Form, Label
-from parties.log import UNSEALED, verify_log
+from parties.log_check import UNSEALED, verify_log
 from parties.roles import Role
 from tests.helpers import running_parties
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from parties.errors import Refused
 from parties.labels import Form, Label
-from parties.log import read_entries
+from parties.log_check import read_entries
 from parties.transport import METHOD, REFUSAL_KEY
 from parties.wire import airlock_pb2 as pb
 from tests.helpers import Parties, start_parties

@@ -22,16 +22,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from parties.errors import Refused
-from parties.log import (
-    CHECKPOINT_FILE,
-    LOG_FILE,
-    UNSEALED,
-    Direction,
-    Outcome,
-    VisibilityLog,
-    entry_hash,
-    verify_log,
-)
+from parties.log import CHECKPOINT_FILE, LOG_FILE, Direction, Outcome, VisibilityLog, entry_hash
+from parties.log_check import UNSEALED, verify_log
 from parties.wire import airlock_pb2 as pb
 from tests.helpers import running_parties
 from tests.test_boundary import CATALOG

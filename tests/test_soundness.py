@@ -23,7 +23,8 @@ from parties.envelope import Envelope, signed_message, to_messages
 from parties.errors import AirlockError, Refused
 from parties.identity import RunAuthority
 from parties.labels import Form, Label
-from parties.log import BLOB_DIR, LOG_FILE, read_entries
+from parties.log import BLOB_DIR, LOG_FILE
+from parties.log_check import read_entries
 from parties.transport import REFUSAL_KEY
 from parties.wire import airlock_pb2 as pb
 from tests.helpers import Parties, failing, rewrite_entry, running_parties

@@ -13,13 +13,8 @@ from evidence.claims import Claim, Finding
 from orchestrator.scenario import Scenario, parse_scenario
 from parties.errors import AirlockError, IdentityError
 from parties.identity import ca_fingerprint, load_signing_certificate
-from parties.log import (
-    UNSEALED,
-    Direction,
-    Outcome,
-    blob_path,
-    verify_log,
-)
+from parties.log import Direction, Outcome
+from parties.log_check import UNSEALED, blob_path, verify_log
 
 
 class AuditError(AirlockError):

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from orchestrator.cli.render import OutputFormat
 from parties.errors import AirlockError
-from parties.log import LogProblem, labels_text, read_entries
+from parties.log import labels_text
+from parties.log_check import LogProblem, read_entries
 
 # The default view: what a reader needs to follow a party's traffic, in five
 # columns that read at 80 (the peer and any refusal sit under the outcome,

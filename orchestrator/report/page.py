@@ -25,7 +25,8 @@ from orchestrator.report.deliveries import (
 from orchestrator.report.diagram import arrow_details, sequence_diagram
 from orchestrator.report.figures import figures
 from parties.labels import Form
-from parties.log import Direction, Outcome, blob_path, labels_text
+from parties.log import Direction, Outcome, labels_text
+from parties.log_check import blob_path
 from parties.policy import Policy
 
 # the browser refuses to load anything: every byte the page uses is in it

@@ -41,7 +41,8 @@ from orchestrator.trace.records import (
     deliveries_of,
 )
 from parties.errors import AirlockError
-from parties.log import LogProblem, Outcome, read_entries
+from parties.log import Outcome
+from parties.log_check import LogProblem, read_entries
 
 PARTIES_DIR = "parties"
 MANIFEST = "manifest.json"

@@ -22,7 +22,7 @@ from orchestrator.scenario import load_scenario
 from orchestrator.verify import verify_run
 from parties.errors import ConfigError, Refused
 from parties.labels import Form, Label
-from parties.log import read_entries
+from parties.log_check import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.attestation.ledger_server import logged_entries

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from parties.log import read_entries
+from parties.log_check import read_entries
 from protocols.federated.contributor import ContributorPhase
 from protocols.federated.scenario import federated_scenario
 from protocols.federated.secagg import SecAggError

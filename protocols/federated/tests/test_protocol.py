@@ -16,7 +16,7 @@ from orchestrator.audit import audit_run
 from orchestrator.scenario import load_scenario, parse_scenario
 from parties.errors import ConfigError, Refused
 from parties.labels import Form, Label
-from parties.log import read_entries
+from parties.log_check import read_entries
 from parties.payload import pack, unpack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb

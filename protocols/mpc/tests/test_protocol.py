@@ -20,7 +20,7 @@ from models.transformer import BadPrompt, ModelConfig, Transformer, generate
 from orchestrator.scenario import load_scenario
 from parties.errors import Refused
 from parties.labels import Form, Label
-from parties.log import read_entries
+from parties.log_check import read_entries
 from parties.wire import airlock_pb2 as pb
 from protocols.mpc.communicator import pack_tensors
 from protocols.mpc.model import encode, split, weight_shapes

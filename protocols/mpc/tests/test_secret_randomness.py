@@ -17,7 +17,7 @@ from models.checkpoint import served_model, shipped_tokenizer
 from models.transformer import ModelConfig
 from parties.errors import Refused
 from parties.labels import Form, Label
-from parties.log import read_entries
+from parties.log_check import read_entries
 from protocols.mpc.communicator import pack_tensors, unpack_tensors
 from protocols.mpc.dealer import Dealer
 from protocols.mpc.model import encode, one_hot, split

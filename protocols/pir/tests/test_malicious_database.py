@@ -16,7 +16,7 @@ import pytest
 
 from models.corpus import guidelines
 from parties.labels import Form, Label
-from parties.log import read_entries
+from parties.log_check import read_entries
 from parties.payload import unpack
 from parties.roles import Role
 from protocols.pir.catalog import BadCatalog

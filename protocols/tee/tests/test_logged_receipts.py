@@ -23,7 +23,7 @@ from evidence.statements import PartySigner, open_statement
 from orchestrator.scenario import load_scenario
 from parties.errors import Refused
 from parties.labels import Form, Label
-from parties.log import read_entries
+from parties.log_check import read_entries
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.attestation.ledger_server import logged_entries

@@ -24,7 +24,7 @@ from models.transformer import Transformer, generate
 from orchestrator.scenario import load_scenario
 from parties.errors import OutOfStep, Refused
 from parties.labels import Form, Label
-from parties.log import read_entries
+from parties.log_check import read_entries
 from parties.payload import pack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb

@@ -10,7 +10,8 @@ import pytest
 from orchestrator.audit import audit_run
 from parties.errors import Refused
 from parties.labels import Form, Label
-from parties.log import BLOB_DIR, read_entries
+from parties.log import BLOB_DIR
+from parties.log_check import read_entries
 from parties.wire import airlock_pb2 as pb
 from protocols.walkthrough.roles import CreatorState, DeployerState
 from tests.helpers import Parties, failing, run_default

@@ -90,7 +90,8 @@ def run_stage(
             due = fault.round is None or fault.round == number
             if fault.action != action or not due or fault.kill not in hosts.alive:
                 continue
-            faults.append(fault.kill)
+            if fault.signal is None:  # a signalled party is found lost, with its own reason
+                faults.append(fault.kill)
             if fault.before is not None:
                 _inject(fault, hosts, pids, progress)
             else:

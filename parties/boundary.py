@@ -23,7 +23,8 @@ in this order:
 
 All four run on the signed header, before the payload is read (so a refused
 envelope costs no buffering); the payload is then read against its signed
-size and digest, within the log's quota for kept payloads. Every outcome,
+size and digest, within the log's quota for kept payloads, and must fit its
+step's message definition (parties.message) before any role logic reads it. Every outcome,
 admitted, refused or withheld, is written to the visibility log.
 """
 
@@ -166,6 +167,7 @@ class Boundary:
         if check:
             try:
                 self._check_policy(header, answering)
+                self.policy.check_payload(header, payload)
             except Refused as refusal:
                 self._log_out(envelope, Outcome.WITHHELD, refusal)
                 raise
@@ -320,6 +322,7 @@ class Boundary:
                 payload = read_payload(start.payload, messages, header.payload_size)
                 if hashlib.sha256(payload).digest() != header.payload_sha256:
                     raise Refused(pb.DIGEST_MISMATCH, "payload does not match its signed digest")
+                self.policy.check_payload(header, payload)
                 envelope = Envelope(header, start.header, start.signature, payload)
                 self.log.record(
                     direction=Direction.IN,

@@ -17,17 +17,23 @@ def pack(meta: Mapping[str, Any], body: bytes = b"") -> bytes:
     return struct.pack(">I", len(header)) + header + body
 
 
-def unpack(payload: bytes) -> tuple[dict[str, Any], bytes]:
-    """(header, body); AirlockError if the payload is not framed this way."""
+def split(payload: bytes) -> tuple[bytes, bytes]:
+    """(the header's JSON bytes, body); AirlockError if not framed this way."""
     if len(payload) < 4:
         raise AirlockError("payload too short")
     (size,) = struct.unpack(">I", payload[:4])
     if size > len(payload) - 4:
         raise AirlockError("payload header runs past the payload")
+    return payload[4 : 4 + size], payload[4 + size :]
+
+
+def unpack(payload: bytes) -> tuple[dict[str, Any], bytes]:
+    """(header, body); AirlockError if the payload is not framed this way."""
+    header, body = split(payload)
     try:
-        meta = json.loads(payload[4 : 4 + size])
+        meta = json.loads(header)
     except ValueError:
         raise AirlockError("payload header is not JSON") from None
     if not isinstance(meta, dict):
         raise AirlockError("payload header is not an object")
-    return meta, payload[4 + size :]
+    return meta, body

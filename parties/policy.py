@@ -1,5 +1,6 @@
-"""Checks 3 and 4 of admission: the active protocols' rules, and the
-scenario's guarantees about who may see which asset in which form."""
+"""Checks 3, 4 and 5 of admission: the active protocols' rules, the
+scenario's guarantees about who may see which asset in which form, and the
+step's message definition."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from parties.envelope import Header
 from parties.errors import Refused
 from parties.labels import Form, asset_matches
+from parties.message import BadPayload
 from parties.protocol import Protocol
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
@@ -78,6 +80,15 @@ class Policy:
                         f"guarantee {guarantee.name!r}: {header.receiver} may see "
                         f"{label.asset} at most as {guarantee.max_form}, not {label.form}",
                     )
+
+    def check_payload(self, header: Header, payload: bytes) -> None:
+        """Check 5, once the payload is read: it fits its step's message
+        definition (parties.message), or Refused BAD_PAYLOAD naming why."""
+        message = self.protocols[header.protocol].messages[header.step]
+        try:
+            message.check(payload)
+        except BadPayload as error:
+            raise Refused(pb.BAD_PAYLOAD, f"{header.protocol}.{header.step}: {error}") from None
 
     def entitled_to_plaintext(self, party: str, role: Role, asset: str) -> bool:
         return all(

@@ -21,6 +21,7 @@ from evidence.claims import OfflineChecks
 from parties.envelope import Envelope
 from parties.errors import AirlockError, ConfigError, OutOfStep, Refused
 from parties.labels import Form, Label, asset_matches
+from parties.message import Message
 from parties.roles import HOLDINGS, Holdings, Role, holdings_for
 from parties.store import Kept, PartyStore
 
@@ -222,7 +223,8 @@ class Protocol:
     `artifacts`, if set, says what a stage needs kept by earlier stages and
     what it keeps for later ones; the scenario is refused when a stage needs
     what no earlier stage makes. `adversaries` are the misbehaviours it knows
-    (`Adversary`). `states` gives each role's typed state (a RoleState
+    (`Adversary`). `messages` defines each step's payload (parties.message),
+    one for every step its rules name. `states` gives each role's typed state (a RoleState
     factory); a role without one gets a dict.
 
     `params`, if set, is the pydantic model a stage's params must fit;
@@ -240,6 +242,7 @@ class Protocol:
 
     name: str
     rules: tuple[Rule, ...]
+    messages: Mapping[str, Message] = field(default_factory=dict)
     handlers: Mapping[Step, Handler] = field(default_factory=dict)
     actions: Mapping[Step, Action] = field(default_factory=dict)
     stage: tuple[Step, ...] = ()
@@ -260,6 +263,12 @@ class Protocol:
         """A handler for a step no rule names, or an adversary's after-stage
         action that exists nowhere, is a mistake in the protocol's code."""
         steps = self.steps
+        if set(self.messages) != steps:
+            raise ConfigError(
+                f"{self.name}: steps without a message definition "
+                f"{sorted(steps - set(self.messages))}, definitions without a step "
+                f"{sorted(set(self.messages) - steps)}"
+            )
         for role, schema in self.holdings.items():
             if not issubclass(schema, HOLDINGS[role]):
                 raise ConfigError(f"{self.name}: holdings of {role} must extend its role's model")

@@ -44,6 +44,7 @@ STATUS_OF_REFUSAL = {
     pb.HANDLER_FAILED: grpc.StatusCode.ABORTED,
     pb.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     pb.OUT_OF_STEP: grpc.StatusCode.FAILED_PRECONDITION,
+    pb.BAD_PAYLOAD: grpc.StatusCode.INVALID_ARGUMENT,
 }
 
 # Called with (TLS peer name, raw request messages); returns a reply or None.

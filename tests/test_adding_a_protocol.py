@@ -15,6 +15,7 @@ from orchestrator.scenario import parse_scenario
 from parties.errors import ConfigError
 from parties.labels import Form
 from parties.log import LOG_FILE
+from parties.message import Empty, json_message
 from parties.protocol import Adversary, Protocol, Rule, label_rule
 from parties.roles import Role
 from parties.store import STORE_DIR
@@ -140,7 +141,22 @@ def test_a_protocol_with_a_handler_for_an_unknown_step_fails_at_import() -> None
     rule = Rule(
         "count", Role.DATA_CONTRIBUTOR, Role.MODEL_CREATOR, (label_rule("x:*", Form.PUBLIC),)
     )
+    messages = {"count": json_message(Empty)}
     with pytest.raises(ConfigError, match="handler for 'cuont'"):
-        Protocol("typo", (rule,), handlers={(Role.MODEL_CREATOR, "cuont"): lambda c, e: None})
+        Protocol(
+            "typo",
+            (rule,),
+            messages=messages,
+            handlers={(Role.MODEL_CREATOR, "cuont"): lambda c, e: None},
+        )
     with pytest.raises(ConfigError, match="runs unknown action"):
-        Protocol("typo", (rule,), adversaries={"x": Adversary(Role.END_USER, after_stage="nope")})
+        Protocol(
+            "typo",
+            (rule,),
+            messages=messages,
+            adversaries={"x": Adversary(Role.END_USER, after_stage="nope")},
+        )
+    with pytest.raises(ConfigError, match=r"steps without a message definition \['count'\]"):
+        Protocol("typo", (rule,))
+    with pytest.raises(ConfigError, match=r"definitions without a step \['cuont'\]"):
+        Protocol("typo", (rule,), messages={**messages, "cuont": json_message(Empty)})

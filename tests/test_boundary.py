@@ -19,9 +19,11 @@ from parties.identity import PartyKeys, RunAuthority, issue_credentials
 from parties.labels import Form, Label
 from parties.log import BLOB_DIR
 from parties.log_check import read_entries
+from parties.roles import Role
 from parties.runtime import PartyRuntime
 from parties.transport import METHOD, REFUSAL_KEY, PartyClient
 from parties.wire import airlock_pb2 as pb
+from protocols import get_protocol
 from tests.helpers import Parties, refusal, start_parties
 
 CATALOG = [Label("catalog:guidelines_db", Form.PUBLIC)]
@@ -74,7 +76,7 @@ def still_serves(parties: Parties) -> None:
 
 def test_admitted_delivery_and_reply_are_logged_on_both_sides(parties: Parties) -> None:
     reply = parties["alice"].deliver(
-        "guidelines_db", "walkthrough", "catalog_request", CATALOG, b'{"q": 1}'
+        "guidelines_db", "walkthrough", "catalog_request", CATALOG, b"{}"
     )
     assert reply is not None and json.loads(reply.payload) == {"titles": []}
     db_entries, _ = read_entries(parties["guidelines_db"].log.directory, "guidelines_db")
@@ -91,7 +93,7 @@ def test_admitted_delivery_and_reply_are_logged_on_both_sides(parties: Parties) 
     assert received["header_sha256"] == sent["header_sha256"]
     # what the database received is exactly what its log keeps
     blob = parties["guidelines_db"].log.directory / BLOB_DIR / received["payload_sha256"]
-    assert blob.read_bytes() == b'{"q": 1}'
+    assert blob.read_bytes() == b"{}"
     assert (replied["outcome"], reply_in["outcome"]) == ("replied", "admitted")
     assert replied["header_sha256"] == reply_in["header_sha256"]
     alice_blob = parties["alice"].log.directory / BLOB_DIR / reply_in["payload_sha256"]
@@ -290,20 +292,41 @@ def test_server_must_be_the_named_party(parties: Parties) -> None:
     client.close()
 
 
-def test_handler_failure_keeps_the_party_running(parties: Parties) -> None:
+def test_a_bad_payload_is_refused_before_the_role_reads_it(parties: Parties) -> None:
     digest = [Label("train:hospital_1", Form.DIGEST)]
-    failed = refusal(
-        parties["hospital_1"], "model_creator", "walkthrough", "dataset_commitment", digest, b"x"
-    )
-    assert failed.reason == pb.HANDLER_FAILED
+    commitment = ("model_creator", "walkthrough", "dataset_commitment", digest)
+    # withheld by the sender's own boundary, and refused by the receiver's
+    withheld = refusal(parties["hospital_1"], *commitment, b'{"records": "1"}')
+    assert withheld.reason == pb.BAD_PAYLOAD and "records" in withheld.detail
+    assert last_entry(parties["hospital_1"])["outcome"] == "withheld"
+    envelope = parties["hospital_1"].boundary.seal(*commitment, b"x", check=False)
+    with pytest.raises(Refused) as refused:
+        parties["hospital_1"].boundary.send(envelope)
+    assert refused.value.reason == pb.BAD_PAYLOAD
+    assert last_entry(parties["model_creator"])["outcome"] == "refused"
+
+
+def test_handler_failure_keeps_the_party_running(
+    parties: Parties, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler that raises (a bug, not the role's own refusal) is refused
+    as HANDLER_FAILED without its internals, and the party keeps serving."""
+
+    def broken(ctx: object, envelope: Envelope) -> None:
+        raise KeyError("internal detail")
+
+    handlers = get_protocol("walkthrough").handlers
+    key = (Role.MODEL_CREATOR, "dataset_commitment")
+    honest = handlers[key]
+    monkeypatch.setitem(handlers, key, broken)  # type: ignore[arg-type]
+    commitment = json.dumps({"records": 1, "sha256": "00" * 32}).encode()
+    digest = [Label("train:hospital_1", Form.DIGEST)]
+    args = ("model_creator", "walkthrough", "dataset_commitment", digest, commitment)
+    failed = refusal(parties["hospital_1"], *args)
+    assert failed.reason == pb.HANDLER_FAILED and "internal detail" not in failed.detail
     assert last_entry(parties["hospital_1"])["outcome"] == "delivered"
-    parties["hospital_1"].deliver(
-        "model_creator",
-        "walkthrough",
-        "dataset_commitment",
-        [Label("train:hospital_1", Form.DIGEST)],
-        b'{"records": 1}',
-    )
+    monkeypatch.setitem(handlers, key, honest)  # type: ignore[arg-type]
+    parties["hospital_1"].deliver(*args)
 
 
 def test_64_mib_payload_crosses_the_boundary(parties: Parties) -> None:

@@ -38,6 +38,7 @@ _AUTHENTICATED_REFUSALS = frozenset(
         pb.GUARANTEE_VIOLATED,
         pb.DIGEST_MISMATCH,
         pb.OVERLOADED,
+        pb.BAD_PAYLOAD,
     )
 )
 # a sender's outcomes that mean the envelope left it and reached the peer

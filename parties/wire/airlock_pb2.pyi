@@ -37,6 +37,7 @@ class RefusalReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HANDLER_FAILED: _ClassVar[RefusalReason]
     OVERLOADED: _ClassVar[RefusalReason]
     OUT_OF_STEP: _ClassVar[RefusalReason]
+    BAD_PAYLOAD: _ClassVar[RefusalReason]
 FORM_UNSPECIFIED: Form
 PLAINTEXT: Form
 AGGREGATE: Form
@@ -62,6 +63,7 @@ GUARANTEE_VIOLATED: RefusalReason
 HANDLER_FAILED: RefusalReason
 OVERLOADED: RefusalReason
 OUT_OF_STEP: RefusalReason
+BAD_PAYLOAD: RefusalReason
 
 class Label(_message.Message):
     __slots__ = ("asset", "form")

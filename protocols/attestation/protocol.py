@@ -10,6 +10,7 @@ from parties.store import Kept
 from protocols.artifacts import ACCEPTED_DATASETS, COMMITTED_MODEL, TRAINED_MODEL, TRAINING_RUN
 from protocols.attestation import bom, contributor, creator, ledger_server, serving, verify
 from protocols.attestation.adversaries import ADVERSARIES
+from protocols.attestation.messages import MESSAGES
 from protocols.attestation.rules import NAME, READERS, RULES, Step
 from protocols.attestation.shared import Settings, audit_ledger
 
@@ -35,6 +36,7 @@ def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
 PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
+    messages=MESSAGES,
     handlers={
         (Role.LEDGER, Step.SUBMIT): ledger_server.on_submit,
         (Role.LEDGER, Step.HEAD_REQUEST): ledger_server.on_head_request,

@@ -244,10 +244,9 @@ def on_unmask_request(ctx: PartyContext, envelope: Envelope) -> Reply:
         raise SecAggError("the survivors differ from the set this contributor signed")
     if dropped != current.masked_with - survivors:
         raise SecAggError("survivors and dropped do not partition the round's participants")
-    signatures = meta.get("signatures")
-    if not isinstance(signatures, dict):
-        raise SecAggError("the unmasking request carries no consistency signatures")
-    signers = consistent_signers(signatures, survivors, current.context.encode(), ctx.public_key)
+    signers = consistent_signers(
+        meta["signatures"], survivors, current.context.encode(), ctx.public_key
+    )
     if len(signers) < s.threshold:
         raise SecAggError(
             f"{len(signers)} survivor(s) signed this survivor set, {s.threshold} needed: "

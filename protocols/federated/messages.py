@@ -7,10 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_arrays
 from safetensors.numpy import save as save_arrays
@@ -18,6 +26,7 @@ from safetensors.numpy import save as save_arrays
 from parties.envelope import Envelope
 from parties.errors import AirlockError
 from parties.labels import Form, Label
+from parties.message import Body, Empty, Fields, Hex, Message, Name, framed, hex_bytes, json_message
 from parties.payload import unpack
 from parties.protocol import PartyContext
 from protocols.federated.rules import Step
@@ -183,3 +192,101 @@ def ask_all(
         if isinstance(o, str) or (o is None and answered)
     }
     return replies, failed
+
+
+# -- message definitions (parties.message) ---------------------------------------------
+
+MAX_PARTICIPANTS = 1000  # far above any run's contributors: a bound on what is parsed
+
+
+class StatedSettings(Settings):
+    """The settings as a round start states them: no coercion, no NaN."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+Context = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Names = Annotated[list[Name], Field(max_length=MAX_PARTICIPANTS)]
+
+
+class RoundStart(Fields):
+    round: int = Field(ge=1, le=100)
+    context: Context
+    settings: StatedSettings
+
+
+class RoundKeys(Fields):
+    party: Name
+    c: hex_bytes(32)  # type: ignore[valid-type]
+    s: hex_bytes(32)  # type: ignore[valid-type]
+    signature: hex_bytes(64)  # type: ignore[valid-type]
+
+
+class AdvertisedOrNone(RootModel[RoundKeys | Empty]):
+    """A contributor's round keys; none in plain mode."""
+
+
+class KeyDirectory(Fields):
+    threshold: int = Field(ge=1)
+    participants: Annotated[dict[Name, RoundKeys], Field(max_length=MAX_PARTICIPANTS)]
+
+
+class Ciphertexts(RootModel[Annotated[dict[Name, Hex], Field(max_length=MAX_PARTICIPANTS)]]):
+    """A hex ciphertext per peer."""
+
+
+class UpdateRequest(Fields):
+    survivors: Names
+    ciphertexts: Annotated[dict[Name, Hex], Field(max_length=MAX_PARTICIPANTS)]
+
+
+class NoiseStated(Fields):
+    noise_variance: int = Field(ge=0)
+    clip: float = Field(gt=0)
+
+
+class MaskedUpdate(RootModel[NoiseStated | Empty]):
+    """The noise a contributor says it added (secagg+dp); nothing otherwise."""
+
+
+class Survivors(Fields):
+    survivors: Names
+
+
+class Signature(Fields):
+    signature: hex_bytes(64)  # type: ignore[valid-type]
+
+
+class UnmaskRequest(Fields):
+    survivors: Names
+    dropped: Names
+    signatures: Annotated[dict[Name, hex_bytes(64)], Field(max_length=MAX_PARTICIPANTS)]  # type: ignore[valid-type]
+
+
+Share = tuple[Annotated[int, Field(ge=1, le=MAX_PARTICIPANTS)], Hex]
+
+
+class UnmaskShares(Fields):
+    b: Annotated[dict[Name, Share], Field(max_length=MAX_PARTICIPANTS)]
+    s: Annotated[dict[Name, Share], Field(max_length=MAX_PARTICIPANTS)]
+
+
+class Rejection(Fields):
+    reason: Annotated[str, StringConstraints(max_length=2000)]
+
+
+MESSAGES: dict[str, Message] = {
+    Step.ROUND_START: framed(RoundStart, Body.BYTES),  # the global model's weights
+    Step.ROUND_KEYS: json_message(AdvertisedOrNone),
+    Step.KEY_DIRECTORY: framed(KeyDirectory),
+    Step.ENCRYPTED_SHARES: json_message(Ciphertexts),
+    Step.UPDATE_REQUEST: framed(UpdateRequest),
+    Step.MASKED_UPDATE: framed(MaskedUpdate, Body.TENSORS),
+    Step.PLAIN_UPDATE: framed(Empty, Body.TENSORS),
+    Step.CONSISTENCY_REQUEST: framed(Survivors),
+    Step.CONSISTENCY_SIGNATURE: json_message(Signature),
+    Step.UNMASK_REQUEST: framed(UnmaskRequest),
+    Step.UNMASK_SHARES: json_message(UnmaskShares),
+    Step.UPDATE_REJECTED: framed(Rejection),
+    Step.FINAL_MODEL: framed(Empty, Body.BYTES),  # the trained weights
+}

@@ -33,7 +33,7 @@ from protocols.federated.contributor import (
     on_update_rejected,
     prepare_data,
 )
-from protocols.federated.messages import Settings, settings
+from protocols.federated.messages import MESSAGES, Settings, settings
 from protocols.federated.report import report
 from protocols.federated.rules import AGGREGATOR, CONTRIBUTOR, NAME, RULES, Step
 from protocols.federated.update import on_update_request
@@ -52,6 +52,7 @@ def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
 PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
+    messages=MESSAGES,
     handlers={
         (CONTRIBUTOR, Step.ROUND_START): on_round_start,
         (CONTRIBUTOR, Step.KEY_DIRECTORY): on_key_directory,

@@ -71,12 +71,7 @@ def on_weight_shares(ctx: PartyContext, envelope: Envelope) -> None:
     meta, shares = unpack_tensors(envelope.payload)
     config = ModelConfig.from_metadata(meta)
     check_weight_shares(config, shares)
-    try:
-        root = bytes.fromhex(str(meta.get("model_sha256", "")))
-    except ValueError:
-        root = b""
-    if len(root) != 32:
-        raise AirlockError("the weight shares come without the root of the weights")
+    root = bytes.fromhex(meta["model_sha256"])  # 32 bytes: the message's (messages.py)
     state.config, state.weight_shares, state.model_root = config, shares, root
     state.phase = ComputePhase.READY
 

@@ -10,6 +10,7 @@ from protocols.artifacts import COMMITTED_MODEL, TRAINED_MODEL
 from protocols.attestation.serving_log import ServingLogState, on_submit
 from protocols.mpc import compute, roles
 from protocols.mpc.adversaries import ADVERSARIES
+from protocols.mpc.messages import MESSAGES
 from protocols.mpc.roles import Settings
 from protocols.mpc.rules import COMPUTE_ROLES, CREATOR, DEALER, LEDGER, NAME, RULES, USER, Step
 
@@ -29,6 +30,7 @@ def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
 PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
+    messages=MESSAGES,
     handlers={
         **{(role, Step.WEIGHT_SHARES): compute.on_weight_shares for role in COMPUTE_ROLES},
         **{(role, Step.PROMPT_SHARES): compute.on_prompt_shares for role in COMPUTE_ROLES},

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import Field, StrictInt, StrictStr, ValidationError
 
 from parties.errors import AirlockError, BadQuery, ConfigError, Refused
+from parties.message import Fields
 from parties.wire import airlock_pb2 as pb
 from protocols.pir.embed import DIMENSIONS
 from protocols.pir.index import Index, largest_cluster
@@ -54,10 +55,8 @@ class StaleCatalog(BadQuery):
         return None
 
 
-class _Declared(BaseModel):
+class Declared(Fields):
     """The catalog's header as the database declares it (JSON)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     scheme: Scheme
     count: StrictInt = Field(ge=1)
@@ -140,7 +139,7 @@ def read(
     """The catalog `database` served, checked against this client's own
     `scheme` and `clusters` settings; BadCatalog naming the first check it fails."""
     try:
-        declared = _Declared.model_validate(meta)
+        declared = Declared.model_validate(meta)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -151,7 +150,7 @@ def read(
         raise BadCatalog(f"{database}'s catalog is refused: {exc}") from None
 
 
-def _checked(d: _Declared, body: bytes, scheme: Scheme, clusters: int) -> Catalog:
+def _checked(d: Declared, body: bytes, scheme: Scheme, clusters: int) -> Catalog:
     if d.scheme != scheme:
         raise BadCatalog(f"it serves {d.scheme}, this client is configured for {scheme}")
     starts = tuple(d.starts)
@@ -198,7 +197,7 @@ def _checked(d: _Declared, body: bytes, scheme: Scheme, clusters: int) -> Catalo
     return Catalog(scheme, d.count, d.record_bytes, starts, centroids, digests, d.version, setup)
 
 
-def _hint_digits(d: _Declared) -> int:
+def _hint_digits(d: Declared) -> int:
     """The digits per record that SimplePIR needs for this count and record
     size; the client derives the plaintext modulus itself (a larger one
     would make decryption fail)."""

@@ -18,12 +18,14 @@ from protocols.artifacts import RETRIEVED
 from protocols.pir import rag, server
 from protocols.pir.adversaries import ADVERSARIES
 from protocols.pir.client import ClientState
+from protocols.pir.messages import MESSAGES
 from protocols.pir.rules import BUILD_INDEX, DATABASE, NAME, RETRIEVE, RULES, USER, Step
 from protocols.pir.settings import Settings
 
 PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
+    messages=MESSAGES,
     handlers={
         (DATABASE, Step.CATALOG_REQUEST): server.on_catalog_request,
         (DATABASE, Step.PIR_QUERY): server.on_pir_query,

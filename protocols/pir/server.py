@@ -151,13 +151,11 @@ def answers_to(ctx: PartyContext, envelope: Envelope) -> list[bytes]:
     if meta.get("version") != server.version:
         raise StaleCatalog(StaleCatalog.MESSAGE)
     batch = database.batch
-    if not isinstance(meta.get("size"), int) or meta["size"] * batch != len(body):
+    # its fields' types and the nonce's length are the message's (messages.Query)
+    size, nonce = meta["size"], meta["nonce"]
+    if size * batch != len(body):
         raise BadQuery(f"a batch is {batch} queries of equal size")
-    size = meta["size"]
     queries = [body[i * size : (i + 1) * size] for i in range(batch)]
-    nonce = meta.get("nonce")
-    if not isinstance(nonce, str) or len(nonce) != 32:
-        raise BadQuery("a batch is named by a 16-byte nonce (hex)")
     digest = hashlib.sha256(nonce.encode() + body).digest()
     with database.lock:
         if digest in database.seen:

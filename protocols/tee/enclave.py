@@ -259,9 +259,7 @@ def on_evidence_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     enclave = booted(
         ctx, "an evidence request", EnclavePhase.AWAITING_WEIGHTS, EnclavePhase.SERVING
     )
-    nonce = bytes.fromhex(str(json.loads(envelope.payload)["nonce"]))
-    if not 16 <= len(nonce) <= 64:
-        raise AirlockError("a nonce must be 16 to 64 bytes")
+    nonce = bytes.fromhex(str(json.loads(envelope.payload)["nonce"]))  # 32 bytes (messages.py)
     return Reply(
         Step.EVIDENCE,
         (Label(f"evidence:{ctx.name}", Form.PUBLIC),),

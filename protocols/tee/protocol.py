@@ -27,6 +27,7 @@ from protocols.tee.enclave import (
     on_evidence_request,
 )
 from protocols.tee.evidence import provision
+from protocols.tee.messages import MESSAGES
 from protocols.tee.rules import (
     CREATOR,
     DEPLOYER,
@@ -57,6 +58,7 @@ def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
 PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
+    messages=MESSAGES,
     handlers={
         (DEPLOYER, Step.MODEL_ROOT): host.on_model_root,
         (DEPLOYER, Step.MODEL_RELEASE): host.on_model_release,

@@ -4,11 +4,13 @@ from parties.protocol import Protocol
 from parties.roles import Role
 from protocols.walkthrough import roles
 from protocols.walkthrough.adversaries import ADVERSARIES
+from protocols.walkthrough.messages import MESSAGES
 from protocols.walkthrough.rules import NAME, RULES, Step
 
 PROTOCOL = Protocol(
     name=NAME,
     rules=RULES,
+    messages=MESSAGES,
     handlers={
         (Role.MODEL_CREATOR, Step.DATASET_COMMITMENT): roles.on_dataset_commitment,
         (Role.DEPLOYER, Step.MODEL_CARD): roles.on_model_card,

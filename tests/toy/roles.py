@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from parties.envelope import Envelope
 from parties.errors import AirlockError
@@ -16,6 +15,7 @@ from parties.labels import Form, Label
 from parties.protocol import PartyContext, RoleState, holdings_as, sole_peer, state_of
 from parties.roles import DataContributor, Role
 from parties.store import Kept
+from tests.toy.messages import Count, Total
 from tests.toy.rules import Step
 
 
@@ -24,11 +24,6 @@ class Contributor(DataContributor):
     scenario is parsed (an error names parties.NAME.count)."""
 
     count: int = Field(default=0, ge=0, le=1000)
-
-
-class Total(BaseModel):
-    value: int
-    contributors: int
 
 
 # what the collector keeps from the tally stage for the announce stage
@@ -53,7 +48,7 @@ def send_count(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
 def deliver_count(ctx: PartyContext, count: int) -> dict[str, Any]:
     collector = sole_peer(ctx, Role.MODEL_CREATOR)
     label = Label(f"tally:{ctx.name}", Form.AGGREGATE)
-    ctx.deliver(collector, Step.COUNT, [label], json.dumps({"count": count}).encode())
+    ctx.deliver(collector, Step.COUNT, [label], Count(count=count).model_dump_json().encode())
     return {"sent": count}
 
 
@@ -63,10 +58,8 @@ def on_count(ctx: PartyContext, envelope: Envelope) -> None:
     sender = envelope.header.sender
     if sender in state.counts:
         raise AirlockError(f"{sender} already sent its count")
-    count = json.loads(envelope.payload).get("count")
-    if not isinstance(count, int) or count < 0:
-        raise AirlockError("a count is a non-negative integer")
-    state.counts[sender] = count
+    # the boundary admitted only a payload that fits Count (messages.py)
+    state.counts[sender] = Count.model_validate_json(envelope.payload).count
 
 
 def close(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,10 +4,12 @@ from parties.protocol import Artifacts, Protocol
 from parties.roles import Role
 from tests.toy import roles
 from tests.toy.adversaries import ADVERSARIES
+from tests.toy.messages import TALLY_MESSAGES
 from tests.toy.rules import RULES_TALLY, Step
 
 PROTOCOL = Protocol(
     name="tally",
+    messages=TALLY_MESSAGES,
     rules=RULES_TALLY,
     handlers={(Role.MODEL_CREATOR, Step.COUNT): roles.on_count},
     actions={

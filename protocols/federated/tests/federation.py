@@ -119,9 +119,9 @@ def refusal(
     meta: dict[str, Any],
     reason: str = "HANDLER_FAILED",
 ) -> str:
-    """Deliver `step` from the aggregator; the receiver's handler must refuse
-    it with `reason` (OUT_OF_STEP: the round is not where the step needs
-    it): return the refusal's detail."""
+    """Deliver `step` from the aggregator; it must be refused with `reason`
+    (OUT_OF_STEP: the round is not where the step needs it; BAD_PAYLOAD:
+    the step's message definition refuses it): return the refusal's detail."""
     try:
         started[CREATOR].deliver(receiver, "federated", step, CONTROL, pack(meta), "round-1")
     except Refused as refused:

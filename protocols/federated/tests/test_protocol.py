@@ -242,13 +242,16 @@ def test_contributors_refuse_malformed_and_out_of_protocol_requests(pair) -> Non
     control = [Label("federated:model_creator", Form.PUBLIC)]
     weights = control + [Label("weights:model_creator", Form.PLAINTEXT)]
     masks = [Label("mask_seeds:hospital_1", Form.CIPHERTEXT), *control]
-    unmask = pack({"survivors": [], "dropped": []})
-    # before its training data is prepared, a contributor is in no round: out of step
+    unmask = pack({"survivors": [], "dropped": [], "signatures": {}})
+    update = pack({"survivors": [], "ciphertexts": {}})
     cases = [
-        ("round_start", weights, b"garbage", pb.HANDLER_FAILED, "payload header runs past"),
-        ("round_start", weights, pack({"round": 1}), pb.HANDLER_FAILED, "settings are missing"),
+        # what breaks a step's message definition never reaches the role
+        ("round_start", weights, b"garbage", pb.BAD_PAYLOAD, "payload header runs past"),
+        ("round_start", weights, pack({"round": 1}), pb.BAD_PAYLOAD, "context: Field required"),
+        ("update_request", masks, b"", pb.BAD_PAYLOAD, "payload too short"),
+        # before its training data is prepared, a contributor is in no round: out of step
         ("unmask_request", control, unmask, pb.OUT_OF_STEP, "it is unprepared"),
-        ("update_request", masks, b"", pb.OUT_OF_STEP, "it is unprepared"),
+        ("update_request", masks, update, pb.OUT_OF_STEP, "it is unprepared"),
     ]
     for step, labels, payload, reason, detail in cases:
         with pytest.raises(Refused) as refused:

@@ -109,13 +109,14 @@ def test_consistency_and_unmasking_refusals_mid_round(tmp_path: Path) -> None:
                 },
                 "1 survivor(s) signed this survivor set, 2 needed",
             ),
-            (
-                {"survivors": survivors, "dropped": [], "signatures": "all of them"},
-                "carries no consistency signatures",
-            ),
         ]
         for meta, reason in cases:
             assert reason in refusal(started, "hospital_1", "unmask_request", meta)
+        # not a map of signatures at all: the message definition's to refuse
+        garbled = {"survivors": survivors, "dropped": [], "signatures": "all of them"}
+        assert "signatures: Input should be an object" in refusal(
+            started, "hospital_1", "unmask_request", garbled, "BAD_PAYLOAD"
+        )
         assert contributor_state(started, "hospital_1").phase is ContributorPhase.SIGNED
         # the round goes on: all three reveal their shares, the sum unmasks
         record = play(started, ("aggregate",))

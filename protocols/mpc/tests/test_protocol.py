@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -23,10 +23,11 @@ from parties.labels import Form, Label
 from parties.log_check import read_entries
 from parties.wire import airlock_pb2 as pb
 from protocols.mpc.communicator import pack_tensors
+from protocols.mpc.messages import WeightShares
 from protocols.mpc.model import encode, split, weight_shapes
 from protocols.mpc.roles import check_prompt, served_config
 from protocols.mpc.tests.conftest import share_instead
-from tests.helpers import Parties, airlock, run_text
+from tests.helpers import Parties, airlock, refusal, run_text
 
 _, SCENARIO = load_scenario("mpc-inference")
 (PROMPT,) = tomllib.loads(SCENARIO)["parties"]["alice"]["prompts"]
@@ -165,8 +166,10 @@ def test_compute_parties_refuse_malformed_prompt_shares(
     mpc_parties["model_creator"].act("mpc", "share_weights", {})
     shape = rf"a prompt share is a \(length, {config.vocab}\) tensor"
     rows = f"a prompt share has 1 to {config.context} int64 rows"
+    junk = refusal(mpc_parties["alice"], "compute", "mpc", "prompt_shares", PROMPT_SHARE, b"junk")
+    assert junk.reason == pb.BAD_PAYLOAD and "payload header runs past" in junk.detail
+    # shares that fit the message but not the model: the compute party's to refuse
     malformed = {
-        b"junk": "payload header runs past the payload",
         pack_tensors({}, {}): shape,  # no prompt share at all
         pack_tensors({}, {"prompt": torch.zeros(config.vocab, dtype=torch.long)}): shape,
         pack_tensors({}, {"prompt": torch.zeros(3, config.vocab + 1, dtype=torch.long)}): shape,
@@ -187,12 +190,16 @@ def test_the_forward_pass_reads_the_models_weights() -> None:
         assert weight_shapes(config) == expected
 
 
+def weight_meta(model: Transformer, config: ModelConfig | None = None) -> dict[str, str]:
+    return {k: str(v) for k, v in asdict(config or model.config).items()}
+
+
 def weight_shares(
     model: Transformer, config: ModelConfig | None = None, *, root: bool = True
 ) -> bytes:
     """Share 1 of `model`'s weights, sent as carrying `config` (its own by
     default) and, if `root`, the root of the weights."""
-    meta = {k: str(v) for k, v in asdict(config or model.config).items()}
+    meta = weight_meta(model, config)
     if root:
         meta["model_sha256"] = float32_weights_root(model.state_dict()).hex()
     shares = {k: split(encode(v.detach()))[1] for k, v in model.state_dict().items()}
@@ -215,12 +222,19 @@ def test_weight_shares_that_do_not_fit_their_configuration_are_refused(
         weight_shares(Transformer(ModelConfig(layers=1)), model.config): (
             r"missing \['blocks.1.attention.out.bias'"
         ),
-        pack_tensors({}, {k: encode(v) for k, v in truncated.items()}): "no valid model config",
-        weight_shares(model, root=False): "without the root of the weights",
         pack_tensors(  # float weights, not shares
-            {k: str(v) for k, v in asdict(model.config).items()}, model.state_dict()
+            {**weight_meta(model), "model_sha256": "00" * 32}, model.state_dict()
         ): r"torch.float32 \(512, 32\), not int64",
     }
+    # no configuration, or no root: the message definition's to refuse
+    for payload, field in (
+        (pack_tensors({}, {k: encode(v) for k, v in truncated.items()}), "vocab"),
+        (weight_shares(model, root=False), "model_sha256"),
+    ):
+        bad = refusal(
+            mpc_parties["model_creator"], "compute", "mpc", "weight_shares", weights, payload
+        )
+        assert bad.reason == pb.BAD_PAYLOAD and f"{field}: Field required" in bad.detail
     for payload, reason in refusals.items():
         with pytest.raises(Refused) as refused:
             mpc_parties["model_creator"].deliver(
@@ -244,3 +258,8 @@ def test_a_model_of_another_shape_than_the_public_checkpoint_is_refused_clearly(
     result = run_text(mpc_text(tokens=1), tmp_path / "run")
     assert result.failure is not None
     assert re.search(r"HANDLER_FAILED.*a prompt share is a \(length, 48\)", result.failure)
+
+
+def test_the_weight_shares_message_names_every_field_of_the_configuration() -> None:
+    configured = {f.name for f in fields(ModelConfig)}
+    assert configured == set(WeightShares.model_fields) - {"model_sha256"}

@@ -84,7 +84,7 @@ def catalogs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Catalog]:
         with running_parties(tmp, roles=roles, protocol="pir", holdings=holdings) as parties:
             parties["guidelines_a"].act("pir", "build_index", {"scheme": scheme, "clusters": 4})
             label = [Label("catalog:guidelines_a", Form.PUBLIC)]
-            reply = parties["alice"].deliver("guidelines_a", "pir", "catalog_request", label, b"")
+            reply = parties["alice"].deliver("guidelines_a", "pir", "catalog_request", label, b"{}")
             assert reply is not None
             served[scheme] = unpack(reply.payload)
     return served

@@ -11,6 +11,7 @@ a clear refusal and the enclave keeps serving."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import tomllib
@@ -217,18 +218,21 @@ def test_a_receipt_signed_outside_the_evidence_is_refused(tmp_path: Path) -> Non
     ), asked["refused"]
 
 
-def test_the_content_scan_catches_an_answer_the_host_got_in_the_clear(tmp_path: Path) -> None:
-    """The enclave also hands the host each answer in the clear, labelled
-    ciphertext: the boundary cannot tell, the audit's scan of the host's
-    bytes for every answer does."""
+def test_an_answer_handed_to_the_host_in_the_clear_is_refused_by_its_boundary(
+    tmp_path: Path,
+) -> None:
+    """The enclave also hands the host each answer in the clear, in a field
+    the answer's message definition does not have: the host's boundary
+    refuses the reply (BAD_PAYLOAD) before anything reads it, so no
+    plaintext is admitted, and alice gets no answer from it."""
     result = run_text(tee_text(enclave="mislabeled_answer"), tmp_path / "run")
     assert result.failure is None, result.failure
     asked = result_of(result, "alice", "ask")
-    assert len(asked["answers"]) == 2 and asked["refused"] == []
-    failed = failing(result.audit)
-    assert list(failed) == ["content scan: output:alice (fingerprints from alice)"], failed
-    findings = failed["content scan: output:alice (fingerprints from alice)"]
-    assert len(findings) == 2 and all("deployer" in f and "ciphertext" in f for f in findings)
+    assert asked["answers"] == [] and len(asked["refused"]) == 2, asked
+    assert all("BAD_PAYLOAD: tee.enclave_answer: output:" in r for r in asked["refused"])
+    assert not failing(result.audit)
+    refused = [b for b in result.audit.blocked if b["step"] == "enclave_answer"]
+    assert [b["refusal"] for b in refused] == ["BAD_PAYLOAD"] * 2, result.audit.blocked
 
 
 SERVING = {"alice": Role.END_USER, "deployer": Role.DEPLOYER, "enclave": Role.ENCLAVE}
@@ -254,13 +258,19 @@ def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -
         assert refused.value.reason == reason
         return refused.value.detail
 
+    good_nonce = "ab" * 32
+
     def evidence() -> dict:
-        request = json.dumps({"nonce": "ab" * 16}).encode()
+        request = json.dumps({"nonce": good_nonce}).encode()
         reply = deployer.deliver("enclave", "tee", "evidence_request", nonce_label, request)
         assert reply is not None
         return json.loads(reply.payload)
 
-    before_load = refusal("evidence_request", nonce_label, b'{"nonce": "00"}', pb.OUT_OF_STEP)
+    # what breaks a step's message definition never reaches the role (parties.message)
+    short_nonce = json.dumps({"nonce": "00"}).encode()
+    assert "nonce" in refusal("evidence_request", nonce_label, short_nonce, pb.BAD_PAYLOAD)
+    asked = json.dumps({"nonce": good_nonce}).encode()
+    before_load = refusal("evidence_request", nonce_label, asked, pb.OUT_OF_STEP)
     assert "needs the role to be awaiting_weights or serving, it is awaiting_load" in before_load
     weights_label = [Label("weights:model_creator", Form.CIPHERTEXT)]
     early = refusal("enclave_weights", weights_label, bytes(80), pb.OUT_OF_STEP)
@@ -272,12 +282,11 @@ def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -
         Label("enclave_image:deployer", Form.PUBLIC),
     ]
     load = json.dumps({"image": ENCLAVE_IMAGE.hex(), "model_root": root.hex()}).encode()
-    assert "32 bytes" in refusal(
-        "enclave_load", load_labels, json.dumps({"image": "", "model_root": "00"}).encode()
-    )
+    bad_load = json.dumps({"image": ENCLAVE_IMAGE.hex(), "model_root": "00"}).encode()
+    assert "model_root" in refusal("enclave_load", load_labels, bad_load, pb.BAD_PAYLOAD)
     deployer.deliver("enclave", "tee", "enclave_load", load_labels, load)
     prompt_label = [Label("prompt:alice", Form.CIPHERTEXT)]
-    garbage = pack({"user": "alice", "request": "1"}, bytes(80))
+    garbage = pack({"user": "alice", "request": "01" * 16}, bytes(80))
     unserved = refusal("enclave_prompt", prompt_label, garbage, pb.OUT_OF_STEP)
     assert "a prompt needs the role to be serving, it is awaiting_weights" in unserved
     key = bytes.fromhex(evidence()["claims"]["hpke_public_key"])
@@ -287,11 +296,11 @@ def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -
     for sealed in (
         channel.seal_weights(elsewhere, model.to_bytes(), weights_aad("enclave", root)),
         channel.seal_weights(key, model.to_bytes(), weights_aad("enclave_2", root)),
-        bytes(16),
     ):
         detail = refusal("enclave_weights", weights_label, sealed)
         assert detail.startswith("enclave_weights refused: "), detail
-        assert "weights release" in detail and ("does not open" in detail or "short" in detail)
+        assert "weights release" in detail and "does not open" in detail
+    assert "bytes" in refusal("enclave_weights", weights_label, bytes(16), pb.BAD_PAYLOAD)
     other = Transformer(seed=1).to_bytes()
     sealed = channel.seal_weights(key, other, weights_aad("enclave", root))
     assert "not the root" in refusal("enclave_weights", weights_label, sealed)
@@ -301,11 +310,10 @@ def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -
     deployer.deliver("enclave", "tee", "enclave_weights", weights_label, release)
     again = refusal("enclave_weights", weights_label, release, pb.OUT_OF_STEP)
     assert "a weights release needs the role to be awaiting_weights, it is serving" in again
-    assert "16 to 64 bytes" in refusal("evidence_request", nonce_label, b'{"nonce": "00"}')
     assert "does not open" in refusal("enclave_prompt", prompt_label, garbage)
-    assert "payload" in refusal("enclave_prompt", prompt_label, b"\x00")
+    assert "payload" in refusal("enclave_prompt", prompt_label, b"\x00", pb.BAD_PAYLOAD)
     # still serving: fresh evidence for a good nonce, measuring the booted root
-    assert evidence()["claims"]["nonce"] == "ab" * 16
+    assert evidence()["claims"]["nonce"] == good_nonce
 
 
 def test_a_plaintext_prompt_to_the_host_is_refused(serving) -> None:
@@ -346,11 +354,17 @@ def test_the_model_and_the_reference_values_come_once_per_run(tmp_path: Path) ->
         with pytest.raises(OutOfStep, match="needs the role to be unpublished, it is published"):
             creator.act("tee", "publish_model")
         root = json.dumps({"model_root": "00" * 32}).encode()
+        # a statement of the right form: the verifier refuses it for its step
+        statement = {
+            "payload": base64.b64encode(b"{}").decode(),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"keyid": "00" * 32, "sig": base64.b64encode(bytes(64)).decode()}],
+        }
         for step, labels, payload, detail in (
             (
                 "reference_values",
                 [Label("reference:model_creator", Form.PUBLIC)],
-                b"{}",
+                json.dumps(statement).encode(),
                 "reference values needs the role to be awaiting_reference",
             ),
             (

@@ -1,0 +1,382 @@
+"""Protocol fuzzing, property-based (hypothesis), in live runs.
+
+The built-in scenarios run in this process (every party a real gRPC
+server with mutual TLS), every party honest. The first time each step of a
+protocol is about to cross, its sender first sends wrong payloads of that
+step, generated from the step's message definition over the honest
+payload (tests/message_fuzz.py), each in a well-signed envelope with the
+honest labels, which the rules admit. Each must be refused as BAD_PAYLOAD,
+the receiver keeps serving, the honest message then succeeds, and so does
+the run, its audit holding.
+
+A reply rides its request's call, so a reply step is fuzzed through the
+caller's boundary admission, signed by the replier, right after the honest
+reply was admitted.
+
+Only payloads that break the definition are sent: one that fits it but is
+wrong (another round's number, a valid key directory with fewer members)
+is, to the receiver, the sender's real message, and taking it in place of
+the honest one is right; the roles' own checks of such messages are the
+protocols' negative tests. MPC's compute parties need a process each
+(CrypTen), so its steps do not run in this process and are not fuzzed here.
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from hypothesis import HealthCheck, given, settings
+
+from orchestrator.launcher import run_scenario
+from orchestrator.scenario import load_scenario, parse_scenario
+from parties.boundary import Boundary
+from parties.envelope import Envelope, header_from_bytes, to_messages
+from parties.errors import Refused
+from parties.log_check import blob_path, read_entries
+from parties.wire import airlock_pb2 as pb
+from protocols import get_protocol
+from tests.helpers import Parties, running_parties
+from tests.message_fuzz import breaks, wrong_payloads
+
+EXAMPLES = 25  # per step and direction
+
+
+Send = Callable[[Boundary, Envelope], Envelope | None]
+Deliver = Callable[[bytes], None]
+
+
+@dataclass
+class StepReport:
+    key: str  # protocol.step
+    examples: int = 0  # each refused as BAD_PAYLOAD
+
+
+class Fuzzer:
+    """Patches Boundary.send for one run: fuzz each step once, then let the
+    honest envelope go."""
+
+    def __init__(self, examples: int = EXAMPLES) -> None:
+        self.examples = examples
+        self.boundaries: dict[str, Boundary] = {}
+        self.reports: dict[str, StepReport] = {}
+        self.problems: list[str] = []
+        self._started: set[str] = set()
+        self._lock = threading.Lock()
+        self._inside = threading.local()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        original_init, original_send = Boundary.__init__, Boundary.send
+
+        def init(boundary: Boundary, **kwargs: Any) -> None:
+            original_init(boundary, **kwargs)
+            self.boundaries[kwargs["party"]] = boundary
+
+        def send(boundary: Boundary, envelope: Envelope) -> Envelope | None:
+            if getattr(self._inside, "fuzzing", False):
+                return original_send(boundary, envelope)
+            header = envelope.header
+            self._once(
+                f"{header.protocol}.{header.step}",
+                lambda: self._request(original_send, boundary, envelope),
+            )
+            try:
+                reply = original_send(boundary, envelope)
+            except Refused as refusal:
+                self.problems.append(
+                    f"{header.protocol}.{header.step}: the honest message was refused: {refusal}"
+                )
+                raise
+            if reply is not None:
+                key = f"{header.protocol}.{reply.header.step}"
+                self._once(key, lambda: self._reply(boundary, envelope, reply))
+            return reply
+
+        monkeypatch.setattr(Boundary, "__init__", init)
+        monkeypatch.setattr(Boundary, "send", send)
+
+    def _once(self, key: str, fuzz: Callable[[], None]) -> None:
+        with self._lock:
+            if key in self._started:
+                return
+            self._started.add(key)
+        self.reports[key] = StepReport(key)
+        self._inside.fuzzing = True
+        try:
+            fuzz()
+        except Exception as error:  # hypothesis raises the shrunk falsifying example
+            self.problems.append(f"{key}: {type(error).__name__}: {error}")
+        finally:
+            self._inside.fuzzing = False
+
+    def _request(self, send: Send, sender: Boundary, honest: Envelope) -> None:
+        """Over gRPC to the receiver, which must refuse each and keep serving."""
+        header = honest.header
+
+        def deliver(payload: bytes) -> None:
+            fuzzed = sender.seal(
+                header.receiver,
+                header.protocol,
+                header.step,
+                header.labels,
+                payload,
+                header.session_id,
+                check=False,
+            )
+            send(sender, fuzzed)
+
+        key = f"{header.protocol}.{header.step}"
+        refuse_all(self.reports[key], honest.payload, deliver, self.examples)
+
+    def _reply(self, caller: Boundary, request: Envelope, honest: Envelope) -> None:
+        """Through the caller's admission of replies, signed by the replier."""
+        header = honest.header
+        replier = self.boundaries[header.sender]
+
+        def deliver(payload: bytes) -> None:
+            fuzzed = replier.seal(
+                caller.party,
+                header.protocol,
+                header.step,
+                header.labels,
+                payload,
+                header.session_id,
+                answering=request.header.step,
+                check=False,
+            )
+            stream = [m.SerializeToString() for m in to_messages(fuzzed)]
+            caller.admit(replier.party, iter(stream), answering=request.header.step)
+
+        key = f"{header.protocol}.{header.step}"
+        refuse_all(self.reports[key], honest.payload, deliver, self.examples)
+
+
+def refuse_all(report: StepReport, honest: bytes, deliver: Deliver, examples: int) -> None:
+    """Deliver wrong payloads of one step: each must be refused as BAD_PAYLOAD."""
+    protocol, step = report.key.split(".")
+    message = get_protocol(protocol).messages[step]
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,  # the same examples in every CI run
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(wrong_payloads(message, honest).filter(lambda payload: breaks(message, payload)))
+    def example(payload: bytes) -> None:
+        report.examples += 1
+        with pytest.raises(Refused) as refused:
+            deliver(payload)
+        assert refused.value.reason == pb.BAD_PAYLOAD, str(refused.value)
+
+    example()
+
+
+def honest(text: str, where: Path) -> str:
+    """The scenario, laid over the built-in it extends, with every party
+    honest: the fuzzer is the one misbehaving."""
+    where.write_text(text)
+    data = tomllib.loads(load_scenario(str(where))[1])
+    for values in data.get("parties", {}).values():
+        values.pop("adversary", None)
+    return tomli_w.dumps(data)
+
+
+def fuzz_run(text: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> Fuzzer:
+    fuzzer = Fuzzer()
+    fuzzer.install(monkeypatch)
+    text = honest(text, out.parent / "scenario.toml")
+    scenario = parse_scenario(text, "fuzzed")
+    result = run_scenario(scenario, text, out=out, in_process=True)
+    assert not fuzzer.problems, "\n".join(fuzzer.problems)
+    assert result.failure is None, result.failure
+    failing = [c.name for c in result.audit.claims if not c.ok]
+    assert not failing, failing
+    return fuzzer
+
+
+FAST_TRAINING = "rounds = 1, threshold = 2, local_steps = 2, batch = 8, exposure_samples = 20"
+# The built-in scenarios that run in one process, and variants that reach
+# the steps those do not: plaintext federated updates, SimplePIR, and tee
+# with receipts logged and a plaintext baseline. Every party is honest.
+SCENARIOS = {
+    "walkthrough": 'extends = "walkthrough"\n',
+    "attest": 'extends = "attest"\n',
+    "private-rag": 'extends = "private-rag"\n',
+    "private-rag-simplepir": """extends = "private-rag"
+[[stages]]
+name = "retrieve"
+protocol = "pir"
+params = { scheme = "simplepir", clusters = 8, top_k = 2 }
+""",
+    "tee-inference": 'extends = "tee-inference"\n',
+    "tee-logged-with-baseline": """extends = "tee-inference"
+[parties.ledger]
+role = "ledger"
+site = "verification"
+[parties.hospital_1]
+role = "data_contributor"
+site = "training"
+synthetic_notes = 5
+[[stages]]
+name = "attest"
+protocol = "attestation"
+part = "datasets"
+[[stages]]
+name = "commit"
+protocol = "attestation"
+part = "commitment"
+[[stages]]
+name = "serve"
+protocol = "tee"
+params = { max_new_tokens = 8, log_receipts = true, baseline = true }
+[[stages]]
+name = "ledger"
+protocol = "attestation"
+part = "ledger_audit"
+[[guarantees]]  # the baseline sends weights and prompts to the host in the clear
+name = "training data leaves a contributor only as digests"
+asset = "train:*"
+viewers = ["model_creator", "ledger"]
+max_form = "digest"
+""",
+    "federated": f"""extends = "federated"
+[[stages]]
+name = "train"
+protocol = "federated"
+params = {{ mode = "secagg+dp", {FAST_TRAINING} }}
+""",
+    "federated-plain": f"""extends = "federated"
+[[stages]]
+name = "train"
+protocol = "federated"
+params = {{ mode = "plain", {FAST_TRAINING} }}
+[[guarantees]]
+name = "training data never leaves a contributor"
+asset = "train:*"
+viewers = ["model_creator", "data_contributor"]
+max_form = "digest"
+""",
+}
+# steps no honest run sends
+NEVER_HONEST = {
+    "federated.update_rejected": "sent only about an update that broke the round's bounds",
+}
+FUZZED: dict[str, StepReport] = {}
+RAN: set[str] = set()
+
+
+# `make test` runs these; `pytest -m fuzz` the others (minutes each)
+SAMPLE = ("walkthrough", "attest", "private-rag", "tee-inference")
+PROTOCOLS = ("walkthrough", "attestation", "federated", "pir", "tee", "mpc")
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in SAMPLE else pytest.param(n, marks=pytest.mark.fuzz) for n in SCENARIOS]
+)
+def test_every_step_refuses_wrong_payloads_and_the_run_goes_on(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fuzzer = fuzz_run(SCENARIOS[name], tmp_path / "run", monkeypatch)
+    for key, report in fuzzer.reports.items():
+        assert report.examples > 0, key
+        FUZZED.setdefault(key, report)
+    RAN.add(name)
+    print(f"\n{name}: " + ", ".join(f"{r.key} {r.examples}" for r in fuzzer.reports.values()))
+
+
+MPC_WITH_RECEIPTS = """extends = "mpc-inference"
+[parties.model_creator]
+model = "airlock-tiny"
+[parties.ledger]
+role = "ledger"
+site = "serving"
+[[stages]]
+name = "commit"
+protocol = "attestation"
+part = "commitment"
+[[stages]]
+name = "infer"
+protocol = "mpc"
+params = { max_new_tokens = 1, log_receipts = true }
+"""
+
+
+def admitted_samples(run: Path, protocol: str) -> dict[str, dict[str, Any]]:
+    """The first admitted envelope of each of `protocol`'s steps in a run's
+    logs, with its payload (kept by the receiver's log)."""
+    found: dict[str, dict[str, Any]] = {}
+    for directory in sorted((run / "parties").iterdir()):
+        entries, problems = read_entries(directory, directory.name)
+        assert not problems
+        for entry in entries:
+            step = entry.get("step", "")
+            if entry["outcome"] == "admitted" and entry["protocol"] == protocol:
+                path = blob_path(directory, entry)
+                if step not in found and path is not None and path.exists():
+                    found[step] = {**entry, "payload": path.read_bytes()}
+    return found
+
+
+@pytest.mark.ray
+def test_mpc_steps_refuse_wrong_payloads_at_admission(tmp_path: Path) -> None:
+    """MPC needs a process per compute party (on Ray), so its steps are
+    fuzzed apart from its run: over each step's first admitted payload in
+    the run's logs, through the receiving boundary's admission in parties
+    of the same names and roles."""
+    scenario = parse_scenario(MPC_WITH_RECEIPTS, "mpc")
+    result = run_scenario(scenario, MPC_WITH_RECEIPTS, out=tmp_path / "run")
+    assert result.failure is None, result.failure
+    protocol = get_protocol("mpc")
+    samples = admitted_samples(tmp_path / "run", "mpc")
+    assert set(samples) == protocol.steps
+    roles = {name: scenario.role_of(name) for name in scenario.parties}
+    with running_parties(tmp_path / "fuzz", roles=roles, protocol="mpc") as started:
+        for step, sample in samples.items():
+            report = StepReport(f"mpc.{step}")
+            fuzz_admission(started, sample, report)
+            assert report.examples > 0
+            FUZZED[report.key] = report
+    RAN.add("mpc")
+
+
+def fuzz_admission(started: Parties, sample: dict[str, Any], report: StepReport) -> None:
+    """Wrong payloads of a logged envelope's step, from its sender to its
+    receiver, each through the receiver's admission (as a reply where the
+    step is one)."""
+    header = header_from_bytes(bytes.fromhex(sample["header"]))
+    sender, receiver = started[header.sender], started[header.receiver]
+    rule = get_protocol(header.protocol).rule_for(header.step, sender.role, receiver.role)
+    assert rule is not None
+    answering = rule.reply_to[0] if rule.reply_to else None
+
+    def deliver(payload: bytes) -> None:
+        fuzzed = sender.boundary.seal(
+            receiver.name,
+            header.protocol,
+            header.step,
+            header.labels,
+            payload,
+            header.session_id,
+            check=False,
+        )
+        stream = [m.SerializeToString() for m in to_messages(fuzzed)]
+        receiver.boundary.admit(sender.name, iter(stream), answering=answering)
+
+    refuse_all(report, sample["payload"], deliver, EXAMPLES)
+
+
+@pytest.mark.fuzz
+def test_every_step_of_every_protocol_was_fuzzed() -> None:
+    if RAN != {*SCENARIOS, "mpc"}:
+        pytest.skip("counts the fuzzed steps of the whole module's runs")
+    steps = {f"{p}.{step}" for p in PROTOCOLS for step in get_protocol(p).steps}
+    assert steps - set(FUZZED) == set(NEVER_HONEST)
+    print(f"\n{len(FUZZED)} steps, {sum(r.examples for r in FUZZED.values())} examples")

@@ -35,6 +35,7 @@ from parties.directory import Directory, PartyEntry  # noqa: E402
 from parties.envelope import to_messages  # noqa: E402
 from parties.identity import RunAuthority, issue_credentials  # noqa: E402
 from parties.labels import Form, Label  # noqa: E402
+from parties.message import opaque  # noqa: E402
 from parties.protocol import Protocol, Rule, label_rule  # noqa: E402
 from parties.roles import Deployer, EndUser, Role  # noqa: E402
 from parties.runtime import PartyRuntime  # noqa: E402
@@ -48,6 +49,7 @@ BENCH = Protocol(
             "blob", Role.END_USER, Role.DEPLOYER, (label_rule("bench:{sender}", Form.CIPHERTEXT),)
         ),
     ),
+    messages={"blob": opaque()},  # bytes the receiver keeps: the boundary's own work only
     handlers={(Role.DEPLOYER, "blob"): lambda ctx, envelope: None},
 )
 SIZES = {"1 KiB": 1 << 10, "1 MiB": 1 << 20}

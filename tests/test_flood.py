@@ -65,7 +65,11 @@ def test_a_flooding_peer_is_refused_and_the_honest_one_still_served(
         try:
             honest = [
                 parties["alice"].deliver(
-                    "deployer", "walkthrough", "sealed_prompt", _prompt("alice"), b"sealed prompt"
+                    "deployer",
+                    "walkthrough",
+                    "sealed_prompt",
+                    _prompt("alice"),
+                    b"a sealed prompt of at least 28 bytes",
                 )
                 for _ in range(20)
             ]

@@ -23,6 +23,7 @@ protocols' negative tests. MPC's compute parties need a process each
 
 from __future__ import annotations
 
+import os
 import threading
 import tomllib
 from collections.abc import Callable
@@ -45,7 +46,8 @@ from protocols import get_protocol
 from tests.helpers import Parties, running_parties
 from tests.message_fuzz import breaks, wrong_payloads
 
-EXAMPLES = 25  # per step and direction
+# per step and direction; AIRLOCK_FUZZ_EXAMPLES for a longer run
+EXAMPLES = int(os.environ.get("AIRLOCK_FUZZ_EXAMPLES", "25"))
 
 
 Send = Callable[[Boundary, Envelope], Envelope | None]

@@ -36,7 +36,6 @@ from protocols.federated.messages import (
     control,
     party_names,
     settings,
-    stated_settings,
 )
 from protocols.federated.rules import CONTRIBUTOR, Step
 from protocols.federated.secagg import (
@@ -154,7 +153,7 @@ def on_round_start(ctx: PartyContext, envelope: Envelope) -> Reply:
     bigger clip, another threshold) is refused, naming the difference."""
     own = own_settings(ctx)
     meta, body = unpack(envelope.payload)
-    stated = stated_settings(meta)
+    stated = Settings.model_validate(meta["settings"])  # valid: the message's (RoundStart)
     differ = [name for name in Settings.model_fields if getattr(stated, name) != getattr(own, name)]
     if differ:
         raise AirlockError(

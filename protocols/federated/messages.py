@@ -82,14 +82,6 @@ def settings(params: Mapping[str, Any]) -> Settings:
     return Settings.model_validate({k: v for k, v in params.items() if k != "round"})
 
 
-def stated_settings(meta: Mapping[str, Any]) -> Settings:
-    """The settings a round start states, or AirlockError."""
-    try:
-        return Settings.model_validate(meta["settings"])
-    except (KeyError, ValueError):
-        raise AirlockError("the round's settings are missing or invalid") from None
-
-
 def check_contributors(s: Settings, contributors: int) -> None:
     """The run's contributors fit the settings: t-of-n sharing needs
     n/2 < t <= n (secagg.check_threshold), and the fixed-point sum must not overflow."""

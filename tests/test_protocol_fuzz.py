@@ -206,8 +206,9 @@ def fuzz_run(text: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> Fuzzer:
 
 FAST_TRAINING = "rounds = 1, threshold = 2, local_steps = 2, batch = 8, exposure_samples = 20"
 # The built-in scenarios that run in one process, and variants that reach
-# the steps those do not: plaintext federated updates, SimplePIR, and tee
-# with receipts logged and a plaintext baseline. Every party is honest.
+# the steps those do not: plaintext federated updates, SimplePIR, ranking
+# under HE, and tee with receipts logged and a plaintext baseline. Every
+# party is honest.
 SCENARIOS = {
     "walkthrough": 'extends = "walkthrough"\n',
     "attest": 'extends = "attest"\n',
@@ -217,6 +218,12 @@ SCENARIOS = {
 name = "retrieve"
 protocol = "pir"
 params = { scheme = "simplepir", clusters = 8, top_k = 2 }
+""",
+    "private-rag-he": """extends = "private-rag-he"
+[parties.guidelines_a]
+synthetic_documents = 300
+[parties.guidelines_b]
+synthetic_documents = 300
 """,
     "tee-inference": 'extends = "tee-inference"\n',
     "tee-logged-with-baseline": """extends = "tee-inference"

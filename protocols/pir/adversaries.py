@@ -94,7 +94,7 @@ def on_catalog_request_then_update(ctx: PartyContext, envelope: Envelope) -> Rep
     return reply
 
 
-def smallest_cluster(index: Index) -> int:
+def smallest_cluster(settings: Settings, index: Index) -> int:
     return min(b - a for a, b in zip(index.starts, index.starts[1:], strict=False))
 
 

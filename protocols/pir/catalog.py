@@ -82,10 +82,7 @@ class Catalog:
     digests: bytes  # count * 32
     version: str
     setup: Setup | None  # SimplePIR only
-
-    @property
-    def batch(self) -> int:
-        return largest_cluster(self.starts)
+    batch: int  # queries a batch holds: the largest cluster, or top_k after ranking
 
     @property
     def answer_bytes(self) -> int:
@@ -134,10 +131,17 @@ def publish(
 
 
 def read(
-    database: str, meta: dict[str, Any], body: bytes, scheme: Scheme, clusters: int
+    database: str,
+    meta: dict[str, Any],
+    body: bytes,
+    scheme: Scheme,
+    clusters: int,
+    batch: int | None = None,
 ) -> Catalog:
     """The catalog `database` served, checked against this client's own
-    `scheme` and `clusters` settings; BadCatalog naming the first check it fails."""
+    `scheme` and `clusters` settings and the `batch` it sends (None: the
+    largest cluster, as it fetches whole clusters); BadCatalog naming the
+    first check it fails."""
     try:
         declared = Declared.model_validate(meta)
     except ValidationError as exc:
@@ -145,12 +149,12 @@ def read(
         where = ".".join(str(part) for part in first["loc"])
         raise BadCatalog(f"{database}'s catalog is malformed: {where}: {first['msg']}") from None
     try:
-        return _checked(declared, body, scheme, clusters)
+        return _checked(declared, body, scheme, clusters, batch)
     except BadCatalog as exc:
         raise BadCatalog(f"{database}'s catalog is refused: {exc}") from None
 
 
-def _checked(d: Declared, body: bytes, scheme: Scheme, clusters: int) -> Catalog:
+def _checked(d: Declared, body: bytes, scheme: Scheme, clusters: int, batch: int | None) -> Catalog:
     if d.scheme != scheme:
         raise BadCatalog(f"it serves {d.scheme}, this client is configured for {scheme}")
     starts = tuple(d.starts)
@@ -161,7 +165,9 @@ def _checked(d: Declared, body: bytes, scheme: Scheme, clusters: int) -> Catalog
     found = len(starts) - 1
     if found > clusters:
         raise BadCatalog(f"it has {found} clusters, more than the {clusters} configured")
-    if d.batch != largest_cluster(starts):
+    if batch is not None and d.batch != batch:
+        raise BadCatalog(f"its batch of {d.batch} queries is not the {batch} this client sends")
+    if batch is None and d.batch != largest_cluster(starts):
         raise BadCatalog(
             f"its batch of {d.batch} queries is not its largest cluster "
             f"({largest_cluster(starts)} records), so a batch's size would tell the cluster"
@@ -194,7 +200,9 @@ def _checked(d: Declared, body: bytes, scheme: Scheme, clusters: int) -> Catalog
             d.record_bytes,
             d.version,
         )
-    return Catalog(scheme, d.count, d.record_bytes, starts, centroids, digests, d.version, setup)
+    return Catalog(
+        scheme, d.count, d.record_bytes, starts, centroids, digests, d.version, setup, d.batch
+    )
 
 
 def _hint_digits(d: Declared) -> int:

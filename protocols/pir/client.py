@@ -3,9 +3,12 @@
 It checks each database's catalog against its own settings (catalog.py),
 picks the cluster nearest a question's embedding, and fetches every record
 of it by PIR. The batch is always as large as the largest cluster, as the
-client computes it, so its size says nothing of the cluster. Every record
-of the batch, padding too, is checked against its digest in the catalog,
-and a wrong one is the same error wherever it sits.
+client computes it, so its size says nothing of the cluster. Or, with
+`ranking = "he"`, it has a database score every document against the
+question encrypted under CKKS (he.py) and fetches only the top_k by PIR, a
+batch of top_k. Every record of a batch, padding too, is checked against
+its digest in the catalog, and a wrong one is the same error wherever it
+sits.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import enum
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +29,7 @@ from parties.protocol import PartyContext, RoleState, state_of
 from protocols.pir import records, xor
 from protocols.pir.catalog import Catalog, StaleCatalog
 from protocols.pir.catalog import read as read_catalog
+from protocols.pir.he import RankingKeys
 from protocols.pir.index import nearest_cluster
 from protocols.pir.rules import DATABASE, Step, query_form
 from protocols.pir.settings import Settings
@@ -45,6 +50,8 @@ class ClientState(RoleState):
     databases: list[str] = field(default_factory=list)
     catalogs: list[Catalog] = field(default_factory=list)  # one per database, in order
     simplepir: SimplePirClient | None = None  # with the hint, for a SimplePIR catalog only
+    ranking_keys: RankingKeys | None = None  # the CKKS key pair, for ranking under HE
+    keys_sent: set[str] = field(default_factory=set)  # databases holding its evaluation keys
 
 
 class Client:
@@ -71,7 +78,8 @@ class Client:
             if reply is None:
                 raise AirlockError(f"{name} sent no catalog")
             meta, body = unpack(reply.payload)
-            catalogs.append(read_catalog(name, meta, body, scheme, self.settings.clusters))
+            batch = self.settings.top_k if self.settings.ranking == "he" else None
+            catalogs.append(read_catalog(name, meta, body, scheme, self.settings.clusters, batch))
         if scheme == "xor" and not catalogs[0].same_as(catalogs[1]):
             raise AirlockError("the two replicas hold different databases")
         state = self.state
@@ -93,6 +101,44 @@ class Client:
         wanted = catalog.cluster(nearest_cluster(catalog.centroids, query))
         padding = [secrets.randbelow(catalog.count) for _ in range(catalog.batch - len(wanted))]
         return len(wanted), self.fetch([*wanted, *padding])
+
+    def fetch_ranked(self, query: np.ndarray) -> list[np.ndarray]:
+        """The top_k documents by their scores under CKKS (he.py): the
+        database scores every document against the encrypted query, and the
+        top ones are fetched by PIR, a batch of top_k."""
+        self.state.expect(ClientPhase.CATALOG_CHECKED, doing="a ranked fetch")
+        database, catalog = self.state.databases[0], self.state.catalogs[0]
+        keys = self._evaluation_keys_at(database)
+        meta = {
+            "version": catalog.version,
+            "nonce": os.urandom(16).hex(),
+            "keys_sha256": keys.evaluation_keys_sha256,
+        }
+        label = [Label(f"query:{self.ctx.name}", Form.CIPHERTEXT)]
+        payload = pack(meta, keys.encrypt(query))
+        reply = self._request(database, Step.RANK_REQUEST, label, payload)
+        answer_meta, body = unpack(reply.payload)
+        sizes = answer_meta["chunks"]
+        if sum(sizes) != len(body):
+            raise BadQuery(f"{database}'s scores are not the {sum(sizes)} bytes it declares")
+        starts = np.cumsum([0, *sizes]).tolist()
+        chunks = [body[a:b] for a, b in zip(starts, starts[1:], strict=False)]
+        scores = keys.scores(chunks, catalog.count)
+        best = sorted(range(catalog.count), key=lambda i: (-scores[i], i))[: catalog.batch]
+        return self.fetch(best)
+
+    def _evaluation_keys_at(self, database: str) -> RankingKeys:
+        """This user's CKKS keys, made once; their public part sent to
+        `database` once."""
+        state = self.state
+        if state.ranking_keys is None:
+            state.ranking_keys = RankingKeys()
+        if database not in state.keys_sent:
+            label = [Label(f"evaluation_keys:{self.ctx.name}", Form.PUBLIC)]
+            keys = state.ranking_keys.evaluation_keys
+            self.ctx.deliver(database, Step.EVALUATION_KEYS, label, keys)
+            state.keys_sent.add(database)
+        return state.ranking_keys
 
     def fetch(self, indices: list[int]) -> list[np.ndarray]:
         """The records at `indices`, by PIR (one batch per database), each
@@ -123,15 +169,7 @@ class Client:
         # batches can be equal bytes, and must not look like a replay
         meta = {"version": catalog.version, "size": len(queries[0]), "nonce": os.urandom(16).hex()}
         payload = pack(meta, b"".join(queries))
-        try:
-            reply = self.send(database, payload)
-        except Refused as refusal:
-            stale = StaleCatalog.from_refusal(refusal)
-            if stale is None:
-                raise
-            raise stale from refusal
-        if reply is None:
-            raise AirlockError(f"{database} sent no answer")
+        reply = stale_or(lambda: self.send(database, payload), database)
         answer_meta, answer_body = unpack(reply.payload)
         size = catalog.answer_bytes
         if answer_meta.get("size") != size or size * len(queries) != len(answer_body):
@@ -142,3 +180,21 @@ class Client:
         """One batch of queries to `database`; its reply."""
         label = [Label(f"query:{self.ctx.name}", query_form(self.settings.scheme))]
         return self.ctx.deliver(database, Step.PIR_QUERY, label, payload)
+
+    def _request(self, database: str, step: Step, labels: list[Label], payload: bytes) -> Envelope:
+        return stale_or(lambda: self.ctx.deliver(database, step, labels, payload), database)
+
+
+def stale_or(deliver: Callable[[], Envelope | None], database: str) -> Envelope:
+    """The reply `deliver` gets; StaleCatalog if the database refused the
+    request for another version of its records, AirlockError if it sent none."""
+    try:
+        reply = deliver()
+    except Refused as refusal:
+        stale = StaleCatalog.from_refusal(refusal)
+        if stale is None:
+            raise
+        raise stale from refusal
+    if reply is None:
+        raise AirlockError(f"{database} sent no answer")
+    return reply

@@ -10,7 +10,9 @@ rag.py: the end user's retrieve action: it ranks what it fetched, keeps
 adversaries.py: the misbehaviours, as overrides of the honest code.
 
 Schemes (the stage's `scheme`): `xor`, two replicas that must not collude;
-`simplepir`, one server.
+`simplepir`, one server. Ranking (`ranking`): `cluster` fetches the nearest
+cluster whole; `he` has the database score every document under CKKS
+(he.py), then fetches the top_k.
 """
 
 from parties.protocol import Artifacts, Protocol
@@ -29,6 +31,8 @@ PROTOCOL = Protocol(
     handlers={
         (DATABASE, Step.CATALOG_REQUEST): server.on_catalog_request,
         (DATABASE, Step.PIR_QUERY): server.on_pir_query,
+        (DATABASE, Step.EVALUATION_KEYS): server.on_evaluation_keys,
+        (DATABASE, Step.RANK_REQUEST): server.on_rank_request,
     },
     actions={(DATABASE, BUILD_INDEX): server.build_index_action, (USER, RETRIEVE): rag.retrieve},
     stage=((DATABASE, BUILD_INDEX), (USER, RETRIEVE)),

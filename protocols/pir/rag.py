@@ -1,5 +1,6 @@
 """Retrieval-augmented generation at the end user: each question is embedded
-locally, its cluster fetched by PIR (client.py), the fetched documents
+locally, its cluster fetched by PIR (client.py) or its top documents
+ranked under HE and fetched by PIR (he.py), the fetched documents
 ranked, and the whole top one put in the shared model's prompt
 (`grounded_prompt`); the shipped model (models/checkpoint/) answers locally,
 greedily, up to the end of the line. A stale catalog is downloaded again
@@ -92,6 +93,15 @@ def _fingerprints(prompts: list[str], embeddings: np.ndarray) -> list[str]:
     )
 
 
+def fetch(client: Client, s: Settings, query: np.ndarray) -> tuple[int, list[np.ndarray]]:
+    """(how many of the rows are documents to rank, the rows): the top_k
+    ranked under HE, or the nearest cluster padded to the largest."""
+    if s.ranking == "he":
+        rows = client.fetch_ranked(query)
+        return len(rows), rows
+    return client.fetch_cluster(query)
+
+
 def retrieve_with(client_type: type[Client]) -> Action:
     """The retrieve action, fetching with `client_type` (an adversary's may differ)."""
 
@@ -110,11 +120,11 @@ def retrieve_with(client_type: type[Client]) -> Action:
             try:
                 grounded(tokenizer, prompt, None, context, room)  # before any query is sent
                 try:
-                    span, rows = client.fetch_cluster(query)
+                    span, rows = fetch(client, s, query)
                 except StaleCatalog as stale:
                     errors.append(f"{prompt!r}: {stale}; downloading the catalog again")
                     client.download_catalogs()
-                    span, rows = client.fetch_cluster(query)
+                    span, rows = fetch(client, s, query)
                 documents = rank(query, *retrieved_documents(rows, span), s.top_k)
                 timings.append(time.perf_counter() - started)
                 if not documents:
@@ -131,7 +141,12 @@ def retrieve_with(client_type: type[Client]) -> Action:
             results.append({"prompt": prompt, "documents": documents, "answer": reply})
         # for a later stage that answers elsewhere
         ctx.store.put(RETRIEVED, Retrieved(questions=tuple(found), documents=tuple(found.values())))
-        summary: dict[str, Any] = {"scheme": s.scheme, "answers": results, "errors": errors}
+        summary: dict[str, Any] = {
+            "scheme": s.scheme,
+            "ranking": s.ranking,
+            "answers": results,
+            "errors": errors,
+        }
         if timings:
             summary["retrieval_ms"] = round(1000 * min(timings), 1)
         summary[FINGERPRINTS] = {f"query:{ctx.name}": _fingerprints(prompts, embeddings)}

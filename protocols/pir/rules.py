@@ -25,6 +25,9 @@ class Step(enum.StrEnum):
     CATALOG = "catalog"
     PIR_QUERY = "pir_query"
     PIR_ANSWER = "pir_answer"
+    EVALUATION_KEYS = "evaluation_keys"  # user -> database: a public CKKS context, once
+    RANK_REQUEST = "rank_request"  # user -> database: the question's embedding, encrypted
+    RANK_ANSWER = "rank_answer"  # database -> user (reply): every document's score, encrypted
 
 
 def query_form(scheme: str) -> Form:
@@ -53,5 +56,18 @@ RULES = (
         USER,
         (label_rule("records:{sender}", Form.SHARE, Form.CIPHERTEXT),),
         reply_to=(Step.PIR_QUERY,),
+    ),
+    # ranking under CKKS: the evaluation keys are public material; the query
+    # and the scores are ciphertexts under the end user's own key
+    Rule(
+        Step.EVALUATION_KEYS, USER, DATABASE, (label_rule("evaluation_keys:{sender}", Form.PUBLIC),)
+    ),
+    Rule(Step.RANK_REQUEST, USER, DATABASE, (label_rule("query:{sender}", Form.CIPHERTEXT),)),
+    Rule(
+        Step.RANK_ANSWER,
+        DATABASE,
+        USER,
+        (label_rule("scores:{receiver}", Form.CIPHERTEXT),),
+        reply_to=(Step.RANK_REQUEST,),
     ),
 )

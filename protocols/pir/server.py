@@ -6,7 +6,9 @@ public part (centroids, cluster boundaries, version, and for SimplePIR the
 seed of A and the hint), and answers batches of PIR queries. It refuses a
 query for another version (StaleCatalog), of the wrong size or form, a
 batch of the wrong size, a batch it has answered before (a replay), and any
-request before its index is built (OUT_OF_STEP).
+request before its index is built (OUT_OF_STEP). With `ranking = "he"` it
+keeps each end user's CKKS evaluation keys and answers an encrypted
+question with every document's score, encrypted (he.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import PartyContext, Reply, RoleState, holdings_as, state_of
 from parties.roles import ExternalDatabase
-from protocols.pir import records, xor
+from protocols.pir import he, records, xor
 from protocols.pir.catalog import StaleCatalog, publish
 from protocols.pir.embed import embed
 from protocols.pir.index import Index, build_index
@@ -74,6 +76,8 @@ class DatabasePhase(enum.Enum):
 class DatabaseState(RoleState):
     phase: DatabasePhase = DatabasePhase.NO_INDEX
     database: Database | None = None
+    # each end user's CKKS evaluation keys (public), for ranking under HE
+    evaluation_keys: dict[str, he.EvaluationKeys] = field(default_factory=dict)
 
     def serve(self, database: Database) -> None:
         self.database, self.phase = database, DatabasePhase.SERVING
@@ -89,15 +93,19 @@ def corpus(ctx: PartyContext) -> list[str]:
     return list(holdings.documents) + guidelines(holdings.synthetic_documents)
 
 
-def largest_cluster(index: Index) -> int:
-    return index.largest_cluster
+def honest_batch(settings: Settings, index: Index) -> int:
+    """Queries a batch holds: the largest cluster, fetched whole; or, when
+    ranking under HE, the top_k documents."""
+    return settings.top_k if settings.ranking == "he" else index.largest_cluster
 
 
 def build(
-    settings: Settings, documents: list[str], batch_of: Callable[[Index], int] = largest_cluster
+    settings: Settings,
+    documents: list[str],
+    batch_of: Callable[[Settings, Index], int] = honest_batch,
 ) -> Database:
     """The index of `documents`, its PIR server and its catalog, declaring
-    batches of `batch_of(index)` queries."""
+    batches of `batch_of(settings, index)` queries."""
     index = build_index(documents, embed(documents), min(settings.clusters, len(documents)))
     table = index.records()
     digests = records.digests(table)
@@ -107,7 +115,7 @@ def build(
         server = xor.XorServer(table)
     else:
         server = SimplePirServer(table, seed=seed_for(version))
-    batch = batch_of(index)
+    batch = batch_of(settings, index)
     catalog = publish(
         settings.scheme,
         index,
@@ -143,6 +151,17 @@ def on_catalog_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     return Reply(Step.CATALOG, label, pack(*database.catalog))
 
 
+def claim_once(database: Database, request: bytes) -> None:
+    """BadQuery if this request (its nonce and bytes) was answered before."""
+    digest = hashlib.sha256(request).digest()
+    with database.lock:
+        if digest in database.seen:
+            raise BadQuery("replayed query: this batch was answered before")
+        if len(database.seen) >= MAX_SEEN:
+            database.seen.clear()
+        database.seen.add(digest)
+
+
 def answers_to(ctx: PartyContext, envelope: Envelope) -> list[bytes]:
     """The answers to a batch of queries, once it passed every check."""
     database = state_of(ctx, DatabaseState).serving("a PIR query")
@@ -156,13 +175,7 @@ def answers_to(ctx: PartyContext, envelope: Envelope) -> list[bytes]:
     if size * batch != len(body):
         raise BadQuery(f"a batch is {batch} queries of equal size")
     queries = [body[i * size : (i + 1) * size] for i in range(batch)]
-    digest = hashlib.sha256(nonce.encode() + body).digest()
-    with database.lock:
-        if digest in database.seen:
-            raise BadQuery("replayed query: this batch was answered before")
-        if len(database.seen) >= MAX_SEEN:
-            database.seen.clear()
-        database.seen.add(digest)
+    claim_once(database, nonce.encode() + body)
     if isinstance(server, SimplePirServer):
         return server.answer_batch(queries, meta["version"])
     return server.answer_batch(queries)
@@ -176,3 +189,36 @@ def answer_reply(ctx: PartyContext, answers: list[bytes]) -> Reply:
 
 def on_pir_query(ctx: PartyContext, envelope: Envelope) -> Reply:
     return answer_reply(ctx, answers_to(ctx, envelope))
+
+
+def ranking_database(ctx: PartyContext, doing: str) -> Database:
+    database = state_of(ctx, DatabaseState).serving(doing)
+    if database.settings.ranking != "he":
+        raise BadQuery('this database ranks no queries: its scenario sets ranking = "cluster"')
+    return database
+
+
+def on_evaluation_keys(ctx: PartyContext, envelope: Envelope) -> None:
+    """Keep an end user's evaluation keys, once they load as a public CKKS
+    context with the parameters of he.py (a later set replaces them)."""
+    ranking_database(ctx, "evaluation keys")
+    keys = he.public_context(envelope.payload)
+    state_of(ctx, DatabaseState).evaluation_keys[envelope.header.sender] = keys
+
+
+def on_rank_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """Every document's score against the encrypted question, encrypted."""
+    database = ranking_database(ctx, "a rank request")
+    user = envelope.header.sender
+    keys = state_of(ctx, DatabaseState).evaluation_keys.get(user)
+    if keys is None:
+        raise BadQuery(f"no evaluation keys from {user}: send them before a rank request")
+    meta, body = unpack(envelope.payload)
+    if meta["version"] != database.server.version:
+        raise StaleCatalog(StaleCatalog.MESSAGE)
+    query = he.encrypted_query(keys, meta["keys_sha256"], body)
+    claim_once(database, b"rank" + meta["nonce"].encode() + body)
+    chunks = he.score(query, database.index.embeddings)
+    label = (Label(f"scores:{user}", Form.CIPHERTEXT),)
+    payload = pack({"chunks": [len(c) for c in chunks]}, b"".join(chunks))
+    return Reply(Step.RANK_ANSWER, label, payload)

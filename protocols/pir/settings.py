@@ -10,6 +10,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     scheme: Literal["xor", "simplepir"] = "xor"
+    # "cluster": fetch the whole cluster nearest the question by PIR, rank it
+    # here; "he": the database scores every document under CKKS (he.py), then
+    # only the top_k are fetched by PIR
+    ranking: Literal["cluster", "he"] = "cluster"
     clusters: int = Field(default=32, ge=1)
     top_k: int = Field(default=2, ge=1, le=16)
     # room for the answer: a prompt that leaves less of the model's context is refused

@@ -1,0 +1,161 @@
+"""Ranking under homomorphic encryption (CKKS) between real parties
+(in-process, real gRPC with mutual TLS): the database scores every document
+against the encrypted question, the end user fetches the top ones by PIR
+and gets what plaintext search over the whole corpus finds; bad keys, bad
+ciphertexts and replays get a clear refusal, and the database keeps
+serving."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tenseal as ts
+
+from models.corpus import guidelines
+from parties.errors import Refused
+from parties.labels import Form, Label
+from parties.payload import pack, unpack
+from parties.roles import Role
+from parties.wire import airlock_pb2 as pb
+from protocols.pir import he
+from protocols.pir.embed import embed
+from protocols.pir.index import rank
+from protocols.pir.tests.test_protocol import PROMPTS, rag_text
+from tests.helpers import Parties, failing, result_of, run_text, running_parties
+
+DOCUMENTS = 300
+
+
+def test_ranked_retrieval_finds_the_whole_corpus_top_k(tmp_path: Path) -> None:
+    """The top 2 of plaintext nearest-neighbour search over every document,
+    for every question; the databases received only ciphertexts and PIR
+    queries, and every claim holds."""
+    text = rag_text().replace('scheme = "xor",', 'scheme = "xor", ranking = "he",')
+    result = run_text(text, tmp_path / "run")
+    assert result.failure is None, result.failure
+    assert not failing(result.audit)
+    retrieved = result_of(result, "alice", "retrieve")
+    corpus = guidelines(DOCUMENTS)
+    embeddings = embed(corpus).astype(np.float16)  # as the records hold them
+    wanted = [rank(query, embeddings, corpus, 2) for query in embed(PROMPTS)]
+    assert [a["documents"] for a in retrieved["answers"]] == wanted
+    visible = result.audit.visibility  # the queries: XOR shares (PIR) and a CKKS ciphertext
+    assert visible["guidelines_a"]["query:alice"] == "share"
+    assert visible["guidelines_a"]["evaluation_keys:alice"] == "public"
+    assert visible["alice"]["scores:alice"] == "ciphertext"
+
+
+ROLES = {"alice": Role.END_USER, "guidelines_a": Role.EXTERNAL_DATABASE}
+KEYS = [Label("evaluation_keys:alice", Form.PUBLIC)]
+QUERY = [Label("query:alice", Form.CIPHERTEXT)]
+
+
+@pytest.fixture
+def ranking(tmp_path: Path) -> Iterator[Parties]:
+    holdings: dict[str, dict[str, Any]] = {
+        "guidelines_a": {"synthetic_documents": 40},
+        "alice": {"prompts": ["x"]},
+    }
+    settings = {"scheme": "simplepir", "ranking": "he", "clusters": 4}
+    with running_parties(
+        tmp_path, roles=ROLES, protocol="pir", holdings=holdings, settings=settings
+    ) as started:
+        started["guidelines_a"].act("pir", "build_index", settings)
+        yield started
+
+
+def refusal(started: Parties, step: str, labels: list[Label], payload: bytes) -> Refused:
+    with pytest.raises(Refused) as refused:
+        started["alice"].deliver("guidelines_a", "pir", step, labels, payload)
+    return refused.value
+
+
+def test_bad_keys_and_queries_are_refused_and_the_database_keeps_serving(
+    ranking: Parties,
+) -> None:
+    catalog = ranking["alice"].deliver(
+        "guidelines_a",
+        "pir",
+        "catalog_request",
+        [Label("catalog:guidelines_a", Form.PUBLIC)],
+        b"{}",
+    )
+    assert catalog is not None
+    version = unpack(catalog.payload)[0]["version"]
+    keys = he.RankingKeys()
+    query = embed(["how should asthma be treated in children?"])[0]
+
+    def request(body: bytes, made_under: str = keys.evaluation_keys_sha256) -> bytes:
+        meta = {"version": version, "nonce": os.urandom(16).hex(), "keys_sha256": made_under}
+        return pack(meta, body)
+
+    def role_refusal(step: str, labels: list[Label], payload: bytes) -> str:
+        refused = refusal(ranking, step, labels, payload)
+        assert refused.reason == pb.HANDLER_FAILED, refused
+        return refused.detail
+
+    # a rank request before any evaluation keys
+    assert "no evaluation keys from alice" in role_refusal(
+        "rank_request", QUERY, request(keys.encrypt(query))
+    )
+    # keys that are not a context, that hold the secret key, of other parameters
+    assert "not a TenSEAL context" in role_refusal("evaluation_keys", KEYS, bytes(2 << 20))
+    secret = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 60])
+    secret.global_scale = he.SCALE
+    secret.generate_galois_keys()
+    with_secret = secret.serialize(save_secret_key=True)
+    assert "hold a secret key" in role_refusal("evaluation_keys", KEYS, with_secret)
+    other = ts.context(ts.SCHEME_TYPE.CKKS, 16384, coeff_mod_bit_sizes=[60, 40, 60])
+    other.global_scale = he.SCALE
+    public_other = other.serialize(save_secret_key=False)
+    assert "not N=8192" in role_refusal("evaluation_keys", KEYS, public_other)
+    # keys past their message's bound never reach the role
+    oversized = refusal(ranking, "evaluation_keys", KEYS, bytes(he.MAX_KEYS_BYTES + 1))
+    assert oversized.reason == pb.BAD_PAYLOAD
+    # the honest keys
+    ranking["alice"].deliver("guidelines_a", "pir", "evaluation_keys", KEYS, keys.evaluation_keys)
+    # a ciphertext under other parameters, not a ciphertext, of the wrong length
+    other_query = ts.ckks_vector(other, query.tolist()).serialize()
+    assert "not a CKKS vector" in role_refusal("rank_request", QUERY, request(other_query))
+    assert "not a CKKS vector" in role_refusal("rank_request", QUERY, request(b"\x00" * 64))
+    short = keys.encrypt(query[:100])
+    assert "holds 100 values" in role_refusal("rank_request", QUERY, request(short))
+    # made under other keys than the ones the database holds
+    assert "other evaluation keys" in role_refusal(
+        "rank_request", QUERY, request(keys.encrypt(query), made_under="00" * 32)
+    )
+    # the database still serves: an honest request is answered, once
+    honest = request(keys.encrypt(query))
+    reply = ranking["alice"].deliver("guidelines_a", "pir", "rank_request", QUERY, honest)
+    assert reply is not None and reply.header.step == "rank_answer"
+    meta, body = unpack(reply.payload)
+    assert meta == {"chunks": [len(body)]}
+    # every document's score (in the database's layout order), as in plaintext
+    scores = keys.scores([body], 40)
+    embeddings = embed(guidelines(40)).astype(np.float16).astype(np.float64)
+    assert np.allclose(np.sort(scores), np.sort(embeddings @ query), atol=1e-6)
+    assert "replayed" in role_refusal("rank_request", QUERY, honest)
+
+
+def test_the_scores_match_plaintext_inner_products() -> None:
+    """CKKS at these parameters: every score within 1e-6 of the plaintext
+    inner product, so the top k is plaintext's but for near ties."""
+    rng = np.random.default_rng(7)
+    documents = rng.normal(size=(he.CHUNK + 10, 384))  # two chunks
+    documents /= np.linalg.norm(documents, axis=1, keepdims=True)
+    query = documents[3] + 0.1 * rng.normal(size=384)
+    query /= np.linalg.norm(query)
+    keys = he.RankingKeys()
+    held = he.public_context(keys.evaluation_keys)
+    encrypted = he.encrypted_query(held, keys.evaluation_keys_sha256, keys.encrypt(query))
+    chunks = he.score(encrypted, documents)
+    assert len(chunks) == 2
+    scores = keys.scores(chunks, len(documents))
+    assert np.max(np.abs(scores - documents @ query)) < 1e-6
+    with pytest.raises(Exception, match="2 chunks"):
+        keys.scores(chunks[:1], len(documents))

@@ -173,3 +173,18 @@ def test_every_answer_has_its_receipt_logged(healthcare: RunResult) -> None:
     assert audit["alice"]["consistent"] and audit["alice"]["from"] == audit["alice"]["to"]
     receipts = next(c for c in verify_run(healthcare.run_dir).claims if c.name == RECEIPTS_CLAIM)
     assert receipts.ok and receipts.checked == len(logged) + 2 * tokens
+
+
+@pytest.mark.slow
+def test_retrieval_can_rank_under_homomorphic_encryption(tmp_path: Path) -> None:
+    """`ranking = "he"` in the retrieval stage: alice's guidelines are the top
+    ones of every document ranked under CKKS, and the pipeline goes on."""
+    plain = 'params = { scheme = "xor", clusters = 16, top_k = 2, answer = false }'
+    assert plain in TEXT
+    text = TEXT.replace(plain, plain.replace('"xor",', '"xor", ranking = "he",'))
+    result = run_scenario(parse_scenario(text, "he.toml"), text, out=tmp_path / "run")
+    assert result.failure is None, result.failure
+    assert not failing(result.audit)
+    retrieved = result_of(result, "alice", "retrieve")
+    assert retrieved["ranking"] == "he" and not retrieved["errors"]
+    assert len(result_of(result, "alice", "ask")["answers"]) == 2

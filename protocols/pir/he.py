@@ -8,15 +8,19 @@ it by the embeddings of *every* document (`CKKSVector.matmul`, the diagonal
 method), so it never learns which documents matter, and answers with the
 encrypted scores, which only the end user can decrypt.
 
-Parameters: N = 8192 and a coefficient modulus of 60 + 40 + 60 = 160 bits,
-under the 218 bits the Homomorphic Encryption Security Standard
+Parameters: N = 4096 and a coefficient modulus of 38 + 32 + 39 = 109 bits,
+the most the Homomorphic Encryption Security Standard
 (HomomorphicEncryption.org, Albrecht et al., 2018; SEAL's `hestdparms.h`)
-allows N = 8192 for 128-bit classical security with a ternary secret; SEAL
-itself refuses parameters above it. The scale is 2^40: one plaintext
-multiplication, scores within about 2e-8 of the plaintext inner products
-(docs/pir.md). A ciphertext holds N/2 = 4096 slots and the query is copied
-across them, so one product scores at most 4096 - 384 + 1 documents; a
-larger corpus is scored in chunks, one answer ciphertext each.
+allows N = 4096 for 128-bit classical security with a ternary secret; SEAL
+itself refuses more. The scale is 2^32: one plaintext multiplication, and
+scores within about 1e-5 of the plaintext inner products (docs/pir.md);
+the first prime leaves room for scores up to 2^5 in magnitude, and cosines
+of unit vectors are at most 1. N = 8192 (160 bits, scale 2^40) is 25 times
+more precise, but its query, scores and keys are 2.8 times the bytes and
+its product 4 times the time. A ciphertext holds N/2 = 2048 slots and the
+query is copied across them, so one product scores at most 2048 - 384 + 1
+documents; a larger corpus is scored in chunks, one answer ciphertext
+each.
 """
 
 from __future__ import annotations
@@ -32,15 +36,15 @@ import tenseal.sealapi  # noqa: F401  (registers SEAL's types: the modulus of a 
 from parties.errors import BadQuery
 from protocols.pir.embed import DIMENSIONS
 
-POLY_MODULUS_DEGREE = 8192
-COEFF_MOD_BIT_SIZES = (60, 40, 60)
-SCALE = 2.0**40
+POLY_MODULUS_DEGREE = 4096
+COEFF_MOD_BIT_SIZES = (38, 32, 39)
+SCALE = 2.0**32
 SLOTS = POLY_MODULUS_DEGREE // 2
 # the documents one product scores: the query's copies must not wrap into them
 CHUNK = SLOTS - DIMENSIONS + 1
-# a public context is mostly its Galois keys (about 18 MB at these parameters);
-# without them it still holds the public key (about 360 KB)
-MIN_KEYS_BYTES, MAX_KEYS_BYTES = 64 << 10, 32 << 20
+# a public context is mostly its Galois keys (about 6.2 MiB at these
+# parameters); without them it still holds the public key (about 130 KB)
+MIN_KEYS_BYTES, MAX_KEYS_BYTES = 64 << 10, 16 << 20
 
 
 class RankingKeys:
@@ -109,7 +113,7 @@ def public_context(blob: bytes) -> EvaluationKeys:
     ):
         raise BadQuery(
             f"the evaluation keys are for CKKS N={parms.poly_modulus_degree()} modulus {bits}, "
-            f"not N={POLY_MODULUS_DEGREE} modulus {COEFF_MOD_BIT_SIZES} at scale 2^40"
+            f"not N={POLY_MODULUS_DEGREE} modulus {COEFF_MOD_BIT_SIZES} at scale 2^32"
         )
     if not (context.has_galois_keys() and context.has_public_key()):
         raise BadQuery("the evaluation keys lack the Galois keys or the public key")
@@ -133,7 +137,7 @@ def encrypted_query(keys: EvaluationKeys, made_under: str, body: bytes) -> ts.CK
         raise BadQuery(f"the query holds {vector.size()} values, not one vector of {DIMENSIONS}")
     fresh = ciphertexts[0]
     if fresh.size() != 2 or fresh.scale != SCALE or fresh.coeff_modulus_size() != 2:
-        raise BadQuery("the query is not a fresh ciphertext at scale 2^40")
+        raise BadQuery("the query is not a fresh ciphertext at scale 2^32")
     return vector
 
 

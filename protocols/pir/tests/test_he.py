@@ -105,7 +105,11 @@ def test_bad_keys_and_queries_are_refused_and_the_database_keeps_serving(
     )
     # keys that are not a context, that hold the secret key, of other parameters
     assert "not a TenSEAL context" in role_refusal("evaluation_keys", KEYS, bytes(2 << 20))
-    secret = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 60])
+    secret = ts.context(
+        ts.SCHEME_TYPE.CKKS,
+        poly_modulus_degree=he.POLY_MODULUS_DEGREE,
+        coeff_mod_bit_sizes=list(he.COEFF_MOD_BIT_SIZES),
+    )
     secret.global_scale = he.SCALE
     secret.generate_galois_keys()
     with_secret = secret.serialize(save_secret_key=True)
@@ -113,7 +117,7 @@ def test_bad_keys_and_queries_are_refused_and_the_database_keeps_serving(
     other = ts.context(ts.SCHEME_TYPE.CKKS, 16384, coeff_mod_bit_sizes=[60, 40, 60])
     other.global_scale = he.SCALE
     public_other = other.serialize(save_secret_key=False)
-    assert "not N=8192" in role_refusal("evaluation_keys", KEYS, public_other)
+    assert "not N=4096" in role_refusal("evaluation_keys", KEYS, public_other)
     # keys past their message's bound never reach the role
     oversized = refusal(ranking, "evaluation_keys", KEYS, bytes(he.MAX_KEYS_BYTES + 1))
     assert oversized.reason == pb.BAD_PAYLOAD
@@ -138,12 +142,12 @@ def test_bad_keys_and_queries_are_refused_and_the_database_keeps_serving(
     # every document's score (in the database's layout order), as in plaintext
     scores = keys.scores([body], 40)
     embeddings = embed(guidelines(40)).astype(np.float16).astype(np.float64)
-    assert np.allclose(np.sort(scores), np.sort(embeddings @ query), atol=1e-6)
+    assert np.allclose(np.sort(scores), np.sort(embeddings @ query), atol=5e-5)
     assert "replayed" in role_refusal("rank_request", QUERY, honest)
 
 
 def test_the_scores_match_plaintext_inner_products() -> None:
-    """CKKS at these parameters: every score within 1e-6 of the plaintext
+    """CKKS at these parameters: every score within 5e-5 of the plaintext
     inner product, so the top k is plaintext's but for near ties."""
     rng = np.random.default_rng(7)
     documents = rng.normal(size=(he.CHUNK + 10, 384))  # two chunks
@@ -156,6 +160,6 @@ def test_the_scores_match_plaintext_inner_products() -> None:
     chunks = he.score(encrypted, documents)
     assert len(chunks) == 2
     scores = keys.scores(chunks, len(documents))
-    assert np.max(np.abs(scores - documents @ query)) < 1e-6
+    assert np.max(np.abs(scores - documents @ query)) < 5e-5
     with pytest.raises(Exception, match="2 chunks"):
         keys.scores(chunks[:1], len(documents))

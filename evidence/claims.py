@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -65,6 +66,11 @@ class RunEvidence(Protocol):
 
     def key(self, party: str) -> ed25519.Ed25519PublicKey:
         """The party's signing key, as the run's CA certified it."""
+        ...
+
+    @property
+    def directory(self) -> Path:
+        """The run directory: what parties published lies at its top level."""
         ...
 
     def entries(self, party: str) -> Sequence[LogEntry]:

@@ -24,6 +24,7 @@ from orchestrator.stages import Hosts, Losses, Progress, brief, run_stage
 from parties.directory import PartyEntry
 from parties.errors import AirlockError, ConfigError, PartyFailed
 from parties.identity import RunAuthority, issue_credentials
+from parties.log import PUBLISHED_DIR
 from parties.runtime import PartyConfig
 from protocols import get_protocol
 
@@ -304,7 +305,21 @@ def _seal_and_collect(
         progress(f"salvaged the unsealed log of {name} ({len(files)} files) from its node")
         _write_log_files(run_dir / PARTIES_DIR / name, name, files, progress)
     progress(f"sealed and collected {len(collected)} logs")
+    _lay_out_published(run_dir, progress)
     return collected
+
+
+def _lay_out_published(run_dir: Path, progress: Progress) -> None:
+    """Move what each party published (collected with its log) to the run
+    directory's top level, never over a file already there."""
+    for published in sorted((run_dir / PARTIES_DIR).glob(f"*/{PUBLISHED_DIR}")):
+        for path in sorted(p for p in published.iterdir()):
+            target = run_dir / path.name
+            if target.exists():
+                progress(f"{published.parent.name} published {path.name}, already in the run")
+                continue
+            path.rename(target)
+            progress(f"{published.parent.name} published {path.name}")
 
 
 def _write_log_files(target: Path, party: str, files: dict[str, bytes], progress: Progress) -> None:

@@ -54,6 +54,10 @@ class ProtocolRun:
     def holdings(self, party: str) -> object:
         return self.run.scenario.holdings_of(party, self.protocol)
 
+    @property
+    def directory(self) -> Path:
+        return self.run.run_dir
+
 
 def offline_checks(run: RunRecord) -> list[tuple[ProtocolRun, OfflineChecks]]:
     """Each protocol of the run's stages that has offline checks, with its view."""

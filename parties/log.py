@@ -36,6 +36,8 @@ LOG_FILE = "log.jsonl"
 HEAD_FILE = "head.json"
 CHECKPOINT_FILE = "checkpoints.jsonl"
 BLOB_DIR = "blobs"
+# files a party makes public beside its log (ctx.publish): laid in the run directory
+PUBLISHED_DIR = "published"
 GENESIS = "0" * 64
 HEAD_CONTEXT = b"airlock-log-head-v1\x00"
 CHECKPOINT_CONTEXT = b"airlock-log-checkpoint-v1\x00"

@@ -117,6 +117,8 @@ class PartyContext(TypingProtocol):
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
     ) -> Envelope | None: ...
 
+    def publish(self, path: str, data: bytes) -> None: ...
+
 
 S = TypeVar("S", bound=RoleState)
 

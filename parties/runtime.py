@@ -28,6 +28,7 @@ from parties.log import (
     DEFAULT_CHECKPOINT_ENTRIES,
     DEFAULT_CHECKPOINT_SECONDS,
     DEFAULT_MAX_KEPT,
+    PUBLISHED_DIR,
     VisibilityLog,
 )
 from parties.policy import Guarantee, Policy
@@ -200,6 +201,15 @@ class PartyRuntime:
     def export_log(self) -> dict[str, bytes]:
         return self.log.export()
 
+    def publish(self, path: str, data: bytes) -> None:
+        """A file this party makes public (its signed model): kept beside its
+        log, collected with it, and laid in the run directory as `path`."""
+        target = (self.log.directory / PUBLISHED_DIR / path).resolve()
+        if not target.is_relative_to((self.log.directory / PUBLISHED_DIR).resolve()):
+            raise AirlockError(f"{path!r} is not a path inside what a party publishes")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
     def stop(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -315,6 +325,9 @@ class ProtocolContext:
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""
     ) -> Envelope | None:
         return self._runtime.deliver(receiver, self.protocol, step, labels, payload, session)
+
+    def publish(self, path: str, data: bytes) -> None:
+        self._runtime.publish(path, data)
 
     def deliver_unchecked(
         self, receiver: str, step: str, labels: Iterable[Label], payload: bytes, session: str = ""

@@ -34,6 +34,7 @@ from protocols.attestation.model import DatasetReference, Server, model_predicat
 from protocols.attestation.placeholder import placeholder_weights
 from protocols.attestation.rules import DATASET_PREDICATE, MODEL_PREDICATE, Step
 from protocols.attestation.shared import Checking, Settings, Summary, ledger_of, submit
+from protocols.attestation.signed_model import sign_model
 
 
 class CreatorHoldings(ModelCreator):
@@ -144,6 +145,9 @@ def commit(
         raise ConfigError(f"params.deploy_to: {strangers} are not deployers of this run")
     servers = [Server.of(name, ctx.public_key(name)) for name in deploy_to]
     predicate = model_predicate(model, tensors, datasets, training, servers)
+    card = {key: predicate[key] for key in ("model", "parameter_count", "datasets", "training")}
+    signed = sign_model(tensors, card)
+    predicate["signed_model"] = signed.predicate()
     statement = sign_statement(
         f"weights:{ctx.name}",
         weights_root(tensors).hex(),
@@ -156,6 +160,8 @@ def commit(
         logged = submit(ctx, statement, label)
     except ClaimFailed as error:
         return {"rejected": state.reject(error)}
+    for path, data in signed.files.items():  # the signed files, once the statement is logged
+        ctx.publish(path, data)
     shown = json.dumps({"statement": statement, "logged": logged}).encode()
     for receiver in ctx.peers(Role.DEPLOYER) + ctx.peers(Role.END_USER):
         ctx.deliver(receiver, Step.MODEL_ATTESTATION, label, shown)

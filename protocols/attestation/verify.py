@@ -17,6 +17,9 @@ Numbered as the checks run (the orchestrator checks the logs first):
 4. datasets: each dataset attestation shown to the model creator is signed,
    logged, and its exclusion proofs hold;
 5. model commitment: each model statement names only logged dataset statements;
+   the model files its creator published (RUN/model/, RUN/model.sig,
+   RUN/model_creator.pub.pem) verify with OpenSSF Model Signing under the
+   key the statement names, and are the model it names;
 6. receipts: each receipt an end user received, or the ledger logged, is
    signed with a receipt key the model commitment endorses for its server
    (or, an enclave's, that a logged deployment of the committed model
@@ -43,7 +46,7 @@ from evidence.receipts import (
     salted_sha256,
 )
 from evidence.statements import OpenedStatement, json_or_none, open_statement
-from parties.errors import ClaimFailed
+from parties.errors import AirlockError, ClaimFailed
 from parties.log import Direction, Outcome
 from parties.roles import Role
 from protocols.attestation.creator import CreatorHoldings, check_dataset_attestation
@@ -56,6 +59,7 @@ from protocols.attestation.rules import (
     SIGNED_BY_SENDER,
     Step,
 )
+from protocols.attestation.signed_model import verify_signed_model
 
 RECEIPTS_CLAIM = "inference receipts come from endorsed servers and name the committed model"
 
@@ -74,6 +78,7 @@ def verify_claims(run: RunEvidence) -> list[Claim]:
         claims.append(datasets_claim)
         commitment, model_claim = _model(run, logged, accepted)
         claims.append(model_claim)
+        claims.append(_signed_model(run, logged))
         claims.append(_receipts(run, ledger, logged, commitment))
     return claims
 
@@ -266,6 +271,28 @@ def _model(
     if claim.checked == 0:
         _unreached(run, claim, "no model statement was logged")
     return commitment, claim
+
+
+def _signed_model(run: RunEvidence, logged: Logged) -> Claim:
+    """5b. The published model files verify with OpenSSF Model Signing under
+    the key each logged model statement names, and are the model it names."""
+    claim = Claim("published model files are signed as the model statement says")
+    for opened in (item.opened for item in logged):
+        named = (
+            opened.predicate.get("signed_model")
+            if opened.predicate_type == MODEL_PREDICATE
+            else None
+        )
+        if not isinstance(named, dict):
+            continue
+        claim.checked += 1
+        try:
+            verify_signed_model(run.directory, named)
+        except AirlockError as error:
+            claim.fail(None, None, str(error))
+    if claim.checked == 0:
+        _unreached(run, claim, "no logged model statement names signed model files")
+    return claim
 
 
 def _unreached(run: RunEvidence, claim: Claim, missing: str) -> None:

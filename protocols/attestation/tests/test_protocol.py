@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -407,3 +409,41 @@ def test_what_the_ledger_and_creator_hold_is_what_their_logs_say(tmp_path: Path)
     finally:
         for runtime in parties.runtimes.values():
             runtime.stop()
+
+
+SIGNED_MODEL_CLAIM = "published model files are signed as the model statement says"
+
+
+def test_the_committed_model_is_published_signed_with_openssf_model_signing(
+    tmp_path: Path,
+) -> None:
+    """RUN/model/ (weights and card), RUN/model.sig and the creator's public
+    key: `model_signing verify key` (the package's own CLI) accepts them, and
+    refuses them once one byte of the weights is flipped; so does `airlock
+    verify`, which also checks the logged model statement names that key
+    and that model."""
+    run = tmp_path / "run"
+    assert run_attest(run).failure is None
+    for name in ("model/model.safetensors", "model/model_card.json"):
+        assert (run / name).is_file(), name
+    command = [
+        str(Path(sys.executable).parent / "model_signing"),
+        "verify",
+        "key",
+        str(run / "model"),
+        "--signature",
+        str(run / "model.sig"),
+        "--public_key",
+        str(run / "model_creator.pub.pem"),
+    ]
+    verified = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stderr
+    assert SIGNED_MODEL_CLAIM not in failing(verify_run(run))
+    weights = run / "model" / "model.safetensors"
+    flipped = bytearray(weights.read_bytes())
+    flipped[-1] ^= 0x01
+    weights.write_bytes(bytes(flipped))
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "model.safetensors" in refused.stderr
+    (finding,) = failing(verify_run(run))[SIGNED_MODEL_CLAIM]
+    assert "do not verify" in finding

@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from orchestrator.launcher import run_scenario
 from orchestrator.scenario import load_scenario, parse_scenario
 from parties.boundary import Boundary
-from parties.envelope import Envelope, header_from_bytes, to_messages
+from parties.envelope import Envelope, Header, header_from_bytes, to_messages
 from parties.errors import Refused
 from parties.log_check import blob_path, read_entries
 from parties.wire import airlock_pb2 as pb
@@ -122,16 +122,7 @@ class Fuzzer:
         header = honest.header
 
         def deliver(payload: bytes) -> None:
-            fuzzed = sender.seal(
-                header.receiver,
-                header.protocol,
-                header.step,
-                header.labels,
-                payload,
-                header.session_id,
-                check=False,
-            )
-            send(sender, fuzzed)
+            send(sender, resealed(sender, header, header.receiver, payload))
 
         key = f"{header.protocol}.{header.step}"
         refuse_all(self.reports[key], honest.payload, deliver, self.examples)
@@ -142,21 +133,30 @@ class Fuzzer:
         replier = self.boundaries[header.sender]
 
         def deliver(payload: bytes) -> None:
-            fuzzed = replier.seal(
-                caller.party,
-                header.protocol,
-                header.step,
-                header.labels,
-                payload,
-                header.session_id,
-                answering=request.header.step,
-                check=False,
-            )
-            stream = [m.SerializeToString() for m in to_messages(fuzzed)]
-            caller.admit(replier.party, iter(stream), answering=request.header.step)
+            admit(caller, resealed(replier, header, caller.party, payload), request.header.step)
 
         key = f"{header.protocol}.{header.step}"
         refuse_all(self.reports[key], honest.payload, deliver, self.examples)
+
+
+def resealed(sender: Boundary, header: Header, receiver: str, payload: bytes) -> Envelope:
+    """`header`'s step and labels with another payload, signed by `sender`
+    past its own boundary."""
+    return sender.seal(
+        receiver,
+        header.protocol,
+        header.step,
+        header.labels,
+        payload,
+        header.session_id,
+        check=False,
+    )
+
+
+def admit(receiver: Boundary, envelope: Envelope, answering: str | None) -> None:
+    """Through `receiver`'s admission directly, as a stream off the wire."""
+    stream = [m.SerializeToString() for m in to_messages(envelope)]
+    receiver.admit(envelope.header.sender, iter(stream), answering=answering)
 
 
 def refuse_all(report: StepReport, honest: bytes, deliver: Deliver, examples: int) -> None:
@@ -367,17 +367,8 @@ def fuzz_admission(started: Parties, sample: dict[str, Any], report: StepReport)
     answering = rule.reply_to[0] if rule.reply_to else None
 
     def deliver(payload: bytes) -> None:
-        fuzzed = sender.boundary.seal(
-            receiver.name,
-            header.protocol,
-            header.step,
-            header.labels,
-            payload,
-            header.session_id,
-            check=False,
-        )
-        stream = [m.SerializeToString() for m in to_messages(fuzzed)]
-        receiver.boundary.admit(sender.name, iter(stream), answering=answering)
+        fuzzed = resealed(sender.boundary, header, receiver.name, payload)
+        admit(receiver.boundary, fuzzed, answering)
 
     refuse_all(report, sample["payload"], deliver, EXAMPLES)
 

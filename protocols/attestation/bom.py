@@ -3,9 +3,12 @@ statements its ledger logged: the model as a machine-learning-model
 component, each training dataset as a data component it depends on, each
 carrying the digests of its signed attestation.
 
-cyclonedx-python-lib (11.x) does not model CycloneDX's `modelCard` yet, so
-the card's facts (training protocol and parameters, parameter count) are
-recorded as `airlock:` properties of the model component.
+cyclonedx-python-lib (11.12) does not model CycloneDX's `modelCard` (it has
+no class for it), so the card is added to the model component of the JSON
+the library writes, and the whole document is then validated against the
+library's bundled CycloneDX 1.6 schema, which does define `modelCard`. The
+training protocol's parameters, which the card has no fields for, are
+`airlock:` properties of the model component.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output import make_outputter
 from cyclonedx.schema import OutputFormat, SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 from evidence.claims import RunEvidence
 from parties.errors import AirlockError
@@ -99,4 +103,38 @@ def build_bom(run: RunEvidence) -> str:
         dependencies.append(component)
     bom.register_dependency(model_component, dependencies)
     outputter = make_outputter(bom, OutputFormat.JSON, SchemaVersion.V1_6)
-    return json.dumps(json.loads(outputter.output_as_string()), indent=2)
+    document = json.loads(outputter.output_as_string())
+    document["metadata"]["component"]["modelCard"] = _model_card(
+        predicate, [component.bom_ref.value for component in dependencies if component.bom_ref]
+    )
+    text = json.dumps(document, indent=2)
+    invalid = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    if invalid is not None:  # a defect here, not in the run: say which rule failed
+        raise AirlockError(f"the AI BOM is not valid CycloneDX 1.6: {invalid}")
+    return text
+
+
+def _model_card(predicate: dict[str, Any], datasets: list[str]) -> dict[str, Any]:
+    """The CycloneDX 1.6 model card of the committed model: what it is, the
+    datasets it was trained on (references to their data components), and
+    how it was trained, as the model statement says."""
+    training = dict(predicate.get("training", {}))
+    limitations = []
+    if "epsilon" in training:
+        limitations.append(
+            f"Trained with ({_text(training['epsilon'])}, {_text(training.get('delta'))})"
+            "-differential privacy: what it learned of any one training record is bounded."
+        )
+    return {
+        "modelParameters": {
+            "approach": {"type": "self-supervised"},
+            "task": "text-generation",
+            "architectureFamily": "transformer",
+            "modelArchitecture": "decoder-only transformer with ReLU attention "
+            f"({_text(predicate.get('parameter_count', 0))} parameters)",
+            "datasets": [{"ref": name} for name in datasets],
+            "inputs": [{"format": "text"}],
+            "outputs": [{"format": "text"}],
+        },
+        "considerations": {"technicalLimitations": limitations} if limitations else {},
+    }

@@ -364,6 +364,9 @@ def test_bom_is_valid_cyclonedx_1_6_naming_model_and_datasets(tmp_path: Path) ->
     }
     roots = {p["name"]: p["value"] for p in model["properties"]}
     assert len(roots["airlock:weights-merkle-root-sha256"]) == 64
+    card = model["modelCard"]["modelParameters"]
+    assert {d["ref"] for d in card["datasets"]} == {"train:hospital_1", "train:hospital_2"}
+    assert card["task"] == "text-generation"
 
 
 def test_bom_of_a_run_without_a_ledger_is_a_clear_error(default_run: Path) -> None:

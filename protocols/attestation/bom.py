@@ -105,7 +105,7 @@ def build_bom(run: RunEvidence) -> str:
     outputter = make_outputter(bom, OutputFormat.JSON, SchemaVersion.V1_6)
     document = json.loads(outputter.output_as_string())
     document["metadata"]["component"]["modelCard"] = _model_card(
-        predicate, [component.bom_ref.value for component in dependencies if component.bom_ref]
+        predicate, [component.name for component in dependencies]
     )
     text = json.dumps(document, indent=2)
     invalid = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)

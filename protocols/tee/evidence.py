@@ -45,7 +45,6 @@ from parties.roles import Role
 SIMULATED = "simulated hardware root of trust (no TEE hardware here)"
 # the in-toto predicate types of the creator's reference values and the verifier's result
 REFERENCE_PREDICATE = "urn:airlock:predicate:tee-reference-values:v1"
-RESULT_PREDICATE = "urn:airlock:predicate:attestation-result:v1"
 ENCLAVE_IMAGE = (Path(__file__).parent / "enclave.py").read_bytes()
 MALFORMED = "malformed evidence"
 CLAIM_FIELDS = (
@@ -59,7 +58,12 @@ CLAIM_FIELDS = (
 
 
 class AttestationRefused(AirlockError):
-    """Evidence or an attestation result that does not appraise."""
+    """Evidence or an attestation result that does not appraise. `trust_claim`
+    is the AR4SI trustworthiness claim the refusal contradicts (protocols/tee/ear.py)."""
+
+    def __init__(self, reason: str, trust_claim: str = "instance-identity") -> None:
+        super().__init__(reason)
+        self.trust_claim = trust_claim
 
 
 def measure(image: bytes, weights_root: bytes) -> str:
@@ -257,6 +261,7 @@ def appraise(
     if claims["measurement"] != reference.measurement:
         raise AttestationRefused(
             "the measurement does not match the reference value: other code or another "
-            "model is loaded"
+            "model is loaded",
+            "executables",
         )
     return claims

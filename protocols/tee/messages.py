@@ -106,6 +106,15 @@ class PlainAnswer(Fields):
 # weights sealed to the enclave: an HPKE `enc`, then the AES-GCM ciphertext
 SEALED_WEIGHTS = opaque(min_bytes=ENC_SIZE + TAG_SIZE)
 
+
+class AttestationResult(Fields):
+    """The verifier's EAR: a compact JWT (header, claims, signature)."""
+
+    ear: str = Field(
+        pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$", max_length=1 << 14
+    )
+
+
 MESSAGES: dict[str, Message] = {
     Step.REFERENCE_VALUES: json_message(SignedStatement),
     Step.MODEL_ROOT: json_message(ModelRoot),
@@ -114,7 +123,7 @@ MESSAGES: dict[str, Message] = {
     Step.EVIDENCE_REQUEST: json_message(Nonce),
     Step.EVIDENCE: json_message(Evidence),
     Step.APPRAISAL_REQUEST: json_message(AppraisalRequest),
-    Step.ATTESTATION_RESULT: json_message(SignedStatement),
+    Step.ATTESTATION_RESULT: json_message(AttestationResult),
     Step.MODEL_RELEASE: SEALED_WEIGHTS,
     Step.ENCLAVE_WEIGHTS: SEALED_WEIGHTS,
     # HPKE `enc || ciphertext`; an answer: AES-GCM nonce || ciphertext

@@ -12,12 +12,13 @@ weights sealed to it (key release); the end user asks."""
 from collections.abc import Mapping
 from typing import Any
 
+from evidence.claims import OfflineChecks
 from parties.protocol import Artifacts, Protocol
 from parties.roles import Role
 from parties.store import Kept
 from protocols.artifacts import COMMITTED_MODEL, RETRIEVED, TRAINED_MODEL
 from protocols.attestation.serving_log import ServingLogState, on_submit
-from protocols.tee import creator, host, user, verifier
+from protocols.tee import creator, host, user, verifier, verify
 from protocols.tee.adversaries import ADVERSARIES
 from protocols.tee.enclave import (
     EnclaveState,
@@ -97,4 +98,5 @@ PROTOCOL = Protocol(
     params=Settings,
     artifacts=artifacts,
     provision=provision,
+    verify=OfflineChecks(claims=verify.verify_claims),
 )

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from evidence.statements import json_or_none, open_statement
+from evidence.statements import json_or_none
 from parties.errors import ClaimFailed
 from parties.labels import Form, Label
 from parties.protocol import PartyContext
-from protocols.tee.evidence import RESULT_PREDICATE
+from protocols.tee.ear import open_ear
 from protocols.tee.rules import Step
 
 CLAIM = "enclave attestation"
@@ -43,21 +43,17 @@ def attest(ctx: PartyContext, deployer: str, verifier: str) -> AttestedEnclave:
     if reply is None:
         raise ClaimFailed(CLAIM, "the deployer sent no evidence")
     evidence = json_or_none(reply.payload)
-    appraisal = json.dumps({"evidence": evidence, "nonce": nonce.hex()}).encode()
+    asked = json.dumps({"evidence": evidence, "nonce": nonce.hex()}).encode()
     labels = [Label(reply.header.labels[0].asset, Form.PUBLIC), nonce_label]
-    answer = ctx.deliver(verifier, Step.APPRAISAL_REQUEST, labels, appraisal)
+    answer = ctx.deliver(verifier, Step.APPRAISAL_REQUEST, labels, asked)
     if answer is None:
         raise ClaimFailed(CLAIM, "the verifier sent no result")
-    result = open_statement(
-        json_or_none(answer.payload),
-        ctx.public_key(verifier),
-        RESULT_PREDICATE,
-        "attestation result",
-    ).predicate
-    if result.get("nonce") != nonce.hex():
+    appraisal = open_ear(json.loads(answer.payload)["ear"], ctx.public_key(verifier), CLAIM)
+    if not appraisal.answers(nonce):
         raise ClaimFailed(CLAIM, "the result answers another nonce")
-    if result.get("status") != "affirming":
-        raise ClaimFailed(CLAIM, str(result.get("reason", "not affirming")))
+    result = appraisal.claims
+    if appraisal.status != "affirming":
+        raise ClaimFailed(CLAIM, f"{appraisal.status}: {result.get('reason', 'not affirming')}")
     try:
         return AttestedEnclave(
             str(result["enclave"]),

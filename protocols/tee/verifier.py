@@ -1,7 +1,7 @@
 """The verifier in the tee protocol (RATS Verifier): it appraises evidence
 against the run's simulated vendor root (provisioned to it alone), the
-reference values and the relying party's nonce, and signs a result,
-affirming or contraindicated with the reason."""
+reference values and the relying party's nonce, and signs the result as an
+EAR (protocols/tee/ear.py), affirming or contraindicated with the reason."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from evidence.statements import PartySigner, json_or_none, open_statement, sign_statement
+from evidence.statements import json_or_none, open_statement
 from parties.envelope import Envelope
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, Reply, RoleState, state_of
+from protocols.tee.ear import AFFIRMING_VECTOR, CONTRAINDICATED, issue_ear
 from protocols.tee.evidence import (
     REFERENCE_PREDICATE,
-    RESULT_PREDICATE,
     SIMULATED,
     AttestationRefused,
     ReferenceValues,
@@ -58,17 +58,17 @@ def on_appraisal_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     request = json.loads(envelope.payload)
     nonce = bytes.fromhex(str(request["nonce"]))
     reference = state_of(ctx, VerifierState).reference
-    result: dict[str, Any] = {"nonce": nonce.hex(), "root_of_trust": SIMULATED}
+    result: dict[str, Any] = {"root_of_trust": SIMULATED}
+    vector = dict(AFFIRMING_VECTOR)
     try:
         # the vendor root comes from the run's trusted setup, never from a peer
         if not isinstance(ctx.provision, VendorRoot):
-            raise AttestationRefused("no vendor root was provisioned to this verifier")
+            raise AttestationRefused("no vendor root was provisioned to this verifier", "hardware")
         if reference is None:  # a signed reason for the relying party, not a refusal
-            raise AttestationRefused("no reference values received")
+            raise AttestationRefused("no reference values received", "configuration")
         vendor = ctx.provision
         claims = appraise(request.get("evidence"), nonce, reference, vendor.certificate)
         result.update(
-            status="affirming",
             enclave=claims["enclave"],
             measurement=claims["measurement"],
             model_root=reference.model_root,
@@ -77,9 +77,8 @@ def on_appraisal_request(ctx: PartyContext, envelope: Envelope) -> Reply:
             vendor_root_sha256=vendor.sha256,
         )
     except AttestationRefused as refusal:
-        result.update(status="contraindicated", reason=str(refusal))
-    statement = sign_statement(
-        f"attestation-result:{nonce.hex()}", "0" * 64, RESULT_PREDICATE, result, PartySigner.of(ctx)
-    )
+        vector[refusal.trust_claim] = CONTRAINDICATED
+        result.update(reason=str(refusal))
+    ear = issue_ear(nonce, vector, result, ctx.sign)
     label = (Label(f"attestation_result:{ctx.name}", Form.PUBLIC),)
-    return Reply(Step.ATTESTATION_RESULT, label, json.dumps(statement).encode())
+    return Reply(Step.ATTESTATION_RESULT, label, json.dumps({"ear": ear}).encode())

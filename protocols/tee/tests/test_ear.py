@@ -1,0 +1,131 @@
+"""The verifier's attestation results as EARs (protocols/tee/ear.py): read by
+an independent JOSE library (jwcrypto), and every forged, altered or
+inconsistent result refused by the relying party's check (PyJWT)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from jwcrypto import jwk, jwt
+
+from parties.errors import ClaimFailed
+from protocols.tee import verify
+from protocols.tee.ear import AFFIRMING_VECTOR, PROFILE, issue_ear, open_ear, tier
+
+KEY = ed25519.Ed25519PrivateKey.generate()
+NONCE = os.urandom(32)
+APPRAISAL = {"enclave": "enclave", "model_root": "ab" * 32}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def resigned(token: str, change: Any) -> str:
+    """`token` with its claims changed by `change`, signed again by KEY."""
+    header, claims, _ = token.split(".")
+    body = json.loads(base64.urlsafe_b64decode(claims + "=="))
+    change(body)
+    signing_input = f"{header}.{b64url(json.dumps(body).encode())}"
+    return f"{signing_input}.{b64url(KEY.sign(signing_input.encode()))}"
+
+
+def test_an_ear_is_a_jwt_any_jose_library_checks() -> None:
+    token = issue_ear(NONCE, AFFIRMING_VECTOR, APPRAISAL, KEY.sign)
+    raw = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    key = jwk.JWK(kty="OKP", crv="Ed25519", x=b64url(raw))
+    claims = json.loads(jwt.JWT(jwt=token, key=key, algs=["EdDSA"]).claims)
+    assert claims["eat_profile"] == PROFILE == "tag:ietf.org,2026:rats/ear#04"
+    assert claims["eat_nonce"] == b64url(NONCE) and isinstance(claims["iat"], int)
+    enclave = claims["submods"]["enclave"]
+    assert enclave["ear_status"] == claims["ear_status"] == "affirming"
+    assert enclave["ear_trustworthiness_vector"]["hardware"] == 0  # simulated: no claim
+    assert enclave["airlock_appraisal"] == APPRAISAL
+    opened = open_ear(token, KEY.public_key(), "test")
+    assert opened.answers(NONCE) and not opened.answers(os.urandom(32))
+    assert (opened.status, opened.claims) == ("affirming", APPRAISAL)
+
+
+@pytest.mark.parametrize(
+    ("vector", "status"),
+    [
+        ({"hardware": 0}, "none"),
+        (AFFIRMING_VECTOR, "affirming"),
+        ({**AFFIRMING_VECTOR, "configuration": 32}, "warning"),
+        ({**AFFIRMING_VECTOR, "executables": 96}, "contraindicated"),
+        ({"instance-identity": 99, "configuration": 32}, "contraindicated"),
+    ],
+)
+def test_the_status_is_the_worst_tier_of_the_vector(vector: dict[str, int], status: str) -> None:
+    assert tier(vector) == status
+    token = issue_ear(NONCE, vector, APPRAISAL, KEY.sign)
+    assert open_ear(token, KEY.public_key(), "test").status == status
+
+
+def _affirming_despite_vector(claims: dict[str, Any]) -> None:
+    claims["submods"]["enclave"]["ear_trustworthiness_vector"]["executables"] = 96
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c: c.update(eat_profile="tag:github.com,2023:veraison/ear"), "profile"),
+        (_affirming_despite_vector, "contradicts its vector"),
+        (lambda c: c["submods"]["enclave"].update(ear_trustworthiness_vector={"x": "2"}), "vector"),
+        (lambda c: c["submods"].pop("enclave"), "no enclave appraisal"),
+        (lambda c: c.pop("eat_nonce"), "eat_nonce"),
+        (lambda c: c.update(ear_status="affirming", submods={}), "no enclave appraisal"),
+    ],
+)
+def test_a_result_not_as_the_draft_says_is_refused(change: Any, expected: str) -> None:
+    token = resigned(issue_ear(NONCE, AFFIRMING_VECTOR, APPRAISAL, KEY.sign), change)
+    with pytest.raises(ClaimFailed, match=expected):
+        open_ear(token, KEY.public_key(), "test")
+
+
+def test_a_result_signed_by_another_key_or_unsigned_is_refused() -> None:
+    other = ed25519.Ed25519PrivateKey.generate()
+    with pytest.raises(ClaimFailed, match="not an EAR the verifier signed"):
+        open_ear(issue_ear(NONCE, AFFIRMING_VECTOR, APPRAISAL, other.sign), KEY.public_key(), "t")
+    header, claims, _ = issue_ear(NONCE, AFFIRMING_VECTOR, APPRAISAL, KEY.sign).split(".")
+    unsigned = f"{b64url(json.dumps({'alg': 'none'}).encode())}.{claims}."
+    for token in (unsigned, f"{header}.{claims}", "not a token"):
+        with pytest.raises(ClaimFailed, match="not an EAR the verifier signed"):
+            open_ear(token, KEY.public_key(), "test")
+
+
+class OneAppraisal:
+    """A run's evidence holding one appraisal request and its result."""
+
+    def __init__(self, asked: bytes, answered: bytes) -> None:
+        self.asked, self.token = asked, issue_ear(answered, AFFIRMING_VECTOR, APPRAISAL, KEY.sign)
+
+    def parties(self, role: str | None = None) -> list[str]:
+        return {"verifier": ["verifier"], "end_user": ["alice"]}.get(str(role), [])
+
+    def key(self, party: str) -> ed25519.Ed25519PublicKey:
+        return KEY.public_key()
+
+    def received(self, party: str, step: str) -> list[tuple[dict[str, Any], bytes]]:
+        if (party, step) == ("verifier", "appraisal_request"):
+            return [({"sender": "alice"}, json.dumps({"nonce": self.asked.hex()}).encode())]
+        if (party, step) == ("alice", "attestation_result"):
+            return [({"sender": "verifier", "index": 7}, json.dumps({"ear": self.token}).encode())]
+        return []
+
+
+def test_verify_finds_a_result_for_a_nonce_the_relying_party_never_sent() -> None:
+    run: Any = OneAppraisal(NONCE, NONCE)
+    (holds,) = verify.verify_claims(run)
+    assert holds.ok and holds.checked == 1
+    run = OneAppraisal(NONCE, os.urandom(32))
+    (broken,) = verify.verify_claims(run)
+    assert [str(f) for f in broken.findings] == [
+        "alice entry 7: answers no nonce alice sent verifier"
+    ]

@@ -67,14 +67,10 @@ class Retrieved(_Frozen):
 
 
 class LedgerHead(_Frozen):
-    """The last signed head of the ledger a party was shown (fields as
-    signed): every head it is shown later, in any protocol, must extend it."""
+    """The last signed head of the ledger a party was shown (its signed
+    checkpoint): every head it is shown later, in any protocol, must extend it."""
 
-    ledger: str
-    size: int
-    root: str
-    time: float
-    signature: str
+    checkpoint: str
 
 
 # the model creator: written by attestation's dataset part, read by federated

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.audit import RunRecord
 from orchestrator.report.deliveries import Delivery
+from parties.errors import ClaimFailed
+from protocols.attestation.ledger import TreeHead
 
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the CLI
     from matplotlib.figure import Figure as Canvas
@@ -297,9 +299,11 @@ def ledger_heads(run: RunRecord, deliveries: list[Delivery]) -> Figure | None:
             continue
         try:
             head = json.loads(run.blob(delivery.receiver, admission) or b"null")["head"]
-            heads.append((float(head["time"]) - started, int(head["size"]), delivery.receiver))
-        except (ValueError, TypeError, KeyError):
+            size = TreeHead.from_json(head, "ledger head").size
+        except (ValueError, TypeError, KeyError, ClaimFailed):
             continue  # a public ledger payload without a tree head (or not JSON)
+        at = datetime.datetime.fromisoformat(delivery.time).timestamp()
+        heads.append((at - started, size, delivery.receiver))
     if not heads:
         return None
     heads.sort()

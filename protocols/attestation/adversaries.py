@@ -141,7 +141,7 @@ class SplitViewLedgerState(ledger_server.LedgerState):
     def log_for(self, ctx: PartyContext, asker: str) -> TransparencyLog:
         """A log of the asker's own, which no other party sees."""
         with self._lock:
-            return self.forks.setdefault(asker, TransparencyLog(ctx.name, ctx.sign))
+            return self.forks.setdefault(asker, TransparencyLog.of(ctx))
 
 
 ADVERSARIES: dict[str, Adversary] = {

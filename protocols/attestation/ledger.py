@@ -6,22 +6,23 @@ history is caught."""
 
 from __future__ import annotations
 
-import math
+import base64
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from evidence.canonical import canonical_json
 from evidence.merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
-from evidence.statements import OpenedStatement, open_statement
+from evidence.signed_note import BadNote, open_note, sign_note
+from evidence.statements import OpenedStatement, SigningParty, open_statement
 from parties.errors import ClaimFailed
 
-HEAD_CONTEXT = b"airlock-tree-head-v1\x00"
+# the checkpoint's origin line and the ledger's key name (c2sp.org/tlog-checkpoint)
+ORIGIN = "airlock/ledger/"
+MAX_CHECKPOINT = 1024
 
 
 def entry_bytes(envelope: dict[str, Any]) -> bytes:
@@ -31,52 +32,58 @@ def entry_bytes(envelope: dict[str, Any]) -> bytes:
 
 @dataclass(frozen=True)
 class TreeHead:
+    """A signed tree head: a C2SP tlog-checkpoint (origin `airlock/ledger/`
+    and the ledger's name; tree size; base64 root) in a signed note whose key
+    name is the origin (evidence/signed_note.py)."""
+
     ledger: str
     size: int
     root: bytes
-    time: float
-    signature: bytes
+    checkpoint: str  # the signed note
 
-    def signed_part(self) -> bytes:
-        body = {
-            "ledger": self.ledger,
-            "size": self.size,
-            "root": self.root.hex(),
-            "time": self.time,
-        }
-        return HEAD_CONTEXT + canonical_json(body)
+    @classmethod
+    def signed(
+        cls,
+        ledger: str,
+        size: int,
+        root: bytes,
+        key: ed25519.Ed25519PublicKey,
+        sign: Callable[[bytes], bytes],
+    ) -> TreeHead:
+        origin = ORIGIN + ledger
+        text = f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+        return cls(ledger, size, root, sign_note(text, origin, key, sign))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "ledger": self.ledger,
-            "size": self.size,
-            "root": self.root.hex(),
-            "time": self.time,
-            "signature": self.signature.hex(),
-        }
+        return {"checkpoint": self.checkpoint}
 
     @classmethod
     def from_json(cls, data: Any, claim: str) -> TreeHead:
+        """The head a checkpoint states (its signature is checked by `verify`)."""
         try:
+            checkpoint = data["checkpoint"]
+            text = checkpoint.rpartition("\n\n")[0]
+            origin, size, root = text.split("\n")
+            if not origin.startswith(ORIGIN) or not size.isdigit() or size != str(int(size)):
+                raise ValueError(text)
             head = cls(
-                str(data["ledger"]),
-                int(data["size"]),
-                bytes.fromhex(data["root"]),
-                float(data["time"]),
-                bytes.fromhex(data["signature"]),
+                origin.removeprefix(ORIGIN),
+                int(size),
+                base64.b64decode(root, validate=True),
+                checkpoint,
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise ClaimFailed(claim, "malformed tree head") from None
-        if not math.isfinite(head.time):  # no canonical JSON form, so nothing signed it
+        if len(head.root) != 32 or len(checkpoint) > MAX_CHECKPOINT:
             raise ClaimFailed(claim, "malformed tree head")
         return head
 
     def verify(self, key: ed25519.Ed25519PublicKey, claim: str) -> None:
         try:
-            key.verify(self.signature, self.signed_part())
-        except InvalidSignature:
+            open_note(self.checkpoint, ORIGIN + self.ledger, key)
+        except BadNote as bad:
             raise ClaimFailed(
-                claim, f"tree head of size {self.size} is not signed by {self.ledger}"
+                claim, f"tree head of size {self.size} is not signed by {self.ledger} ({bad})"
             ) from None
 
 
@@ -84,12 +91,20 @@ class TransparencyLog:
     """Thread-safe: a party serves concurrent submissions, and an answer's
     head and proofs must describe one and the same tree."""
 
-    def __init__(self, name: str, sign: Callable[[bytes], bytes]) -> None:
+    def __init__(
+        self, name: str, key: ed25519.Ed25519PublicKey, sign: Callable[[bytes], bytes]
+    ) -> None:
         self.name = name
+        self._key = key
         self._sign = sign
         self._lock = threading.RLock()
         self.entries: list[bytes] = []
         self.tree = MerkleTree()
+
+    @classmethod
+    def of(cls, party: SigningParty) -> TransparencyLog:
+        """The log of a ledger party, signed with its party key."""
+        return cls(party.name, party.public_key(party.name), party.sign)
 
     def submit(self, entry: bytes, since: int) -> dict[str, Any]:
         """Append `entry` and answer for it, atomically; nothing is appended
@@ -101,14 +116,7 @@ class TransparencyLog:
             return self.answer(self.tree.append(entry), since)
 
     def head(self) -> TreeHead:
-        unsigned = TreeHead(self.name, len(self.tree), self.tree.root(), time.time(), b"")
-        return TreeHead(
-            unsigned.ledger,
-            unsigned.size,
-            unsigned.root,
-            unsigned.time,
-            self._sign(unsigned.signed_part()),
-        )
+        return TreeHead.signed(self.name, len(self.tree), self.tree.root(), self._key, self._sign)
 
     def answer(self, index: int | None, since: int) -> dict[str, Any]:
         """A signed head, the inclusion proof of `index` and the consistency

@@ -36,7 +36,9 @@ def party_log(ctx: PartyContext) -> TransparencyLog:
     with _LOGS_LOCK:  # concurrent first submissions share one log
         log = _LOGS.get(ctx.store.root)
         if log is None:
-            log = _LOGS[ctx.store.root] = TransparencyLog(ctx.name, ctx.sign)
+            log = _LOGS[ctx.store.root] = TransparencyLog(
+                ctx.name, ctx.public_key(ctx.name), ctx.sign
+            )
         return log
 
 

@@ -12,7 +12,8 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from evidence.statements import PAYLOAD_TYPE
-from parties.message import Exactly, Fields, Hex, Message, Name, hex_bytes, json_message
+from parties.message import Exactly, Fields, Hex, Message, hex_bytes, json_message
+from protocols.attestation.ledger import MAX_CHECKPOINT
 from protocols.attestation.rules import Step
 
 # a statement's payload: non-empty standard base64, padded (securesystemslib's b64enc)
@@ -58,11 +59,9 @@ class HeadRequest(Fields):
 
 
 class TreeHead(Fields):
-    ledger: Name
-    size: int = Field(ge=0)
-    root: hex_bytes(32)  # type: ignore[valid-type]
-    time: float = Field(ge=0)
-    signature: hex_bytes(64)  # type: ignore[valid-type]
+    """A C2SP tlog-checkpoint in a signed note (protocols/attestation/ledger.py)."""
+
+    checkpoint: str = Field(max_length=MAX_CHECKPOINT)
 
 
 class LedgerAnswer(Fields):

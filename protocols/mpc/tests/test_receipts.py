@@ -55,7 +55,7 @@ def reply(
     )
     if not logged:
         return {"receipt": receipt, "unlogged": "ledger answer: the ledger refused"}
-    log = TransparencyLog("ledger", KEYS["ledger"].sign)
+    log = TransparencyLog("ledger", KEYS["ledger"].public_key(), KEYS["ledger"].sign)
     return {"receipt": receipt, "ledger": log.submit(entry_bytes(receipt), 0)}
 
 
@@ -99,7 +99,7 @@ def test_a_reply_whose_receipt_does_not_hold_is_refused(
 
 def test_a_proof_from_another_ledger_is_refused(expected: Expected) -> None:
     meta = reply(expected, SHARE)
-    forged = TransparencyLog("ledger", KEYS["other"].sign)
+    forged = TransparencyLog("ledger", KEYS["other"].public_key(), KEYS["other"].sign)
     meta["ledger"] = forged.submit(entry_bytes(meta["receipt"]), 0)
     with pytest.raises(ClaimFailed, match="not signed by ledger"):
         check_reply(UserView(), "compute_a", meta, SHARE, expected)  # type: ignore[arg-type]

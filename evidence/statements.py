@@ -11,6 +11,7 @@ claim.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +141,11 @@ def open_statement(
         predicate_type=statement.pb.predicate_type,
         predicate=json.loads(json_format.MessageToJson(statement.pb.predicate)),
     )
+
+
+def rfc3339_now() -> str:
+    """The time now as RFC 3339 (UTC, seconds): how SLSA and in-toto write times."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def json_or_none(payload: bytes) -> Any:

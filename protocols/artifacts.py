@@ -8,7 +8,7 @@ the names and types are shared.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,7 +39,8 @@ class AcceptedDatasets(_Frozen):
 
 
 class TrainingRun(_Frozen):
-    """How the kept model was trained: what its commitment states."""
+    """How the kept model was trained: what its commitment states (the
+    fields up to `delta`) and its provenance adds."""
 
     protocol: str
     mode: str
@@ -47,6 +48,16 @@ class TrainingRun(_Frozen):
     survivors: tuple[str, ...]
     epsilon: float | None
     delta: float | None
+    settings: dict[str, Any]  # the training stage's, as the scenario gave them
+    base_model_sha256: str
+    started: str  # RFC 3339
+    finished: str
+
+    def statement_fields(self) -> dict[str, Any]:
+        """What the model statement says of the training."""
+        return self.model_dump(
+            include={"protocol", "mode", "rounds", "survivors", "epsilon", "delta"}
+        )
 
 
 class CommittedModel(_Frozen):

@@ -5,12 +5,21 @@ party; and the stages out of order, refused when the scenario is parsed."""
 from __future__ import annotations
 
 import base64
+import copy
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
+from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+from in_toto_attestation.v1 import statement_pb2
+from in_toto_attestation.v1.statement import Statement
 from safetensors.torch import load_file
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
 
 from models.checkpoint import served_model, shipped_tokenizer
 from orchestrator.audit.run import load_run
@@ -19,6 +28,7 @@ from orchestrator.scenario import load_scenario, parse_scenario
 from orchestrator.verify import verify_run
 from parties.errors import ConfigError
 from parties.labels import Form
+from protocols.attestation.rules import SLSA_PROVENANCE
 from protocols.attestation.verify import RECEIPTS_CLAIM
 from protocols.tee.enclave import completion
 from tests.helpers import failing, result_of
@@ -118,6 +128,54 @@ def committed_statement(run_dir: Path) -> dict[str, Any]:
     shown = json.loads(run.blob("deployer", entry) or b"{}")
     statement: dict[str, Any] = json.loads(base64.b64decode(shown["statement"]["payload"]))
     return statement
+
+
+PROVENANCE_CLAIM = "training provenance (SLSA v1) names the published weights and logged datasets"
+
+
+def test_the_training_is_slsa_provenance_in_dsse_logged_for_the_published_weights(
+    healthcare: RunResult, tmp_path: Path
+) -> None:
+    """Read with the libraries' own types: the DSSE envelope verified by
+    securesystemslib under the creator's certified key, the statement and
+    its SLSA v1 predicate parsed by in-toto-attestation's protobufs."""
+    run = load_run(healthcare.run_dir)
+    submitted = [json.loads(p)["statement"] for _, p in run.received("ledger", None, "submit")]
+    (envelope,) = [
+        e
+        for e in submitted
+        if json.loads(base64.b64decode(e["payload"]))["predicateType"] == SLSA_PROVENANCE
+    ]
+    dsse = Envelope.from_dict(copy.deepcopy(envelope))
+    dsse.verify([SSlibKey.from_crypto(run.keys["model_creator"])], 1)
+    statement = json_format.Parse(dsse.payload, statement_pb2.Statement())
+    Statement.copy_from_pb(statement).validate()
+    provenance = json_format.ParseDict(
+        json_format.MessageToDict(statement.predicate), provenance_pb2.Provenance()
+    )
+    weights = healthcare.run_dir / "model" / "model.safetensors"
+    (subject,) = statement.subject
+    assert subject.name == "model/model.safetensors"
+    assert subject.digest["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert provenance.run_details.builder.id == "urn:airlock:party:model_creator"
+    assert [d.name for d in provenance.build_definition.resolved_dependencies] == [
+        "models/checkpoint/model.safetensors",
+        "train:hospital_1",
+        "train:hospital_2",
+        "train:hospital_3",
+    ]
+    assert provenance.build_definition.external_parameters["mode"] == "secagg+dp"
+    survivors = provenance.build_definition.internal_parameters["survivors"]
+    assert list(survivors) == ["hospital_1", "hospital_2"]
+    # the published weights changed: no longer the file the provenance names
+    changed = tmp_path / "run"
+    shutil.copytree(healthcare.run_dir, changed)
+    flipped = bytearray((changed / "model" / "model.safetensors").read_bytes())
+    flipped[-1] ^= 1
+    (changed / "model" / "model.safetensors").write_bytes(bytes(flipped))
+    assert "is not the file its subject names" in str(
+        failing(verify_run(changed))[PROVENANCE_CLAIM]
+    )
 
 
 def test_alice_asks_the_enclave_with_what_she_retrieved(healthcare: RunResult) -> None:

@@ -6,6 +6,7 @@ and end users."""
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,12 +30,13 @@ from protocols.artifacts import (
     model_to_serve,
 )
 from protocols.attestation.dataset import Commitment, ExclusionProof, verify_exclusion
-from protocols.attestation.ledger import open_logged
+from protocols.attestation.ledger import entry_bytes, open_logged
 from protocols.attestation.model import DatasetReference, Server, model_predicate
 from protocols.attestation.placeholder import placeholder_weights
-from protocols.attestation.rules import DATASET_PREDICATE, MODEL_PREDICATE, Step
+from protocols.attestation.provenance import SUBJECT, training_provenance
+from protocols.attestation.rules import DATASET_PREDICATE, MODEL_PREDICATE, SLSA_PROVENANCE, Step
 from protocols.attestation.shared import Checking, Settings, Summary, ledger_of, submit
-from protocols.attestation.signed_model import sign_model
+from protocols.attestation.signed_model import SignedModel, sign_model
 
 
 class CreatorHoldings(ModelCreator):
@@ -53,6 +55,8 @@ class CreatorPhase(enum.Enum):
 class CreatorState(Checking):
     phase: CreatorPhase = CreatorPhase.COLLECTING
     datasets: dict[str, DatasetReference] = field(default_factory=dict)  # by contributor
+    # SHA-256 of each accepted dataset's logged attestation (its ledger leaf), by dataset
+    attestations: dict[str, str] = field(default_factory=dict)
     # attestations arrive concurrently: each adds its dataset and rewrites the kept list
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -100,6 +104,8 @@ def on_dataset_attestation(ctx: PartyContext, envelope: Envelope) -> None:
         return
     with state._lock:
         state.datasets[contributor] = DatasetReference(commitment.dataset, commitment.root.hex())
+        leaf = entry_bytes(json.loads(envelope.payload)["statement"])
+        state.attestations[commitment.dataset] = hashlib.sha256(leaf).hexdigest()
         accepted = [
             AcceptedDataset(contributor=name, name=d.name, sha256=d.sha256)
             for name, d in sorted(state.datasets.items())
@@ -118,7 +124,21 @@ def committed_weights(
         return placeholder_weights(holdings_as(ctx, CreatorHoldings).model), training
     tensors = float32_tensors(model_to_serve(ctx, "trained").state_dict())
     run = ctx.store.get(TRAINING_RUN)
-    return tensors, {**training, **run.model_dump()}
+    return tensors, {**training, **run.statement_fields()}
+
+
+def provenance(
+    ctx: PartyContext,
+    state: CreatorState,
+    signed: SignedModel,
+    datasets: Sequence[DatasetReference],
+) -> dict[str, Any]:
+    """The training run's SLSA provenance, signed: for the published weights file."""
+    predicate = training_provenance(
+        ctx.name, ctx.store.get(TRAINING_RUN), datasets, state.attestations
+    )
+    weights = hashlib.sha256(signed.files[SUBJECT]).hexdigest()
+    return sign_statement(SUBJECT, weights, SLSA_PROVENANCE, predicate, PartySigner.of(ctx))
 
 
 def commit_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -158,6 +178,8 @@ def commit(
     label = [Label(f"weights:{ctx.name}", Form.DIGEST)]
     try:
         logged = submit(ctx, statement, label)
+        if settings.model == "trained":
+            submit(ctx, provenance(ctx, state, signed, datasets), label)
     except ClaimFailed as error:
         return {"rejected": state.reject(error)}
     for path, data in signed.files.items():  # the signed files, once the statement is logged

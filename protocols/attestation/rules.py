@@ -21,10 +21,12 @@ READERS = (*SUBMITTERS, Role.ENCLAVE, Role.COMPUTE, Role.END_USER)
 # the in-toto predicate types of the statements this protocol signs
 DATASET_PREDICATE = "urn:airlock:predicate:dataset-commitment:v1"
 MODEL_PREDICATE = "urn:airlock:predicate:model-commitment:v1"
+# how a trained model was built (protocols/attestation/provenance.py)
+SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 # what each submitter signs, so what the ledger (and verify) opens its statements as
-SIGNED_BY_SENDER = {
+SIGNED_BY_SENDER: dict[Role, str | tuple[str, ...]] = {
     Role.DATA_CONTRIBUTOR: DATASET_PREDICATE,
-    Role.MODEL_CREATOR: MODEL_PREDICATE,
+    Role.MODEL_CREATOR: (MODEL_PREDICATE, SLSA_PROVENANCE),
     Role.DEPLOYER: RECEIPT_PREDICATE,
 }
 

@@ -19,7 +19,9 @@ Numbered as the checks run (the orchestrator checks the logs first):
 5. model commitment: each model statement names only logged dataset statements;
    the model files its creator published (RUN/model/, RUN/model.sig,
    RUN/model_creator.pub.pem) verify with OpenSSF Model Signing under the
-   key the statement names, and are the model it names;
+   key the statement names, and are the model it names; a federated-trained
+   model's SLSA provenance is logged, for the published weights file,
+   resolving to the logged dataset attestations the model statement names;
 6. receipts: each receipt an end user received, or the ledger logged, is
    signed with a receipt key the model commitment endorses for its server
    (or, an enclave's, that a logged deployment of the committed model
@@ -52,11 +54,14 @@ from parties.roles import Role
 from protocols.attestation.creator import CreatorHoldings, check_dataset_attestation
 from protocols.attestation.ledger import check_answer, entry_bytes
 from protocols.attestation.model import ModelCommitment
+from protocols.attestation.provenance import CLAIM as PROVENANCE_CLAIM
+from protocols.attestation.provenance import check_provenance
 from protocols.attestation.rules import (
     DATASET_PREDICATE,
     MODEL_PREDICATE,
     NAME,
     SIGNED_BY_SENDER,
+    SLSA_PROVENANCE,
     Step,
 )
 from protocols.attestation.signed_model import verify_signed_model
@@ -79,6 +84,7 @@ def verify_claims(run: RunEvidence) -> list[Claim]:
         commitment, model_claim = _model(run, logged, accepted)
         claims.append(model_claim)
         claims.append(_signed_model(run, logged))
+        claims.extend(_provenance(run, logged))
         claims.append(_receipts(run, ledger, logged, commitment))
     return claims
 
@@ -293,6 +299,44 @@ def _signed_model(run: RunEvidence, logged: Logged) -> Claim:
     if claim.checked == 0:
         _unreached(run, claim, "no logged model statement names signed model files")
     return claim
+
+
+def _provenance(run: RunEvidence, logged: Logged) -> list[Claim]:
+    """5c. A federated-trained model's SLSA provenance is logged by its
+    creator, for the published weights file, resolving to the logged dataset
+    attestations its model statement names. No claim where nothing was trained."""
+    claim = Claim("training provenance (SLSA v1) names the published weights and logged datasets")
+    leaves = {
+        hashlib.sha256(entry_bytes(item.envelope)).hexdigest(): item.opened.subject
+        for item in logged
+        if item.opened.predicate_type == DATASET_PREDICATE
+    }
+    trained = {
+        item.sender: {str(d.get("name")) for d in item.opened.predicate.get("datasets", [])}
+        for item in logged
+        if item.opened.predicate_type == MODEL_PREDICATE
+        and item.opened.predicate.get("training", {}).get("protocol") == "federated"
+    }
+    for item in logged:
+        if item.opened.predicate_type != SLSA_PROVENANCE:
+            continue
+        claim.checked += 1
+        opened = item.opened
+        try:
+            resolved = check_provenance(
+                opened.subject, opened.sha256, opened.predicate, item.sender, run.directory, leaves
+            )
+            if set(resolved) != trained.get(item.sender, set()):
+                raise ClaimFailed(
+                    PROVENANCE_CLAIM, "its datasets are not those the model statement names"
+                )
+        except ClaimFailed as error:
+            claim.fail(item.sender, None, str(error))
+    if not claim.checked and not trained:
+        return []
+    if not claim.checked:
+        _unreached(run, claim, "a model trained in the run has no logged provenance")
+    return [claim]
 
 
 def _unreached(run: RunEvidence, claim: Claim, missing: str) -> None:

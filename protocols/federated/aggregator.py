@@ -21,6 +21,7 @@ last round the model goes back to the contributors.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import os
 import time
@@ -31,6 +32,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from evidence.statements import rfc3339_now
 from models.checkpoint import served_model
 from models.corpus import public_corpus
 from models.transformer import Transformer, flat_parameters, set_flat_parameters
@@ -101,10 +103,13 @@ class AggregatorRound:
 
 @dataclass
 class Training:
-    """The shared model and its privacy budget, from load_model on."""
+    """The shared model and its privacy budget, from load_model on; what it
+    started from and when (the training's provenance)."""
 
     model: Transformer
     accountant: dp.Accountant
+    base_sha256: str  # SHA-256 of the weights file it started from
+    started: str  # RFC 3339
 
 
 @dataclass
@@ -151,7 +156,8 @@ def load_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     state = aggregator(ctx)
     state.expect(AggregatorPhase.UNLOADED, doing="loading the model")
     model = initial_model(ctx)
-    state.training = Training(model, dp.Accountant(s.delta))
+    base = hashlib.sha256(model.to_bytes()).hexdigest()
+    state.training = Training(model, dp.Accountant(s.delta), base, rfc3339_now())
     state.phase = AggregatorPhase.BETWEEN_ROUNDS
     return {
         "parameters": int(flat_parameters(model).numel()),
@@ -400,7 +406,8 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     that commit to it and serve it."""
     s = settings(params)
     state = aggregator(ctx)
-    model = state.trained("publishing the model").model
+    training = state.trained("publishing the model")
+    model = training.model
     labels = [control(ctx), Label(f"weights:{ctx.name}", Form.PLAINTEXT)]
     body = model.to_bytes()
     survivors = state.history[-1]["survivors"] if state.history else []
@@ -412,6 +419,10 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         survivors=tuple(survivors),
         epsilon=round(state.epsilon, 3) if s.private else None,
         delta=s.delta if s.private else None,
+        settings=s.model_dump(),
+        base_model_sha256=training.base_sha256,
+        started=training.started,
+        finished=rfc3339_now(),
     )
     ctx.store.put(TRAINING_RUN, run)
     _, failed = ask_all(

@@ -31,7 +31,7 @@ def checkpoint(entries: int = 3) -> str:
 def test_a_head_is_a_tlog_checkpoint_sigstore_reads_and_verifies() -> None:
     # sigstore's parser is private API, used here only as an outside reader
     from sigstore._internal.rekor.checkpoint import SignedCheckpoint
-    from sigstore._internal.trust import Keyring
+    from sigstore._internal.trust import Keyring, RekorKeyring
     from sigstore._utils import KeyID
     from sigstore_models.common import v1 as common
 
@@ -51,11 +51,15 @@ def test_a_head_is_a_tlog_checkpoint_sigstore_reads_and_verifies() -> None:
     assert parsed.checkpoint.log_hash == root.tree.root().hex()
     spki = KEY.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     details = common.PublicKeyDetails.PKIX_ED25519
-    ring = Keyring([common.PublicKey(raw_bytes=base64.b64encode(spki), key_details=details)])
+    ring = RekorKeyring(
+        Keyring([common.PublicKey(raw_bytes=base64.b64encode(spki), key_details=details)])
+    )
     parsed.signed_note.verify(ring, KeyID(expected_id))  # raises if it does not verify
     other = ed25519.Ed25519PrivateKey.generate().public_key()
     other_spki = other.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    ring = Keyring([common.PublicKey(raw_bytes=base64.b64encode(other_spki), key_details=details)])
+    ring = RekorKeyring(
+        Keyring([common.PublicKey(raw_bytes=base64.b64encode(other_spki), key_details=details)])
+    )
     with pytest.raises(Exception, match="[Ss]ignature"):
         parsed.signed_note.verify(ring, KeyID(expected_id))
 

@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pyhpke import KEMKeyPair
 from securesystemslib.signer import Signer
 
-from evidence.receipts import issue_receipt, new_salt
+from evidence.cose_receipts import issue_cose_receipt
+from evidence.receipts import issue_receipt, new_salt, salted_sha256
 from evidence.statements import PartySigner
 from evidence.weights import float32_weights_root
 from models.checkpoint import shipped_tokenizer
@@ -191,10 +192,20 @@ class BootedEnclave:
             input_sha256=commitment.hex(),
             output_salt=output_salt,
         )
+        # the same receipt as COSE_Sign1 (evidence/cose_receipts.py), for COSE tooling
+        cose = issue_cose_receipt(
+            server,
+            self.model_root,
+            commitment.hex(),
+            salted_sha256(output_salt, output.encode()),
+            nonce,
+            signer,
+        )
         answer: dict[str, Any] = {
             "output": output,
             "output_salt": output_salt.hex(),
             "receipt": receipt,
+            "cose_receipt": cose.hex(),
         }
         if log is not None:
             try:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from evidence.cose_receipts import RECEIPTS_DIR, open_cose_receipt
 from evidence.receipts import check_receipt, new_salt, salted_sha256
 from models.corpus import grounded_prompt
 from parties.errors import AirlockError, ClaimFailed
@@ -70,9 +71,10 @@ def ask_enclave(
         answer = json.loads(channel.open_answer(context, sealed_answer, aad))
         output, receipt = str(answer["output"]), answer["receipt"]
         output_salt = bytes.fromhex(str(answer["output_salt"]))
+        cose = bytes.fromhex(str(answer["cose_receipt"]))
     except (ValueError, KeyError, TypeError):
         raise ClaimFailed(CLAIM, "malformed answer") from None
-    check_receipt(
+    checked = check_receipt(
         receipt,
         enclave.receipt_key,
         model_root=enclave.model_root if model_root is None else model_root,
@@ -82,6 +84,10 @@ def ask_enclave(
         prompt_salt=salt,
         output_salt=output_salt,
     )
+    # the COSE receipt must say what the DSSE one says, under the same attested key
+    if open_cose_receipt(cose, enclave.receipt_key) != checked:
+        raise ClaimFailed(CLAIM, "the COSE receipt says other than the DSSE receipt")
+    ctx.publish(f"{RECEIPTS_DIR}/{ctx.name}/{request}.cose", cose)
     if not logged:
         return output, None
     if "ledger" not in answer:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,6 +106,7 @@ class OneAppraisal:
 
     def __init__(self, asked: bytes, answered: bytes) -> None:
         self.asked, self.token = asked, issue_ear(answered, AFFIRMING_VECTOR, APPRAISAL, KEY.sign)
+        self.directory = Path("/nonexistent")  # nothing published
 
     def parties(self, role: str | None = None) -> list[str]:
         return {"verifier": ["verifier"], "end_user": ["alice"]}.get(str(role), [])
@@ -122,10 +124,10 @@ class OneAppraisal:
 
 def test_verify_finds_a_result_for_a_nonce_the_relying_party_never_sent() -> None:
     run: Any = OneAppraisal(NONCE, NONCE)
-    (holds,) = verify.verify_claims(run)
+    holds, _ = verify.verify_claims(run)
     assert holds.ok and holds.checked == 1
     run = OneAppraisal(NONCE, os.urandom(32))
-    (broken,) = verify.verify_claims(run)
+    broken, _ = verify.verify_claims(run)
     assert [str(f) for f in broken.findings] == [
         "alice entry 7: answers no nonce alice sent verifier"
     ]

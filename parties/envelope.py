@@ -17,6 +17,7 @@ from parties.wire import airlock_pb2 as pb
 
 SIGNING_CONTEXT = b"airlock-envelope-v1\x00"
 CHUNK_SIZE = 1 << 20  # payload bytes per stream message
+INLINE_SIZE = 64 << 10  # payloads up to this size travel in the header's message
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,17 @@ def new_header(
 
 
 def to_messages(envelope: Envelope) -> Iterator[pb.Envelope]:
-    """Frame an envelope as a stream: header and signature first, then payload pieces."""
-    yield pb.Envelope(header=envelope.header_bytes, signature=envelope.signature)
+    """Frame an envelope as a stream: header and signature first, then payload
+    pieces. A small payload rides in the header's message: one stream message
+    fewer to read (the largest cost of a small envelope: docs/benchmarks.md),
+    while a large one still waits until its header has been checked."""
     payload = envelope.payload
+    if len(payload) <= INLINE_SIZE:
+        yield pb.Envelope(
+            header=envelope.header_bytes, signature=envelope.signature, payload=payload
+        )
+        return
+    yield pb.Envelope(header=envelope.header_bytes, signature=envelope.signature)
     for start in range(0, len(payload), CHUNK_SIZE):
         yield pb.Envelope(
             payload=payload[start : start + CHUNK_SIZE]

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from evidence.canonical import canonical_json
+from evidence.canonical import _parts, canonical_json
 from tests.test_audit import integrity_findings, log_lines, write_lines
 
 
@@ -28,6 +30,29 @@ def test_wide_integers_are_written_exactly() -> None:
         == b'{"labels":[{"n":-1152921504606846976}],"sequence":18446744073709551615,"size":3}'
     )
     assert canonical_json({"n": 2**53}) != canonical_json({"n": 2**53 + 1})
+
+
+def library_encoding(value: object) -> bytes:
+    """What the library writes (wide integers in full), without the fast path."""
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.IntegerDomainError:
+        return b"".join(_parts(value))
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(JSON_VALUES)
+def test_the_fast_path_writes_what_the_library_writes(value: object) -> None:
+    """Values without floats go through the standard encoder: the same bytes,
+    whatever the keys (astral ones go the library's way), strings and integers."""
+    assert canonical_json(value) == library_encoding(value)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), {1: "not a string key"}])

@@ -27,7 +27,7 @@ from evidence.receipts import Receipt
 from evidence.statements import PartySigner
 from parties.errors import ClaimFailed
 from protocols.tee import verify
-from protocols.tee.ear import AFFIRMING_VECTOR, issue_ear
+from protocols.tee.tests.appraised_run import AppraisedRun
 
 KEY = ed25519.Ed25519PrivateKey.generate()
 ROOT, INPUT, OUTPUT, NONCE = b"\x01" * 32, "ab" * 32, "cd" * 32, os.urandom(16)
@@ -102,41 +102,25 @@ def test_a_forged_altered_untagged_or_garbled_receipt_is_refused() -> None:
             open_cose_receipt(garbage, KEY.public_key())
 
 
-class Published:
-    """A run directory with one published receipt, and the affirming EAR its
-    user admitted, naming KEY as the enclave's receipt key."""
-
-    def __init__(self, directory: Path, published: bytes) -> None:
-        self.directory = directory
-        (directory / RECEIPTS_DIR / "alice").mkdir(parents=True)
-        (directory / RECEIPTS_DIR / "alice" / "request.cose").write_bytes(published)
-        raw = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        appraisal = {"receipt_public_key": raw.hex(), "model_root": ROOT.hex()}
-        self.ear = issue_ear(NONCE, AFFIRMING_VECTOR, appraisal, KEY.sign)
-
-    def parties(self, role: str | None = None) -> list[str]:
-        return {"verifier": ["verifier"], "end_user": ["alice"]}.get(str(role), [])
-
-    def key(self, party: str) -> ed25519.Ed25519PublicKey:
-        return KEY.public_key()
-
-    def received(self, party: str, step: str) -> list[tuple[dict[str, Any], bytes]]:
-        if (party, step) == ("verifier", "appraisal_request"):
-            return [({"sender": "alice"}, json.dumps({"nonce": NONCE.hex()}).encode())]
-        if (party, step) == ("alice", "attestation_result"):
-            return [({"sender": "verifier"}, json.dumps({"ear": self.ear}).encode())]
-        return []
+def published(directory: Path, receipt: bytes) -> AppraisedRun:
+    """A run in which alice published `receipt`, after an affirming EAR that
+    named KEY as the enclave's receipt key and ROOT as its model."""
+    (directory / RECEIPTS_DIR / "alice").mkdir(parents=True)
+    (directory / RECEIPTS_DIR / "alice" / "request.cose").write_bytes(receipt)
+    raw = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    appraisal = {"receipt_public_key": raw.hex(), "model_root": ROOT.hex()}
+    return AppraisedRun(KEY, NONCE, NONCE, appraisal, directory)
 
 
 def test_verify_refuses_a_published_receipt_no_attested_enclave_signed(tmp_path: Path) -> None:
-    run: Any = Published(tmp_path / "honest", receipt())
+    run: Any = published(tmp_path / "honest", receipt())
     assert all(claim.ok and claim.checked == 1 for claim in verify.verify_claims(run))
-    run = Published(tmp_path / "forged", receipt(ed25519.Ed25519PrivateKey.generate()))
+    run = published(tmp_path / "forged", receipt(ed25519.Ed25519PrivateKey.generate()))
     _, cose = verify.verify_claims(run)
     assert [str(f) for f in cose.findings] == [
         "alice: request.cose: signed by no enclave an affirming EAR attests"
     ]
-    run = Published(
+    run = published(
         tmp_path / "other-model", resigned(receipt(), claims=_with(MODEL_HASH, b"\x02" * 32))
     )
     _, cose = verify.verify_claims(run)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from jwcrypto import jwk, jwt
 from parties.errors import ClaimFailed
 from protocols.tee import verify
 from protocols.tee.ear import AFFIRMING_VECTOR, PROFILE, issue_ear, open_ear, tier
+from protocols.tee.tests.appraised_run import AppraisedRun
 
 KEY = ed25519.Ed25519PrivateKey.generate()
 NONCE = os.urandom(32)
@@ -101,32 +101,11 @@ def test_a_result_signed_by_another_key_or_unsigned_is_refused() -> None:
             open_ear(token, KEY.public_key(), "test")
 
 
-class OneAppraisal:
-    """A run's evidence holding one appraisal request and its result."""
-
-    def __init__(self, asked: bytes, answered: bytes) -> None:
-        self.asked, self.token = asked, issue_ear(answered, AFFIRMING_VECTOR, APPRAISAL, KEY.sign)
-        self.directory = Path("/nonexistent")  # nothing published
-
-    def parties(self, role: str | None = None) -> list[str]:
-        return {"verifier": ["verifier"], "end_user": ["alice"]}.get(str(role), [])
-
-    def key(self, party: str) -> ed25519.Ed25519PublicKey:
-        return KEY.public_key()
-
-    def received(self, party: str, step: str) -> list[tuple[dict[str, Any], bytes]]:
-        if (party, step) == ("verifier", "appraisal_request"):
-            return [({"sender": "alice"}, json.dumps({"nonce": self.asked.hex()}).encode())]
-        if (party, step) == ("alice", "attestation_result"):
-            return [({"sender": "verifier", "index": 7}, json.dumps({"ear": self.token}).encode())]
-        return []
-
-
 def test_verify_finds_a_result_for_a_nonce_the_relying_party_never_sent() -> None:
-    run: Any = OneAppraisal(NONCE, NONCE)
+    run: Any = AppraisedRun(KEY, NONCE, NONCE, APPRAISAL)
     holds, _ = verify.verify_claims(run)
     assert holds.ok and holds.checked == 1
-    run = OneAppraisal(NONCE, os.urandom(32))
+    run = AppraisedRun(KEY, NONCE, os.urandom(32), APPRAISAL)
     broken, _ = verify.verify_claims(run)
     assert [str(f) for f in broken.findings] == [
         "alice entry 7: answers no nonce alice sent verifier"

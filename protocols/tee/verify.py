@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from evidence.claims import Claim, RunEvidence
+from evidence.claims import Claim, Finding, RunEvidence
 from evidence.cose_receipts import RECEIPTS_DIR, open_cose_receipt
 from parties.errors import ClaimFailed
 from protocols.tee.ear import open_ear
@@ -62,7 +62,11 @@ def _attestation_results(run: RunEvidence) -> tuple[Claim, dict[str, list[dict[s
 def _cose_receipts(run: RunEvidence, attested: dict[str, list[dict[str, Any]]]) -> Claim:
     claim = Claim(COSE_CLAIM)
     for user in run.parties(USER):
-        for path in sorted((run.directory / RECEIPTS_DIR / user).glob("*.cose")):
+        receipts = sorted((run.directory / RECEIPTS_DIR / user).glob("*.cose"))
+        if not receipts and attested.get(user):  # refused every answer, or files removed
+            note = "admitted an affirming EAR but published no COSE receipt"
+            claim.notes.append(Finding(user, None, note))
+        for path in receipts:
             claim.checked += 1
             try:
                 if not any(_names(path.read_bytes(), result) for result in attested.get(user, [])):

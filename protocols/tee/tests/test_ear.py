@@ -103,8 +103,12 @@ def test_a_result_signed_by_another_key_or_unsigned_is_refused() -> None:
 
 def test_verify_finds_a_result_for_a_nonce_the_relying_party_never_sent() -> None:
     run: Any = AppraisedRun(KEY, NONCE, NONCE, APPRAISAL)
-    holds, _ = verify.verify_claims(run)
+    holds, cose = verify.verify_claims(run)
     assert holds.ok and holds.checked == 1
+    # an affirming EAR, then no receipt published: worth a note, not a failure
+    assert cose.ok and [str(n) for n in cose.notes] == [
+        "alice: admitted an affirming EAR but published no COSE receipt"
+    ]
     run = AppraisedRun(KEY, NONCE, os.urandom(32), APPRAISAL)
     broken, _ = verify.verify_claims(run)
     assert [str(f) for f in broken.findings] == [

@@ -8,12 +8,60 @@ from __future__ import annotations
 
 import secrets
 
+import numba
 import numpy as np
 
 from parties.errors import BadQuery
 from protocols.pir.records import version
 
-BLOCK_ROWS = 256  # selected rows gathered at a time: 1 MiB of 4 KiB records stays in cache
+
+# The XOR of selected rows is compiled with numba: numpy can only gather the
+# selected rows into a copy and reduce the copy (two passes, 0.4x-0.7x of a
+# memory read), and a batch would read the database once per query. The
+# compiled loops read each selected row once, straight into the answers.
+@numba.njit(cache=True, nogil=True)
+def _xor_rows(words: np.ndarray, chosen: np.ndarray, answer: np.ndarray) -> None:
+    """XORs the rows `chosen` into `answer`, eight rows per store: one
+    read-modify-write of the answer per row held it to 0.7x of a memory read."""
+    whole = len(chosen) - len(chosen) % 8
+    for i in range(0, whole, 8):
+        r0, r1, r2, r3 = (
+            words[chosen[i]],
+            words[chosen[i + 1]],
+            words[chosen[i + 2]],
+            words[chosen[i + 3]],
+        )
+        r4, r5, r6, r7 = (
+            words[chosen[i + 4]],
+            words[chosen[i + 5]],
+            words[chosen[i + 6]],
+            words[chosen[i + 7]],
+        )
+        for word in range(words.shape[1]):
+            answer[word] ^= (
+                r0[word]
+                ^ r1[word]
+                ^ r2[word]
+                ^ r3[word]
+                ^ r4[word]
+                ^ r5[word]
+                ^ r6[word]
+                ^ r7[word]
+            )
+    for i in range(whole, len(chosen)):
+        for word in range(words.shape[1]):
+            answer[word] ^= words[chosen[i], word]
+
+
+@numba.njit(cache=True, nogil=True)
+def _xor_rows_batch(words: np.ndarray, selected: np.ndarray, answers: np.ndarray) -> None:
+    """`selected` is (rows, queries): each row is read once from memory and
+    XORed into every answer that selects it (the answers stay in cache)."""
+    for row in range(words.shape[0]):
+        for query in range(selected.shape[1]):
+            if selected[row, query]:
+                for word in range(words.shape[1]):
+                    answers[query, word] ^= words[row, word]
 
 
 def make_queries(index: int, count: int) -> tuple[bytes, bytes]:
@@ -44,24 +92,21 @@ class XorServer:
         return bits[: self.count].astype(bool)
 
     def answer(self, query: bytes) -> bytes:
-        """The XOR of the records the query selects. The selected rows are
-        gathered, a cache-sized block at a time, into one reused buffer and
-        reduced there: only the selected half of the database is read."""
-        chosen = np.flatnonzero(self._bits(query))
-        result = np.zeros(self._words.shape[1], dtype=np.uint64)
-        buffer = np.empty((BLOCK_ROWS, self._words.shape[1]), dtype=np.uint64)
-        for start in range(0, len(chosen), BLOCK_ROWS):
-            rows = chosen[start : start + BLOCK_ROWS]
-            block = buffer[: len(rows)]
-            np.take(self._words, rows, axis=0, out=block)
-            np.bitwise_xor(result, np.bitwise_xor.reduce(block, axis=0), out=result)
-        return result.tobytes()
+        """The XOR of the records the query selects: only the selected half
+        of the database is read."""
+        answer = np.zeros(self._words.shape[1], dtype=np.uint64)
+        _xor_rows(self._words, np.flatnonzero(self._bits(query)), answer)
+        return answer.tobytes()
 
     def answer_batch(self, queries: list[bytes]) -> list[bytes]:
-        """Answers to several queries; all are checked before any is answered."""
-        for query in queries:
-            self._bits(query)
-        return [self.answer(query) for query in queries]
+        """Answers to several queries in one pass over the database; all are
+        checked before any is answered."""
+        if not queries:
+            return []
+        selected = np.stack([self._bits(query) for query in queries], axis=1)
+        answers = np.zeros((len(queries), self._words.shape[1]), dtype=np.uint64)
+        _xor_rows_batch(self._words, selected, answers)
+        return [answer.tobytes() for answer in answers]
 
 
 def combine(first: bytes, second: bytes) -> np.ndarray:

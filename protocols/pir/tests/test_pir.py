@@ -40,6 +40,22 @@ def test_xor_pir_returns_every_record_exactly() -> None:
         assert unpack(combine(first.answer(q1), second.answer(q2))) == DOCS[index]
 
 
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 300])
+def test_compiled_xor_answers_equal_numpys_reduction(count: int) -> None:
+    """The compiled kernels (eight rows at a time, and a batch in one pass)
+    against numpy's XOR of the selected rows, for every remainder mod 8."""
+    records = np.random.default_rng(count).integers(0, 256, (count, 16), dtype=np.uint8)
+    server = XorServer(records)
+    queries = [make_queries(i % count, count)[0] for i in range(5)]
+    expected = []
+    for query in queries:
+        bits = np.unpackbits(np.frombuffer(query, dtype=np.uint8))[:count].astype(bool)
+        expected.append(np.bitwise_xor.reduce(records[bits], axis=0).tobytes())
+    assert [server.answer(query) for query in queries] == expected
+    assert server.answer_batch(queries) == expected
+    assert server.answer(bytes(-(-count // 8))) == bytes(16)
+
+
 def test_each_xor_replica_sees_a_uniform_vector() -> None:
     """The bit of the wanted record is a fair coin in either replica's query."""
     ones = [

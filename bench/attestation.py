@@ -1,7 +1,7 @@
 """Data attestation figures: commit throughput against raw SHA-256 over the
 same bytes (same run), and proof sizes and verification times at 10^6 records.
 
-    .venv/bin/python bench/attestation.py [--records 1000000] [--repeat 3]
+    .venv/bin/python bench/attestation.py [--records 1000000] [--repeat 3] [--json FILE]
 
 Figures, not a test. "commit" builds the key-ordered tree with range
 commitments (`ordered`) over the leaves (key + SHA-256 of each canonical
@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from bench.timing import best  # noqa: E402
 from evidence.canonical import canonical_json  # noqa: E402
 from evidence.merkle import MerkleTree, verify_consistency  # noqa: E402
@@ -47,7 +48,7 @@ def records(count: int, text_bytes: int) -> list[dict[str, str]]:
     ]
 
 
-def throughput(repeat: int) -> None:
+def throughput(repeat: int, figures: Figures) -> None:
     print(
         f"{'record size':>12} {'records':>8} {'MiB':>6} {'sha256 MiB/s':>13} "
         f"{'commit MiB/s':>13} {'ratio':>6} {'from records MiB/s':>19} {'ratio':>6}"
@@ -81,9 +82,19 @@ def throughput(repeat: int) -> None:
             f"{text_bytes:>10} B {count:>8} {mib:6.1f} {mib / t_raw:13.0f} {mib / t_commit:13.0f} "
             f"{t_raw / t_commit:5.2f}x {mib / t_full:19.0f} {t_raw / t_full:5.2f}x"
         )
+        figures.row(
+            "throughput",
+            record_bytes=text_bytes,
+            records=count,
+            mib=mib,
+            sha256_mib_per_s=mib / t_raw,
+            commit_mib_per_s=mib / t_commit,
+            from_records_mib_per_s=mib / t_full,
+        )
+        figures.ratio(f"commit_{text_bytes}B_vs_sha256", t_raw / t_commit)
 
 
-def proofs(count: int) -> None:
+def proofs(count: int, figures: Figures) -> None:
     start = time.perf_counter()
     dataset = Dataset("train:bench", records(count, 64), ("source", "text"), "source")
     built = time.perf_counter() - start
@@ -123,6 +134,16 @@ def proofs(count: int) -> None:
         f"{exclusion_bytes:>13.0f} "
         f"{statistics.median(exclusion_times) * 1e6:>11.1f} us"
     )
+    figures.row(
+        "proofs",
+        records=count,
+        build_s=built,
+        membership_bytes=membership_bytes,
+        membership_verify_us=statistics.median(verify_times) * 1e6,
+        exclusion_bytes=exclusion_bytes,
+        exclusion_verify_us=statistics.median(exclusion_times) * 1e6,
+        consistency_verify_us=statistics.median(consistency_times) * 1e6,
+    )
     print(
         f"{'ledger consistency (n/3->n)':<28} {len(consistency):>7} "
         f"{len(canonical_json([h.hex() for h in consistency])):>13} "
@@ -138,9 +159,12 @@ def main() -> None:
         "--records", type=int, default=1_000_000, help="dataset size for the proof figures"
     )
     parser.add_argument("--repeat", type=int, default=3, help="best of N for throughput")
+    add_json_option(parser)
     args = parser.parse_args()
-    throughput(args.repeat)
-    proofs(args.records)
+    figures = Figures()
+    throughput(args.repeat, figures)
+    proofs(args.records, figures)
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ plain gRPC server without TLS. Both plain servers take the very same
 `Envelope` protobuf stream and only reassemble the payload. Messages are sent
 one after another (each waits for its answer), for 1 KiB and 1 MiB payloads.
 
-    .venv/bin/python bench/boundary_throughput.py [--seconds 5] [--run-time]
+    .venv/bin/python bench/boundary_throughput.py [--seconds 5] [--run-time] [--json FILE]
 
 --run-time also times `airlock run` (the default scenario, embedded Ray).
 Figures, not a test: the machine is noisy, so compare the ratios.
@@ -31,6 +31,7 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from parties.directory import Directory, PartyEntry  # noqa: E402
 from parties.envelope import to_messages  # noqa: E402
 from parties.identity import RunAuthority, issue_credentials  # noqa: E402
@@ -127,7 +128,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
     parser.add_argument("--run-time", action="store_true", help="also time `airlock run` (3 runs)")
+    add_json_option(parser)
     args = parser.parse_args()
+    figures = Figures()
 
     workdir = tempfile.mkdtemp(prefix="airlock-bench-")
     authority = RunAuthority(RUN_ID)
@@ -195,6 +198,17 @@ def main() -> None:
     print(f"{'payload':8} {'path':20} {'msgs/s':>9} {'MiB/s':>8} {'vs plain':>9} {'vs mTLS':>8}")
     for size_name, path, rate, mib, ratio, ratio_tls in rows:
         print(f"{size_name:8} {path:20} {rate:9.1f} {mib:8.1f} {ratio:8.2f}x {ratio_tls:7.2f}x")
+        figures.row(
+            "throughput",
+            payload=size_name,
+            path=path,
+            msgs_per_s=rate,
+            mib_per_s=mib,
+            vs_plain=ratio,
+            vs_mtls=ratio_tls,
+        )
+        if path == "Airlock boundary":
+            figures.ratio(f"{size_name.replace(' ', '')}_vs_mtls", ratio_tls)
 
     if args.run_time:
         times = []
@@ -213,6 +227,8 @@ def main() -> None:
             f"median {statistics.median(times):.1f} s "
             f"over 3 runs ({', '.join(f'{t:.1f}' for t in times)})"
         )
+        figures.row("airlock_run", seconds=times)
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

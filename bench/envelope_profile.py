@@ -18,7 +18,6 @@ receiver's handler on its own thread pool. Figures, not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import yappi
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.boundary_throughput import runtime  # noqa: E402
+from bench.figures import Figures, add_json_option  # noqa: E402
 from parties.directory import Directory, PartyEntry  # noqa: E402
 from parties.identity import RunAuthority, issue_credentials  # noqa: E402
 from parties.labels import Form, Label  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
     )
     parser.add_argument("--envelopes", type=int, default=2000)
     parser.add_argument("--size", type=int, default=1024, help="payload bytes")
-    parser.add_argument("--json", type=Path, help="also write the rows here")
+    add_json_option(parser)
     args = parser.parse_args()
     sender, receiver = parties(Path(tempfile.mkdtemp(prefix="airlock-profile-")))
     labels = [Label("bench:sender", Form.CIPHERTEXT)]
@@ -136,12 +136,11 @@ def main() -> None:
     print("|---|---:|---:|")
     for row, indent, micros in rows:
         print(f"| {'&emsp;' * indent}{row} | {micros:.0f} | {micros / whole:.0%} |")
-    if args.json:
-        figures = {
-            "unprofiled_us": unprofiled,
-            "rows": [{"piece": r, "depth": d, "us": m, "share": m / whole} for r, d, m in rows],
-        }
-        args.json.write_text(json.dumps(figures, indent=2))
+    figures = Figures()
+    figures.row("unprofiled", size=args.size, us_per_envelope=unprofiled)
+    for row, indent, micros in rows:
+        figures.row("pieces", piece=row, depth=indent, us=micros, share=micros / whole)
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

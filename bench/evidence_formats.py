@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: E402
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from bench.timing import best  # noqa: E402
 from evidence.canonical import canonical_json  # noqa: E402
 from evidence.cose_receipts import issue_cose_receipt, open_cose_receipt  # noqa: E402
@@ -160,30 +161,39 @@ def pairs(n: int) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
     }
 
 
+# the ratio keys in --json: <short>_<bytes|issue|check>_vs_own
+SHORT = {
+    "receipt (COSE_Sign1 / DSSE)": "cose_receipt",
+    "attestation result (EAR JWT / DSSE)": "ear",
+    "tree head (C2SP checkpoint / JSON)": "checkpoint",
+    "training (SLSA v1 provenance / model statement fields)": "slsa_provenance",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeat", type=int, default=200, help="best of N per figure")
-    parser.add_argument("--json", type=Path, help="also write the figures and ratios here")
+    add_json_option(parser)
     args = parser.parse_args()
     rows = pairs(args.repeat)
     header = ("evidence (standard / baseline)", "bytes", "issue µs", "check µs")
     print("| " + " | ".join((*header, "bytes ×", "issue ×", "check ×")) + " |")
     print("|---|---|---|---|---|---|---|")
-    ratios = {}
+    figures = Figures()
     for name, (standard, baseline) in rows.items():
         ratio = {k: standard[k] / baseline[k] for k in standard}
-        ratios[name] = ratio
+        figures.row("formats", evidence=name, standard=standard, baseline=baseline)
+        for figure, value in ratio.items():
+            figures.ratio(f"{SHORT[name]}_{figure.removesuffix('_us')}_vs_own", value)
         print(
             f"| {name} | {standard['bytes']:.0f} / {baseline['bytes']:.0f} "
             f"| {standard['issue_us']:.0f} / {baseline['issue_us']:.0f} "
             f"| {standard['check_us']:.0f} / {baseline['check_us']:.0f} "
             f"| {ratio['bytes']:.2f} | {ratio['issue_us']:.2f} | {ratio['check_us']:.2f} |"
         )
-    if args.json:
-        figures = {name: {"standard": s, "baseline": b} for name, (s, b) in rows.items()}
-        args.json.write_text(json.dumps({"figures": figures, "ratios": ratios}, indent=2))
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

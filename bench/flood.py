@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from boundary_throughput import runtime  # noqa: E402
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from parties.directory import Directory, PartyEntry  # noqa: E402
 from parties.errors import Refused  # noqa: E402
 from parties.identity import RunAuthority, issue_credentials  # noqa: E402
@@ -113,6 +114,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--threads", type=int, default=32, help="the flooder's threads")
     parser.add_argument("--size-kib", type=int, default=64, help="the flooder's payload size")
+    add_json_option(parser)
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="airlock-bench-flood-")
@@ -161,6 +163,16 @@ def main() -> None:
     print(row("during the flood", during))
     ratio = statistics.median(during) / statistics.median(quiet)
     print(f"median latency during / without: {ratio:.2f}x")
+    figures = Figures()
+    for phase, times in (("quiet", quiet), ("flood", during)):
+        figures.row(
+            "latency",
+            phase=phase,
+            messages=len(times),
+            p50_ms=statistics.median(times),
+            p95_ms=statistics.quantiles(times, n=20)[-1],
+        )
+    figures.ratio("p50_flood_vs_quiet", ratio)
     total = sum(counts.values())
     print(
         f"flood: {args.threads} threads x {args.size_kib} KiB for {args.seconds:g} s: {total} "
@@ -170,6 +182,8 @@ def main() -> None:
         f"receiver memory: {before['VmRSS'] / 1024:.0f} MiB before, "
         f"{after['VmRSS'] / 1024:.0f} MiB after, peak {after['VmHWM'] / 1024:.0f} MiB"
     )
+    figures.row("flood", **counts, rss_before_kib=before["VmRSS"], peak_kib=after["VmHWM"])
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

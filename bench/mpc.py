@@ -3,7 +3,7 @@ and of a model of the old character model's shape, against plaintext
 inference and CrypTen's own communicator in the same run; for the
 checkpoint also through Airlock (messages and bytes per token too).
 
-    .venv/bin/python bench/mpc.py [--tokens 4]
+    .venv/bin/python bench/mpc.py [--tokens 4] [--json FILE]
 
 The prompt is the mpc-inference scenario's. The Airlock path runs that
 scenario on an embedded Ray: five parties, each in its own actor, the
@@ -39,6 +39,7 @@ os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # CrypTen's baseline stays on
 
 import torch  # noqa: E402
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from models.checkpoint import served_model, shipped_tokenizer  # noqa: E402
 from models.transformer import ModelConfig, Transformer  # noqa: E402
 from orchestrator.scenario import load_scenario  # noqa: E402
@@ -126,7 +127,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tokens", type=int, default=4)
+    add_json_option(parser)
     args = parser.parse_args()
+    figures = Figures()
     _, text = load_scenario("mpc-inference")
     (prompt,) = tomllib.loads(text)["parties"]["alice"]["prompts"]
     baseline, plain = {}, {}
@@ -146,7 +149,11 @@ def main() -> None:
         print(f"| {name} | plaintext (torch) | {plain[name]:.4f} | 1x | |")
         ratio = baseline[name] / plain[name]
         print(f"| {name} | CrypTen, gloo + TTP | {baseline[name]:.3f} | {ratio:.0f}x | 1.00x |")
+        figures.row("per_token", model=name, path="plaintext", seconds=plain[name])
+        figures.row("per_token", model=name, path="crypten", seconds=baseline[name])
     airlock = ours["seconds_per_token"]
+    figures.row("per_token", model="checkpoint", path="airlock", seconds=airlock, **ours)
+    figures.ratio("vs_crypten", airlock / baseline["checkpoint"])
     print(
         f"| checkpoint | Airlock boundary + dealer | {airlock:.3f} | "
         f"{airlock / plain['checkpoint']:.0f}x | {airlock / baseline['checkpoint']:.2f}x |"
@@ -161,6 +168,7 @@ def main() -> None:
         "per token, from the deployer's log: "
         + json.dumps({k: round(v, 1) for k, v in ours.items() if k != "output"})
     )
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from models.checkpoint import served_model, shipped_tokenizer  # noqa: E402
 from models.corpus import GroundedExample, example_for, guidelines, held_out_examples  # noqa: E402
 from models.pretrain import PRETRAINING_GUIDELINES, answer, names_the_advice  # noqa: E402
@@ -99,6 +100,7 @@ def main() -> None:
         "--documents", type=int, default=2000, help="synthetic guidelines beside them"
     )
     parser.add_argument("--scheme", choices=("xor", "simplepir"), default="xor")
+    add_json_option(parser)
     args = parser.parse_args()
     if args.questions < 1 or args.documents < 0:
         parser.error("--questions must be positive and --documents not negative")
@@ -169,6 +171,12 @@ def main() -> None:
         f"{share(counts['top1_dose'], n)}; among the questions' own guidelines: "
         f"{share(sum(' mg ' in e.guideline for e in examples), n)}"
     )
+    figures = Figures()
+    figures.row("answers", questions=n, run_s=elapsed, audit_ok=audit_ok, **counts)
+    # how much of the grounding's benefit retrieval keeps (1.0: as if never wrong)
+    if counts["own"]:
+        figures.ratio("retrieved_vs_own_guideline", counts["retrieved"] / counts["own"])
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

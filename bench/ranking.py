@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from models.corpus import guidelines, held_out_examples  # noqa: E402
 from models.pretrain import PRETRAINING_GUIDELINES  # noqa: E402
 from protocols.pir import he, xor  # noqa: E402
@@ -72,14 +73,16 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=2000)
     parser.add_argument("--clusters", type=int, default=32)
     parser.add_argument("--k", type=int, default=2)
+    add_json_option(parser)
     args = parser.parse_args()
     if min(args.questions, args.documents, args.clusters, args.k) < 1:
         parser.error("every count must be positive")
     with threadpool_limits(limits=1):
-        measure(args)
+        figures = measure(args)
+    figures.write(args.json)
 
 
-def measure(args: argparse.Namespace) -> None:
+def measure(args: argparse.Namespace) -> Figures:
     k = args.k
     corpus = guidelines(args.documents)
     index = build_index(corpus, embed(corpus), args.clusters)
@@ -137,6 +140,7 @@ def measure(args: argparse.Namespace) -> None:
     )
     print("|---|---:|---:|---:|---:|---:|")
     print("| plaintext nearest neighbours, whole corpus | 1.000 | | | | |")
+    figures = Figures()
     names = {
         "cluster": "nearest cluster fetched whole by PIR (`cluster`)",
         "he": "every document ranked under CKKS, top k by PIR (`he`)",
@@ -149,12 +153,23 @@ def measure(args: argparse.Namespace) -> None:
             f"| {names[name]} | {recall:.3f} | {up / 1024:,.0f} KiB | {down / 1024:,.0f} KiB "
             f"| {1000 * user:,.0f} | {1000 * database:,.0f} |"
         )
+        figures.row(
+            "retrieval",
+            path=name,
+            recall=recall,
+            bytes_up=up,
+            bytes_down=down,
+            user_ms=1000 * user,
+            databases_ms=1000 * database,
+        )
+        figures.ratio(f"{name}_recall_vs_plaintext", recall)
     print()
     print(
         f"evaluation keys (once per user and database): {len(keys.evaluation_keys) / 2**20:.1f} MiB"
         f"; an encrypted query {len(encrypted) / 1024:.0f} KiB, the scores "
         f"{sum(len(c) for c in chunks) / 1024:.0f} KiB in {len(chunks)} ciphertext(s)"
     )
+    return figures
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import ray  # noqa: E402
 
 # isort: on
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from orchestrator.launcher import run_scenario  # noqa: E402
 from orchestrator.scenario import load_scenario  # noqa: E402
 from tests.helpers import free_port, stop_session, wait_for_nodes  # noqa: E402
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10, help="runs in a row per mode")
     parser.add_argument("--scenario", default="walkthrough", help="a built-in scenario or file")
     parser.add_argument("--mode", choices=("one", "fresh", "both"), default="both")
+    add_json_option(parser)
     args = parser.parse_args()
     sites = load_scenario(args.scenario)[0].site_names
     print("before:", snapshot())
@@ -160,6 +162,15 @@ def main() -> None:
             f"{mode}, {args.runs} x {args.scenario}, growth from run 1 to {args.runs}: "
             + growth(rows)
         )
+    figures = Figures()
+    for mode, rows in results.items():
+        for row in rows:
+            figures.row("runs", mode=mode, **row)
+        # seconds of the last run against the first: does a long soak slow down?
+        figures.ratio(
+            f"{mode.replace(' ', '_')}_last_vs_first_run", rows[-1]["seconds"] / rows[0]["seconds"]
+        )
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

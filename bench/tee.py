@@ -2,7 +2,7 @@
 model, in the same run: per answer end to end, and per generated token for
 the shipped checkpoint and for a model of the old character model's shape.
 
-    .venv/bin/python bench/tee.py [--repeat 20] [--tokens 64] [--ray]
+    .venv/bin/python bench/tee.py [--repeat 20] [--tokens 64] [--ray] [--json FILE]
 
 1. End to end: the tee-inference scenario with the benchmark's baseline
    switched on (the guarantees are lifted, so the creator also hands the
@@ -49,6 +49,7 @@ import tempfile  # noqa: E402
 
 import torch  # noqa: E402
 
+from bench.figures import Figures, add_json_option  # noqa: E402
 from evidence.receipts import check_receipt, new_salt, salted_sha256  # noqa: E402
 from evidence.weights import float32_weights_root  # noqa: E402
 from models.checkpoint import served_model, shipped_tokenizer  # noqa: E402
@@ -174,7 +175,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=64, help="tokens per answer, part 2")
     parser.add_argument("--ray", action="store_true", help="part 1: each party in its own actor")
+    add_json_option(parser)
     args = parser.parse_args()
+    figures = Figures()
     torch.set_num_threads(1)  # the parties in this process and part 2: one thread each way
     asked, released = end_to_end(args.repeat, args.ray)
     rows = per_token(args.tokens, args.repeat)
@@ -189,6 +192,13 @@ def main() -> None:
         f"| {asked['plain_ms']:.1f} | {asked['enclave_ms']:.1f} | {ratio:.2f}x | "
         f"{asked['handshake_ms']:.1f} | {released['release_ms']:.0f} |"
     )
+    figures.row(
+        "end_to_end",
+        **{k: asked[k] for k in ("plain_ms", "enclave_ms", "handshake_ms")},
+        release_ms=released["release_ms"],
+    )
+    # the scenario's answers: at most max_new_tokens = 24, ending at the line's end
+    figures.ratio("tee_24_vs_plaintext", ratio)
     for answer in asked["answers"]:
         print(f"\n    {answer['output']!r}", end="")
     print(f"\n\n2. per generated token, {args.tokens} tokens, best of {args.repeat}, one process\n")
@@ -196,6 +206,8 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, plain, sealed in rows:
         print(f"| {name} | {plain:.2f} | {sealed:.2f} | {sealed / plain:.2f}x |")
+        figures.row("per_token", model=name, plain_ms=plain, enclave_ms=sealed)
+    figures.write(args.json)
 
 
 if __name__ == "__main__":

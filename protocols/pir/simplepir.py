@@ -95,6 +95,9 @@ class Setup:
     version: str
 
 
+DIGIT_BLOCK = 4096  # records digitised at a time
+
+
 def lwe_noise(shape: tuple[int, ...]) -> np.ndarray:
     """Rounded Gaussian noise of deviation SIGMA (int64), by Box-Muller from
     os.urandom: the noise hides the query, so it must not come from numpy's
@@ -117,7 +120,13 @@ class SimplePirServer:
             raise ConfigError(f"{self.count} records are too many for exact float64 products")
         self.seed = seed or os.urandom(16)
         self.version = version(records)
-        self._digits = to_digits(records, self.bits).astype(np.float64)
+        # a block of records at a time: digitising the whole database at once
+        # held 30 times its size in temporaries (out of memory at 512 MiB)
+        digits_per_record = -(-self.record_bytes * 8 // self.bits)
+        self._digits = np.empty((digits_per_record, self.count), dtype=np.float64)
+        for start in range(0, self.count, DIGIT_BLOCK):
+            block = records[start : start + DIGIT_BLOCK]
+            self._digits[:, start : start + len(block)] = to_digits(block, self.bits)
         self.hint = _mulmod32(self._digits, expand_matrix(self.seed, self.count))
 
     def setup(self) -> Setup:

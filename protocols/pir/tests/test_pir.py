@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from parties.errors import BadQuery, ConfigError
+from protocols.pir import simplepir
 from protocols.pir.records import pack, unpack
 from protocols.pir.simplepir import (
     SIGMA,
@@ -65,7 +66,10 @@ def test_each_xor_replica_sees_a_uniform_vector() -> None:
     assert 0.45 < np.mean(ones) < 0.55
 
 
-def test_simplepir_returns_records_exactly() -> None:
+@pytest.mark.parametrize("block", [4096, 7])
+def test_simplepir_returns_records_exactly(block: int, monkeypatch) -> None:
+    """Also with the database digitised a few records at a time (7 does not divide 300)."""
+    monkeypatch.setattr(simplepir, "DIGIT_BLOCK", block)
     server = SimplePirServer(RECORDS)
     client = SimplePirClient(server.setup())
     for index in [0, 1, 150, 298, 299, *range(3, 300, 37)]:

@@ -102,30 +102,57 @@ def checked_parent(claim: str) -> Callable[[Node, Node], Node]:
 
 class OrderedTree:
     """Built level by level from (key, leaf bytes) pairs in the given order,
-    RFC 6962's shape (a lone last node is carried up unchanged)."""
+    RFC 6962's shape (a lone last node is carried up unchanged).
+
+    Only the hashes are kept: in that shape node j of level k spans leaves
+    j * 2^k to min((j + 1) * 2^k, n) - 1, so its range is two keys looked up
+    by index, and a Node is made only for the paths asked for. (Building a
+    Node per tree node was most of the commit's time.)"""
 
     def __init__(self, leaves: Sequence[tuple[bytes, bytes]]) -> None:
-        level = [leaf_node(key, leaf) for key, leaf in leaves]
+        sha256 = hashlib.sha256
+        self._keys = [key for key, _ in leaves]
+        fields = [_field(key) for key in self._keys]
+        level = [sha256(LEAF_PREFIX + leaf).digest() for _, leaf in leaves]
         self.levels = [level]
+        count, span = len(level), 1
         while len(level) > 1:
-            above = [parent(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            above = []
+            for j in range(0, len(level) - 1, 2):
+                low = j * span  # the left child is whole: span leaves
+                middle = low + span
+                encoded = (
+                    NODE_PREFIX,
+                    level[j],
+                    fields[low],
+                    fields[middle - 1],
+                    level[j + 1],
+                    fields[middle],
+                    fields[min(middle + span, count) - 1],
+                )
+                above.append(sha256(b"".join(encoded)).digest())
             if len(level) % 2:
                 above.append(level[-1])
             self.levels.append(above)
-            level = above
+            level, span = above, span * 2
 
     def __len__(self) -> int:
         return len(self.levels[0])
 
     def root(self) -> bytes:
-        return self.levels[-1][0].hash if len(self) else EMPTY_ROOT
+        return self.levels[-1][0] if len(self) else EMPTY_ROOT
+
+    def node(self, height: int, index: int) -> Node:
+        low = index << height
+        high = min((index + 1) << height, len(self)) - 1
+        return Node(self.levels[height][index], self._keys[low], self._keys[high])
 
     def path(self, index: int) -> tuple[Node, ...]:
         """The audit path of leaf `index`, bottom up."""
         siblings = []
-        for level in self.levels[:-1]:
+        for height, level in enumerate(self.levels[:-1]):
             if index ^ 1 < len(level):
-                siblings.append(level[index ^ 1])
+                siblings.append(self.node(height, index ^ 1))
             index >>= 1
         return tuple(siblings)
 

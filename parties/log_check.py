@@ -6,10 +6,12 @@ every blob matches its name. This is the check the audit runs, entry by entry.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,16 +57,35 @@ def read_entries(directory: Path, party: str) -> tuple[list[dict[str, Any]], lis
     raw = path.read_bytes()
     if raw and not raw.endswith(b"\n"):
         problems.append(LogProblem(party, raw.count(b"\n"), "log file is truncated mid-entry"))
-    for number, line in enumerate(raw.splitlines()):
-        try:
-            entry = json.loads(line)
-            if not isinstance(entry, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
-            problems.append(LogProblem(party, number, f"entry does not parse ({exc})"))
-            entry = {"index": number, "unparsed": True}
-        entries.append(entry)
+    with _collector_paused():
+        for number, line in enumerate(raw.splitlines()):
+            entries.append(_parsed(party, number, line, problems))
     return entries, problems
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Parsed entries hold no reference cycles, yet each few hundred of them
+    set off the cyclic collector, which rescans the growing list: a log of a
+    million entries took 45 µs an entry to verify instead of 25."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parsed(party: str, number: int, line: bytes, problems: list[LogProblem]) -> dict[str, Any]:
+    try:
+        entry = json.loads(line)
+        if not isinstance(entry, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        problems.append(LogProblem(party, number, f"entry does not parse ({exc})"))
+        entry = {"index": number, "unparsed": True}
+    return entry
 
 
 UNSEALED = "signed head is missing (log never sealed)"

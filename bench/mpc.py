@@ -4,6 +4,7 @@ inference and CrypTen's own communicator in the same run; for the
 checkpoint also through Airlock (messages and bytes per token too).
 
     .venv/bin/python bench/mpc.py [--tokens 4] [--json FILE]
+    .venv/bin/python bench/mpc.py --scaling [--widths 64 128 256] [--contexts 16 32 64] [--tokens 2]
 
 The prompt is the mpc-inference scenario's. The Airlock path runs that
 scenario on an embedded Ray: five parties, each in its own actor, the
@@ -17,7 +18,13 @@ Latency per token is the mean over the generated tokens; in the Airlock path
 it includes the user sharing the window and adding up the logit shares.
 Every process computes on one torch thread, as Ray gives each actor
 (OMP_NUM_THREADS=1): on two cores shared with other work, torch's default of
-two threads made even plaintext 50 times slower. Figures, not a test.
+two threads made even plaintext 50 times slower.
+
+--scaling: per token at each width and context, both paths with random
+weights of the checkpoint's depth (4 layers), heads (4) and vocabulary
+(512), MLP 3 x width (`random_shape` in the scenario's params), after a
+prompt cut to fill the context once the tokens are generated. Figures, not
+a test.
 """
 
 from __future__ import annotations
@@ -44,21 +51,22 @@ from models.checkpoint import served_model, shipped_tokenizer  # noqa: E402
 from models.transformer import ModelConfig, Transformer  # noqa: E402
 from orchestrator.scenario import load_scenario  # noqa: E402
 from protocols.mpc.compat import crypten  # noqa: E402
+from protocols.mpc.roles import RandomShape  # noqa: E402
 
 OLD_SHAPE = ModelConfig(vocab=48, context=64, width=64, layers=2, heads=2, hidden=192)
-MODELS = ("checkpoint", "old shape")
+MODELS: dict[str, ModelConfig | None] = {"checkpoint": None, "old shape": OLD_SHAPE}
 
 
-def model_and_window(name: str, prompt: str) -> tuple[Transformer, list[int]]:
-    """The model, and the token ids of the prompt's window for it."""
+def model_and_window(shape: ModelConfig | None, prompt: str) -> tuple[Transformer, list[int]]:
+    """The model (the checkpoint, or random weights of `shape`: timing only),
+    and the token ids of the prompt's window for it."""
     ids = shipped_tokenizer().encode(prompt)
-    if name == "checkpoint":
+    if shape is None:
         return served_model(), ids
-    # random weights (timing only); ids fed directly, as many as the prompt's
-    return Transformer(OLD_SHAPE), [i % OLD_SHAPE.vocab for i in ids]
+    return Transformer(shape), [i % shape.vocab for i in ids]  # the old shape's vocabulary is 48
 
 
-def crypten_baseline(name: str, prompt: str, tokens: int) -> float:
+def crypten_baseline(shape: ModelConfig | None, prompt: str, tokens: int) -> float:
     """Seconds per token with CrypTen's own communicator and TTP. Each party
     process builds the model itself: torch's thread pool does not survive a
     fork once the parent has used it (the parties hung)."""
@@ -71,7 +79,7 @@ def crypten_baseline(name: str, prompt: str, tokens: int) -> float:
 
     def party() -> list[float]:
         torch.set_num_threads(1)  # as in every path
-        model, ids = model_and_window(name, prompt)
+        model, ids = model_and_window(shape, prompt)
         config = model.config
         shared = {k: module.cryptensor(v.detach(), src=0) for k, v in model.state_dict().items()}
         window, times = list(ids), []
@@ -99,12 +107,57 @@ def plaintext(model: Transformer, ids: list[int], tokens: int) -> float:
     return (time.perf_counter() - started) / tokens
 
 
-def airlock_run(text: str, tokens: int) -> dict:
+def prompt_of(prompt: str, length: int) -> str:
+    """The first word pieces of `prompt`, as text that encodes to at most `length` of them."""
+    tokenizer = shipped_tokenizer()
+    ids = tokenizer.encode(prompt)[:length]
+    while len(tokenizer.encode(tokenizer.decode(ids))) > length:
+        ids = ids[:-1]
+    return tokenizer.decode(ids)
+
+
+def scaling(text: str, prompt: str, args: argparse.Namespace, figures: Figures) -> None:
+    """Per token at each width and context: random weights of the
+    checkpoint's depth, heads and vocabulary, the window filling the context."""
+    print(
+        "\n| width | context | CrypTen s/token | Airlock s/token | vs CrypTen "
+        "| messages/token | MB/token | tuple requests/token |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for width in args.widths:
+        for context in args.contexts:
+            shape = RandomShape(width=width, context=context)
+            short = prompt_of(prompt, max(1, context - args.tokens))
+            print(f"width {width}, context {context} ...", file=sys.stderr, flush=True)
+            baseline = crypten_baseline(shape.config(), short, args.tokens)
+            scenario = text.replace(json.dumps(prompt), json.dumps(short))
+            if scenario == text:
+                raise SystemExit("the scenario's prompt is not where this script looks for it")
+            shaped = f"random_shape = {{ width = {width}, context = {context} }}"
+            ours = airlock_run(scenario, args.tokens, shaped)
+            ratio = ours["seconds_per_token"] / baseline
+            print(
+                f"| {width} | {context} | {baseline:.3f} | {ours['seconds_per_token']:.3f} "
+                f"| {ratio:.2f}x | {ours['messages_per_token']:.0f} "
+                f"| {ours['bytes_per_token'] / 1e6:.2f} | {ours['tuples_per_token']:.1f} |",
+                flush=True,
+            )
+            figures.row(
+                "scaling",
+                width=width,
+                context=context,
+                crypten_seconds=baseline,
+                **{k: v for k, v in ours.items() if k != "output"},
+            )
+
+
+def airlock_run(text: str, tokens: int, shape: str = "") -> dict:
     from orchestrator.launcher import run_scenario
     from orchestrator.scenario import parse_scenario
     from parties.log_check import read_entries
 
-    text = re.sub(r"params = \{.*\}", f"params = {{ max_new_tokens = {tokens} }}", text)
+    params = ", ".join(p for p in (f"max_new_tokens = {tokens}", shape) if p)
+    text = re.sub(r"params = \{.*\}", f"params = {{ {params} }}", text)
     with tempfile.TemporaryDirectory() as scratch:
         result = run_scenario(parse_scenario(text, "bench"), text, out=Path(scratch))
         if result.failure:
@@ -127,18 +180,30 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tokens", type=int, default=4)
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="instead: per token at each --widths and --contexts (random weights)",
+    )
+    parser.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--contexts", type=int, nargs="+", default=[16, 32, 64])
     add_json_option(parser)
     args = parser.parse_args()
     figures = Figures()
     _, text = load_scenario("mpc-inference")
     (prompt,) = tomllib.loads(text)["parties"]["alice"]["prompts"]
+    if args.scaling:
+        torch.set_num_threads(1)
+        scaling(text, prompt, args, figures)
+        figures.write(args.json)
+        return
     baseline, plain = {}, {}
-    for name in MODELS:  # CrypTen's parties fork from this process: before any torch work here
+    for name, shape in MODELS.items():  # CrypTen's parties fork from here: before torch work
         print(f"{name}: CrypTen's own communicator ...", file=sys.stderr, flush=True)
-        baseline[name] = crypten_baseline(name, prompt, args.tokens)
+        baseline[name] = crypten_baseline(shape, prompt, args.tokens)
     torch.set_num_threads(1)
-    for name in MODELS:
-        plain[name] = plaintext(*model_and_window(name, prompt), args.tokens)
+    for name, shape in MODELS.items():
+        plain[name] = plaintext(*model_and_window(shape, prompt), args.tokens)
     print("checkpoint: Airlock's (on Ray) ...", file=sys.stderr, flush=True)
     ours = airlock_run(text, args.tokens)
     length = len(shipped_tokenizer().encode(prompt))

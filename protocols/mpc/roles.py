@@ -18,11 +18,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evidence.receipts import Deployment
 from evidence.statements import PartySigner
@@ -44,6 +44,22 @@ from protocols.mpc.rules import COMPUTE_ROLES, Step
 Summary = dict[str, Any]
 
 
+class RandomShape(BaseModel):
+    """A model of random weights with the checkpoint's vocabulary, depth and
+    heads, at another width and context: for timing only (the scaling table
+    of bench/mpc.py); it answers nothing meaningful."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(ge=8, le=512, multiple_of=8)  # divides among the checkpoint's 4 heads
+    context: int = Field(ge=2, le=256)
+
+    def config(self) -> ModelConfig:
+        return replace(
+            served_config(), width=self.width, context=self.context, hidden=3 * self.width
+        )
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,6 +77,9 @@ class Settings(BaseModel):
     # (receipts.py), and the end user takes a token only if both receipts
     # name the model whose commitment it accepted in an earlier stage
     log_receipts: bool = False
+    # instead of `model`: random weights of this shape (every party reads it
+    # from the scenario; the compute parties from the weights' metadata)
+    random_shape: RandomShape | None = None
 
     @field_validator("compute")
     @classmethod
@@ -68,6 +87,15 @@ class Settings(BaseModel):
         if pair is not None and pair[0] == pair[1]:
             raise ValueError("two different parties compute")
         return pair
+
+    @model_validator(mode="after")
+    def _random_shape_alone(self) -> Settings:
+        if self.random_shape is not None and (self.model != "checkpoint" or self.log_receipts):
+            raise ValueError(
+                "random_shape serves random weights: it goes with neither a trained model "
+                "nor receipts (which name the committed model)"
+            )
+        return self
 
 
 class UserHoldings(EndUser):
@@ -99,6 +127,8 @@ def compute_parties(ctx: PartyContext) -> list[str]:
 def model_to_share(ctx: PartyContext, settings: Settings) -> Transformer:
     """The model the creator shares: the shipped checkpoint or the model it
     trained in an earlier stage. The only place the creator's side loads one."""
+    if settings.random_shape is not None:
+        return Transformer(settings.random_shape.config())
     return model_to_serve(ctx, settings.model)
 
 
@@ -192,7 +222,8 @@ def _next_logits(
 
 def generate(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = Settings.model_validate(params)
-    config, tokenizer = served_config(), shipped_tokenizer()
+    config = s.random_shape.config() if s.random_shape else served_config()
+    tokenizer = shipped_tokenizer()
     prompts = list(getattr(holdings_as(ctx, UserHoldings), s.prompts))
     # every prompt checked before anything is shared
     checked = [check_prompt(prompt, tokenizer, config) for prompt in prompts]

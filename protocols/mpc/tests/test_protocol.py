@@ -25,7 +25,7 @@ from parties.wire import airlock_pb2 as pb
 from protocols.mpc.communicator import pack_tensors
 from protocols.mpc.messages import WeightShares
 from protocols.mpc.model import encode, split, weight_shapes
-from protocols.mpc.roles import check_prompt, served_config
+from protocols.mpc.roles import Settings, check_prompt, model_to_share, served_config
 from protocols.mpc.tests.conftest import share_instead
 from tests.helpers import Parties, airlock, refusal, run_text
 
@@ -263,3 +263,20 @@ def test_a_model_of_another_shape_than_the_public_checkpoint_is_refused_clearly(
 def test_the_weight_shares_message_names_every_field_of_the_configuration() -> None:
     configured = {f.name for f in fields(ModelConfig)}
     assert configured == set(WeightShares.model_fields) - {"model_sha256"}
+
+
+def test_a_random_shape_is_the_checkpoints_but_for_width_and_context() -> None:
+    settings = Settings.model_validate({"random_shape": {"width": 64, "context": 16}})
+    assert settings.random_shape is not None
+    config = settings.random_shape.config()
+    assert asdict(config) == {**asdict(served_config()), "width": 64, "context": 16, "hidden": 192}
+    model = model_to_share(None, settings)  # type: ignore[arg-type] - no store is read
+    assert model.config == config
+    for bad, why in (
+        ({"random_shape": {"width": 60, "context": 16}}, "multiple of 8"),
+        ({"random_shape": {"width": 64, "context": 1}}, "greater than or equal to 2"),
+        ({"random_shape": {"width": 64, "context": 16}, "log_receipts": True}, "receipts"),
+        ({"random_shape": {"width": 64, "context": 16}, "model": "trained"}, "trained model"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            Settings.model_validate(bad)

@@ -125,7 +125,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for n in args.sizes:
             runs = [(mode, 0) for mode in MODES]
-            runs += [("secagg", math.ceil(f * n)) for f in args.dropouts]
+            # ceil: at least one lost; fractions that lose as many run once
+            runs += [("secagg", k) for k in sorted({math.ceil(f * n) for f in args.dropouts})]
             for mode, killed in runs:
                 label = mode if not killed else f"{mode}, {killed} dropped"
                 print(f"running {label} with {n} contributors ...", file=sys.stderr, flush=True)

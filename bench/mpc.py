@@ -108,9 +108,11 @@ def plaintext(model: Transformer, ids: list[int], tokens: int) -> float:
 
 
 def prompt_of(prompt: str, length: int) -> str:
-    """The first word pieces of `prompt`, as text that encodes to at most `length` of them."""
+    """`prompt`, repeated as often as needed, cut to text that encodes to at
+    most `length` word pieces."""
     tokenizer = shipped_tokenizer()
-    ids = tokenizer.encode(prompt)[:length]
+    repeats = length // len(tokenizer.encode(prompt)) + 1
+    ids = tokenizer.encode(" ".join([prompt] * repeats))[:length]
     while len(tokenizer.encode(tokenizer.decode(ids))) > length:
         ids = ids[:-1]
     return tokenizer.decode(ids)
@@ -130,9 +132,9 @@ def scaling(text: str, prompt: str, args: argparse.Namespace, figures: Figures) 
             short = prompt_of(prompt, max(1, context - args.tokens))
             print(f"width {width}, context {context} ...", file=sys.stderr, flush=True)
             baseline = crypten_baseline(shape.config(), short, args.tokens)
-            scenario = text.replace(json.dumps(prompt), json.dumps(short))
-            if scenario == text:
+            if json.dumps(prompt) not in text:
                 raise SystemExit("the scenario's prompt is not where this script looks for it")
+            scenario = text.replace(json.dumps(prompt), json.dumps(short))
             shaped = f"random_shape = {{ width = {width}, context = {context} }}"
             ours = airlock_run(scenario, args.tokens, shaped)
             ratio = ours["seconds_per_token"] / baseline

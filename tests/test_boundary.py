@@ -7,13 +7,14 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from parties.envelope import Envelope, header_to_bytes, signed_message
+from parties import envelope as envelope_module
+from parties.envelope import Envelope, header_to_bytes, signed_message, to_messages
 from parties.errors import Refused, Undelivered
 from parties.identity import PartyKeys, RunAuthority, issue_credentials
 from parties.labels import Form, Label
@@ -72,6 +73,29 @@ def still_serves(parties: Parties) -> None:
         "guidelines_db", "walkthrough", "catalog_request", CATALOG, b"{}"
     )
     assert reply is not None and reply.header.step == "catalog"
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_an_envelope_ends_at_its_signed_size(
+    parties: Parties, inline: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver admits an envelope once its signed size has arrived: it
+    neither waits for the stream's end nor reads on, so nothing a stream
+    carries after an envelope is admitted with it. The payload rides in the
+    header's message, or (`inline` False) in a message of its own."""
+    if not inline:
+        monkeypatch.setattr(envelope_module, "INLINE_SIZE", 10)
+    envelope = catalog_request(parties, b"{}" + b" " * 998)
+
+    def stream() -> Iterator[bytes]:
+        messages = list(to_messages(envelope))
+        assert len(messages) == (1 if inline else 2)
+        yield from (message.SerializeToString() for message in messages)
+        raise AssertionError("read past the envelope")
+
+    admitted = parties["guidelines_db"].boundary.admit("alice", stream())
+    assert admitted.payload == envelope.payload
+    assert last_entry(parties["guidelines_db"])["outcome"] == "admitted"
 
 
 def test_admitted_delivery_and_reply_are_logged_on_both_sides(parties: Parties) -> None:

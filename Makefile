@@ -43,6 +43,7 @@ checkpoint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/boundary_throughput.py --run-time
 	$(BIN)/python bench/attestation.py
+	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/federated.py
 	$(BIN)/python bench/tee.py --ray
 	$(BIN)/python bench/pir.py --rag

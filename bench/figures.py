@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -41,15 +42,10 @@ class Figures:
         document = {
             "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": f"{platform.processor() or platform.machine()}, {_cores()} cores",
+            "machine": f"{platform.processor() or platform.machine()}, "
+            f"{len(os.sched_getaffinity(0))} cores",
             "tables": self.tables,
             "ratios": self.ratios,
         }
         path.write_text(json.dumps(document, indent=2) + "\n")
         print(f"figures written to {path}")
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))

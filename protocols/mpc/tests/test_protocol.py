@@ -270,7 +270,8 @@ def test_a_random_shape_is_the_checkpoints_but_for_width_and_context() -> None:
     assert settings.random_shape is not None
     config = settings.random_shape.config()
     assert asdict(config) == {**asdict(served_config()), "width": 64, "context": 16, "hidden": 192}
-    model = model_to_share(None, settings)  # type: ignore[arg-type] - no store is read
+    # no party context: a random shape reads nothing from the creator's store
+    model = model_to_share(None, settings)  # type: ignore[arg-type]
     assert model.config == config
     for bad, why in (
         ({"random_shape": {"width": 60, "context": 16}}, "multiple of 8"),

@@ -1,7 +1,8 @@
 """Data attestation figures: commit throughput against raw SHA-256 over the
 same bytes (same run), and proof sizes and verification times at 10^6 records.
 
-    .venv/bin/python bench/attestation.py [--records 1000000] [--repeat 3] [--json FILE]
+    .venv/bin/python bench/attestation.py [--records 1000000] [--repeat 3]
+        [--json FILE]
 
 Figures, not a test. "commit" builds the key-ordered tree with range
 commitments (`ordered`) over the leaves (key + SHA-256 of each canonical

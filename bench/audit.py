@@ -1,7 +1,8 @@
 """How the cost of checking a visibility log grows with its length, against
 SHA-256 over the same bytes, same run.
 
-    .venv/bin/python bench/audit.py [--entries 1000 10000 100000 1000000] [--json FILE]
+    .venv/bin/python bench/audit.py [--entries 1000 10000 100000 1000000]
+        [--json FILE]
 
 For each size, one party's log is written through the real `VisibilityLog`
 (Ed25519-signed checkpoints every 1,000 entries, the party's default, and a
@@ -50,7 +51,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--entries", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000]
+        "--entries",
+        type=int,
+        nargs="+",
+        default=[1_000, 10_000, 100_000, 1_000_000],
+        help="log lengths to write and verify",
     )
     add_json_option(parser)
     args = parser.parse_args()

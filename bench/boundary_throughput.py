@@ -7,7 +7,8 @@ plain gRPC server without TLS. Both plain servers take the very same
 `Envelope` protobuf stream and only reassemble the payload. Messages are sent
 one after another (each waits for its answer), for 1 KiB and 1 MiB payloads.
 
-    .venv/bin/python bench/boundary_throughput.py [--seconds 5] [--run-time] [--json FILE]
+    .venv/bin/python bench/boundary_throughput.py [--seconds 5] [--run-time]
+        [--json FILE]
 
 --run-time also times `airlock run` (the default scenario, embedded Ray).
 Figures, not a test: the machine is noisy, so compare the ratios.

@@ -2,7 +2,8 @@
 thread) of the Airlock boundary sending 1 KiB envelopes one after another
 between two parties over real gRPC and mutual TLS, both in this process.
 
-    .venv/bin/python bench/envelope_profile.py [--envelopes 2000] [--size 1024] [--json FILE]
+    .venv/bin/python bench/envelope_profile.py [--envelopes 2000] [--size 1024]
+        [--json FILE]
 
 Each row is the inclusive wall time of one piece of the path, per envelope,
 on the side that runs it; nested rows are part of the row above them. The

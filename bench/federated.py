@@ -1,7 +1,7 @@
 """Federated rounds in the three modes, and what the trained model leaks.
 
-    .venv/bin/python bench/federated.py [--sizes 3 10] [--rounds 3] [--local-steps 30]
-        [--dropouts 0.1 0.3] [--json FILE]
+    .venv/bin/python bench/federated.py [--sizes 3 10] [--rounds 3]
+        [--local-steps 30] [--dropouts 0.1 0.3] [--json FILE]
 
 For each number of contributors n, runs `plain`, `secagg` and `secagg+dp`
 one after another in the same process (every party in this process, real

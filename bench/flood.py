@@ -8,7 +8,8 @@ one, the honest sender (alice), which times its deliveries one after another,
 first without the flood and then during it. The receiver's memory (resident
 set, and its peak) is read from its /proc before, at the end and after.
 
-    .venv/bin/python bench/flood.py [--seconds 10] [--threads 32] [--size-kib 64]
+    .venv/bin/python bench/flood.py [--seconds 10] [--threads 32]
+        [--size-kib 64] [--json FILE]
 
 Figures, not a test (tests/test_flood.py asserts the behaviour).
 """

@@ -4,7 +4,8 @@ inference and CrypTen's own communicator in the same run; for the
 checkpoint also through Airlock (messages and bytes per token too).
 
     .venv/bin/python bench/mpc.py [--tokens 4] [--json FILE]
-    .venv/bin/python bench/mpc.py --scaling [--widths 64 128 256] [--contexts 16 32 64] [--tokens 2]
+    .venv/bin/python bench/mpc.py --scaling [--widths 64 128 256]
+        [--contexts 16 32 64] [--tokens 2] [--json FILE]
 
 The prompt is the mpc-inference scenario's. The Airlock path runs that
 scenario on an embedded Ray: five parties, each in its own actor, the

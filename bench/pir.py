@@ -1,6 +1,7 @@
 """PIR server throughput against this machine's memory-read bandwidth, same run.
 
-    .venv/bin/python bench/pir.py [--mib 256 ...] [--repeat 5] [--batch 32] [--rag] [--json FILE]
+    .venv/bin/python bench/pir.py [--mib 256 ...] [--repeat 5] [--batch 32]
+        [--rag] [--json FILE]
 
 Database: --mib of records (4 KiB each); several sizes give a table each and
 a scaling table (the goal ratios in --json are those of the first size).

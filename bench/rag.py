@@ -1,6 +1,7 @@
 """Grounded answers with retrieval by PIR, against the question alone.
 
-    .venv/bin/python bench/rag.py [--questions 200] [--documents 2000] [--scheme xor]
+    .venv/bin/python bench/rag.py [--questions 200] [--documents 2000]
+        [--scheme xor] [--json FILE]
 
 The questions are models.corpus.held_out_examples: one question each about
 a guideline the shipped model never saw in pretraining. They are asked in

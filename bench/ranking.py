@@ -2,7 +2,8 @@
 nearest cluster whole by PIR, against plaintext nearest-neighbour search
 over the whole corpus: recall, bytes and time per question, same run.
 
-    .venv/bin/python bench/ranking.py [--questions 100] [--documents 2000] [--clusters 32] [--k 2]
+    .venv/bin/python bench/ranking.py [--questions 100] [--documents 2000]
+        [--clusters 32] [--k 2] [--json FILE]
 
 The corpus is the private-rag databases' (synthetic guidelines); the
 questions are models.corpus.held_out_examples', written from guidelines

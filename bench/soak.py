@@ -4,7 +4,8 @@ processes, the driver's open files, listening TCP ports, and memory (the
 driver's resident set, and all of Ray's processes together). Growth from
 the first run to the last is what a leak would show.
 
-    .venv/bin/python bench/soak.py --runs 50 [--scenario walkthrough] [--mode both]
+    .venv/bin/python bench/soak.py --runs 50 [--scenario walkthrough]
+        [--mode both] [--json FILE]
 
 One instance: a Ray head started here (loopback, every site of the
 scenario), each run a driver connection to it. Fresh: each run starts and

@@ -2,7 +2,8 @@
 model, in the same run: per answer end to end, and per generated token for
 the shipped checkpoint and for a model of the old character model's shape.
 
-    .venv/bin/python bench/tee.py [--repeat 20] [--tokens 64] [--ray] [--json FILE]
+    .venv/bin/python bench/tee.py [--repeat 20] [--tokens 64] [--ray]
+        [--json FILE]
 
 1. End to end: the tee-inference scenario with the benchmark's baseline
    switched on (the guarantees are lifted, so the creator also hands the

@@ -130,6 +130,8 @@ class OrderedTree:
                     fields[middle],
                     fields[min(middle + span, count) - 1],
                 )
+                # parent()'s bytes, without a Node per child (every path
+                # test verifies through parent(), so the two cannot drift)
                 above.append(sha256(b"".join(encoded)).digest())
             if len(level) % 2:
                 above.append(level[-1])

@@ -116,3 +116,11 @@ class Refusal(_message.Message):
     reason: RefusalReason
     detail: str
     def __init__(self, reason: _Optional[_Union[RefusalReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class Answer(_message.Message):
+    __slots__ = ("reply", "done")
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    reply: bytes
+    done: bool
+    def __init__(self, reply: _Optional[bytes] = ..., done: _Optional[bool] = ...) -> None: ...

@@ -26,9 +26,16 @@ if _version_not_supported:
 
 
 class PartyStub:
-    """Every party runs this service; every delivery is one Deliver call. The
+    """Every party runs this service. A delivery is one Deliver call: its
     response stream is empty, or one reply envelope from the receiver (which
-    the caller admits through its own boundary).
+    the caller admits through its own boundary). Converse carries many
+    deliveries between one pair of parties on one long-lived stream, one
+    envelope at a time, each answered before the next is sent: the cost of
+    setting up a call is paid once instead of per envelope. Each envelope is
+    admitted exactly as in a Deliver call; a refusal ends the stream (status
+    and trailing metadata as for Deliver). A receiver holding its share of
+    open streams ends a new one at once, before reading it, with trailing
+    metadata "airlock-streams-full": the caller then uses Deliver.
     """
 
     def __init__(self, channel):
@@ -42,15 +49,33 @@ class PartyStub:
                 request_serializer=parties_dot_wire_dot_airlock__pb2.Envelope.SerializeToString,
                 response_deserializer=parties_dot_wire_dot_airlock__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Converse = channel.stream_stream(
+                '/airlock.v1.Party/Converse',
+                request_serializer=parties_dot_wire_dot_airlock__pb2.Envelope.SerializeToString,
+                response_deserializer=parties_dot_wire_dot_airlock__pb2.Answer.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
-    """Every party runs this service; every delivery is one Deliver call. The
+    """Every party runs this service. A delivery is one Deliver call: its
     response stream is empty, or one reply envelope from the receiver (which
-    the caller admits through its own boundary).
+    the caller admits through its own boundary). Converse carries many
+    deliveries between one pair of parties on one long-lived stream, one
+    envelope at a time, each answered before the next is sent: the cost of
+    setting up a call is paid once instead of per envelope. Each envelope is
+    admitted exactly as in a Deliver call; a refusal ends the stream (status
+    and trailing metadata as for Deliver). A receiver holding its share of
+    open streams ends a new one at once, before reading it, with trailing
+    metadata "airlock-streams-full": the caller then uses Deliver.
     """
 
     def Deliver(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Converse(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -64,6 +89,11 @@ def add_PartyServicer_to_server(servicer, server):
                     request_deserializer=parties_dot_wire_dot_airlock__pb2.Envelope.FromString,
                     response_serializer=parties_dot_wire_dot_airlock__pb2.Envelope.SerializeToString,
             ),
+            'Converse': grpc.stream_stream_rpc_method_handler(
+                    servicer.Converse,
+                    request_deserializer=parties_dot_wire_dot_airlock__pb2.Envelope.FromString,
+                    response_serializer=parties_dot_wire_dot_airlock__pb2.Answer.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'airlock.v1.Party', rpc_method_handlers)
@@ -73,9 +103,16 @@ def add_PartyServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Party:
-    """Every party runs this service; every delivery is one Deliver call. The
+    """Every party runs this service. A delivery is one Deliver call: its
     response stream is empty, or one reply envelope from the receiver (which
-    the caller admits through its own boundary).
+    the caller admits through its own boundary). Converse carries many
+    deliveries between one pair of parties on one long-lived stream, one
+    envelope at a time, each answered before the next is sent: the cost of
+    setting up a call is paid once instead of per envelope. Each envelope is
+    admitted exactly as in a Deliver call; a refusal ends the stream (status
+    and trailing metadata as for Deliver). A receiver holding its share of
+    open streams ends a new one at once, before reading it, with trailing
+    metadata "airlock-streams-full": the caller then uses Deliver.
     """
 
     @staticmethod
@@ -95,6 +132,33 @@ class Party:
             '/airlock.v1.Party/Deliver',
             parties_dot_wire_dot_airlock__pb2.Envelope.SerializeToString,
             parties_dot_wire_dot_airlock__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Converse(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/airlock.v1.Party/Converse',
+            parties_dot_wire_dot_airlock__pb2.Envelope.SerializeToString,
+            parties_dot_wire_dot_airlock__pb2.Answer.FromString,
             options,
             channel_credentials,
             insecure,

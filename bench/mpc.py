@@ -10,7 +10,8 @@ checkpoint also through Airlock (messages and bytes per token too).
 The prompt is the mpc-inference scenario's. The Airlock path runs that
 scenario on an embedded Ray: five parties, each in its own actor, the
 creator sharing the shipped checkpoint. Every CrypTen message is an
-envelope, and every tuple comes from the dealer party. The CrypTen path runs
+envelope, and every tuple comes from the dealer party's seeds, the last
+rank asking it for its corrections. The CrypTen path runs
 the same forward pass (protocols/mpc/model.py) in two processes plus
 CrypTen's TTP, with gloo bound to the loopback interface. The old shape
 (vocabulary 48, context 64, width 64, 2 layers, 2 heads, MLP 192) has random
@@ -124,9 +125,9 @@ def scaling(text: str, prompt: str, args: argparse.Namespace, figures: Figures) 
     checkpoint's depth, heads and vocabulary, the window filling the context."""
     print(
         "\n| width | context | CrypTen s/token | Airlock s/token | vs CrypTen "
-        "| messages/token | MB/token | tuple requests/token |"
+        "| messages/token | MB/token | tuple requests/token | dealer MB/token |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for width in args.widths:
         for context in args.contexts:
             shape = RandomShape(width=width, context=context)
@@ -142,7 +143,8 @@ def scaling(text: str, prompt: str, args: argparse.Namespace, figures: Figures) 
             print(
                 f"| {width} | {context} | {baseline:.3f} | {ours['seconds_per_token']:.3f} "
                 f"| {ratio:.2f}x | {ours['messages_per_token']:.0f} "
-                f"| {ours['bytes_per_token'] / 1e6:.2f} | {ours['tuples_per_token']:.1f} |",
+                f"| {ours['bytes_per_token'] / 1e6:.2f} | {ours['tuples_per_token']:.1f} "
+                f"| {ours['dealer_bytes_per_token'] / 1e6:.2f} |",
                 flush=True,
             )
             figures.row(
@@ -168,12 +170,17 @@ def airlock_run(text: str, tokens: int, shape: str = "") -> dict:
         (generated,) = [a["result"] for a in result.actions if a["action"] == "generate"]
         entries, _ = read_entries(Path(scratch) / "parties" / "deployer", "deployer")
         sent = [e for e in entries if e["direction"] == "out" and e["step"] == "mpc_message"]
+        # the last rank asks the dealer; rank 0 (the deployer) draws from its seed
+        entries, _ = read_entries(Path(scratch) / "parties" / "compute", "compute")
         tuples = [e for e in entries if e["direction"] == "out" and e["step"] == "tuple_request"]
+        entries, _ = read_entries(Path(scratch) / "parties" / "dealer", "dealer")
+        dealt = [e for e in entries if e["outcome"] == "replied" and e["step"] == "tuple_shares"]
         return {
             "seconds_per_token": generated["seconds_per_token"],
             "messages_per_token": len(sent) / tokens,
             "bytes_per_token": sum(e["size"] for e in sent) / tokens,
             "tuples_per_token": len(tuples) / tokens,
+            "dealer_bytes_per_token": sum(e["size"] for e in dealt) / tokens,
             "output": generated["outputs"][0]["output"],
         }
 

@@ -56,7 +56,7 @@ class ComputeState(RoleState):
 
 
 class DealerPhase(enum.Enum):
-    DEALING = 1  # from the start; its Dealer refuses a tuple a rank asks for twice
+    DEALING = 1  # from the start; its Dealer tells each seed once and deals each tuple once
 
 
 @dataclass
@@ -94,16 +94,18 @@ def _connect(ctx: PartyContext, state: ComputeState) -> None:
     dealer_name = sole_peer(ctx, DEALER)
     request_label = [Label(f"randomness:{dealer_name}", Form.PUBLIC)]
 
-    def request(message: dict[str, Any]) -> list[torch.Tensor]:
-        reply = ctx.deliver(
-            dealer_name, Step.TUPLE_REQUEST, request_label, json.dumps(message).encode(), "mpc"
-        )
+    def ask(step: Step, message: dict[str, Any]) -> bytes:
+        reply = ctx.deliver(dealer_name, step, request_label, json.dumps(message).encode(), "mpc")
         if reply is None:
             raise AirlockError("the dealer sent nothing")
-        meta, tensors = unpack_tensors(reply.payload)
+        return reply.payload
+
+    def request(message: dict[str, Any]) -> list[torch.Tensor]:
+        meta, tensors = unpack_tensors(ask(Step.TUPLE_REQUEST, message))
         return [tensors[str(i)] for i in range(int(meta["count"]))]
 
-    dealer.use_dealer(request)
+    seed = bytes.fromhex(json.loads(ask(Step.SEED_REQUEST, {}))["seed"])
+    dealer.use_dealer(request, seed, rank, len(ranks))
     communicator.install(communicator.BoundaryCommunicator(rank, ranks, send, state.inbox))
     state.connected = True
 
@@ -140,6 +142,13 @@ def on_prompt_shares(ctx: PartyContext, envelope: Envelope) -> Reply:
         meta = sign_and_log(ctx, user, request, state.model_root, result)
     label = (Label(f"output:{user}", Form.SHARE),)
     return Reply(Step.LOGIT_SHARES, label, pack_tensors(meta, {"logits": result}))
+
+
+def on_seed_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    rank = compute_parties(ctx).index(envelope.header.sender)
+    seed = state_of(ctx, DealerState).dealer.seed(rank)
+    label = (Label(f"randomness:{ctx.name}", Form.SHARE),)
+    return Reply(Step.SEED, label, json.dumps({"seed": seed.hex()}).encode())
 
 
 def on_tuple_request(ctx: PartyContext, envelope: Envelope) -> Reply:

@@ -1,22 +1,31 @@
 """Correlated randomness from a dealer party, reached through the boundary.
 
 CrypTen's own trusted-third-party provider talks to its TTP over
-torch.distributed. `DealerProvider` is a tuple provider of our own instead:
-each compute party asks the dealer for its share of each Beaver triple,
-square, binary triple, wrap or B2A pair. The dealer answers both ranks from
-one draw: the first request with a given id draws and splits, the second
-takes the other share. The ranks ask in the same order, because CrypTen's
-control flow is the same on every rank.
+torch.distributed. `DealerProvider` is a tuple provider of our own instead,
+with the TTP's division of work: the dealer gives each compute rank a seed
+once (`seed_request`), and each rank draws its shares of a tuple's random
+inputs from a keystream under its seed, one stream per tuple
+(`tuple_stream`); every rank but the last draws its share of the derived
+value (a product, a square, a wrap count, a B2A value) there too. Only the
+last rank asks the dealer (`tuple_request`): the dealer draws every rank's
+shares from the same seeds, works out the derived value and sends the last
+rank its share of it, the correction. Dealing every share to both ranks
+took about twice the bytes of all of CrypTen's own messages a token; the
+corrections are a fraction of that, and rank 0 never waits for the dealer.
+The ranks number their tuples alike because CrypTen's control flow is the
+same on every rank.
 
-The dealer sees only sizes, never a share of the data. It draws every
-tuple from an AES-CTR keystream under a key of its own (`randomness.py`):
-a rank that sees its shares cannot predict the next tuple.
+The dealer sees only sizes, never a share of the data. Its seeds come from
+`os.urandom`, one per rank, each told to its rank once: a rank can predict
+its own shares only, and the others' stay unpredictable to it
+(`randomness.py`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +34,7 @@ import torch
 
 from parties.errors import AirlockError
 from protocols.mpc.compat import crypten
-from protocols.mpc.randomness import KeyStream
+from protocols.mpc.randomness import KEY_BYTES, KeyStream
 
 _crypten = crypten()
 from crypten.common.util import count_wraps  # noqa: E402
@@ -36,103 +45,143 @@ from crypten.mpc.provider.provider import TupleProvider  # noqa: E402
 NAME = "AIRLOCK_DEALER"
 KINDS = ("additive", "square", "binary", "wraps", "B2A")
 MAX_BULK = 16
-# Elements one request may make the dealer draw and hold: inputs and product
-# over all its tuples. The reply carries the same amount back, so this is
-# also what a rank can make the dealer spend per request.
+# Elements one request may make the dealer draw: inputs and product over
+# all its tuples and ranks' streams. What a rank can make the dealer spend.
 MAX_REQUEST_ELEMENTS = 1 << 24
-# Tuples drawn for one rank and not yet taken by the other: a rank that asks
-# far ahead of its peer is refused rather than filling the dealer's memory.
-MAX_PENDING = 64
 BULK = 8  # tuples of one kind and size asked for at once: CrypTen asks for many alike
 OPS = ("mul", "matmul", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")
 
+# (the request, with its id and count) -> the last rank's corrections
 Request = Callable[[dict[str, Any]], list[torch.Tensor]]
 
 
+def tuple_stream(seed: bytes, ident: int, index: int) -> KeyStream:
+    """A rank's stream for tuple `index` of request `ident`: each tuple has
+    its own, so the dealer and the rank draw alike in any order."""
+    return KeyStream(seed, nonce=ident * MAX_BULK + index)
+
+
+def _inputs(kind: str, sizes: list[list[int]], stream: KeyStream) -> list[torch.Tensor]:
+    """A rank's shares of the tuple's random inputs, drawn first from its stream."""
+    ring = stream.ring_elements
+    if kind == "additive":
+        return [ring(sizes[0]), ring(sizes[1])]
+    if kind == "binary":  # shared in the shape of a & b, which broadcasts them
+        return [t.contiguous() for t in torch.broadcast_tensors(ring(sizes[0]), ring(sizes[1]))]
+    if kind in ("square", "wraps"):
+        return [ring(sizes[0])]
+    if kind == "B2A":
+        return [stream.bits(sizes[0], 1)]
+    raise AirlockError(f"unknown tuple kind {kind!r}")
+
+
+def _derived(
+    request: dict[str, Any], inputs: list[list[torch.Tensor]]
+) -> tuple[torch.Tensor, bool]:
+    """The value derived from the inputs of every rank (its shares `inputs`),
+    and whether it is shared by XOR (binary) rather than by sum."""
+    kind = request.get("kind")
+    if kind == "additive":
+        a, b = (torch.stack([shares[i] for shares in inputs]).sum(0) for i in (0, 1))
+        return getattr(torch, request["op"])(a, b, **dict(request.get("kwargs") or {})), False
+    if kind == "square":
+        r = torch.stack([shares[0] for shares in inputs]).sum(0)
+        return r * r, False
+    if kind == "wraps":
+        return count_wraps([shares[0] for shares in inputs]), False
+    a = inputs[0][0].clone()
+    for shares in inputs[1:]:
+        a ^= shares[0]
+    if kind == "B2A":  # the bit, shared by sum
+        return a, False
+    b = inputs[0][1].clone()
+    for shares in inputs[1:]:
+        b ^= shares[1]
+    return a & b, True
+
+
+def own_tuple(
+    request: dict[str, Any], stream: KeyStream, correction: torch.Tensor | None
+) -> list[torch.Tensor]:
+    """A rank's shares of one tuple, in the order CrypTen takes them: its
+    inputs from its stream, then its share of the derived value, drawn there
+    too or, for the last rank, the dealer's correction."""
+    kind = str(request.get("kind"))
+    inputs = _inputs(kind, _sizes(request), stream)
+    shape = _derived_shape(request)
+    if correction is None:
+        derived = stream.ring_elements(shape)
+    elif correction.shape != shape or correction.dtype != torch.long:
+        raise AirlockError(
+            f"a {kind} correction of shape {list(correction.shape)}, not {list(shape)}"
+        )
+    else:
+        derived = correction
+    return [derived, *inputs] if kind == "B2A" else [*inputs, derived]
+
+
 class Dealer:
-    """The dealer's side: draws, splits, and hands each rank its share."""
+    """The dealer's side: a seed per rank, and the last rank's corrections."""
 
     def __init__(self, world_size: int = 2) -> None:
         self.world_size = world_size
-        self._stream = KeyStream.fresh()
-        self._pending: dict[int, tuple[list[list[torch.Tensor]], set[int]]] = {}
+        self._seeds = [os.urandom(KEY_BYTES) for _ in range(world_size)]
+        self._seeded: set[int] = set()
+        self._last_id = 0
         self._lock = threading.Lock()
         self.dealt = 0
+        # the first shape worked out on meta tensors imports torch's meta
+        # registrations (0.4 s here, seconds on a busy machine): paid as the
+        # dealer starts, not by the first token's first tuple
+        _derived_shape({"kind": "additive", "op": "matmul", "size0": [1, 1], "size1": [1, 1]})
 
-    def _split(self, value: torch.Tensor, binary: bool = False) -> list[torch.Tensor]:
-        shares = [self._stream.ring_elements(value.shape) for _ in range(self.world_size - 1)]
-        last = value.clone()
-        for share in shares:
-            last = last ^ share if binary else last - share
-        return [*shares, last]
-
-    def _draw(self, request: dict[str, Any]) -> list[list[torch.Tensor]]:
-        """Per rank, its shares of `count` fresh tuples of the requested kind,
-        one after the other."""
-        count = request.get("count", 1)
-        if not isinstance(count, int) or not 1 <= count <= MAX_BULK:
-            raise AirlockError(f"a tuple request asks for 1 to {MAX_BULK} tuples")
-        if count * _elements(request) > MAX_REQUEST_ELEMENTS:
-            raise AirlockError(
-                f"tuple request of a bad size: over {MAX_REQUEST_ELEMENTS} elements"
-                " with the product"
-            )
-        draws = [self._draw_one(request) for _ in range(count)]
-        return [[t for draw in draws for t in draw[rank]] for rank in range(self.world_size)]
-
-    def _draw_one(self, request: dict[str, Any]) -> list[list[torch.Tensor]]:
-        kind = request.get("kind")
-        sizes = _sizes(request)
-        ring = self._stream.ring_elements
-        if kind == "additive":
-            op = request.get("op")
-            if op not in OPS:
-                raise AirlockError(f"tuple op {op!r} is not supported")
-            a, b = ring(sizes[0]), ring(sizes[1])
-            c = getattr(torch, op)(a, b, **dict(request.get("kwargs") or {}))
-            parts = [self._split(a), self._split(b), self._split(c)]
-        elif kind == "square":
-            r = ring(sizes[0])
-            parts = [self._split(r), self._split(r * r)]
-        elif kind == "binary":
-            a, b = ring(sizes[0]), ring(sizes[1])
-            a, b = torch.broadcast_tensors(a, b)
-            parts = [self._split(a, True), self._split(b, True), self._split(a & b, True)]
-        elif kind == "wraps":
-            r_shares = [ring(sizes[0]) for _ in range(self.world_size)]
-            parts = [r_shares, self._split(count_wraps(r_shares))]
-        elif kind == "B2A":
-            bits = [self._stream.bits(sizes[0], 1) for _ in range(self.world_size)]
-            value = bits[0]
-            for bit in bits[1:]:
-                value = value ^ bit
-            parts = [self._split(value), bits]
-        else:
-            raise AirlockError(f"unknown tuple kind {kind!r}")
-        return [[part[rank] for part in parts] for rank in range(self.world_size)]
-
-    def deal(self, rank: int, request: dict[str, Any]) -> list[torch.Tensor]:
+    def _check_rank(self, rank: int) -> None:
         if not 0 <= rank < self.world_size:
             raise AirlockError(f"rank {rank} is not a compute party")
+
+    def seed(self, rank: int) -> bytes:
+        """The rank's seed, told once."""
+        self._check_rank(rank)
+        with self._lock:
+            if rank in self._seeded:
+                raise AirlockError(f"rank {rank} has its seed already")
+            self._seeded.add(rank)
+        return self._seeds[rank]
+
+    def deal(self, rank: int, request: dict[str, Any]) -> list[torch.Tensor]:
+        """The last rank's corrections for the `count` tuples of `request`."""
+        self._check_rank(rank)
+        if rank != self.world_size - 1:
+            raise AirlockError(f"rank {rank} draws its tuples from its seed: only the last asks")
         try:
             ident = int(request["id"])
         except (KeyError, TypeError, ValueError):
             raise AirlockError("a tuple request needs an integer id") from None
+        count = request.get("count", 1)
+        if not isinstance(count, int) or not 1 <= count <= MAX_BULK:
+            raise AirlockError(f"a tuple request asks for 1 to {MAX_BULK} tuples")
+        if count * self.world_size * _elements(request) > MAX_REQUEST_ELEMENTS:
+            raise AirlockError(
+                f"tuple request of a bad size: over {MAX_REQUEST_ELEMENTS} elements"
+                " with the product"
+            )
         with self._lock:
-            if ident not in self._pending:
-                if len(self._pending) >= MAX_PENDING:
-                    raise AirlockError(
-                        f"{MAX_PENDING} tuples are waiting for the other rank: asked too far ahead"
-                    )
-                self._pending[ident] = (self._draw(request), set())
-                self.dealt += 1
-            shares, taken = self._pending[ident]
-            if rank in taken:
-                raise AirlockError(f"tuple {ident} was already dealt to rank {rank}")
-            taken.add(rank)
-            if len(taken) == self.world_size:
-                del self._pending[ident]
-        return shares[rank]
+            # in order, each once: a correction dealt again would be the same
+            if ident <= self._last_id:
+                raise AirlockError(f"tuple {ident} comes after {self._last_id}: ids only increase")
+            self._last_id = ident
+            self.dealt += 1
+        return [self._correction(request, ident, index) for index in range(count)]
+
+    def _correction(self, request: dict[str, Any], ident: int, index: int) -> torch.Tensor:
+        streams = [tuple_stream(seed, ident, index) for seed in self._seeds]
+        sizes = _sizes(request)
+        inputs = [_inputs(str(request.get("kind")), sizes, stream) for stream in streams]
+        value, binary = _derived(request, inputs)
+        for stream in streams[:-1]:  # the other ranks' shares of it, as they draw them
+            share = stream.ring_elements(value.shape)
+            value = value ^ share if binary else value - share
+        return value
 
 
 def _sizes(request: dict[str, Any]) -> list[list[int]]:
@@ -145,37 +194,54 @@ def _sizes(request: dict[str, Any]) -> list[list[int]]:
     return sizes
 
 
-def _elements(request: dict[str, Any]) -> int:
-    """Elements one tuple of `request` takes: its inputs and what is computed
-    from them, whose shape comes from meta tensors (no memory, no work)."""
+def _derived_shape(request: dict[str, Any]) -> torch.Size:
+    """The shape of the tuple's derived value, from meta tensors (no memory, no work)."""
     sizes = _sizes(request)
-    inputs = sum(math.prod(size) for size in sizes)
+    kind = request.get("kind")
+    if kind not in KINDS:
+        raise AirlockError(f"unknown tuple kind {kind!r}")
     try:
-        if request.get("kind") == "binary":
-            return inputs + 3 * math.prod(torch.broadcast_shapes(*sizes))
-        if request.get("kind") != "additive" or request.get("op") not in OPS:
-            return inputs
+        if kind == "binary":
+            return torch.broadcast_shapes(*sizes)
+        if kind != "additive":
+            return torch.Size(sizes[0])
+        if request.get("op") not in OPS:
+            raise AirlockError(f"tuple op {request.get('op')!r} is not supported")
         a, b = (torch.empty(size, dtype=torch.long, device="meta") for size in sizes)
         kwargs = dict(request.get("kwargs") or {})
-        return inputs + getattr(torch, request["op"])(a, b, **kwargs).numel()
+        return getattr(torch, request["op"])(a, b, **kwargs).shape
     except (TypeError, ValueError, RuntimeError) as error:
         raise AirlockError(f"tuple request of a bad size: {error}") from None
 
 
+def _elements(request: dict[str, Any]) -> int:
+    """Elements one rank's stream of one tuple of `request` draws: its
+    inputs (both shaped as the product, for a binary one) and the derived value."""
+    sizes = _sizes(request)
+    derived = math.prod(_derived_shape(request))
+    if request.get("kind") == "binary":
+        return 3 * derived
+    return sum(math.prod(size) for size in sizes) + derived
+
+
 class DealerProvider(TupleProvider):  # type: ignore[misc]
-    """The compute parties' side: each tuple is one request to the dealer."""
+    """The compute parties' side: each rank draws its tuples from its seed;
+    the last rank asks the dealer for its corrections."""
 
     NAME = NAME
 
     def __init__(self) -> None:
         super().__init__()
         self.request: Request | None = None
+        self._seed = b""
+        self._last = False
         self._counter = 0
         self._spare: dict[str, list[list[torch.Tensor]]] = {}
         self.requests = 0
 
-    def reset(self, request: Request) -> None:
-        self.request, self._counter, self._spare = request, 0, {}
+    def reset(self, request: Request, seed: bytes, rank: int, world_size: int) -> None:
+        self.request, self._seed, self._last = request, seed, rank == world_size - 1
+        self._counter, self._spare = 0, {}
 
     def _ask(self, kind: str, size0: Any, size1: Any = (), **extra: Any) -> list[torch.Tensor]:
         """One tuple. Tuples of one kind and size come from the dealer BULK at
@@ -188,10 +254,17 @@ class DealerProvider(TupleProvider):  # type: ignore[misc]
         if spare:
             return spare.pop(0)
         self._counter += 1
-        self.requests += 1
-        shares = self.request({**message, "id": self._counter, "count": BULK})
-        per_tuple = len(shares) // BULK
-        tuples = [shares[i * per_tuple : (i + 1) * per_tuple] for i in range(BULK)]
+        ident = self._counter
+        corrections: list[torch.Tensor | None] = [None] * BULK
+        if self._last:
+            self.requests += 1
+            corrections = list(self.request({**message, "id": ident, "count": BULK}))
+            if len(corrections) != BULK:
+                raise AirlockError(f"the dealer sent {len(corrections)} corrections, not {BULK}")
+        tuples = [
+            own_tuple(message, tuple_stream(self._seed, ident, index), correction)
+            for index, correction in enumerate(corrections)
+        ]
         self._spare[key] = tuples[1:]
         return tuples[0]
 
@@ -230,8 +303,9 @@ class DealerProvider(TupleProvider):  # type: ignore[misc]
 PROVIDER = DealerProvider()
 
 
-def use_dealer(request: Request) -> None:
-    """Make CrypTen take its tuples from the dealer, through `request`."""
+def use_dealer(request: Request, seed: bytes, rank: int, world_size: int) -> None:
+    """Make CrypTen take its tuples from the dealer's `seed` for this rank
+    and, for the last rank, the corrections `request` asks for."""
     vars(_crypten.mpc)["__SUPPORTED_PROVIDERS"][NAME] = PROVIDER
     cfg.mpc.provider = NAME
-    PROVIDER.reset(request)
+    PROVIDER.reset(request, seed, rank, world_size)

@@ -6,7 +6,7 @@ root of the weights; a prompt share with, under `log_receipts`, what the
 receipts must name; a logit share with, under `log_receipts`, the compute
 party's receipt and the ledger's answer (or why it is not logged). Each
 CrypTen message is its kind and its tensors' count (communicator.py); a
-tuple request is sizes only (dealer.py). The ledger's steps are the
+tuple request is sizes only and a seed request nothing (dealer.py). The ledger's steps are the
 attestation protocol's.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, RootModel, StringConstraints, field_validator
+from pydantic import Field, RootModel, StringConstraints
 
 from parties.message import Body, Empty, Fields, Message, framed, hex_bytes, json_message
 from protocols.attestation.messages import (
@@ -24,6 +24,7 @@ from protocols.attestation.messages import (
     SignedStatement,
 )
 from protocols.mpc.dealer import MAX_BULK, MAX_REQUEST_ELEMENTS
+from protocols.mpc.randomness import KEY_BYTES
 from protocols.mpc.rules import Step
 
 # a positive whole number as `str(int)` writes it: no sign, no leading zero
@@ -133,19 +134,16 @@ class TupleRequest(
     """Sizes only, of each kind of tuple the dealer deals."""
 
 
-# the tensors of 1 to MAX_BULK tuples of 2 (square, wraps, B2A) or 3 (additive, binary)
-DEALT = frozenset(tuples * size for tuples in range(1, MAX_BULK + 1) for size in (2, 3))
-
-
 class TupleShares(Fields):
-    count: int = Field(ge=min(DEALT), le=max(DEALT))
+    """The last rank's corrections: one tensor per tuple asked for."""
 
-    @field_validator("count")
-    @classmethod
-    def _whole_tuples(cls, count: int) -> int:
-        if count not in DEALT:
-            raise ValueError("not the tensors of whole tuples of 2 or 3")
-        return count
+    count: int = Field(ge=1, le=MAX_BULK)
+
+
+class Seed(Fields):
+    """A rank's seed for its tuple shares (dealer.py)."""
+
+    seed: hex_bytes(KEY_BYTES)  # type: ignore[valid-type]
 
 
 MESSAGES: dict[str, Message] = {
@@ -153,6 +151,8 @@ MESSAGES: dict[str, Message] = {
     Step.PROMPT_SHARES: framed(PromptShares, Body.TENSORS),  # "prompt": the one-hot window
     Step.LOGIT_SHARES: framed(LogitShares, Body.TENSORS),  # "logits"
     Step.MPC_MESSAGE: framed(MpcMessage, Body.TENSORS),
+    Step.SEED_REQUEST: json_message(Empty),
+    Step.SEED: json_message(Seed),
     Step.TUPLE_REQUEST: json_message(TupleRequest),
     Step.TUPLE_SHARES: framed(TupleShares, Body.TENSORS),
     Step.SUBMIT: SUBMIT_MESSAGE,  # the ledger's, as in the attestation protocol

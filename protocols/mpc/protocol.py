@@ -35,6 +35,7 @@ PROTOCOL = Protocol(
         **{(role, Step.WEIGHT_SHARES): compute.on_weight_shares for role in COMPUTE_ROLES},
         **{(role, Step.PROMPT_SHARES): compute.on_prompt_shares for role in COMPUTE_ROLES},
         **{(role, Step.MPC_MESSAGE): compute.on_mpc_message for role in COMPUTE_ROLES},
+        (DEALER, Step.SEED_REQUEST): compute.on_seed_request,
         (DEALER, Step.TUPLE_REQUEST): compute.on_tuple_request,
         (LEDGER, Step.SUBMIT): on_submit,
     },

@@ -27,8 +27,10 @@ class Step(enum.StrEnum):
     PROMPT_SHARES = "prompt_shares"  # user -> compute: a share of the one-hot window
     LOGIT_SHARES = "logit_shares"  # compute -> user (reply): a share of the logits
     MPC_MESSAGE = "mpc_message"  # compute <-> compute: CrypTen's messages
-    TUPLE_REQUEST = "tuple_request"  # compute -> dealer: sizes only
-    TUPLE_SHARES = "tuple_shares"  # dealer -> compute (reply): correlated randomness
+    SEED_REQUEST = "seed_request"  # compute -> dealer: nothing but the asking, once
+    SEED = "seed"  # dealer -> compute (reply): the rank's seed for its tuple shares
+    TUPLE_REQUEST = "tuple_request"  # last compute rank -> dealer: sizes only
+    TUPLE_SHARES = "tuple_shares"  # dealer -> last rank (reply): its corrections
     # the ledger's steps, named as in the attestation protocol: one log
     SUBMIT = "submit"  # creator, compute -> ledger: a deployment, a receipt
     LOGGED = "logged"  # ledger -> (reply): a signed head and proofs
@@ -63,16 +65,21 @@ RULES = (
         for b in COMPUTE_ROLES  # two compute servers, or a deployer and one
     ),
     *(
-        Rule(Step.TUPLE_REQUEST, role, DEALER, (label_rule("randomness:{receiver}", Form.PUBLIC),))
+        Rule(asking, role, DEALER, (label_rule("randomness:{receiver}", Form.PUBLIC),))
+        for asking in (Step.SEED_REQUEST, Step.TUPLE_REQUEST)
         for role in COMPUTE_ROLES
     ),
     *(
         Rule(
-            Step.TUPLE_SHARES,
+            answer,
             DEALER,
             role,
             (label_rule("randomness:{sender}", Form.SHARE),),
-            reply_to=(Step.TUPLE_REQUEST,),
+            reply_to=(asking,),
+        )
+        for asking, answer in (
+            (Step.SEED_REQUEST, Step.SEED),
+            (Step.TUPLE_REQUEST, Step.TUPLE_SHARES),
         )
         for role in COMPUTE_ROLES
     ),

@@ -1,5 +1,6 @@
-"""The dealer's tuples reconstruct correctly and are dealt once per rank; the
-boundary communicator's collectives, between two ranks in threads."""
+"""The dealer's tuples reconstruct correctly from each rank's seeded shares
+and the last rank's corrections, each seed told once and each tuple dealt
+once; the boundary communicator's collectives, between two ranks in threads."""
 
 from __future__ import annotations
 
@@ -8,19 +9,36 @@ import torch
 
 from parties.errors import AirlockError
 from protocols.mpc.communicator import BoundaryCommunicator
-from protocols.mpc.dealer import MAX_PENDING, Dealer
+from protocols.mpc.dealer import Dealer, own_tuple, tuple_stream
 from protocols.mpc.model import decode, encode, split
 from protocols.mpc.tests.conftest import run_both
 
 
 def deal_both(dealer: Dealer, request: dict) -> list[list[torch.Tensor]]:
-    return [dealer.deal(rank, request) for rank in (0, 1)]
+    """Each rank's shares of the request's tuples, one after the other, as
+    DealerProvider makes them: rank 0 from its seed alone, rank 1 from its
+    seed and the corrections it asks the dealer for."""
+    seeds = getattr(dealer, "test_seeds", None) or [dealer.seed(0), dealer.seed(1)]
+    dealer.test_seeds = seeds  # type: ignore[attr-defined]
+    corrections = dealer.deal(1, request)
+    return [
+        [
+            share
+            for index, correction in enumerate(corrections)
+            for share in own_tuple(
+                request,
+                tuple_stream(seeds[rank], request["id"], index),
+                correction if rank == 1 else None,
+            )
+        ]
+        for rank in (0, 1)
+    ]
 
 
 def test_beaver_triples_reconstruct() -> None:
     dealer = Dealer()
     for ident, (op, size0, size1) in enumerate(
-        (("mul", [3, 4], [3, 4]), ("matmul", [3, 5], [5, 2]))
+        (("mul", [3, 4], [3, 4]), ("matmul", [3, 5], [5, 2])), start=1
     ):
         shares = deal_both(
             dealer, {"id": ident, "kind": "additive", "size0": size0, "size1": size1, "op": op}
@@ -38,7 +56,7 @@ def test_tuples_come_in_bulk_each_one_fresh() -> None:
         assert torch.equal(r2, r * r)
     assert len({tuple(v.tolist()) for v in values[0::2]}) == 4
     with pytest.raises(AirlockError, match="1 to 16 tuples"):
-        Dealer().deal(0, {"id": 1, "kind": "square", "size0": [3], "count": 99})
+        Dealer().deal(1, {"id": 1, "kind": "square", "size0": [3], "count": 99})
 
 
 def test_binary_square_wrap_and_b2a_tuples_reconstruct() -> None:
@@ -62,19 +80,21 @@ def test_binary_square_wrap_and_b2a_tuples_reconstruct() -> None:
 def test_the_dealer_refuses_bad_requests() -> None:
     dealer = Dealer()
     request = {"id": 9, "kind": "square", "size0": [2]}
-    dealer.deal(0, request)
-    with pytest.raises(AirlockError, match="already dealt"):
-        dealer.deal(0, request)
+    dealer.deal(1, request)
+    with pytest.raises(AirlockError, match="ids only increase"):
+        dealer.deal(1, request)
+    with pytest.raises(AirlockError, match="only the last asks"):
+        dealer.deal(0, {"id": 20, "kind": "square", "size0": [2]})
     with pytest.raises(AirlockError, match="unknown tuple kind"):
-        dealer.deal(0, {"id": 10, "kind": "secrets", "size0": [1]})
+        dealer.deal(1, {"id": 10, "kind": "secrets", "size0": [1]})
     with pytest.raises(AirlockError, match="not supported"):
-        dealer.deal(0, {"id": 11, "kind": "additive", "size0": [1], "size1": [1], "op": "exp"})
+        dealer.deal(1, {"id": 11, "kind": "additive", "size0": [1], "size1": [1], "op": "exp"})
     with pytest.raises(AirlockError, match="bad size"):
-        dealer.deal(0, {"id": 12, "kind": "square", "size0": [1 << 14, 1 << 14]})
+        dealer.deal(1, {"id": 12, "kind": "square", "size0": [1 << 14, 1 << 14]})
     with pytest.raises(AirlockError, match="with the product"):
         # small inputs, a 2^50-element product: refused before anything is drawn
         dealer.deal(
-            0,
+            1,
             {
                 "id": 14,
                 "kind": "additive",
@@ -84,25 +104,40 @@ def test_the_dealer_refuses_bad_requests() -> None:
             },
         )
     with pytest.raises(AirlockError, match="with the product"):
-        dealer.deal(0, {"id": 15, "kind": "binary", "size0": [1 << 13, 1], "size1": [1, 1 << 13]})
+        dealer.deal(1, {"id": 15, "kind": "binary", "size0": [1 << 13, 1], "size1": [1, 1 << 13]})
     with pytest.raises(AirlockError, match="bad size"):
         dealer.deal(
-            0, {"id": 16, "kind": "additive", "op": "matmul", "size0": [2, 3], "size1": [4, 5]}
+            1, {"id": 16, "kind": "additive", "op": "matmul", "size0": [2, 3], "size1": [4, 5]}
         )
     with pytest.raises(AirlockError, match="integer id"):
-        dealer.deal(0, {"id": "x", "kind": "square", "size0": [1]})
+        dealer.deal(1, {"id": "x", "kind": "square", "size0": [1]})
     with pytest.raises(AirlockError, match="not a compute party"):
         dealer.deal(2, {"id": 13, "kind": "square", "size0": [1]})
 
 
-def test_a_rank_cannot_fill_the_dealer_by_asking_ahead() -> None:
+def test_each_seed_is_told_once_and_the_ranks_seeds_differ() -> None:
     dealer = Dealer()
-    for ident in range(MAX_PENDING):
-        dealer.deal(0, {"id": ident, "kind": "square", "size0": [1]})
-    with pytest.raises(AirlockError, match="too far ahead"):
-        dealer.deal(0, {"id": MAX_PENDING, "kind": "square", "size0": [1]})
-    dealer.deal(1, {"id": 0, "kind": "square", "size0": [1]})  # the peer catches up: room again
-    dealer.deal(0, {"id": MAX_PENDING, "kind": "square", "size0": [1]})
+    seeds = [dealer.seed(0), dealer.seed(1)]
+    assert seeds[0] != seeds[1] and all(len(seed) == 32 for seed in seeds)
+    with pytest.raises(AirlockError, match="has its seed already"):
+        dealer.seed(0)
+    with pytest.raises(AirlockError, match="not a compute party"):
+        dealer.seed(2)
+    assert seeds[0] != Dealer().seed(0)  # a fresh draw per dealer
+
+
+def test_rank_0_shares_are_its_own_stream_and_the_correction_is_all_rank_1_gets() -> None:
+    """What rank 1 gets for a product is its share of it only: without rank
+    0's seed the product's value stays hidden (c - c1 is rank 0's share,
+    drawn from rank 0's stream)."""
+    dealer = Dealer()
+    request = {"id": 1, "kind": "additive", "op": "mul", "size0": [64], "size1": [64], "count": 2}
+    shares = deal_both(dealer, request)
+    (first, second) = dealer.deal(1, {**request, "id": 2})
+    assert shares[1][2].shape == first.shape == (64,)
+    # tuples of one request, and of two requests, are independent draws
+    assert not torch.equal(shares[1][2], shares[1][5])
+    assert not torch.equal(first, shares[1][2]) and not torch.equal(first, second)
 
 
 def test_fixed_point_sharing_round_trips() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from parties.errors import AirlockError
 from protocols.mpc import compat
@@ -32,6 +33,21 @@ def test_a_shared_key_gives_a_shared_stream_and_a_fresh_one_does_not() -> None:
         one.bits(4, 65)
     with pytest.raises(ValueError, match="32 bytes"):
         KeyStream(b"short")
+
+
+def test_a_stream_is_aes_ctr_and_each_nonce_keys_its_own() -> None:
+    """The values are AES-256-CTR's keystream, byte for byte, also across the
+    pieces it is made in; the nonce starts the counter in a range of its own."""
+    key = os.urandom(KEY_BYTES)
+    size = (3, 40_000)  # 960,000 bytes: several pieces, the last one short
+    for nonce in (0, 5):
+        encryptor = Cipher(algorithms.AES(key), modes.CTR((nonce << 64).to_bytes(16, "big")))
+        expected = encryptor.encryptor().update(bytes(8 * 120_000))
+        values = KeyStream(key, nonce).ring_elements(size)
+        assert values.numpy().tobytes() == expected
+    assert not torch.equal(KeyStream(key, 1).ring_elements(8), KeyStream(key, 2).ring_elements(8))
+    with pytest.raises(ValueError, match="64 bits"):
+        KeyStream(key, 1 << 64)
 
 
 def test_crypten_draws_its_secret_randomness_from_keystreams(monkeypatch) -> None:

@@ -19,9 +19,10 @@ from parties.errors import Refused
 from parties.labels import Form, Label
 from parties.log_check import read_entries
 from protocols.mpc.communicator import pack_tensors, unpack_tensors
-from protocols.mpc.dealer import Dealer
+from protocols.mpc.dealer import Dealer, own_tuple, tuple_stream
 from protocols.mpc.model import encode, one_hot, split
 from protocols.mpc.tests.conftest import MPC_ROLES
+from protocols.mpc.tests.test_dealer_communicator import deal_both
 from tests.helpers import Parties, running_parties
 
 PROMPT_SHARE = [Label("prompt:alice", Form.SHARE)]
@@ -71,32 +72,47 @@ def received(parties: Parties, party: str, step: str) -> dict[str, torch.Tensor]
     return unpack_tensors((workdir / "blobs" / entry["payload_sha256"]).read_bytes())[1]
 
 
-def ask_dealer(parties: Parties, party: str, request: dict) -> list[torch.Tensor]:
+def ask_dealer(parties: Parties, party: str, step: str, request: dict) -> bytes:
     label = [Label("randomness:dealer", Form.PUBLIC)]
-    payload = json.dumps(request).encode()
-    reply = parties[party].deliver("dealer", "mpc", "tuple_request", label, payload)
+    reply = parties[party].deliver("dealer", "mpc", step, label, json.dumps(request).encode())
     assert reply is not None
-    meta, tensors = unpack_tensors(reply.payload)
-    return [tensors[str(i)] for i in range(meta["count"])]
+    return reply.payload
 
 
 def test_a_rank_cannot_predict_the_dealers_next_tuple(mpc_parties: Parties) -> None:
+    seeds = {
+        party: bytes.fromhex(json.loads(ask_dealer(mpc_parties, party, "seed_request", {}))["seed"])
+        for party in ("deployer", "compute")
+    }
     request = {"id": 1, "kind": "square", "size0": [MT_VALUES], "count": 2}
-    mine = ask_dealer(mpc_parties, "deployer", request)  # rank 0: (r, r^2) shares, twice
-    theirs = ask_dealer(mpc_parties, "compute", request)
-    r, r2, next_r, next_r2 = (a + b for a, b in zip(mine, theirs, strict=True))
+    meta, tensors = unpack_tensors(ask_dealer(mpc_parties, "compute", "tuple_request", request))
+    corrections = [tensors[str(i)] for i in range(meta["count"])]  # rank 1's r^2 shares, twice
+    with pytest.raises(Refused, match="only the last asks"):  # rank 0 draws its own
+        ask_dealer(mpc_parties, "deployer", "tuple_request", {**request, "id": 2})
+    shares = [
+        [
+            own_tuple(request, tuple_stream(seeds[party], 1, index), correction)
+            for index, correction in enumerate(corrections if party == "compute" else [None] * 2)
+        ]
+        for party in ("deployer", "compute")
+    ]
+    (r, r2), (next_r, next_r2) = (
+        [a + b for a, b in zip(rank0, rank1, strict=True)]
+        for rank0, rank1 in zip(shares[0], shares[1], strict=True)
+    )
     assert torch.equal(r2, r * r) and torch.equal(next_r2, next_r * next_r)
     assert not torch.equal(r, next_r)
-    # The dealer drew r, then rank 0's share of r, of r^2, then the next r.
-    # Rank 0 rebuilds the generator from its share of r and runs it on.
-    predicted = predict_next(mine[0], 2 * MT_VALUES)
-    assert not torch.equal(predicted[:MT_VALUES], mine[1])
-    assert not torch.equal(predicted[MT_VALUES:], next_r)
+    # Rank 1 rebuilds a Mersenne Twister from what the dealer sent it and runs
+    # it on, as it once could with the dealer's generator: it predicts
+    # neither the next correction nor rank 0's share of r^2.
+    predicted = predict_next(corrections[0], 2 * MT_VALUES)
+    assert not torch.equal(predicted[:MT_VALUES], corrections[1])
+    assert not torch.equal(predicted[MT_VALUES:], shares[0][0][1])
 
 
 def test_two_dealers_deal_different_tuples() -> None:
     request = {"id": 1, "kind": "additive", "op": "mul", "size0": [64], "size1": [64]}
-    first, second = ([Dealer().deal(rank, request) for rank in (0, 1)] for _ in range(2))
+    first, second = (deal_both(Dealer(), request) for _ in range(2))
     for i in range(3):  # a, b and c, as shared to each rank
         assert not torch.equal(first[0][i], second[0][i])
         assert not torch.equal(first[0][i] + first[1][i], second[0][i] + second[1][i])
@@ -163,7 +179,7 @@ def test_shares_look_uniform_over_the_ring_and_still_reconstruct() -> None:
     assert all(balanced(share) for share in shares)
     assert torch.equal(shares[0] + shares[1], secret)
     assert not balanced(secret)  # the check can tell a skewed value
-    dealt = [Dealer().deal(rank, {"id": 1, "kind": "B2A", "size0": [1 << 16]}) for rank in (0, 1)]
+    dealt = deal_both(Dealer(), {"id": 1, "kind": "B2A", "size0": [1 << 16]})
     assert all(balanced(share) for share in (dealt[0][0], dealt[1][0]))
     assert all(set(share.unique().tolist()) == {0, 1} for share in (dealt[0][1], dealt[1][1]))
     assert balanced(dealt[0][1], bits=1) and balanced(dealt[1][1], bits=1)

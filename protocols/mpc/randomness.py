@@ -65,7 +65,7 @@ class KeyStream:
         # the keystream is written into the tensor a piece at a time (4x the
         # speed of one `update` and a copy: no large buffer is allocated, so
         # no fresh pages are faulted in); CTR needs room for a block more
-        out = memoryview(values.numpy()).cast("B")
+        out = values.numpy().data.cast("B")
         scratch = memoryview(bytearray(_PIECE + 15))
         with self._lock:
             for start in range(0, len(out), _PIECE):

@@ -193,8 +193,11 @@ class VisibilityLog:
                 if self._sealed:
                     raise LogSealed(f"log of {self.party} is sealed: the run has ended for it")
                 entry = {"index": self._count, **entry, "prev": self._head}
-                entry["hash"] = entry_hash(entry)
-                self._file.append((json.dumps(entry, sort_keys=True) + "\n").encode("ascii"))
+                # every key is ours and no value a float; the line is the
+                # hashed bytes with the hash added (one encoding, not two)
+                body = canonical_json(entry, plain=True)
+                entry["hash"] = hashlib.sha256(body).hexdigest()
+                self._file.append(b'%s,"hash":"%s"}\n' % (body[:-1], entry["hash"].encode()))
                 self._count += 1
                 self._head = entry["hash"]
                 if self._count - self._checkpointed >= self._checkpoint_entries:

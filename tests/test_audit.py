@@ -49,7 +49,9 @@ def test_default_run_audits_clean_and_shows_the_blocked_attempts(default_run: Pa
 
 def test_one_edited_byte_names_party_and_entry(run_copy: Path) -> None:
     lines = log_lines(run_copy, "deployer")
-    lines[1] = lines[1].replace(b'"size": 1', b'"size": 2', 1)
+    edited = lines[1].replace(b'"size":1', b'"size":2', 1)
+    assert edited != lines[1]
+    lines[1] = edited
     write_lines(run_copy, "deployer", lines)
     assert ("deployer", 1, "entry hash does not match its contents") in integrity_findings(run_copy)
 
@@ -163,11 +165,8 @@ def test_audit_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path) ->
 
 
 def admitted_entry(run: Path, party: str) -> dict:
-    return next(
-        json.loads(line)
-        for line in log_lines(run, party)
-        if b'"outcome": "admitted"' in line and b'"direction": "in"' in line
-    )
+    entries = (json.loads(line) for line in log_lines(run, party))
+    return next(e for e in entries if (e["direction"], e["outcome"]) == ("in", "admitted"))
 
 
 def test_a_forged_sender_signature_fails_its_claim(run_copy: Path) -> None:

@@ -63,7 +63,7 @@ def test_what_json_cannot_hold_is_a_value_error(value: object) -> None:
 
 def test_a_nan_edited_into_a_log_is_a_hash_mismatch_not_a_crash(run_copy: Path) -> None:
     lines = log_lines(run_copy, "alice")
-    edited = lines[0].replace(b'"size": ', b'"size": NaN, "was": ', 1)
+    edited = lines[0].replace(b'"size":', b'"size":NaN,"was":', 1)
     assert edited != lines[0]
     write_lines(run_copy, "alice", [edited, *lines[1:]])
     assert ("alice", 0, "entry hash does not match its contents") in integrity_findings(run_copy)

@@ -284,7 +284,9 @@ def test_tampered_material_in_a_log_fails_verify(tmp_path: Path) -> None:
     run_attest(tmp_path / "run")
     log = tmp_path / "run" / "parties" / "ledger" / "log.jsonl"
     lines = log.read_bytes().splitlines(keepends=True)
-    lines[0] = lines[0].replace(b'"size": ', b'"size": 1', 1)
+    edited = lines[0].replace(b'"size":', b'"size":1', 1)
+    assert edited != lines[0]
+    lines[0] = edited
     log.write_bytes(b"".join(lines))
     assert "log integrity" in failing(verify_run(tmp_path / "run"))
 

@@ -46,14 +46,19 @@ PIECES = (
     ("message definition (Policy.check_payload)", 2, "Policy.check_payload", "policy.py"),
     ("log entries out (SENDING, DELIVERED)", 1, "Boundary._log_out", "boundary.py"),
     ("gRPC call (PartyClient.send)", 1, "PartyClient.send", "transport.py"),
-    ("receiver: gRPC handler (PartyServer._deliver)", 2, "PartyServer._deliver", "transport.py"),
+    (
+        "receiver: its answer to one envelope (PartyServer._answer)",
+        2,
+        "PartyServer._answer",
+        "transport.py",
+    ),
     ("admission (Boundary.admit)", 3, "Boundary.admit", "boundary.py"),
     ("identity and signature check", 4, "Boundary._check_identity", "boundary.py"),
     ("rules and guarantees (Policy.check)", 4, "Policy.check", "policy.py"),
     ("message definition (Policy.check_payload)", 4, "Policy.check_payload", "policy.py"),
     ("log entry in (VisibilityLog.record)", 4, "VisibilityLog.record", "log.py"),
     ("blob write", 5, "VisibilityLog._store_blob", "log.py"),
-    ("entry hash (canonical JSON, SHA-256)", 5, "entry_hash", "log.py"),
+    ("entry encoding (canonical JSON)", 5, "canonical_json", "canonical.py"),
     ("log file append", 5, "_AppendOnly.append", "log.py"),
     ("role handler (dispatch)", 3, "PartyRuntime._dispatch", "runtime.py"),
 )
@@ -124,13 +129,13 @@ def main() -> None:
     whole = rows[0][2]
     admit = per_envelope("Boundary.admit", "boundary.py", receiving=True)
     checked = sum(micros for _, depth, micros in rows[RECEIVER_FROM + 1 : -1] if depth == 4)
-    handler = per_envelope("PartyServer._deliver", "transport.py", receiving=True)
+    handler = per_envelope("PartyServer._answer", "transport.py", receiving=True)
     handled = admit + per_envelope("PartyRuntime._dispatch", "runtime.py", receiving=True)
     call = per_envelope("PartyClient.send", "transport.py")
     # the rows no single function has: what is left of each piece above them
     rows.insert(-1, ("the rest: reading, digest, quotas, locks, waits", 4, admit - checked))
-    rows.insert(7, ("gRPC and thread hand-offs (call minus handler)", 2, call - handler))
-    rows.append(("gRPC stream reading in the handler (the rest of it)", 3, handler - handled))
+    rows.insert(7, ("gRPC and thread hand-offs (the send minus the answer)", 2, call - handler))
+    rows.append(("stream reading in the answer (the rest of it)", 3, handler - handled))
     print(f"{args.envelopes} envelopes of {args.size} B; unprofiled: {unprofiled:.0f} µs each")
     print(f"profiled: {whole:.0f} µs each (wall, yappi)\n")
     print("| piece | µs per envelope (profiled) | share of the round trip |")

@@ -238,8 +238,9 @@ def _streams_full(error: grpc.RpcError) -> bool:
 class _Stream:
     """One Converse call: envelopes go one at a time, each answered first."""
 
-    def __init__(self, peer: str, method: grpc.StreamStreamMultiCallable) -> None:
-        self.peer = peer
+    def __init__(self, key: tuple[str, str], method: grpc.StreamStreamMultiCallable) -> None:
+        self.key = key  # (peer, address)
+        self.peer = key[0]
         # the envelopes' messages, fed to gRPC lazily (a large payload's
         # pieces are not all copied at once); None ends the stream
         self._envelopes: queue.SimpleQueue[Iterator[pb.Envelope] | None] = queue.SimpleQueue()
@@ -321,24 +322,26 @@ class PartyClient:
         try:
             reply = stream.exchange(envelope)
         except grpc.RpcError as error:
-            self._drop(stream, address)
+            self._drop(stream)
             if _streams_full(error):  # nothing of the envelope was read
                 with self._lock:
                     self._full_until[(peer, address)] = time.monotonic() + IDLE_CLOSE
                 return self._call(peer, address, envelope)
             raise self._failure(peer, address, error, stream.timed_out) from None
         except Undelivered:
-            self._drop(stream, address)
+            self._drop(stream)
             stream.cancel()
             raise
         with self._lock:
             self._busy.discard(stream)
-            self._idle.setdefault((peer, address), []).append(stream)
+            self._idle.setdefault(stream.key, []).append(stream)
         return reply
 
-    def _method(self, peer: str, address: str) -> grpc.StreamStreamMultiCallable:
+    def _method(
+        self, peer: str, address: str, method: str = METHOD
+    ) -> grpc.StreamStreamMultiCallable:
         return self._channel(peer, address).stream_stream(
-            METHOD, request_serializer=pb.Envelope.SerializeToString, response_deserializer=None
+            method, request_serializer=pb.Envelope.SerializeToString, response_deserializer=None
         )
 
     def _call(self, peer: str, address: str, envelope: Envelope) -> list[bytes]:
@@ -382,20 +385,15 @@ class PartyClient:
                 )
                 self._watch.start()
         if stream is None:
-            method = self._channel(peer, address).stream_stream(
-                STREAM_METHOD,
-                request_serializer=pb.Envelope.SerializeToString,
-                response_deserializer=None,
-            )
-            stream = _Stream(peer, method)
+            stream = _Stream(key, self._method(peer, address, STREAM_METHOD))
         with self._lock:
             self._busy.add(stream)
         return stream
 
-    def _drop(self, stream: _Stream, address: str) -> None:
+    def _drop(self, stream: _Stream) -> None:
         with self._lock:
             self._busy.discard(stream)
-            self._open[(stream.peer, address)] -= 1
+            self._open[stream.key] -= 1
 
     def _watch_streams(self) -> None:
         """End streams that waited past the delivery timeout for an answer

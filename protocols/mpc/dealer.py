@@ -129,7 +129,6 @@ class Dealer:
         self._seeded: set[int] = set()
         self._last_id = 0
         self._lock = threading.Lock()
-        self.dealt = 0
         # the first shape worked out on meta tensors imports torch's meta
         # registrations (0.4 s here, seconds on a busy machine): paid as the
         # dealer starts, not by the first token's first tuple
@@ -170,7 +169,6 @@ class Dealer:
             if ident <= self._last_id:
                 raise AirlockError(f"tuple {ident} comes after {self._last_id}: ids only increase")
             self._last_id = ident
-            self.dealt += 1
         return [self._correction(request, ident, index) for index in range(count)]
 
     def _correction(self, request: dict[str, Any], ident: int, index: int) -> torch.Tensor:
@@ -237,7 +235,6 @@ class DealerProvider(TupleProvider):  # type: ignore[misc]
         self._last = False
         self._counter = 0
         self._spare: dict[str, list[list[torch.Tensor]]] = {}
-        self.requests = 0
 
     def reset(self, request: Request, seed: bytes, rank: int, world_size: int) -> None:
         self.request, self._seed, self._last = request, seed, rank == world_size - 1
@@ -257,7 +254,6 @@ class DealerProvider(TupleProvider):  # type: ignore[misc]
         ident = self._counter
         corrections: list[torch.Tensor | None] = [None] * BULK
         if self._last:
-            self.requests += 1
             corrections = list(self.request({**message, "id": ident, "count": BULK}))
             if len(corrections) != BULK:
                 raise AirlockError(f"the dealer sent {len(corrections)} corrections, not {BULK}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.audit import AuditError, audit_run
+from orchestrator.audit.checks import check_agreement
 from parties.log import BLOB_DIR, HEAD_FILE, LOG_FILE
 from tests.helpers import airlock, failing, rewrite_entry
 
@@ -221,3 +222,28 @@ def test_an_undelivered_envelope_does_not_count_as_seen_but_a_lone_sending_does(
     # no outcome after `sending`: it may have reached the deployer
     rewrite_entry(run_copy, "alice", delivered["index"], outcome="sending", labels=plaintext)
     assert audit_run(run_copy).visibility["deployer"]["prompt:alice"] == "plaintext"
+
+
+def test_an_admission_by_a_lost_party_agrees_with_an_undelivered_send() -> None:
+    """A receiver that admitted an envelope and died before its answer got
+    back: the sender logged `undelivered`. That agrees when the receiver was
+    lost (a dropout, its log unsealed), and only then."""
+    send = {"direction": "out", "peer": "hospital_2", "header_sha256": "ab" * 32}
+    logs = {
+        "model_creator": [
+            {**send, "index": 0, "outcome": "sending"},
+            {**send, "index": 1, "outcome": "undelivered"},
+        ],
+        "hospital_2": [
+            {
+                "index": 0,
+                "direction": "in",
+                "outcome": "admitted",
+                "peer": "model_creator",
+                "header_sha256": "ab" * 32,
+            }
+        ],
+    }
+    assert check_agreement(logs, frozenset({"hospital_2"})).ok
+    refuted = check_agreement(logs)
+    assert not refuted.ok and "undelivered for it" in str(refuted.findings)

@@ -58,7 +58,7 @@ def audit_record(run: RunRecord) -> AuditReport:
     """The audit of a run already loaded (and its logs checked) by `load_run`."""
     scenario, logs, keys = run.scenario, run.logs, run.keys
     signatures = check_signatures(logs, keys)
-    agreement = check_agreement(logs)
+    agreement = check_agreement(logs, frozenset(run.manifest.get("dropouts", [])))
     visibility, first_seen = visibility_matrix(logs)
     guarantees = check_guarantees(scenario, visibility, first_seen)
     canaries = scan_canaries(run, scenario, run.manifest, logs)

@@ -68,7 +68,10 @@ def check_signatures(logs: dict[str, list[dict[str, Any]]], keys: dict[str, Any]
     return claim
 
 
-def check_agreement(logs: dict[str, list[dict[str, Any]]]) -> Claim:
+def check_agreement(
+    logs: dict[str, list[dict[str, Any]]], lost: frozenset[str] = frozenset()
+) -> Claim:
+    """`lost`: the parties that dropped out mid-run (their logs unsealed)."""
     claim = Claim("deliveries agree")
     seen: dict[tuple[str, str, str], str] = {}
     for name, entries in logs.items():
@@ -110,8 +113,13 @@ def check_agreement(logs: dict[str, list[dict[str, Any]]]) -> Claim:
             elif entry["direction"] == Direction.IN and outcome == Outcome.ADMITTED:
                 claim.checked += 1
                 theirs = seen.get((peer, Direction.OUT, digest))
-                # `sending` alone: the sender died after the envelope left
-                if theirs not in (Outcome.DELIVERED, Outcome.REPLIED, Outcome.SENDING):
+                # `sending` alone: the sender died after the envelope left;
+                # `undelivered` to a party that was lost: it admitted the
+                # envelope and died before its answer got back
+                agreeing = {Outcome.DELIVERED, Outcome.REPLIED, Outcome.SENDING}
+                if name in lost:
+                    agreeing.add(Outcome.UNDELIVERED)
+                if theirs not in agreeing:
                     claim.fail(
                         name,
                         entry["index"],

@@ -9,9 +9,11 @@ hint = D.A mod q. The client asks for record j with qv = A.s + e + Delta.u_j
 the server answers D.qv; the client computes D.qv - hint.s = D.e + Delta.D[:, j]
 and rounds away the noise. To the server, qv is an LWE sample: pseudorandom.
 
-The products with D run through float64 BLAS on 16-bit halves of the
-uint32 operand (exact while N * p * 2^16 < 2^53), as numpy's integer matmul
-has no BLAS; this keeps the server's scan close to memory bandwidth.
+The server's products with D run through float64 BLAS, as numpy's integer
+matmul has no BLAS: one product per block of 2^21 / p records, the whole
+uint32 operand at once (exact while the block's sums stay below 2^53), each
+block's result reduced mod 2^32. This keeps the server's scan close to
+memory bandwidth.
 """
 
 from __future__ import annotations
@@ -57,14 +59,18 @@ def expand_matrix(seed: bytes, rows: int, cols: int = LWE_N) -> np.ndarray:
     return np.frombuffer(stream, dtype="<u4").reshape(rows, cols)
 
 
-def _mulmod32(small: np.ndarray, wide: np.ndarray) -> np.ndarray:
-    """(small @ wide) mod 2^32, `small` float64 with entries < 2^16, `wide` uint32."""
-    low = (wide & 0xFFFF).astype(np.float64)
-    high = (wide >> 16).astype(np.float64)
-    result = np.rint(small @ low).astype(np.uint64) + (
-        np.rint(small @ high).astype(np.uint64) << np.uint64(16)
-    )
-    return (result & MASK32).astype(np.uint32)
+def _mulmod32(digits: np.ndarray, wide: np.ndarray, bits: int) -> np.ndarray:
+    """(digits @ wide) mod 2^32, `digits` float64 with entries < 2^bits, `wide`
+    uint32. A block of 2^(21 - bits) columns of digits times the whole uint32
+    operand sums to less than 2^bits * 2^32 * 2^(21 - bits) = 2^53, so every
+    partial sum is an exact integer in float64. (Splitting the operand into
+    16-bit halves instead took two products over the digits: half the speed.)"""
+    block = 1 << (21 - bits)
+    total = np.zeros((digits.shape[0], wide.shape[1]), dtype=np.uint64)
+    for start in range(0, digits.shape[1], block):
+        part = digits[:, start : start + block] @ wide[start : start + block].astype(np.float64)
+        total += np.rint(part).astype(np.uint64)  # wraps mod 2^64, a multiple of 2^32
+    return (total & MASK32).astype(np.uint32)
 
 
 def to_digits(records: np.ndarray, bits: int) -> np.ndarray:
@@ -116,8 +122,6 @@ class SimplePirServer:
     def __init__(self, records: np.ndarray, seed: bytes | None = None) -> None:
         self.count, self.record_bytes = records.shape
         self.bits = plaintext_bits(self.count)
-        if self.count * (1 << self.bits) * (1 << 16) >= 1 << 53:
-            raise ConfigError(f"{self.count} records are too many for exact float64 products")
         self.seed = seed or os.urandom(16)
         self.version = version(records)
         # a block of records at a time: digitising the whole database at once
@@ -127,7 +131,7 @@ class SimplePirServer:
         for start in range(0, self.count, DIGIT_BLOCK):
             block = records[start : start + DIGIT_BLOCK]
             self._digits[:, start : start + len(block)] = to_digits(block, self.bits)
-        self.hint = _mulmod32(self._digits, expand_matrix(self.seed, self.count))
+        self.hint = _mulmod32(self._digits, expand_matrix(self.seed, self.count), self.bits)
 
     def setup(self) -> Setup:
         return Setup(self.seed, self.hint, self.count, self.bits, self.record_bytes, self.version)
@@ -146,7 +150,7 @@ class SimplePirServer:
                     f"a SimplePIR query is {4 * self.count} bytes for {self.count} records"
                 )
         matrix = np.stack([np.frombuffer(q, dtype="<u4") for q in queries], axis=1)
-        answers = _mulmod32(self._digits, matrix)
+        answers = _mulmod32(self._digits, matrix, self.bits)
         return [answers[:, i].astype("<u4").tobytes() for i in range(len(queries))]
 
 

@@ -93,11 +93,22 @@ def test_the_query_noise_is_gaussian_and_not_from_numpys_generators(monkeypatch)
     client.query_batch([1, 2])
 
 
-def test_the_float_products_equal_exact_integer_arithmetic() -> None:
-    digits = to_digits(RECORDS[:64], 10)
-    a = expand_matrix(b"\x01" * 16, 64)
+@pytest.mark.parametrize("bits", [10, 16], ids=["one block", "three blocks"])
+def test_the_float_products_equal_exact_integer_arithmetic(bits: int) -> None:
+    digits = to_digits(RECORDS[:80], bits)  # at 16 bits a block is 32 records
+    a = expand_matrix(b"\x01" * 16, 80)
     exact = (digits.astype(np.uint64) @ a.astype(np.uint64)) & np.uint64(0xFFFFFFFF)
-    assert np.array_equal(_mulmod32(digits.astype(np.float64), a), exact.astype(np.uint32))
+    assert np.array_equal(_mulmod32(digits.astype(np.float64), a, bits), exact.astype(np.uint32))
+
+
+def test_the_float_products_are_exact_at_their_bound() -> None:
+    """Every digit and every operand at its largest: a block's sum is just under 2^53."""
+    bits = 9
+    count = 3 * (1 << (21 - bits))
+    digits = np.full((2, count), (1 << bits) - 1, dtype=np.uint64)
+    wide = np.full((count, 3), 0xFFFFFFFF, dtype=np.uint32)
+    exact = (digits @ wide.astype(np.uint64)) & np.uint64(0xFFFFFFFF)
+    assert np.array_equal(_mulmod32(digits.astype(np.float64), wide, bits), exact.astype(np.uint32))
 
 
 def test_plaintext_modulus_shrinks_as_the_database_grows() -> None:

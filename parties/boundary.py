@@ -31,7 +31,6 @@ admitted, refused or withheld, is written to the visibility log.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import threading
 from collections import defaultdict
@@ -319,8 +318,8 @@ class Boundary:
                 self.log.reserve(header.payload_size, header.payload_sha256.hex()),
             ):
                 (held or reading).enter_context(self.payload_room(tls_peer, header.payload_size))
-                payload = read_payload(start.payload, messages, header.payload_size)
-                if hashlib.sha256(payload).digest() != header.payload_sha256:
+                payload, digest = read_payload(start.payload, messages, header.payload_size)
+                if digest != header.payload_sha256:
                     raise Refused(pb.DIGEST_MISMATCH, "payload does not match its signed digest")
                 self.policy.check_payload(header, payload)
                 envelope = Envelope(header, start.header, start.signature, payload)

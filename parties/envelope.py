@@ -158,13 +158,16 @@ def parse_message(data: bytes) -> pb.Envelope:
     return message
 
 
-def read_payload(first: bytes, rest: Iterator[bytes], declared: int) -> bytes:
+def read_payload(first: bytes, rest: Iterator[bytes], declared: int) -> tuple[bytes, bytes]:
     """Read the payload: `first` (carried with the header) and the pieces in
-    the raw stream messages that follow, up to the declared size. The
-    envelope ends at its signed size: the stream's end is not waited for
-    (waiting was a quarter of a small envelope's time, the client's gRPC
-    thread half-closing the stream), and nothing sent after it is read."""
+    the raw stream messages that follow, up to the declared size; returns it
+    with its SHA-256, hashed piece by piece as the pieces arrive (while the
+    next ones are still on the wire). The envelope ends at its signed size:
+    the stream's end is not waited for (waiting was a quarter of a small
+    envelope's time, the client's gRPC thread half-closing the stream), and
+    nothing sent after it is read."""
     pieces = [first] if first else []
+    digest = hashlib.sha256(first)
     size = len(first)
     if size > declared:
         raise Refused(pb.OVERSIZED, "payload longer than its signed size")
@@ -173,6 +176,7 @@ def read_payload(first: bytes, rest: Iterator[bytes], declared: int) -> bytes:
         if piece.header or piece.signature:
             raise Refused(pb.MALFORMED, "a second header inside one envelope")
         pieces.append(piece.payload)
+        digest.update(pieces[-1])
         size += len(pieces[-1])
         if size > declared:
             raise Refused(pb.OVERSIZED, "payload longer than its signed size")
@@ -180,4 +184,4 @@ def read_payload(first: bytes, rest: Iterator[bytes], declared: int) -> bytes:
             break
     if size != declared:
         raise Refused(pb.DIGEST_MISMATCH, "payload shorter than its signed size")
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), digest.digest()

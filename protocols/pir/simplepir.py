@@ -69,7 +69,7 @@ def _mulmod32(digits: np.ndarray, wide: np.ndarray, bits: int) -> np.ndarray:
     total = np.zeros((digits.shape[0], wide.shape[1]), dtype=np.uint64)
     for start in range(0, digits.shape[1], block):
         part = digits[:, start : start + block] @ wide[start : start + block].astype(np.float64)
-        total += np.rint(part).astype(np.uint64)  # wraps mod 2^64, a multiple of 2^32
+        total += part.astype(np.uint64)  # exact integers; wraps mod 2^64, a multiple of 2^32
     return (total & MASK32).astype(np.uint32)
 
 

@@ -67,6 +67,7 @@ def test_consistency_and_unmasking_refusals_mid_round(tmp_path: Path) -> None:
         for wrong, reason in (
             (["hospital_2", "hospital_3"], "must hold this contributor"),
             (["hospital_1", "model_creator"], "only its round's participants"),
+            (["hospital_1"], "1 survivors cannot meet threshold 2"),
         ):
             detail = refusal(started, "hospital_1", "consistency_request", {"survivors": wrong})
             assert reason in detail

@@ -20,6 +20,7 @@ from protocols import patients
 from protocols.federated import dp, leakage
 from protocols.federated.messages import Settings
 from protocols.federated.secagg import SCALE
+from tests.generators import assert_drawn_from_the_os
 
 
 def test_clipping_bounds_the_l2_norm_on_the_grid_and_leaves_small_updates_alone() -> None:
@@ -55,6 +56,16 @@ def test_the_discrete_gaussian_matches_its_probabilities() -> None:
     observed = np.array([(samples == v).sum() for v in values])
     chi2 = float(((observed - expected) ** 2 / expected).sum())
     assert chi2 < 40  # 12 degrees of freedom: p < 1e-4 past 40
+
+
+def test_the_noise_is_drawn_from_the_operating_systems_csprng() -> None:
+    """The sampler's uniform draws come from os.urandom: the noise is new
+    under the same seeds of torch's, numpy's and `random`'s generators, and
+    the same under the same os.urandom bytes (int64 bounds, and the Python
+    ints of a variance whose rejection steps pass 2^63)."""
+    assert_drawn_from_the_os(
+        lambda: [dp.discrete_gaussian(variance, 256) for variance in (3, 2317**2, 10**13)]
+    )
 
 
 def test_the_noise_protecting_each_contributor_is_the_others_noise() -> None:

@@ -1,20 +1,28 @@
 """AES-CTR keystreams, and CrypTen drawing its own secret randomness from
-them; no torch, numpy or `random` generator in the protocol's code."""
+them; no torch, numpy or `random` generator behind any secret the protocol
+draws (told by behaviour), nor named in its code."""
 
 from __future__ import annotations
 
 import ast
 import os
+import random
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from parties.errors import AirlockError
 from protocols.mpc import compat
+from protocols.mpc.dealer import Dealer
+from protocols.mpc.model import split
 from protocols.mpc.randomness import KEY_BYTES, KeyStream
 from protocols.mpc.tests.conftest import run_both
+from protocols.mpc.tests.test_dealer_communicator import deal_both
+from tests.generators import Draw, assert_drawn_from_the_os
 
 CPU = torch.device("cpu")
 
@@ -88,6 +96,62 @@ def test_the_ranks_exchange_the_keys_of_crypten_generators() -> None:
     assert len(set(keys)) == len(keys) and all(len(key) == KEY_BYTES for key in keys)
 
 
+def _from_an_entropy_seeded_torch_generator() -> list[torch.Tensor]:
+    generator = torch.Generator()
+    generator.seed()
+    return [torch.randint(-(2**63), 2**63 - 1, (64,), generator=generator)]
+
+
+def test_the_draw_check_tells_a_non_cryptographic_generator() -> None:
+    randint = "randint"  # reached by name, as a scan of the source cannot see
+    bad: list[Draw] = [
+        lambda: [torch.randint(-(2**63), 2**63 - 1, (64,))],
+        lambda: [getattr(torch, randint)(-(2**63), 2**63 - 1, (64,))],
+        lambda: [torch.empty(64, dtype=torch.long).random_()],
+        lambda: [torch.randint(0, 2**62, (64,), generator=torch.Generator())],
+        _from_an_entropy_seeded_torch_generator,
+        lambda: [np.random.bytes(64)],
+        lambda: [np.random.default_rng().integers(0, 2**62, 64)],
+        lambda: [random.getrandbits(512)],
+        lambda: [random.Random().getrandbits(512)],
+    ]
+    for draw in bad:
+        with pytest.raises(AssertionError, match="repeat under|change with"):
+            assert_drawn_from_the_os(draw)
+    assert_drawn_from_the_os(lambda: [KeyStream.fresh().ring_elements(64), os.urandom(32)])
+
+
+def secret_draws() -> list[torch.Tensor]:
+    """One of each secret the protocol draws: the shares of a prompt or a
+    weight, each rank's shares of each kind of tuple and the dealer's
+    corrections, and CrypTen's own masks."""
+    compat.crypten()
+    from crypten.common import rng
+
+    dealer = Dealer()
+    requests: list[dict[str, Any]] = [
+        {"kind": "additive", "op": "matmul", "size0": [4, 8], "size1": [8, 4]},
+        {"kind": "binary", "size0": [64], "size1": [64]},
+        {"kind": "square", "size0": [64], "count": 2},
+        {"kind": "wraps", "size0": [64]},
+        {"kind": "B2A", "size0": [256]},
+    ]
+    dealt = [deal_both(dealer, {"id": i, **r}) for i, r in enumerate(requests, start=1)]
+    return [
+        *split(torch.arange(64)),
+        *(share for ranks in dealt for shares in ranks for share in shares),
+        rng.generate_random_ring_element((64,)),
+        rng.generate_kbit_random_tensor((256,), bitlength=1),
+    ]
+
+
+def test_no_secret_is_drawn_from_a_non_cryptographic_generator() -> None:
+    """The guard against regressions: every kind of share, tuple and mask
+    is new under the same seeds of torch's, numpy's and `random`'s
+    generators, and is the same under the same `os.urandom` bytes."""
+    assert_drawn_from_the_os(secret_draws)
+
+
 TORCH_DRAWS = {"randint", "rand", "randn", "randperm", "Generator", "manual_seed"}
 RANDOM_MODULES = {"random", "numpy.random"}
 
@@ -125,9 +189,9 @@ def test_the_scan_finds_a_non_cryptographic_draw() -> None:
     assert not non_cryptographic_draws(ast.parse("isinstance(g, torch.Generator)"))
 
 
-def test_no_secret_is_drawn_from_a_non_cryptographic_generator() -> None:
-    """A guard against regressions: the protocol's own code (not its tests)
-    draws from no torch, numpy or `random` generator."""
+def test_no_generator_is_named_in_the_protocols_code() -> None:
+    """A lint beside the behavioural guard above: the protocol's own code
+    (not its tests) names no torch, numpy or `random` generator."""
     package = Path(__file__).resolve().parent.parent
     found = {
         path.name: draws

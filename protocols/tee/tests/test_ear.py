@@ -1,12 +1,15 @@
 """The verifier's attestation results as EARs (protocols/tee/ear.py): read by
 an independent JOSE library (jwcrypto), and every forged, altered or
-inconsistent result refused by the relying party's check (PyJWT)."""
+inconsistent result refused by the relying party's check (PyJWT); a
+genuine result replayed for another nonce refused by the relying party in
+a run (protocols/tee/relying.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +18,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jwcrypto import jwk, jwt
 
 from parties.errors import ClaimFailed
-from protocols.tee import verify
+from protocols.tee import verifier, verify
 from protocols.tee.ear import AFFIRMING_VECTOR, PROFILE, issue_ear, open_ear, tier
 from protocols.tee.tests.appraised_run import AppraisedRun
+from protocols.tee.tests.test_protocol import tee_text
+from tests.helpers import result_of, run_text
 
 KEY = ed25519.Ed25519PrivateKey.generate()
 NONCE = os.urandom(32)
@@ -114,3 +119,26 @@ def test_verify_finds_a_result_for_a_nonce_the_relying_party_never_sent() -> Non
     assert [str(f) for f in broken.findings] == [
         "alice entry 7: answers no nonce alice sent verifier"
     ]
+
+
+def test_the_relying_party_refuses_a_genuine_result_for_another_nonce(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verifier (in this process) answers every appraisal after the
+    first with the first one's EAR: genuine, affirming, for this enclave,
+    signed by the verifier, but for the model creator's nonce. The creator
+    releases the weights on its own fresh result; alice refuses the stale
+    one and sends no prompt."""
+    issued: list[str] = []
+
+    def replaying(*args: Any) -> str:
+        issued.append(issue_ear(*args))
+        return issued[0]
+
+    monkeypatch.setattr(verifier, "issue_ear", replaying)
+    result = run_text(tee_text(), tmp_path / "run")
+    assert result.failure is None, result.failure
+    assert result_of(result, "model_creator", "release_weights")["released"] is True
+    asked = result_of(result, "alice", "ask")
+    assert len(issued) > 1 and asked["answers"] == [] and len(asked["refused"]) == 2, asked
+    assert all(r.endswith("the result answers another nonce") for r in asked["refused"]), asked

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,15 +20,17 @@ from orchestrator.hosts import LocalHosts
 from orchestrator.launcher import _write_log_files, party_configs
 from orchestrator.scenario import load_scenario
 from parties.actor import ControlRefused
+from parties.directory import Directory
 from parties.envelope import Envelope, signed_message, to_messages
 from parties.errors import AirlockError, Refused
-from parties.identity import RunAuthority
+from parties.identity import RunAuthority, ca_fingerprint
 from parties.labels import Form, Label
-from parties.log import BLOB_DIR, LOG_FILE
+from parties.log import BLOB_DIR, HEAD_FILE, LOG_FILE
 from parties.log_check import read_entries
+from parties.runtime import PartyRuntime
 from parties.transport import REFUSAL_KEY
 from parties.wire import airlock_pb2 as pb
-from tests.helpers import Parties, failing, rewrite_entry, running_parties
+from tests.helpers import Parties, failing, rewrite_entry, run_default, running_parties
 from tests.test_boundary import CATALOG, catalog_request, client_of, send
 
 PROMPT = [Label("prompt:alice", Form.CIPHERTEXT)]
@@ -107,6 +110,33 @@ def test_a_replaced_ca_fails_the_heads_and_the_pin(run_copy: Path, default_run: 
     findings = failing(audit_run(run_copy, pinned))["log integrity"]
     assert "run: the run's CA is not the one pinned with --ca-fingerprint" in findings
     assert not audit_run(default_run, "0" * 64).ok
+
+
+def test_a_head_bound_to_another_ca_fails_the_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's runtime binds another CA into its log than the run's: its
+    head and checkpoints are signed by its own certified key, for this run
+    and this scenario, and name the other CA. A log from a run under
+    another CA is not this run's, whatever else verifies."""
+    other = ca_fingerprint(RunAuthority("another run").certificate_pem)
+    join = PartyRuntime.join
+
+    def joined_elsewhere(runtime: PartyRuntime, directory: Directory) -> None:
+        join(runtime, directory)
+        if runtime.name == "alice":
+            runtime.log.bindings["ca_sha256"] = other
+
+    monkeypatch.setattr(PartyRuntime, "join", joined_elsewhere)
+    run = tmp_path / "run"
+    assert run_default(run).failure is None
+    head = json.loads((run / "parties" / "alice" / HEAD_FILE).read_text())
+    assert head["ca_sha256"] == other != audit_run(run).ca_fingerprint
+    findings = failing(audit_run(run))["log integrity"]
+    assert "alice: signed head binds another ca sha256" in findings
+    # and each checkpoint it signed, if the run lasted long enough for one
+    others = [f for f in findings if f != "alice: signed head binds another ca sha256"]
+    assert all(re.fullmatch(r"alice: checkpoint \d+ is of another run", f) for f in others)
 
 
 # -- 9. blob names in log entries --------------------------------------------

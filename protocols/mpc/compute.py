@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,9 @@ class ComputeState(RoleState):
     inbox: communicator.Inbox = field(default_factory=communicator.Inbox)
     lock: threading.Lock = field(default_factory=threading.Lock)  # CrypTen's state is per process
     connected: bool = False
+    # every rank but the last: has the dealer check that the last rank asked
+    # for the tuples this one drew by (refused if not)
+    check_tuples: Callable[[], None] | None = None
 
 
 class DealerPhase(enum.Enum):
@@ -76,7 +80,7 @@ def on_weight_shares(ctx: PartyContext, envelope: Envelope) -> None:
     state.phase = ComputePhase.READY
 
 
-def _connect(ctx: PartyContext, state: ComputeState) -> None:
+def connect(ctx: PartyContext, state: ComputeState) -> None:
     """Install the boundary communicator and the dealer, once per process."""
     if state.connected:
         return
@@ -104,8 +108,15 @@ def _connect(ctx: PartyContext, state: ComputeState) -> None:
         meta, tensors = unpack_tensors(ask(Step.TUPLE_REQUEST, message))
         return [tensors[str(i)] for i in range(int(meta["count"]))]
 
+    def check_tuples() -> None:
+        through, transcript = dealer.PROVIDER.transcript()
+        check = {"through": through, "transcript": transcript.hex()}
+        ctx.deliver(dealer_name, Step.TUPLE_CHECK, request_label, json.dumps(check).encode(), "mpc")
+
     seed = bytes.fromhex(json.loads(ask(Step.SEED_REQUEST, {}))["seed"])
     dealer.use_dealer(request, seed, rank, len(ranks))
+    if rank < len(ranks) - 1:
+        state.check_tuples = check_tuples
     communicator.install(communicator.BoundaryCommunicator(rank, ranks, send, state.inbox))
     state.connected = True
 
@@ -131,11 +142,13 @@ def on_prompt_shares(ctx: PartyContext, envelope: Envelope) -> Reply:
     if not 1 <= share.shape[0] <= config.context or share.dtype != torch.long:
         raise AirlockError(f"a prompt share has 1 to {config.context} int64 rows")
     with state.lock:
-        _connect(ctx, state)
+        connect(ctx, state)
         if state.weights is None:
             state.weights = {k: secret(v) for k, v in state.weight_shares.items()}
         logits = forward(secret(share), state.weights, config)
         result = logits.share
+        if state.check_tuples is not None:  # before any share of the answer leaves
+            state.check_tuples()
     user = envelope.header.sender
     meta = {}
     if Settings.model_validate(ctx.settings).log_receipts:
@@ -149,6 +162,13 @@ def on_seed_request(ctx: PartyContext, envelope: Envelope) -> Reply:
     seed = state_of(ctx, DealerState).dealer.seed(rank)
     label = (Label(f"randomness:{ctx.name}", Form.SHARE),)
     return Reply(Step.SEED, label, json.dumps({"seed": seed.hex()}).encode())
+
+
+def on_tuple_check(ctx: PartyContext, envelope: Envelope) -> None:
+    check = json.loads(envelope.payload)
+    rank = compute_parties(ctx).index(envelope.header.sender)
+    transcript = bytes.fromhex(check["transcript"])
+    state_of(ctx, DealerState).dealer.check(rank, check["through"], transcript)
 
 
 def on_tuple_request(ctx: PartyContext, envelope: Envelope) -> Reply:

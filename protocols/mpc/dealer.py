@@ -15,6 +15,16 @@ corrections are a fraction of that, and rank 0 never waits for the dealer.
 The ranks number their tuples alike because CrypTen's control flow is the
 same on every rank.
 
+A tuple's streams are keyed by the seed and by everything its request
+names (`tuple_key`: id, count, kind, op, sizes), as each rank sees it. Only
+the last rank tells the dealer what it wants, so without that binding it
+could ask for tuple N as another kind or shape than rank 0 uses (an empty
+product, a B2A pair over a triple's words) and get back rank 0's stream
+words as the correction: rank 0's Beaver masks, and with the openings the
+prompt and the weights. Bound, a request rank 0 did not make draws rank 0's
+words from a stream rank 0 never uses: the correction is independent of
+rank 0's shares, and the deviating rank gets a wrong tuple, no secret.
+
 The dealer sees only sizes, never a share of the data. Its seeds come from
 `os.urandom`, one per rank, each told to its rank once: a rank can predict
 its own shares only, and the others' stay unpredictable to it
@@ -23,13 +33,16 @@ its own shares only, and the others' stay unpredictable to it
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import rfc8785
 import torch
 
 from parties.errors import AirlockError
@@ -55,10 +68,32 @@ OPS = ("mul", "matmul", "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2
 Request = Callable[[dict[str, Any]], list[torch.Tensor]]
 
 
-def tuple_stream(seed: bytes, ident: int, index: int) -> KeyStream:
-    """A rank's stream for tuple `index` of request `ident`: each tuple has
-    its own, so the dealer and the rank draw alike in any order."""
-    return KeyStream(seed, nonce=ident * MAX_BULK + index)
+def tuple_key(request: Mapping[str, Any]) -> bytes:
+    """Everything a tuple request names, as canonical JSON: what keys its streams."""
+    sizes = _sizes(request)
+    try:
+        named: dict[str, Any] = {"id": int(request["id"]), "count": int(request.get("count", 1))}
+    except (KeyError, TypeError, ValueError):
+        raise AirlockError("a tuple request needs an integer id and count") from None
+    named |= {"kind": str(request.get("kind")), "size0": sizes[0], "size1": sizes[1]}
+    if named["kind"] == "additive":
+        named |= {"op": str(request.get("op")), "kwargs": dict(request.get("kwargs") or {})}
+    return rfc8785.dumps(named)
+
+
+NO_TUPLES = bytes(32)  # the transcript before any request
+
+
+def extend_transcript(transcript: bytes, key: bytes) -> bytes:
+    """A running hash over the tuple requests made so far (their `tuple_key`s)."""
+    return hashlib.sha256(transcript + hashlib.sha256(key).digest()).digest()
+
+
+def tuple_stream(seed: bytes, request: Mapping[str, Any], index: int) -> KeyStream:
+    """A rank's stream for tuple `index` of `request`: keyed by the rank's
+    seed and all that the request names, so the dealer and the rank draw
+    alike only for the very request the rank itself makes."""
+    return KeyStream(hmac.digest(seed, tuple_key(request), hashlib.sha256), nonce=index)
 
 
 def _inputs(kind: str, sizes: list[list[int]], stream: KeyStream) -> list[torch.Tensor]:
@@ -108,7 +143,7 @@ def own_tuple(
     too or, for the last rank, the dealer's correction."""
     kind = str(request.get("kind"))
     inputs = _inputs(kind, _sizes(request), stream)
-    shape = _derived_shape(request)
+    shape = derived_shape(request)
     if correction is None:
         derived = stream.ring_elements(shape)
     elif correction.shape != shape or correction.dtype != torch.long:
@@ -128,11 +163,13 @@ class Dealer:
         self._seeds = [os.urandom(KEY_BYTES) for _ in range(world_size)]
         self._seeded: set[int] = set()
         self._last_id = 0
+        self._transcript = NO_TUPLES  # over every tuple the last rank asked for
+        self._diverged = False  # once the ranks' tuples differ, nothing more is dealt
         self._lock = threading.Lock()
         # the first shape worked out on meta tensors imports torch's meta
         # registrations (0.4 s here, seconds on a busy machine): paid as the
         # dealer starts, not by the first token's first tuple
-        _derived_shape({"kind": "additive", "op": "matmul", "size0": [1, 1], "size1": [1, 1]})
+        derived_shape({"kind": "additive", "op": "matmul", "size0": [1, 1], "size1": [1, 1]})
 
     def _check_rank(self, rank: int) -> None:
         if not 0 <= rank < self.world_size:
@@ -164,15 +201,35 @@ class Dealer:
                 f"tuple request of a bad size: over {MAX_REQUEST_ELEMENTS} elements"
                 " with the product"
             )
+        key = tuple_key(request)
         with self._lock:
+            if self._diverged:
+                raise AirlockError("no more tuples: the ranks asked for different ones")
             # in order, each once: a correction dealt again would be the same
             if ident <= self._last_id:
                 raise AirlockError(f"tuple {ident} comes after {self._last_id}: ids only increase")
             self._last_id = ident
-        return [self._correction(request, ident, index) for index in range(count)]
+            self._transcript = extend_transcript(self._transcript, key)
+        return [self._correction(request, index) for index in range(count)]
 
-    def _correction(self, request: dict[str, Any], ident: int, index: int) -> torch.Tensor:
-        streams = [tuple_stream(seed, ident, index) for seed in self._seeds]
+    def check(self, rank: int, through: int, transcript: bytes) -> None:
+        """Refuse unless the last rank asked for exactly the tuples rank
+        `rank` used, through tuple `through` (its transcript of them). A
+        rank that asked for others got nothing of the other's (tuple_stream),
+        but the tuples no longer add up: the answer would be wrong."""
+        self._check_rank(rank)
+        if rank == self.world_size - 1:
+            raise AirlockError("the last rank's requests are what the others are checked against")
+        with self._lock:
+            if (through, transcript) != (self._last_id, self._transcript):
+                self._diverged = True
+                raise AirlockError(
+                    f"the last rank asked for other tuples than rank {rank} used through "
+                    f"tuple {through}: its answers are refused"
+                )
+
+    def _correction(self, request: dict[str, Any], index: int) -> torch.Tensor:
+        streams = [tuple_stream(seed, request, index) for seed in self._seeds]
         sizes = _sizes(request)
         inputs = [_inputs(str(request.get("kind")), sizes, stream) for stream in streams]
         value, binary = _derived(request, inputs)
@@ -182,17 +239,21 @@ class Dealer:
         return value
 
 
-def _sizes(request: dict[str, Any]) -> list[list[int]]:
+def _sizes(request: Mapping[str, Any]) -> list[list[int]]:
     try:
         sizes = [list(map(int, request.get(k) or [])) for k in ("size0", "size1")]
     except (TypeError, ValueError):
         raise AirlockError("tuple request of a bad size: sizes are lists of integers") from None
     if any(s < 0 for size in sizes for s in size) or any(len(size) > 8 for size in sizes):
         raise AirlockError("tuple request of a bad size")
+    # an empty dimension draws no inputs: the derived value's share would be
+    # the whole correction (refused, though a bound stream would make it harmless)
+    if any(s == 0 for size in sizes for s in size):
+        raise AirlockError("tuple request of a bad size: an empty dimension")
     return sizes
 
 
-def _derived_shape(request: dict[str, Any]) -> torch.Size:
+def derived_shape(request: dict[str, Any]) -> torch.Size:
     """The shape of the tuple's derived value, from meta tensors (no memory, no work)."""
     sizes = _sizes(request)
     kind = request.get("kind")
@@ -216,7 +277,7 @@ def _elements(request: dict[str, Any]) -> int:
     """Elements one rank's stream of one tuple of `request` draws: its
     inputs (both shaped as the product, for a binary one) and the derived value."""
     sizes = _sizes(request)
-    derived = math.prod(_derived_shape(request))
+    derived = math.prod(derived_shape(request))
     if request.get("kind") == "binary":
         return 3 * derived
     return sum(math.prod(size) for size in sizes) + derived
@@ -234,11 +295,17 @@ class DealerProvider(TupleProvider):  # type: ignore[misc]
         self._seed = b""
         self._last = False
         self._counter = 0
+        self._transcript = NO_TUPLES
         self._spare: dict[str, list[list[torch.Tensor]]] = {}
 
     def reset(self, request: Request, seed: bytes, rank: int, world_size: int) -> None:
         self.request, self._seed, self._last = request, seed, rank == world_size - 1
-        self._counter, self._spare = 0, {}
+        self._counter, self._transcript, self._spare = 0, NO_TUPLES, {}
+
+    def transcript(self) -> tuple[int, bytes]:
+        """The last tuple id asked for, and the running hash of every request
+        through it, as the dealer keeps them for the last rank's (Dealer.check)."""
+        return self._counter, self._transcript
 
     def _ask(self, kind: str, size0: Any, size1: Any = (), **extra: Any) -> list[torch.Tensor]:
         """One tuple. Tuples of one kind and size come from the dealer BULK at
@@ -251,14 +318,15 @@ class DealerProvider(TupleProvider):  # type: ignore[misc]
         if spare:
             return spare.pop(0)
         self._counter += 1
-        ident = self._counter
+        request = {**message, "id": self._counter, "count": BULK}
+        self._transcript = extend_transcript(self._transcript, tuple_key(request))
         corrections: list[torch.Tensor | None] = [None] * BULK
         if self._last:
-            corrections = list(self.request({**message, "id": ident, "count": BULK}))
+            corrections = list(self.request(request))
             if len(corrections) != BULK:
                 raise AirlockError(f"the dealer sent {len(corrections)} corrections, not {BULK}")
         tuples = [
-            own_tuple(message, tuple_stream(self._seed, ident, index), correction)
+            own_tuple(request, tuple_stream(self._seed, request, index), correction)
             for index, correction in enumerate(corrections)
         ]
         self._spare[key] = tuples[1:]

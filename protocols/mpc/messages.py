@@ -88,7 +88,8 @@ class MpcMessage(RootModel[Annotated[OneTensor | TensorList, Field(discriminator
     """One CrypTen message: its kind and how many tensors follow."""
 
 
-Dimension = Annotated[int, Field(ge=0, le=MAX_REQUEST_ELEMENTS)]
+# no empty dimension: such a request would draw no inputs (dealer._sizes)
+Dimension = Annotated[int, Field(ge=1, le=MAX_REQUEST_ELEMENTS)]
 Size = Annotated[list[Dimension], Field(max_length=8)]  # a tensor's shape
 NoSize = Annotated[list[Dimension], Field(max_length=0)]
 
@@ -140,6 +141,14 @@ class TupleShares(Fields):
     count: int = Field(ge=1, le=MAX_BULK)
 
 
+class TupleCheck(Fields):
+    """The tuples a rank drew by, through the last id: the running hash of
+    their requests (dealer.extend_transcript)."""
+
+    through: int = Field(ge=0)
+    transcript: hex_bytes(32)  # type: ignore[valid-type]
+
+
 class Seed(Fields):
     """A rank's seed for its tuple shares (dealer.py)."""
 
@@ -155,6 +164,7 @@ MESSAGES: dict[str, Message] = {
     Step.SEED: json_message(Seed),
     Step.TUPLE_REQUEST: json_message(TupleRequest),
     Step.TUPLE_SHARES: framed(TupleShares, Body.TENSORS),
+    Step.TUPLE_CHECK: json_message(TupleCheck),
     Step.SUBMIT: SUBMIT_MESSAGE,  # the ledger's, as in the attestation protocol
     Step.LOGGED: LOGGED_MESSAGE,
 }

@@ -37,6 +37,7 @@ PROTOCOL = Protocol(
         **{(role, Step.MPC_MESSAGE): compute.on_mpc_message for role in COMPUTE_ROLES},
         (DEALER, Step.SEED_REQUEST): compute.on_seed_request,
         (DEALER, Step.TUPLE_REQUEST): compute.on_tuple_request,
+        (DEALER, Step.TUPLE_CHECK): compute.on_tuple_check,
         (LEDGER, Step.SUBMIT): on_submit,
     },
     actions={

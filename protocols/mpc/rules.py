@@ -7,9 +7,10 @@ compute parties carries masked openings of shares of both, and is labelled
 as such. The dealer is asked for sizes only and answers with correlated
 randomness. No rule lets a compute party send anything to the model creator,
 the end user (except logit shares, as the answer) or the dealer (except
-tuple requests). With `log_receipts`, the model creator logs in the ledger
-which compute parties it shared the weights with (a digest names the
-model), and each compute party logs a receipt per reply (digests only).
+tuple requests, and the hash of them each other rank checks). With
+`log_receipts`, the model creator logs in the ledger which compute parties
+it shared the weights with (a digest names the model), and each compute
+party logs a receipt per reply (digests only).
 """
 
 import enum
@@ -31,6 +32,9 @@ class Step(enum.StrEnum):
     SEED = "seed"  # dealer -> compute (reply): the rank's seed for its tuple shares
     TUPLE_REQUEST = "tuple_request"  # last compute rank -> dealer: sizes only
     TUPLE_SHARES = "tuple_shares"  # dealer -> last rank (reply): its corrections
+    # other ranks -> dealer, after each forward pass: the hash of the tuple
+    # requests they drew by, refused unless the last rank asked the same
+    TUPLE_CHECK = "tuple_check"
     # the ledger's steps, named as in the attestation protocol: one log
     SUBMIT = "submit"  # creator, compute -> ledger: a deployment, a receipt
     LOGGED = "logged"  # ledger -> (reply): a signed head and proofs
@@ -66,7 +70,7 @@ RULES = (
     ),
     *(
         Rule(asking, role, DEALER, (label_rule("randomness:{receiver}", Form.PUBLIC),))
-        for asking in (Step.SEED_REQUEST, Step.TUPLE_REQUEST)
+        for asking in (Step.SEED_REQUEST, Step.TUPLE_REQUEST, Step.TUPLE_CHECK)
         for role in COMPUTE_ROLES
     ),
     *(

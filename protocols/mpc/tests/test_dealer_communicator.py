@@ -27,7 +27,7 @@ def deal_both(dealer: Dealer, request: dict) -> list[list[torch.Tensor]]:
             for index, correction in enumerate(corrections)
             for share in own_tuple(
                 request,
-                tuple_stream(seeds[rank], request["id"], index),
+                tuple_stream(seeds[rank], request, index),
                 correction if rank == 1 else None,
             )
         ]

@@ -27,7 +27,7 @@ from protocols.mpc.messages import WeightShares
 from protocols.mpc.model import encode, split, weight_shapes
 from protocols.mpc.roles import Settings, check_prompt, model_to_share, served_config
 from protocols.mpc.tests.conftest import share_instead
-from tests.helpers import Parties, airlock, refusal, run_text
+from tests.helpers import Parties, airlock, refusal, run_text, with_adversary
 
 _, SCENARIO = load_scenario("mpc-inference")
 (PROMPT,) = tomllib.loads(SCENARIO)["parties"]["alice"]["prompts"]
@@ -281,3 +281,26 @@ def test_a_random_shape_is_the_checkpoints_but_for_width_and_context() -> None:
     ):
         with pytest.raises(ValueError, match=why):
             Settings.model_validate(bad)
+
+
+@pytest.mark.ray
+def test_a_rank_steering_the_dealer_gets_no_answer_out(tmp_path: Path) -> None:
+    """The last rank asks for a B2A pair in place of its first Beaver
+    triple (adversaries.steer_tuples), on Ray: the dealer deals it, bound to
+    that request; rank 0's check of the tuples it drew by is refused, so it
+    sends no logit share and the run stops naming why. On the code before
+    tuples were bound, the run answered (wrongly) and rank 1 held rank 0's
+    mask words."""
+    path = tmp_path / "steer.toml"
+    path.write_text(with_adversary(mpc_text(tokens=1), "compute", "steer_tuples"))
+    run_dir = tmp_path / "run"
+    done = airlock("run", str(path), "--out", str(run_dir))
+    assert done.returncode != 0
+    assert "other tuples than rank 0 used" in done.stdout + done.stderr
+    entries, problems = read_entries(run_dir / "parties/deployer", "deployer")
+    assert not problems
+    checks = [e["detail"] for e in entries if e["step"] == "tuple_check" and e["detail"]]
+    assert len(checks) == 1 and "other tuples than rank 0 used" in checks[0]
+    alice, _ = read_entries(run_dir / "parties/alice", "alice")
+    answers = [e for e in alice if e["step"] == "logit_shares" and e["outcome"] == "admitted"]
+    assert [e["peer"] for e in answers] == ["compute"]  # the deployer's share never left

@@ -91,7 +91,7 @@ def test_a_rank_cannot_predict_the_dealers_next_tuple(mpc_parties: Parties) -> N
         ask_dealer(mpc_parties, "deployer", "tuple_request", {**request, "id": 2})
     shares = [
         [
-            own_tuple(request, tuple_stream(seeds[party], 1, index), correction)
+            own_tuple(request, tuple_stream(seeds[party], request, index), correction)
             for index, correction in enumerate(corrections if party == "compute" else [None] * 2)
         ]
         for party in ("deployer", "compute")

@@ -13,7 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from securesystemslib.signer import CryptoSigner
 
 from evidence.receipts import RECEIPT_PREDICATE, sha256_hex
@@ -29,6 +35,7 @@ from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.attestation.ledger_server import logged_entries
 from protocols.attestation.rules import DATASET_PREDICATE
+from protocols.attestation.signed_model import bundle_digest
 from protocols.attestation.verify import RECEIPTS_CLAIM
 from tests.helpers import (
     airlock,
@@ -452,3 +459,31 @@ def test_the_committed_model_is_published_signed_with_openssf_model_signing(
     assert refused.returncode == 1 and "model.safetensors" in refused.stderr
     (finding,) = failing(verify_run(run))[SIGNED_MODEL_CLAIM]
     assert "do not verify" in finding
+
+
+def test_model_files_signed_again_under_another_key_fail_verify(tmp_path: Path) -> None:
+    """Someone re-signs the published model files, unchanged, with a key of
+    its own and publishes that key beside them: `model_signing` accepts the
+    files under the key they come with, and the bundle names the same model;
+    `airlock verify` refuses them, since the logged statement names the
+    creator's key."""
+    from model_signing import hashing, signing, verifying
+
+    run = tmp_path / "run"
+    assert run_attest(run).failure is None
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = tmp_path / "another.pem"
+    private.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    model, bundle, public = run / "model", run / "model.sig", run / "model_creator.pub.pem"
+    signed_before = bundle_digest(bundle.read_bytes())
+    signing.Config().use_elliptic_key_signer(private_key=private).set_hashing_config(
+        hashing.Config().set_ignored_paths(paths=[])
+    ).sign(model, bundle)
+    public.write_bytes(
+        key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    verifying.Config().use_elliptic_key_verifier(public_key=public).verify(model, bundle)
+    assert bundle_digest(bundle.read_bytes()) == signed_before
+    assert failing(verify_run(run))[SIGNED_MODEL_CLAIM] == [
+        "run: model_creator.pub.pem is not the key the model statement names"
+    ]

@@ -100,6 +100,21 @@ def test_rewritten_history_fails_consistency(ours: MerkleTree) -> None:
         verify_consistency(10, MAX, ours.root(10), ours.root(), proof[:-1])  # truncated proof
 
 
+@pytest.mark.parametrize("first", [1, 10, 32, 39, 40])
+def test_a_proof_to_another_new_root_fails_consistency(ours: MerkleTree, first: int) -> None:
+    """History kept up to `first` but rewritten after it: a true proof from
+    the old root, with a new root it does not lead to. Only the new root's
+    comparison can refuse it (the old root's matches)."""
+    other = MerkleTree.from_data([*DATA[:40], b"forged", *DATA[41:]])
+    assert other.root(first) == ours.root(first) and other.root() != ours.root()
+    proof = ours.consistency_proof(first, MAX)
+    verify_consistency(first, MAX, ours.root(first), ours.root(), proof)
+    with pytest.raises(ClaimFailed, match="does not link"):
+        verify_consistency(first, MAX, ours.root(first), other.root(), proof)
+    with pytest.raises(ClaimFailed, match="equal sizes must have equal roots"):
+        verify_consistency(MAX, MAX, ours.root(), other.root(), [])
+
+
 def test_out_of_range_requests_are_errors(ours: MerkleTree) -> None:
     with pytest.raises(ValueError):
         ours.inclusion_proof(MAX)

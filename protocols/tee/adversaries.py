@@ -21,6 +21,12 @@ Played by the deployer (the host):
                  once labelled plaintext (its own boundary withholds it,
                  for the same reason). Its action `exfiltrate_prompts`
                  reports what it opened (nothing) and what was refused.
+  length_curious relays honestly but records the size of every sealed
+                 prompt and sealed answer (as its own log does), to tell
+                 prompts apart by length (which guideline was retrieved,
+                 for anyone who knows the corpus). Its action
+                 `show_sealed_sizes` reports the sizes it saw: one per
+                 padding bucket used, whatever the prompts' lengths.
 Played by the end user:
   extraction     after its honest questions, asks the enclave to complete
                  each hospital's canary prefix ("the pin of <name> is"), as
@@ -82,6 +88,7 @@ class Name(enum.StrEnum):
     UNATTESTED_RECEIPT_KEY = "unattested_receipt_key"
     MISLABELED_ANSWER = "mislabeled_answer"
     PROMPT_HUNGRY = "prompt_hungry"
+    LENGTH_CURIOUS = "length_curious"
     EXTRACTION = "extraction"
 
 
@@ -136,10 +143,18 @@ def _host_enclave(ctx: PartyContext) -> BootedEnclave:
     root (so its measurement is the approved one), without weights."""
     state = state_of(ctx, RogueHost)
     if state.forged is None:
-        tokens = Settings.model_validate(ctx.settings).max_new_tokens
+        s = Settings.model_validate(ctx.settings)
         device = SimulatedVendor().device()
         root = state.model_root  # announced by the creator; empty before
-        state.forged = BootedEnclave.boot(device, ENCLAVE_IMAGE, root, tokens, shipped_tokenizer())
+        state.forged = BootedEnclave.boot(
+            device,
+            ENCLAVE_IMAGE,
+            root,
+            s.max_new_tokens,
+            shipped_tokenizer(),
+            request_buckets=s.request_buckets,
+            answer_buckets=s.answer_buckets,
+        )
     return state.forged
 
 
@@ -155,7 +170,7 @@ def open_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
     meta, sealed = unpack(envelope.payload)
     forged, user = _host_enclave(ctx), envelope.header.sender
     aad = request_aad(user, str(meta["request"]))
-    opened, _ = channel.open_request(forged.hpke_keys, sealed, aad)
+    opened, _ = channel.open_request(forged.hpke_keys, sealed, aad, forged.request_buckets)
     state_of(ctx, RogueHost).opened_prompts.append(str(json.loads(opened)["prompt"]))
     raise AirlockError("the host holds no weights to answer with")
 
@@ -203,6 +218,31 @@ def exfiltrate_prompts(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str
         "kept": len(state_of(ctx, HungryHost).kept_prompts),
         "opened": opened,
         "forwarded": attempts,
+    }
+
+
+@dataclass
+class LengthCuriousHost(HostState):
+    prompt_sizes: list[int] = field(default_factory=list)  # sealed bytes, as relayed
+    answer_sizes: list[int] = field(default_factory=list)
+
+
+def measure_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """length_curious: the honest relay, noting each sealed prompt's and answer's size."""
+    state = state_of(ctx, LengthCuriousHost)
+    state.prompt_sizes.append(len(unpack(envelope.payload)[1]))
+    reply = on_sealed_prompt(ctx, envelope)
+    state.answer_sizes.append(len(unpack(reply.payload)[1]))
+    return reply
+
+
+def show_sealed_sizes(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    state = state_of(ctx, LengthCuriousHost)
+    return {
+        "prompt_sizes": list(state.prompt_sizes),
+        "answer_sizes": list(state.answer_sizes),
+        "distinct_prompt_sizes": sorted(set(state.prompt_sizes)),
+        "distinct_answer_sizes": sorted(set(state.answer_sizes)),
     }
 
 
@@ -263,6 +303,13 @@ ADVERSARIES: dict[str, Adversary] = {
         actions={"exfiltrate_prompts": exfiltrate_prompts},
         after_stage="exfiltrate_prompts",
         state=HungryHost,
+    ),
+    Name.LENGTH_CURIOUS: Adversary(
+        DEPLOYER,
+        handlers={Step.SEALED_PROMPT: measure_sealed_prompt},
+        actions={"show_sealed_sizes": show_sealed_sizes},
+        after_stage="show_sealed_sizes",
+        state=LengthCuriousHost,
     ),
     Name.EXTRACTION: Adversary(
         USER, actions={"extract_canaries": extract_canaries}, after_stage="extract_canaries"

@@ -7,7 +7,9 @@ never opens as the other:
 
 - the end user's prompt (`seal_request`): `enc || ciphertext`. The answer
   is sealed under a key the two ends export from the same HPKE context
-  (RFC 9180, section 5.3), so only the sender of the request can read it;
+  (RFC 9180, section 5.3), so only the sender of the request can read it.
+  Both are padded inside the seal to the scenario's size buckets
+  (padding.py), so the host sees only bucket sizes;
 - the model creator's weights (`seal_weights`): key release, `enc ||
   ciphertext`, one way.
 
@@ -19,6 +21,7 @@ model root it was booted with).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,6 +29,7 @@ from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKeyPair
 from pyhpke.context_interface import ContextInterface
 
 from parties.errors import AirlockError
+from protocols.tee.padding import ANSWER_BUCKETS, REQUEST_BUCKETS, pad, unpad
 
 SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES128_GCM)
 INFO = b"airlock tee prompt v1"
@@ -46,17 +50,16 @@ def public_bytes(pair: KEMKeyPair) -> bytes:
     return data
 
 
-def seal_request(
-    enclave_public: bytes, message: bytes, aad: bytes, info: bytes = INFO
+def _seal(
+    enclave_public: bytes, message: bytes, aad: bytes, info: bytes
 ) -> tuple[bytes, ContextInterface]:
-    """The sealed request, and the context to open the answer with."""
     public = SUITE.kem.deserialize_public_key(enclave_public)
     enc, context = SUITE.create_sender_context(public, info=info)
     return enc + context.seal(message, aad=aad), context
 
 
-def open_request(
-    pair: KEMKeyPair, sealed: bytes, aad: bytes, info: bytes = INFO, what: str = "request"
+def _open(
+    pair: KEMKeyPair, sealed: bytes, aad: bytes, info: bytes, what: str
 ) -> tuple[bytes, ContextInterface]:
     if len(sealed) <= ENC_SIZE:
         raise ChannelError(f"sealed {what} too short")
@@ -67,26 +70,55 @@ def open_request(
         raise ChannelError(f"the sealed {what} does not open") from None
 
 
+def seal_request(
+    enclave_public: bytes,
+    message: bytes,
+    aad: bytes,
+    buckets: Sequence[int] = REQUEST_BUCKETS,
+) -> tuple[bytes, ContextInterface]:
+    """The request, padded to its bucket and sealed; and the context to
+    open the answer with. PaddingError if no bucket holds it."""
+    return _seal(enclave_public, pad(message, buckets, "request"), aad, INFO)
+
+
+def open_request(
+    pair: KEMKeyPair, sealed: bytes, aad: bytes, buckets: Sequence[int] = REQUEST_BUCKETS
+) -> tuple[bytes, ContextInterface]:
+    """The request inside `sealed`, its padding checked and stripped."""
+    padded, context = _open(pair, sealed, aad, INFO, "request")
+    return unpad(padded, buckets, "request"), context
+
+
 def seal_weights(enclave_public: bytes, weights: bytes, aad: bytes) -> bytes:
-    """Key release: `weights` sealed to the attested enclave's HPKE key."""
-    return seal_request(enclave_public, weights, aad, WEIGHTS_INFO)[0]
+    """Key release: `weights` sealed to the attested enclave's HPKE key
+    (not padded: the weights' size is the model's, which the model root
+    and the reference values publish anyway)."""
+    return _seal(enclave_public, weights, aad, WEIGHTS_INFO)[0]
 
 
 def open_weights(pair: KEMKeyPair, sealed: bytes, aad: bytes) -> bytes:
-    return open_request(pair, sealed, aad, WEIGHTS_INFO, "weights release")[0]
+    return _open(pair, sealed, aad, WEIGHTS_INFO, "weights release")[0]
 
 
 def _answer_key(context: ContextInterface) -> AESGCM:
     return AESGCM(context.export(b"airlock tee answer", 16))
 
 
-def seal_answer(context: ContextInterface, message: bytes, aad: bytes) -> bytes:
+def seal_answer(
+    context: ContextInterface, message: bytes, aad: bytes, buckets: Sequence[int] = ANSWER_BUCKETS
+) -> bytes:
+    """The answer, padded to its bucket and sealed. PaddingError if no bucket holds it."""
+    padded = pad(message, buckets, "answer")
     nonce = os.urandom(12)
-    return nonce + _answer_key(context).encrypt(nonce, message, aad)
+    return nonce + _answer_key(context).encrypt(nonce, padded, aad)
 
 
-def open_answer(context: ContextInterface, sealed: bytes, aad: bytes) -> bytes:
+def open_answer(
+    context: ContextInterface, sealed: bytes, aad: bytes, buckets: Sequence[int] = ANSWER_BUCKETS
+) -> bytes:
+    """The answer inside `sealed`, its padding checked and stripped."""
     try:
-        return _answer_key(context).decrypt(sealed[:12], sealed[12:], aad)
+        padded = _answer_key(context).decrypt(sealed[:12], sealed[12:], aad)
     except (InvalidTag, ValueError):
         raise ChannelError("the sealed answer does not open") from None
+    return unpad(padded, buckets, "answer")

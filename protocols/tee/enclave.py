@@ -19,6 +19,10 @@ user, and receipted with the attested receipt key. The receipt names the
 user's salted commitment to the prompt and the answer under a fresh salt
 that only the user is given; with `log_receipts` the enclave logs it in the
 ledger before it answers, and the ledger's proof goes back with the answer.
+Prompts and answers are padded inside the seal to the scenario's size
+buckets (padding.py): the enclave refuses a request not padded to one of
+its request buckets and pads each answer to its answer buckets, so the
+host sees bucket sizes only.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from parties.protocol import PartyContext, Reply, RoleState, state_of
 from protocols.attestation.shared import submit
 from protocols.tee import channel
 from protocols.tee.evidence import DeviceProvision, SimulatedHardware, measure
+from protocols.tee.padding import ANSWER_BUCKETS, REQUEST_BUCKETS
 from protocols.tee.rules import Step
 from protocols.tee.settings import Settings
 
@@ -105,6 +110,9 @@ class BootedEnclave:
     max_new_tokens: int
     tokenizer: Codec
     stop: str | None = STOP
+    # the sizes requests and answers are padded to (the scenario's, as max_new_tokens)
+    request_buckets: tuple[int, ...] = REQUEST_BUCKETS
+    answer_buckets: tuple[int, ...] = ANSWER_BUCKETS
     model: Transformer | None = None
 
     @classmethod
@@ -116,6 +124,9 @@ class BootedEnclave:
         max_new_tokens: int,
         tokenizer: Codec,
         stop: str | None = STOP,
+        *,
+        request_buckets: tuple[int, ...] = REQUEST_BUCKETS,
+        answer_buckets: tuple[int, ...] = ANSWER_BUCKETS,
     ) -> BootedEnclave:
         return cls(
             SimulatedHardware(device),
@@ -126,6 +137,8 @@ class BootedEnclave:
             max_new_tokens,
             tokenizer,
             stop,
+            request_buckets,
+            answer_buckets,
         )
 
     @property
@@ -164,13 +177,14 @@ class BootedEnclave:
         signer: Signer,
         log: ReceiptLog | None = None,
     ) -> Answered:
-        """Open `user`'s sealed prompt, answer it, and seal the answer (with a
-        receipt signed by `signer`, logged by `log` if given) back to the
-        sender of the prompt."""
+        """Open `user`'s sealed prompt (refused unless padded to a request
+        bucket), answer it, and seal the answer (with a receipt signed by
+        `signer`, logged by `log` if given), padded to an answer bucket, back
+        to the sender of the prompt."""
         if self.model is None:
             raise AirlockError("no weights were released to this enclave")
         aad = request_aad(user, request)
-        opened, context = channel.open_request(self.hpke_keys, sealed, aad)
+        opened, context = channel.open_request(self.hpke_keys, sealed, aad, self.request_buckets)
         try:
             asked = json.loads(opened)
             prompt, nonce = str(asked["prompt"]), bytes.fromhex(asked["nonce"])
@@ -212,7 +226,9 @@ class BootedEnclave:
                 answer["ledger"] = log(user, since, receipt)
             except ClaimFailed as error:  # the user refuses an answer whose receipt is not logged
                 answer["unlogged"] = str(error)
-        sealed_answer = channel.seal_answer(context, json.dumps(answer).encode(), aad)
+        sealed_answer = channel.seal_answer(
+            context, json.dumps(answer).encode(), aad, self.answer_buckets
+        )
         return Answered(user, request, prompt, output, sealed_answer)
 
 
@@ -252,10 +268,18 @@ def on_enclave_load(ctx: PartyContext, envelope: Envelope) -> None:
     image, root = bytes.fromhex(str(meta["image"])), bytes.fromhex(str(meta["model_root"]))
     if len(root) != 32:
         raise AirlockError("a model root is 32 bytes")
-    # the answer length is the scenario's, never the host's word
-    tokens = Settings.model_validate(ctx.settings).max_new_tokens
+    # the answer length and the padding buckets are the scenario's, never the host's word
+    s = Settings.model_validate(ctx.settings)
     state = state_of(ctx, EnclaveState)
-    state.booted = BootedEnclave.boot(ctx.provision, image, root, tokens, shipped_tokenizer())
+    state.booted = BootedEnclave.boot(
+        ctx.provision,
+        image,
+        root,
+        s.max_new_tokens,
+        shipped_tokenizer(),
+        request_buckets=s.request_buckets,
+        answer_buckets=s.answer_buckets,
+    )
     state.phase = EnclavePhase.AWAITING_WEIGHTS
 
 

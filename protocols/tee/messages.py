@@ -126,7 +126,10 @@ MESSAGES: dict[str, Message] = {
     Step.ATTESTATION_RESULT: json_message(AttestationResult),
     Step.MODEL_RELEASE: SEALED_WEIGHTS,
     Step.ENCLAVE_WEIGHTS: SEALED_WEIGHTS,
-    # HPKE `enc || ciphertext`; an answer: AES-GCM nonce || ciphertext
+    # HPKE `enc || ciphertext`; an answer: AES-GCM nonce || ciphertext. The
+    # plaintext inside is padded to the scenario's size buckets (padding.py),
+    # which only the enclave and the user can check: these definitions are
+    # the same in every scenario and leave the ciphertext's size to them
     Step.SEALED_PROMPT: framed(Request, Body.BYTES),
     Step.ENCLAVE_PROMPT: framed(RelayedPrompt, Body.BYTES),
     Step.ENCLAVE_ANSWER: framed(Request, Body.BYTES),

@@ -29,6 +29,7 @@ from protocols.tee.enclave import (
 )
 from protocols.tee.evidence import provision
 from protocols.tee.messages import MESSAGES
+from protocols.tee.report import report
 from protocols.tee.rules import (
     CREATOR,
     DEPLOYER,
@@ -99,4 +100,5 @@ PROTOCOL = Protocol(
     artifacts=artifacts,
     provision=provision,
     verify=OfflineChecks(claims=verify.verify_claims),
+    report=report,
 )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from protocols.artifacts import ModelSource
+from protocols.tee.padding import ANSWER_BUCKETS, REQUEST_BUCKETS, Bucket, check_buckets
 
 
 class Settings(BaseModel):
@@ -30,3 +31,13 @@ class Settings(BaseModel):
     # holds, the enclave logs each receipt under it, and the end user accepts
     # an answer only with the ledger's proof that its receipt is logged
     log_receipts: bool = False
+    # the sizes (bytes of plaintext, inside the seal) each sealed prompt and
+    # each sealed answer is padded to: the smallest that holds it; one that
+    # the largest cannot hold is refused (padding.py)
+    request_buckets: tuple[Bucket, ...] = REQUEST_BUCKETS
+    answer_buckets: tuple[Bucket, ...] = ANSWER_BUCKETS
+
+    @field_validator("request_buckets", "answer_buckets")
+    @classmethod
+    def _increasing(cls, buckets: tuple[int, ...]) -> tuple[int, ...]:
+        return check_buckets(buckets)

@@ -4,7 +4,9 @@ an affirming result does it seal its prompt (HPKE) to the key in the
 evidence, and it accepts the answer's receipt only under the receipt key in
 the evidence, naming the model it expects. With `log_receipts` it also
 needs the ledger's proof that the receipt is logged, under a head that
-extends the last one it saw."""
+extends the last one it saw. Its request is padded inside the seal to the
+scenario's request buckets, and it refuses an answer not padded to one of
+its answer buckets (padding.py); its summary reports what padding cost."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.cose_receipts import RECEIPTS_DIR, open_cose_receipt
@@ -28,6 +31,7 @@ from protocols.attestation.shared import keep_head, last_head
 from protocols.tee import channel
 from protocols.tee.enclave import request_aad
 from protocols.tee.evidence import SIMULATED
+from protocols.tee.padding import PaddingError, cost
 from protocols.tee.relying import AttestedEnclave, attest
 from protocols.tee.rules import DEPLOYER, LEDGER, VERIFIER, Step
 from protocols.tee.settings import Settings
@@ -38,6 +42,14 @@ MIN_FINGERPRINT_BYTES = 8
 Summary = dict[str, Any]
 
 
+@dataclass
+class Sizes:
+    """The plaintext size of each request sent and each answer opened, before padding."""
+
+    requests: list[int] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+
+
 def ask_enclave(
     ctx: PartyContext,
     deployer: str,
@@ -46,12 +58,16 @@ def ask_enclave(
     *,
     model_root: bytes | None = None,
     logged: bool = False,
+    sizes: Sizes | None = None,
 ) -> tuple[str, int | None]:
-    """Seal a prompt to the attested enclave; open its answer and check the
-    receipt under the attested receipt key (not a key the host names), for
-    `model_root` (default: the attested one), and, if `logged`, its ledger
-    proof. The receipt commits to the prompt under a salt kept here.
-    Returns the answer and where the ledger logged its receipt (if asked)."""
+    """Seal a prompt, padded to the scenario's request buckets, to the
+    attested enclave; open its answer (refused unless padded to an answer
+    bucket) and check the receipt under the attested receipt key (not a key
+    the host names), for `model_root` (default: the attested one), and, if
+    `logged`, its ledger proof. The receipt commits to the prompt under a
+    salt kept here. Returns the answer and where the ledger logged its
+    receipt (if asked); `sizes` gets both plaintext sizes before padding."""
+    settings = Settings.model_validate(ctx.settings)
     request, nonce, salt = os.urandom(16).hex(), os.urandom(16), new_salt()
     last = last_head(ctx) if logged else None
     aad = request_aad(ctx.name, request)
@@ -61,14 +77,25 @@ def ask_enclave(
         "input_sha256": salted_sha256(salt, prompt.encode()),
         "since": last.size if last else 0,
     }
-    sealed, context = channel.seal_request(enclave.hpke_public_key, json.dumps(asked).encode(), aad)
+    message = json.dumps(asked).encode()
+    sealed, context = channel.seal_request(
+        enclave.hpke_public_key, message, aad, settings.request_buckets
+    )
     label = [Label(f"prompt:{ctx.name}", Form.CIPHERTEXT)]
     reply = ctx.deliver(deployer, Step.SEALED_PROMPT, label, pack({"request": request}, sealed))
     if reply is None:
         raise ClaimFailed(CLAIM, "no answer")
+    if sizes is not None:
+        sizes.requests.append(len(message))
     _, sealed_answer = unpack(reply.payload)
     try:
-        answer = json.loads(channel.open_answer(context, sealed_answer, aad))
+        opened = channel.open_answer(context, sealed_answer, aad, settings.answer_buckets)
+    except PaddingError as error:
+        raise ClaimFailed(CLAIM, str(error)) from None
+    if sizes is not None:
+        sizes.answers.append(len(opened))
+    try:
+        answer = json.loads(opened)
         output, receipt = str(answer["output"]), answer["receipt"]
         output_salt = bytes.fromhex(str(answer["output_salt"]))
         cose = bytes.fromhex(str(answer["cose_receipt"]))
@@ -128,7 +155,7 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     prompts = user_prompts(ctx, s)
     committed = ctx.store.get(COMMITTED_MODEL).root_sha256 if s.require_commitment else None
     deployer, verifier = sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)
-    answers, refused, vendor_roots = [], [], set()
+    answers, refused, vendor_roots, sizes = [], [], set(), Sizes()
     handshake, enclave_times, plain_times = [], [], []
     for prompt in prompts:
         for _ in range(s.repeat):
@@ -149,6 +176,7 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
                     prompt,
                     model_root=None if committed is None else bytes.fromhex(committed),
                     logged=s.log_receipts,
+                    sizes=sizes,
                 )
                 enclave_times.append(time.perf_counter() - started)
             except (ClaimFailed, AirlockError) as error:
@@ -170,6 +198,11 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         "refused": refused,
         "root_of_trust": SIMULATED,
         "vendor_roots": sorted(vendor_roots),
+        # what the host saw of each sealed prompt and answer: its bucket
+        "padding": {
+            "requests": cost(sizes.requests, s.request_buckets),
+            "answers": cost(sizes.answers, s.answer_buckets),
+        },
         FINGERPRINTS: {
             f"prompt:{ctx.name}": _fingerprints(prompts),
             f"output:{ctx.name}": _fingerprints(str(a["output"]) for a in answers),

@@ -6,8 +6,9 @@ adversary makes the creator withhold the weights and the end user refuse
 to send its prompt, evidence from any vendor but the run's own included;
 receipts count only under the attested key; the content scan finds any
 prompt or answer the host got in the clear; bad input (a weights release
-sealed to another key, for another enclave or root, or out of step) gets
-a clear refusal and the enclave keeps serving."""
+sealed to another key, for another enclave or root, or out of step; a
+prompt not padded to the enclave's buckets) gets a clear refusal and the
+enclave keeps serving. Padding itself: test_padding.py."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.tee import channel
 from protocols.tee.creator import FINGERPRINTED
-from protocols.tee.enclave import weights_aad
+from protocols.tee.enclave import request_aad, weights_aad
 from protocols.tee.evidence import ENCLAVE_IMAGE, provision
 from tests.helpers import failing, result_of, run_text, running_parties, with_adversary
 
@@ -311,6 +312,15 @@ def test_bad_input_gets_a_clear_refusal_and_the_enclave_keeps_serving(serving) -
     again = refusal("enclave_weights", weights_label, release, pb.OUT_OF_STEP)
     assert "a weights release needs the role to be awaiting_weights, it is serving" in again
     assert "does not open" in refusal("enclave_prompt", prompt_label, garbage)
+    # sealed to the enclave's key but not padded to its request buckets
+    aad = request_aad("alice", "01" * 16)
+    for buckets, reason in (
+        ((1000,), "the padded request is 1000 bytes, not one of the buckets [512, 2048, 8192]"),
+        ((2048,), "the request is not padded to the smallest bucket that holds it"),
+    ):
+        sealed, _ = channel.seal_request(key, b"{}", aad, buckets)
+        relay = pack({"user": "alice", "request": "01" * 16}, sealed)
+        assert refusal("enclave_prompt", prompt_label, relay) == f"enclave_prompt refused: {reason}"
     assert "payload" in refusal("enclave_prompt", prompt_label, b"\x00", pb.BAD_PAYLOAD)
     # still serving: fresh evidence for a good nonce, measuring the booted root
     assert evidence()["claims"]["nonce"] == good_nonce

@@ -13,6 +13,9 @@ they got; the contributors' checks in contributor.py are what stop them.
 - `plain_mode_request` and `weaker_dp_request` state settings other than
   the scenario's: plaintext updates, or a quarter of the noise and four
   times the clip.
+- `rerun_round` runs round 1 again from the model it started from, under
+  its number and then under the next: each contributor refuses a round it
+  joined, one past its own number of rounds, and a model it trained on.
 
 Contributors that answer the update request badly; the aggregator's
 boundary, its checks and the audit are what catch them.
@@ -46,6 +49,7 @@ from protocols.federated.aggregator import (
     aggregator,
     check_consistency,
     collect_updates,
+    initial_model,
     open_round,
     share_keys,
 )
@@ -80,6 +84,7 @@ class AdversaryName(enum.StrEnum):
     SPLIT_VIEW = "split_view"
     PLAIN_MODE_REQUEST = "plain_mode_request"
     WEAKER_DP_REQUEST = "weaker_dp_request"
+    RERUN_ROUND = "rerun_round"
     UNMASKED_UPDATE = "unmasked_update"
     MISLABELED_UPDATE = "mislabeled_update"
     NAN_UPDATE = "nan_update"
@@ -183,14 +188,9 @@ def _strip_masks(
     return own
 
 
-def _downgraded_round(
-    ctx: PartyContext, params: Mapping[str, Any], change: Callable[[Settings], dict[str, Any]]
-) -> Summary:
-    """A whole round under settings other than the scenario's."""
-    s = settings(params)
+def _whole_round(ctx: PartyContext, stated: Settings, number: int) -> Summary:
+    """Round `number`, as `stated`, from start to aggregate: how it ended."""
     state = aggregator(ctx)
-    number = len(state.history) + 1
-    stated = s.model_copy(update=change(s))
     outcome = "completed"
     try:
         open_round(ctx, stated, number)
@@ -200,12 +200,34 @@ def _downgraded_round(
         outcome = str(error)
     current = state.round
     state.end_round()
-    return {
-        "attack": "downgrade",
-        "stated": change(s),
-        "outcome": outcome,
-        "dropped": {} if current is None else current.dropped,
-    }
+    return {"outcome": outcome, "dropped": {} if current is None else current.dropped}
+
+
+def _downgraded_round(
+    ctx: PartyContext, params: Mapping[str, Any], change: Callable[[Settings], dict[str, Any]]
+) -> Summary:
+    """A whole round under settings other than the scenario's."""
+    s = settings(params)
+    number = len(aggregator(ctx).history) + 1
+    played = _whole_round(ctx, s.model_copy(update=change(s)), number)
+    return {"attack": "downgrade", "stated": change(s), **played}
+
+
+def rerun_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Round 1 again, from the model round 1 started from: under its own
+    number, then under the next one. Each contributor would re-send an
+    update from that model under fresh masks; over subsets of survivors the
+    differences of the sums give one contributor's update."""
+    s = settings(params)
+    state = aggregator(ctx)
+    training = state.trained("rerunning a round")
+    trained, training.model = training.model, initial_model(ctx)
+    try:
+        numbers = (1, len(state.history) + 1)
+        rounds = {str(number): _whole_round(ctx, s, number) for number in numbers}
+    finally:
+        training.model = trained
+    return {"attack": "rerun", "rounds": rounds}
 
 
 def plain_mode_round(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
@@ -262,6 +284,7 @@ ADVERSARIES: dict[str, Adversary] = {
     AdversaryName.SPLIT_VIEW: _plays_round("split_view_round", split_view_round),
     AdversaryName.PLAIN_MODE_REQUEST: _plays_round("plain_mode_round", plain_mode_round),
     AdversaryName.WEAKER_DP_REQUEST: _plays_round("weaker_dp_round", weaker_dp_round),
+    AdversaryName.RERUN_ROUND: _plays_round("rerun_round", rerun_round),
     AdversaryName.UNMASKED_UPDATE: _answers_update(_unmasked(Form.PLAINTEXT)),
     AdversaryName.MISLABELED_UPDATE: _answers_update(_unmasked(Form.MASKED)),
     AdversaryName.NAN_UPDATE: _answers_update(

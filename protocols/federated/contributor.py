@@ -13,6 +13,7 @@ own data (leakage.py). Misbehaving contributors are in adversaries.py.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from parties.labels import Form, Label
 from parties.payload import unpack
 from parties.protocol import FINGERPRINTS, PartyContext, Reply, RoleState, state_of
 from protocols import patients
-from protocols.federated import leakage
+from protocols.federated import dp, leakage
 from protocols.federated.messages import (
     Settings,
     Summary,
@@ -92,6 +93,9 @@ class ContributorState(RoleState):
     examples: list[list[int]] = field(default_factory=list)  # one per record line, encoded
     fingerprints: dict[str, list[str]] = field(default_factory=dict)
     round: ContributorRound | None = None  # from the first round start on
+    last_round: int = 0  # the number of the last round it joined: each is new
+    trained_from: set[bytes] = field(default_factory=set)  # SHA-256 of each round's model
+    updates_sent: int = 0  # what its own privacy accountant composes
     rejections: list[str] = field(default_factory=list)
     final: Transformer | None = None
 
@@ -165,13 +169,36 @@ def on_round_start(ctx: PartyContext, envelope: Envelope) -> Reply:
     check_contributors(own, len(ctx.peers(CONTRIBUTOR)))
     me = contributor(ctx)
     me.prepared("joining a round")  # a new round may start whatever became of the last one
-    context = str(meta["context"])
+    number, context = int(meta["round"]), str(meta["context"])
+    check_new_round(me, own, number, context, envelope.header.sender, body)
     secrets = RoundSecrets(ctx.name, context.encode()) if own.secure else None
-    me.round = ContributorRound(int(meta["round"]), context, Transformer.from_bytes(body), secrets)
+    me.round = ContributorRound(number, context, Transformer.from_bytes(body), secrets)
+    me.last_round = number
+    me.trained_from.add(hashlib.sha256(body).digest())
     me.phase = ContributorPhase.JOINED
     keys = secrets.advertise(ctx.sign).to_json() if secrets is not None else {}
     labels = (Label(f"keys:{ctx.name}", Form.PUBLIC),)
     return Reply(Step.ROUND_KEYS, labels, json.dumps(keys).encode())
+
+
+def check_new_round(
+    me: ContributorState, own: Settings, number: int, context: str, aggregator: str, model: bytes
+) -> None:
+    """Refuse a round this contributor has joined already, one past its own
+    number of rounds, one whose context does not bind its number, or one
+    from a model it trained on before. A rerun round re-sends an update
+    from the same model under fresh masks: the differences of sums over
+    other subsets of survivors would give that update to the aggregator,
+    and under DP each rerun spends budget only the contributor can count."""
+    if not me.last_round < number <= own.rounds:
+        raise AirlockError(
+            f"round {number} is not a new round of this contributor's {own.rounds}: "
+            f"the last it joined was round {me.last_round}"
+        )
+    if not context.startswith(f"{aggregator}/{number}/"):
+        raise AirlockError(f"the round's context {context!r} does not bind round {number}")
+    if hashlib.sha256(model).digest() in me.trained_from:
+        raise AirlockError("this contributor sent an update from this model in an earlier round")
 
 
 def on_key_directory(ctx: PartyContext, envelope: Envelope) -> Reply:
@@ -275,6 +302,18 @@ def on_final_model(ctx: PartyContext, envelope: Envelope) -> None:
     me.final = Transformer.from_bytes(body)
 
 
+def _own_epsilon(s: Settings, updates: int) -> float | None:
+    """Epsilon by this contributor's own accountant, over the noised updates
+    it sent: the others' noise it counts on is at least the scenario's
+    multiplier (dp.share_variance). None without DP."""
+    if not s.private:
+        return None
+    accountant, epsilon = dp.Accountant(s.delta), 0.0
+    for _ in range(updates):
+        epsilon = accountant.add_round(s.noise_multiplier)
+    return round(epsilon, 3)
+
+
 def evaluate_leakage(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     """Attack the final model as an outsider would, on this contributor's own
     data: exposure of its canaries (and of control canaries it never
@@ -282,8 +321,9 @@ def evaluate_leakage(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = settings(params)
     me = contributor(ctx)
     me.prepared("evaluating leakage")
+    sent = {"updates_sent": me.updates_sent, "own_epsilon": _own_epsilon(s, me.updates_sent)}
     if me.final is None:
-        return {"evaluated": False, "why": "no final model received"}
+        return {"evaluated": False, "why": "no final model received", **sent}
     holdings = _holdings(ctx)
     inserted = [
         leakage.exposure(me.final, name, secret, s.exposure_samples, seed=i)
@@ -307,5 +347,6 @@ def evaluate_leakage(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         "mia_tpr_at_1pct_fpr": round(mia.tpr_at_1pct_fpr, 3),
         "mia_members": mia.members,
         "rejections": me.rejections,
+        **sent,
         FINGERPRINTS: me.fingerprints,
     }

@@ -43,19 +43,20 @@ def report(actions: list[dict[str, Any]]) -> list[str]:
         "",
         "What an outsider holding the model learns, measured by each contributor on its own data:",
         "",
-        "| contributor | canary exposure (bits) | control exposure (bits) | MIA AUC"
-        " | MIA TPR at 1% FPR |",
-        "|---|---:|---:|---:|---:|",
+        "| contributor | updates sent | own epsilon | canary exposure (bits)"
+        " | control exposure (bits) | MIA AUC | MIA TPR at 1% FPR |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     maximum = None
     for action in by_action.get("evaluate_leakage", []):
         result = action["result"]
         if not result.get("evaluated"):
-            lines.append(f"| {action['party']} | {result.get('why', '-')} | | | |")
+            lines.append(f"| {action['party']} | | | {result.get('why', '-')} | | | |")
             continue
         maximum = result["exposure_max_bits"]
         lines.append(
-            f"| {action['party']} | {', '.join(map(str, result['exposure_bits'])) or '-'} | "
+            f"| {action['party']} | {result['updates_sent']} | {_cell(result['own_epsilon'])} | "
+            f"{', '.join(map(str, result['exposure_bits'])) or '-'} | "
             f"{', '.join(map(str, result['control_exposure_bits']))} | "
             f"{result['mia_auc']} | {result['mia_tpr_at_1pct_fpr']} |"
         )
@@ -64,6 +65,9 @@ def report(actions: list[dict[str, Any]]) -> list[str]:
             "",
             f"Exposure is estimated against sampled secrets; it cannot show more than "
             f"{maximum} bits. Control canaries were never inserted: their exposure is "
-            "the random baseline (about 1.4 bits expected). MIA AUC 0.5 is chance.",
+            "the random baseline (about 1.4 bits expected). MIA AUC 0.5 is chance. "
+            "Own epsilon: each contributor's accountant over the noised updates it sent "
+            "(it joins each round once, at most the scenario's number), beside the "
+            "aggregator's above.",
         ]
     return lines + [""]

@@ -110,6 +110,7 @@ def send_update(
     """`update` (fixed point: `encoded`) in the clear in plain mode, masked otherwise."""
     me, current, s, survivors = request.me, request.current, request.settings, request.survivors
     single = keep_fingerprints(ctx, request, update, encoded)
+    me.updates_sent += 1
     if not s.secure:
         me.phase = ContributorPhase.UPDATE_SENT
         labels = (Label(f"update:{ctx.name}", Form.PLAINTEXT),)

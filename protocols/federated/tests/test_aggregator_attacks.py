@@ -9,14 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from parties.errors import Refused
+from parties.labels import Form, Label
 from parties.log_check import read_entries
+from parties.payload import pack
 from protocols.federated.contributor import ContributorPhase
+from protocols.federated.messages import Aborted, settings
 from protocols.federated.scenario import federated_scenario
 from protocols.federated.secagg import SecAggError
 from protocols.federated.tests.federation import (
+    CONTROL,
     CREATOR,
     FAST,
     act,
+    aggregator_state,
     contributor_names,
     contributor_state,
     federation,
@@ -105,3 +111,56 @@ def test_contributors_refuse_weaker_settings_than_their_own(
     assert round_two == {"round_start"}
     forms = {f for a, f in run.audit.visibility[CREATOR].items() if a.startswith("update:")}
     assert forms == {"masked"}
+
+
+def test_contributors_refuse_a_rerun_round(tmp_path: Path) -> None:
+    """The aggregator reruns round 1 from its model, under number 1 and then
+    under 2 (rerun_round): every contributor refuses both, so no update
+    from one model is masked twice. On the code before the contributors'
+    round checks, all three joined both reruns."""
+    params = {"mode": "secagg+dp", "rounds": 2, "threshold": 2}
+    with federation(tmp_path, 3, aggregator="rerun_round", **params) as started:
+        prepare(started)
+        for action in ("start_round", "share_keys", "collect_updates"):
+            act(started, CREATOR, action, round=1)
+        act(started, CREATOR, "check_consistency", round=1)
+        act(started, CREATOR, "aggregate", round=1)
+        attack = act(started, CREATOR, "rerun_round")
+        again, next_number = attack["rounds"]["1"], attack["rounds"]["2"]
+        for played in (again, next_number):
+            assert "0 contributor(s) remain" in played["outcome"]
+            assert sorted(played["dropped"]) == contributor_names(started)
+        for reason in again["dropped"].values():
+            assert "round 1 is not a new round of this contributor's 2" in reason
+        for reason in next_number["dropped"].values():
+            assert "sent an update from this model in an earlier round" in reason
+        for name in contributor_names(started):
+            assert contributor_state(started, name).updates_sent == 1
+            result = act(started, name, "evaluate_leakage")
+            assert result["updates_sent"] == 1 and result["own_epsilon"] is not None
+
+
+def test_a_contributor_joins_no_round_past_its_own_number_or_unbound_to_it(
+    tmp_path: Path,
+) -> None:
+    with federation(tmp_path, 3, mode="secagg", threshold=2, rounds=1) as started:
+        prepare(started)
+        # its own settings allow one round: a second is refused, whatever its model
+        with pytest.raises(Aborted, match="0 contributor"):
+            act(started, CREATOR, "start_round", round=2)
+        dropped = aggregator_state(started).round
+        assert dropped is not None and len(dropped.dropped) == 3
+        for reason in dropped.dropped.values():
+            assert "round 2 is not a new round of this contributor's 1" in reason
+        # a round whose context names another round is refused
+        meta = {
+            "round": 1,
+            "context": "model_creator/2/00",
+            "settings": settings(started["hospital_1"].settings["federated"]).model_dump(),
+        }
+        model = aggregator_state(started).trained("a test").model.to_bytes()
+        labels = [*CONTROL, Label("weights:model_creator", Form.PLAINTEXT)]
+        with pytest.raises(Refused, match="does not bind round 1"):
+            started[CREATOR].deliver(
+                "hospital_1", "federated", "round_start", labels, pack(meta, model), "round-1"
+            )

@@ -11,7 +11,6 @@ where any failure or loss is an error naming the party.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from parties.actor import ControlledHost, LogKeeper, LogKeeperActor, PartyActor
+from parties.actor import ControlledHost, ControlSigner, LogKeeper, LogKeeperActor, PartyActor
 from parties.errors import AirlockError, PartiesLost, PartyFailed
 from parties.runtime import PartyConfig
 from protocols import get_protocol
@@ -72,9 +71,9 @@ class LocalHosts(_Hosts):
     are no deadlines here: a party that hangs hangs the run."""
 
     def __init__(self, configs: Mapping[str, PartyConfig]) -> None:
-        self._keys = {name: secrets.token_bytes(32) for name in configs}
+        self.control = ControlSigner()
         self.hosts = {
-            name: ControlledHost(config, self._keys[name], get_protocol)
+            name: ControlledHost(config, self.control.public, get_protocol)
             for name, config in configs.items()
         }
         self.alive = set(self.hosts)
@@ -82,7 +81,7 @@ class LocalHosts(_Hosts):
 
     def kill(self, party: str) -> None:
         """Stop the party's server; it answers nothing from now on."""
-        self.hosts[party].call(self._keys[party], "halt")
+        self.hosts[party].call(self.control.sign(party, "halt"), "halt")
         self.alive.discard(party)
 
     def salvage(self, party: str, placement: Mapping[str, Any], timeout: float) -> dict[str, bytes]:
@@ -95,14 +94,15 @@ class LocalHosts(_Hosts):
                 answers.lost[party] = "it was killed"
                 continue
             try:
-                answers.results[party] = self.hosts[party].call(self._keys[party], method, *args)
+                signed = self.control.sign(party, method, args)
+                answers.results[party] = self.hosts[party].call(signed, method, *args)
             except Exception as exc:  # noqa: BLE001 - told, with the party's name
                 answers.failed[party] = _explain(exc)
         return answers
 
     def close(self) -> None:
         for party in self.alive:
-            self.hosts[party].stop(self._keys[party])
+            self.hosts[party].stop(self.control.sign(party, "stop"))
 
 
 class RayHosts(_Hosts):
@@ -136,12 +136,12 @@ class RayHosts(_Hosts):
                 raise AirlockError(f"cannot start {where}: {error}") from None
         self._check_sites(set(sites.values()))
         # unnamed actors (no ray.get_actor by a guessable name), each driven
-        # with a control key that only this process holds
-        self._keys = {name: secrets.token_bytes(32) for name in configs}
+        # by calls signed with a key that never leaves this process
+        self.control = ControlSigner()
         self.actors = {
             name: PartyActor.options(  # type: ignore[attr-defined]
                 resources={site_resource(sites[name]): 0.001},
-            ).remote(config, self._keys[name], get_protocol)
+            ).remote(config, self.control.public, get_protocol)
             for name, config in configs.items()
         }
         self.alive = set(self.actors)
@@ -189,7 +189,8 @@ class RayHosts(_Hosts):
         refs = {}
         for party, (method, args) in calls.items():
             if party in self.alive:
-                refs[party] = self.actors[party].call.remote(self._keys[party], method, *args)
+                signed = self.control.sign(party, method, args)
+                refs[party] = self.actors[party].call.remote(signed, method, *args)
             else:
                 answers.lost[party] = "it was killed"
         done = set()
@@ -214,7 +215,7 @@ class RayHosts(_Hosts):
         return answers
 
     def close(self) -> None:
-        stops = [self.actors[n].stop.remote(self._keys[n]) for n in self.alive]
+        stops = [self.actors[n].stop.remote(self.control.sign(n, "stop")) for n in self.alive]
         ray.wait(stops, num_returns=len(stops), timeout=10)  # a dead party has nothing to stop
         for actor in self.actors.values():
             ray.kill(actor)

@@ -48,13 +48,13 @@ def test_a_party_cannot_drive_another_partys_actor() -> None:
     """Before: actors were named `airlock-<run>-<party>`, so any party's code
     could `ray.get_actor` another and call `export_log` (its received shares,
     its queries). Now no actor has a name, and a call without the party's
-    control key is refused."""
+    orchestrator's signature is refused (its key never passes through Ray)."""
     import ray
 
     from orchestrator.hosts import RayHosts
     from orchestrator.launcher import party_configs
     from orchestrator.scenario import load_scenario
-    from parties.actor import ControlRefused
+    from parties.actor import ControlCall, ControlRefused
 
     scenario, text = load_scenario("walkthrough")
     configs = party_configs(scenario, "raykeys", text)
@@ -63,7 +63,8 @@ def test_a_party_cannot_drive_another_partys_actor() -> None:
         named = ray.util.list_named_actors(all_namespaces=True)
         assert not [a for a in named if "airlock" in str(a)]
         with pytest.raises(ray.exceptions.RayTaskError) as caught:
-            ray.get(hosts.actors["deployer"].call.remote(os.urandom(32), "export_log"))
+            forged = ControlCall(10**9, os.urandom(64))
+            ray.get(hosts.actors["deployer"].call.remote(forged, "export_log"))
         assert isinstance(caught.value.cause, ControlRefused)
         assert hosts.call({"deployer": ("node", ())}, 30)["deployer"]["pid"] > 0
     finally:

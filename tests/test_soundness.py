@@ -19,7 +19,7 @@ from orchestrator.audit import audit_run
 from orchestrator.hosts import LocalHosts
 from orchestrator.launcher import _write_log_files, party_configs
 from orchestrator.scenario import load_scenario
-from parties.actor import ControlRefused
+from parties.actor import ControlCall, ControlRefused
 from parties.directory import Directory
 from parties.envelope import Envelope, signed_message, to_messages
 from parties.errors import AirlockError, Refused
@@ -59,18 +59,36 @@ def test_only_an_adversary_may_bypass_its_own_boundary(parties: Parties) -> None
 # -- 4. Ray's control plane and the run directory ----------------------------
 
 
-def test_a_control_call_without_the_partys_key_is_refused(tmp_path: Path) -> None:
-    """Before: any code that reached a party's actor could export its log."""
+def test_a_control_call_the_orchestrator_did_not_sign_is_refused(tmp_path: Path) -> None:
+    """Before: any code that reached a party's actor could export its log;
+    then, a control key went to each party as an actor argument, which any
+    process that reads Ray's GCS or the worker's memory could take. Now the
+    key never leaves the orchestrator: each call carries its signature."""
     scenario, text = load_scenario("walkthrough")
     hosts = LocalHosts(party_configs(scenario, "keyrun", text))
+    deployer, control = hosts.hosts["deployer"], hosts.control
     try:
-        with pytest.raises(ControlRefused):
-            hosts.hosts["deployer"].call(b"\0" * 32, "export_log")
-        with pytest.raises(ControlRefused):  # another party's key is no better
-            hosts.hosts["deployer"].call(hosts._keys["alice"], "export_log")
-        with pytest.raises(ControlRefused):
-            hosts.hosts["deployer"].call(hosts._keys["deployer"], "stop")  # not a control method
-        assert "hostname" in hosts.call({"deployer": ("node", ())}, 30)["deployer"]
+        forged = ControlCall(10**9, b"\0" * 64)
+        with pytest.raises(ControlRefused, match="not signed"):
+            deployer.call(forged, "export_log")
+        with pytest.raises(ControlRefused, match="not signed"):  # another party's call
+            deployer.call(control.sign("alice", "export_log"), "export_log")
+        with pytest.raises(ControlRefused, match="not signed"):  # another method's
+            deployer.call(control.sign("deployer", "node"), "export_log")
+        signed = control.sign("deployer", "act", ("walkthrough", "send_prompt", {}))
+        with pytest.raises(ControlRefused, match="not signed"):  # other arguments
+            deployer.call(signed, "act", "walkthrough", "send_prompt", {"leak": True})
+        with pytest.raises(ControlRefused, match="no method"):
+            deployer.call(control.sign("deployer", "stop"), "stop")  # not a control method
+        node = control.sign("deployer", "node")
+        assert "hostname" in deployer.call(node, "node")
+        with pytest.raises(ControlRefused, match="replayed"):
+            deployer.call(node, "node")
+        assert not [
+            v
+            for v in vars(party_configs(scenario, "keyrun", text)["deployer"]).values()
+            if isinstance(v, bytes)
+        ]  # nothing secret in what a party is created with
     finally:
         hosts.close()
 

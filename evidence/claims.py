@@ -59,6 +59,16 @@ class RunEvidence(Protocol):
     def role_of(self, party: str) -> str: ...
 
     @property
+    def run_id(self) -> str:
+        """The run's id, as every envelope of it names it."""
+        ...
+
+    def settings(self, protocol: str) -> dict[str, Any] | None:
+        """The params the run's stages of `protocol` share, as configured in
+        the scenario, its defaults filled in; None if no stage runs it."""
+        ...
+
+    @property
     def completed(self) -> bool:
         """Whether the run finished every stage: a failed run may end before
         a claim had anything to check (not reached, rather than broken)."""

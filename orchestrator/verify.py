@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -38,6 +39,17 @@ class ProtocolRun:
 
     def role_of(self, party: str) -> str:
         return self.run.scenario.role_of(party)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    def settings(self, protocol: str) -> dict[str, Any] | None:
+        given = self.run.scenario.stage_settings().get(protocol)
+        if given is None:
+            return None
+        params = get_protocol(protocol).params
+        return dict(given) if params is None else params.model_validate(given).model_dump()
 
     def key(self, party: str) -> ed25519.Ed25519PublicKey:
         key: ed25519.Ed25519PublicKey = self.run.keys[party]

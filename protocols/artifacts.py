@@ -60,6 +60,13 @@ class TrainingRun(_Frozen):
         )
 
 
+class Countersignatures(_Frozen):
+    """Countersignatures of the final model (evidence/countersignatures.py),
+    each a DSSE envelope, by the contributor that signed it."""
+
+    envelopes: dict[str, dict[str, Any]] = {}
+
+
 class CommittedModel(_Frozen):
     """The model commitment a party accepted (logged by the ledger, signed by
     the creator): answers are accepted only from the model with this root."""
@@ -89,6 +96,11 @@ ACCEPTED_DATASETS = Kept("attestation.accepted-datasets", AcceptedDatasets)
 # the model creator: written by federated, read by attestation, tee and mpc
 TRAINED_MODEL = Kept("federated.trained-model", bytes)
 TRAINING_RUN = Kept("federated.training-run", TrainingRun)
+# the countersignatures of the final model: a contributor keeps its own (it
+# logs it in the ledger in attestation's commitment part), the model creator
+# those its contributors gave it (its model statement carries them); written
+# by federated, read by attestation
+COUNTERSIGNATURES = Kept("federated.countersignatures", Countersignatures)
 # end users (and deployers): written by attestation's commitment part, read by tee
 COMMITTED_MODEL = Kept("attestation.committed-model", CommittedModel)
 # end users: written by pir, read by tee (the prompts it sends to the enclave)

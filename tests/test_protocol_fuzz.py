@@ -295,7 +295,9 @@ TEE_SERVING = _steps(
     " appraisal_request attestation_result model_release enclave_weights sealed_prompt"
     " enclave_prompt enclave_answer sealed_answer",
 )
-FEDERATED_ROUND = _steps("federated", "round_start round_keys update_request final_model")
+FEDERATED_ROUND = _steps(
+    "federated", "round_start round_keys update_request final_model model_countersignature"
+)
 FUZZES = {
     "walkthrough": _steps(
         "walkthrough",

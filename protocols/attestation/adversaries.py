@@ -7,6 +7,10 @@ roles, each an override of an honest action or handler:
                       not its certified one;
   unattested_dataset  the model creator names a dataset no contributor
                       attested (scraped data) in its model statement;
+  swapped_training    the model creator (which trained the model as the
+                      federated aggregator) commits the shipped checkpoint
+                      plus a tweak in place of the trained model, naming
+                      every accepted dataset and the training run;
   swap_model          a deployer serves a smaller model than the committed one;
   rewrite_history     the ledger replaces its first entry once three exist;
   log_unverified      the ledger logs statements without checking signatures;
@@ -27,10 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from securesystemslib.signer import CryptoSigner
 
 from evidence.statements import PartySigner
+from models.checkpoint import served_model
+from models.transformer import flat_parameters, set_flat_parameters
 from parties.envelope import Envelope
 from parties.errors import ClaimFailed
 from parties.protocol import Adversary, PartyContext, Reply, state_of
 from parties.roles import Role
+from protocols.artifacts import TRAINED_MODEL
 from protocols.attestation import contributor, creator, ledger_server
 from protocols.attestation.dataset import Dataset, ExclusionProof
 from protocols.attestation.ledger import TransparencyLog
@@ -45,6 +52,7 @@ class Name(enum.StrEnum):
     HIDE_EXCLUDED = "hide_excluded"
     FORGE_STATEMENT = "forge_statement"
     UNATTESTED_DATASET = "unattested_dataset"
+    SWAPPED_TRAINING = "swapped_training"
     SWAP_MODEL = "swap_model"
     REWRITE_HISTORY = "rewrite_history"
     LOG_UNVERIFIED = "log_unverified"
@@ -104,6 +112,18 @@ def unattested_dataset(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     return creator.commit(ctx, params, (UNATTESTED_DATASET,))
 
 
+def swapped_training(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Put the shipped checkpoint plus a tweak where the trained model is
+    kept, then commit as usual: the commitment, the signed model files and
+    the provenance all name the tweaked weights (and the stages that serve
+    the model serve them), while each contributor countersigned the model it
+    was sent."""
+    tweaked = served_model()
+    set_flat_parameters(tweaked, flat_parameters(tweaked) + 1e-3)
+    ctx.store.put(TRAINED_MODEL, tweaked.to_bytes())
+    return {**creator.commit_model(ctx, params), "swapped": True}
+
+
 def swap_model(ctx: PartyContext, envelope: Envelope) -> Reply:
     """Serve the cheaper model, while the receipt names what was served."""
     committed = state_of(ctx, DeployerState).committed(doing="an inference request")
@@ -151,6 +171,9 @@ ADVERSARIES: dict[str, Adversary] = {
     ),
     Name.UNATTESTED_DATASET: Adversary(
         Role.MODEL_CREATOR, actions={"commit_model": unattested_dataset}
+    ),
+    Name.SWAPPED_TRAINING: Adversary(
+        Role.MODEL_CREATOR, actions={"commit_model": swapped_training}
     ),
     Name.SWAP_MODEL: Adversary(Role.DEPLOYER, handlers={Step.INFERENCE_REQUEST: swap_model}),
     Name.REWRITE_HISTORY: Adversary(

@@ -1,5 +1,8 @@
 """The data contributor: commits to its dataset, logs the signed statement
-with the ledger, and shows it (with exclusion proofs) to the model creator."""
+with the ledger, and shows it (with exclusion proofs) to the model creator.
+Once it has countersigned the final model of a training it joined (the
+federated protocol), it logs that countersignature too, before the creator
+commits."""
 
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 
+from evidence.countersignatures import open_countersignature
 from evidence.statements import PartySigner, sign_statement
 from parties.errors import ClaimFailed
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, holdings_as, state_of
 from parties.roles import Role
+from protocols.artifacts import COUNTERSIGNATURES
 from protocols.attestation.dataset import Dataset
 from protocols.attestation.rules import DATASET_PREDICATE, Step
 from protocols.attestation.shared import Checking, Summary, submit
@@ -41,6 +46,7 @@ class ContributorPhase(enum.Enum):
 @dataclass
 class ContributorState(Checking):
     phase: ContributorPhase = ContributorPhase.UNATTESTED
+    countersignature_logged: bool = False
 
 
 def dataset_of(ctx: PartyContext) -> tuple[Dataset, ContributorHoldings]:
@@ -87,4 +93,26 @@ def attest(
         "logged_at": logged["index"],
         "exclusions_proved": [proof["prefix"] for proof in exclusions],
         "exclusions_unprovable": unprovable,
+    }
+
+
+def log_countersignature(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
+    """Log, once, this contributor's countersignature of the final model it
+    was sent (kept by the federated stage), so that whoever verifies the run
+    finds it whatever the model creator does with the copy it was given."""
+    state = state_of(ctx, ContributorState)
+    if not ctx.store.has(COUNTERSIGNATURES) or state.countersignature_logged:
+        return {"countersignature_logged": False}
+    state.countersignature_logged = True
+    envelope = ctx.store.get(COUNTERSIGNATURES).envelopes[ctx.name]
+    signed = open_countersignature(envelope, ctx.name, ctx.public_key(ctx.name))
+    try:
+        logged = submit(ctx, envelope, [Label(signed.subject, Form.DIGEST)])
+    except ClaimFailed as error:
+        return {"countersignature_logged": False, "rejected": state.reject(error)}
+    return {
+        "countersignature_logged": True,
+        "logged_at": logged["index"],
+        "model_root": signed.root,
+        "rounds": [r.number for r in signed.rounds],
     }

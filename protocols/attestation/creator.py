@@ -1,7 +1,9 @@
 """The model creator: accepts only logged, verified dataset statements (and
 exclusion proofs), then commits to its weights, bound to those datasets and
 to the deployers it endorses, logs the commitment and shows it to deployers
-and end users."""
+and end users. A model it trained (federated) is committed with the
+countersignatures its contributors gave it of the final model they were
+sent, in the model statement and in the training provenance."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from evidence.countersignatures import open_countersignature
 from evidence.statements import PartySigner, json_or_none, sign_statement
 from evidence.weights import Tensor, float32_tensors, weights_root
 from parties.envelope import Envelope
@@ -24,6 +27,7 @@ from parties.protocol import PartyContext, holdings_as, state_of
 from parties.roles import ModelCreator, Role
 from protocols.artifacts import (
     ACCEPTED_DATASETS,
+    COUNTERSIGNATURES,
     TRAINING_RUN,
     AcceptedDataset,
     AcceptedDatasets,
@@ -127,15 +131,34 @@ def committed_weights(
     return tensors, {**training, **run.statement_fields()}
 
 
+def countersignatures(ctx: PartyContext, root: str) -> dict[str, dict[str, Any]]:
+    """The countersignatures the contributors gave this creator of the final
+    model (the federated stage kept them) that name the weights with `root`,
+    by contributor."""
+    if not ctx.store.has(COUNTERSIGNATURES):
+        return {}
+    kept = ctx.store.get(COUNTERSIGNATURES).envelopes
+    named = {}
+    for name, envelope in sorted(kept.items()):
+        try:
+            signed = open_countersignature(envelope, name, ctx.public_key(name))
+        except ClaimFailed:
+            continue
+        if (signed.trainer, signed.root) == (ctx.name, root):
+            named[name] = envelope
+    return named
+
+
 def provenance(
     ctx: PartyContext,
     state: CreatorState,
     signed: SignedModel,
     datasets: Sequence[DatasetReference],
+    countersigned: Mapping[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """The training run's SLSA provenance, signed: for the published weights file."""
     predicate = training_provenance(
-        ctx.name, ctx.store.get(TRAINING_RUN), datasets, state.attestations
+        ctx.name, ctx.store.get(TRAINING_RUN), datasets, state.attestations, countersigned
     )
     weights = hashlib.sha256(signed.files[SUBJECT]).hexdigest()
     return sign_statement(SUBJECT, weights, SLSA_PROVENANCE, predicate, PartySigner.of(ctx))
@@ -164,22 +187,20 @@ def commit(
     if strangers:
         raise ConfigError(f"params.deploy_to: {strangers} are not deployers of this run")
     servers = [Server.of(name, ctx.public_key(name)) for name in deploy_to]
-    predicate = model_predicate(model, tensors, datasets, training, servers)
+    root = weights_root(tensors).hex()
+    countersigned = countersignatures(ctx, root) if settings.model == "trained" else None
+    predicate = model_predicate(model, tensors, datasets, training, servers, countersigned)
     card = {key: predicate[key] for key in ("model", "parameter_count", "datasets", "training")}
     signed = sign_model(tensors, card)
     predicate["signed_model"] = signed.predicate()
     statement = sign_statement(
-        f"weights:{ctx.name}",
-        weights_root(tensors).hex(),
-        MODEL_PREDICATE,
-        predicate,
-        PartySigner.of(ctx),
+        f"weights:{ctx.name}", root, MODEL_PREDICATE, predicate, PartySigner.of(ctx)
     )
     label = [Label(f"weights:{ctx.name}", Form.DIGEST)]
     try:
         logged = submit(ctx, statement, label)
-        if settings.model == "trained":
-            submit(ctx, provenance(ctx, state, signed, datasets), label)
+        if countersigned is not None:
+            submit(ctx, provenance(ctx, state, signed, datasets, countersigned), label)
     except ClaimFailed as error:
         return {"rejected": state.reject(error)}
     for path, data in signed.files.items():  # the signed files, once the statement is logged
@@ -192,4 +213,5 @@ def commit(
         "datasets": [d.name for d in datasets],
         "servers": [server.name for server in servers],
         "rejected_datasets": len(state.rejected),
+        **({} if countersigned is None else {"countersigned_by": sorted(countersigned)}),
     }

@@ -9,6 +9,10 @@ the commitment endorses and if it names the committed root. (Without a TEE
 this binds receipts to the deployments the creator made, not to the code
 they run: a deployer could still sign the committed root while serving
 other weights. The TEE protocol binds the receipt key to attested code.)
+
+A model trained in the run also carries the contributors' countersignatures
+of the final model they were sent (`countersignatures`: their DSSE
+envelopes, evidence/countersignatures.py).
 """
 
 from __future__ import annotations
@@ -53,8 +57,10 @@ def model_predicate(
     datasets: Sequence[DatasetReference],
     training: Mapping[str, Any],
     servers: Sequence[Server],
+    countersignatures: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """`countersignatures` (by contributor): for a model trained in the run."""
+    predicate = {
         "model": model,
         "tensor_count": len(tensors),
         "parameter_count": sum(t.parameters for t in tensors.values()),
@@ -63,6 +69,9 @@ def model_predicate(
         "servers": [{"name": s.name, "ed25519_receipt_key": s.receipt_key.hex()} for s in servers],
         "tree": "rfc6962-sha256",
     }
+    if countersignatures is not None:
+        predicate["countersignatures"] = [countersignatures[n] for n in sorted(countersignatures)]
+    return predicate
 
 
 @dataclass(frozen=True)

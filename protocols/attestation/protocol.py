@@ -47,12 +47,14 @@ PROTOCOL = Protocol(
     },
     actions={
         (Role.DATA_CONTRIBUTOR, "attest_dataset"): contributor.attest_dataset,
+        (Role.DATA_CONTRIBUTOR, "log_countersignature"): contributor.log_countersignature,
         (Role.MODEL_CREATOR, "commit_model"): creator.commit_model,
         (Role.END_USER, "query"): serving.query,
         **{(role, "audit_ledger"): audit_ledger for role in READERS},
     },
     stage=(
         (Role.DATA_CONTRIBUTOR, "attest_dataset"),
+        (Role.DATA_CONTRIBUTOR, "log_countersignature"),
         (Role.MODEL_CREATOR, "commit_model"),
         (Role.END_USER, "query"),
         (Role.DATA_CONTRIBUTOR, "audit_ledger"),
@@ -61,7 +63,11 @@ PROTOCOL = Protocol(
     ),
     parts={
         "datasets": ((Role.DATA_CONTRIBUTOR, "attest_dataset"),),
-        "commitment": ((Role.MODEL_CREATOR, "commit_model"),),
+        # contributors log their countersignatures of a trained model first
+        "commitment": (
+            (Role.DATA_CONTRIBUTOR, "log_countersignature"),
+            (Role.MODEL_CREATOR, "commit_model"),
+        ),
         "serving": ((Role.END_USER, "query"),),
         "ledger_audit": tuple((role, "audit_ledger") for role in READERS),
     },

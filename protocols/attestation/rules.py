@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 
+from evidence.countersignatures import COUNTERSIGNATURE_PREDICATE
 from evidence.receipts import RECEIPT_PREDICATE
 from parties.labels import Form
 from parties.protocol import Rule, label_rule
@@ -25,7 +26,8 @@ MODEL_PREDICATE = "urn:airlock:predicate:model-commitment:v1"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 # what each submitter signs, so what the ledger (and verify) opens its statements as
 SIGNED_BY_SENDER: dict[Role, str | tuple[str, ...]] = {
-    Role.DATA_CONTRIBUTOR: DATASET_PREDICATE,
+    # its dataset, and its countersignature of the final model it was sent
+    Role.DATA_CONTRIBUTOR: (DATASET_PREDICATE, COUNTERSIGNATURE_PREDICATE),
     Role.MODEL_CREATOR: (MODEL_PREDICATE, SLSA_PROVENANCE),
     Role.DEPLOYER: RECEIPT_PREDICATE,
 }
@@ -46,7 +48,8 @@ DATASET_LABEL = label_rule("train:{sender}", Form.DIGEST)
 MODEL_LABEL = label_rule("weights:{sender}", Form.DIGEST)
 RECEIPT_LABELS = (label_rule("prompt:*", Form.DIGEST), label_rule("output:*", Form.DIGEST))
 STATEMENT_LABELS = {
-    Role.DATA_CONTRIBUTOR: (DATASET_LABEL,),
+    # a countersignature names the creator's weights by their root
+    Role.DATA_CONTRIBUTOR: (DATASET_LABEL, label_rule("weights:*", Form.DIGEST)),
     Role.MODEL_CREATOR: (MODEL_LABEL,),
     Role.DEPLOYER: RECEIPT_LABELS,
 }

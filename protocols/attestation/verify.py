@@ -21,7 +21,12 @@ Numbered as the checks run (the orchestrator checks the logs first):
    RUN/model_creator.pub.pem) verify with OpenSSF Model Signing under the
    key the statement names, and are the model it names; a federated-trained
    model's SLSA provenance is logged, for the published weights file,
-   resolving to the logged dataset attestations the model statement names;
+   started from the shipped checkpoint (by digest), resolving to the logged
+   dataset attestations the model statement names, and carrying the
+   countersignatures the model statement carries; and the committed root is
+   the one at least the threshold of the surviving contributors
+   countersigned (each countersignature logged by its contributor, in this
+   run, of this creator's model), which the model statement carries;
 6. receipts: each receipt an end user received, or the ledger logged, is
    signed with a receipt key the model commitment endorses for its server
    (or, an enclave's, that a logged deployment of the committed model
@@ -39,6 +44,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from evidence.claims import Claim, Finding, RunEvidence
+from evidence.countersignatures import (
+    COUNTERSIGNATURE_PREDICATE,
+    Countersignature,
+    open_countersignature,
+)
 from evidence.merkle import MerkleTree, verify_consistency, verify_inclusion
 from evidence.receipts import (
     DEPLOYMENT_PREDICATE,
@@ -55,7 +65,12 @@ from protocols.attestation.creator import CreatorHoldings, check_dataset_attesta
 from protocols.attestation.ledger import check_answer, entry_bytes
 from protocols.attestation.model import ModelCommitment
 from protocols.attestation.provenance import CLAIM as PROVENANCE_CLAIM
-from protocols.attestation.provenance import check_provenance
+from protocols.attestation.provenance import (
+    carried_countersignatures,
+    check_provenance,
+    leaf_sha256,
+    shipped_base_sha256,
+)
 from protocols.attestation.rules import (
     DATASET_PREDICATE,
     MODEL_PREDICATE,
@@ -67,6 +82,7 @@ from protocols.attestation.rules import (
 from protocols.attestation.signed_model import verify_signed_model
 
 RECEIPTS_CLAIM = "inference receipts come from endorsed servers and name the committed model"
+COUNTERSIGNED_CLAIM = "the committed model is the one its surviving contributors countersigned"
 
 
 def verify_claims(run: RunEvidence) -> list[Claim]:
@@ -85,6 +101,7 @@ def verify_claims(run: RunEvidence) -> list[Claim]:
         claims.append(model_claim)
         claims.append(_signed_model(run, logged))
         claims.extend(_provenance(run, logged))
+        claims.extend(_countersigned(run, logged))
         claims.append(_receipts(run, ledger, logged, commitment))
     return claims
 
@@ -311,12 +328,12 @@ def _provenance(run: RunEvidence, logged: Logged) -> list[Claim]:
         for item in logged
         if item.opened.predicate_type == DATASET_PREDICATE
     }
+    statements = {item.sender: item.opened.predicate for item in _trained(logged)}
     trained = {
-        item.sender: {str(d.get("name")) for d in item.opened.predicate.get("datasets", [])}
-        for item in logged
-        if item.opened.predicate_type == MODEL_PREDICATE
-        and item.opened.predicate.get("training", {}).get("protocol") == "federated"
+        sender: {str(d.get("name")) for d in predicate.get("datasets", [])}
+        for sender, predicate in statements.items()
     }
+    base = shipped_base_sha256()
     for item in logged:
         if item.opened.predicate_type != SLSA_PROVENANCE:
             continue
@@ -324,11 +341,24 @@ def _provenance(run: RunEvidence, logged: Logged) -> list[Claim]:
         opened = item.opened
         try:
             resolved = check_provenance(
-                opened.subject, opened.sha256, opened.predicate, item.sender, run.directory, leaves
+                opened.subject,
+                opened.sha256,
+                opened.predicate,
+                item.sender,
+                run.directory,
+                leaves,
+                base,
             )
             if set(resolved) != trained.get(item.sender, set()):
                 raise ClaimFailed(
                     PROVENANCE_CLAIM, "its datasets are not those the model statement names"
+                )
+            named = statements.get(item.sender, {}).get("countersignatures")
+            in_statement = {leaf_sha256(e) for e in named} if isinstance(named, list) else set()
+            if set(carried_countersignatures(opened.predicate).values()) != in_statement:
+                raise ClaimFailed(
+                    PROVENANCE_CLAIM,
+                    "its countersignatures are not those the model statement carries",
                 )
         except ClaimFailed as error:
             claim.fail(item.sender, None, str(error))
@@ -337,6 +367,130 @@ def _provenance(run: RunEvidence, logged: Logged) -> list[Claim]:
     if not claim.checked:
         _unreached(run, claim, "a model trained in the run has no logged provenance")
     return [claim]
+
+
+def _trained(logged: Logged) -> Logged:
+    """The logged model statements of models trained in the run (federated)."""
+    return [
+        item
+        for item in logged
+        if item.opened.predicate_type == MODEL_PREDICATE
+        and isinstance(item.opened.predicate.get("training"), dict)
+        and item.opened.predicate["training"].get("protocol") == "federated"
+    ]
+
+
+def _countersigned(run: RunEvidence, logged: Logged) -> list[Claim]:
+    """5d. A federated-trained model is the one its contributors were sent:
+    at least the threshold of the surviving contributors the model statement
+    names logged a countersignature of its root (in this run, of this
+    creator's model, after joining its last round, starting from the
+    shipped checkpoint), none of them one of another root, and the model
+    statement carries at least the threshold of them. No claim where
+    nothing was trained."""
+    trained = _trained(logged)
+    if not trained:
+        return []
+    claim = Claim(COUNTERSIGNED_CLAIM)
+    settings = run.settings("federated") or {}
+    threshold = max(1, int(settings.get("threshold", 1)))
+    contributors = set(run.parties(Role.DATA_CONTRIBUTOR))
+    base = shipped_base_sha256()
+    countersigned: dict[str, Countersignature] = {}  # by the SHA-256 of its ledger leaf
+    for item in logged:
+        if item.opened.predicate_type != COUNTERSIGNATURE_PREDICATE:
+            continue
+        try:
+            signed = open_countersignature(item.envelope, item.sender, item.key)
+        except ClaimFailed as error:
+            claim.fail(item.sender, None, str(error))
+            continue
+        if signed.run_id != run.run_id:
+            claim.fail(item.sender, None, f"its countersignature is of run {signed.run_id!r}")
+            continue
+        if any(r.number == 1 and r.model_sha256 != base for r in signed.rounds):
+            claim.fail(
+                item.sender,
+                None,
+                "it was sent a first-round model other than the shipped checkpoint",
+            )
+        countersigned[leaf_sha256(item.envelope)] = signed
+    for item in trained:
+        claim.checked += 1
+        _check_countersigned(claim, item, countersigned, contributors, threshold)
+    return [claim]
+
+
+def _check_countersigned(
+    claim: Claim,
+    item: LoggedStatement,
+    countersigned: dict[str, Countersignature],
+    contributors: set[str],
+    threshold: int,
+) -> None:
+    """One trained model's statement against the logged countersignatures."""
+    creator, root, predicate = item.sender, item.opened.sha256, item.opened.predicate
+    training = predicate["training"]
+    survivors, rounds = training.get("survivors"), training.get("rounds")
+    if (
+        not isinstance(survivors, list)
+        or not set(map(str, survivors)) <= contributors
+        or not isinstance(rounds, int | float)
+    ):
+        claim.fail(creator, None, "its model statement names no survivors among the contributors")
+        return
+    survivors = sorted(map(str, survivors))
+    theirs = [c for c in countersigned.values() if c.trainer == creator]
+    on_root = sorted(
+        {c.contributor for c in theirs if c.root == root and c.contributor in survivors}
+    )
+    for other in theirs:
+        if other.root != root and other.contributor in survivors:
+            claim.fail(
+                other.contributor,
+                None,
+                f"a survivor, it countersigned {other.root[:16]}..., not the committed "
+                f"{root[:16]}...: it was sent another final model",
+            )
+        elif other.root == root and other.last_round != int(rounds):
+            claim.fail(
+                other.contributor,
+                None,
+                f"it countersigned round {other.last_round} as its last, the model statement "
+                f"says {int(rounds)} rounds",
+            )
+    if len(on_root) < threshold:
+        claim.fail(
+            creator,
+            None,
+            f"the committed root {root[:16]}... is countersigned by {len(on_root)} of the "
+            f"surviving contributors {survivors} {on_root}, {threshold} needed: it is not the "
+            "model they were sent",
+        )
+    named = {str(d.get("name")) for d in predicate.get("datasets", []) if isinstance(d, dict)}
+    for name in on_root:
+        if f"train:{name}" not in named:
+            claim.fail(creator, None, f"its model statement names no dataset of {name}")
+    carried = predicate.get("countersignatures")
+    carried_by = set()
+    for envelope in carried if isinstance(carried, list) else []:
+        signed = countersigned.get(leaf_sha256(envelope))
+        if signed is None or signed.trainer != creator or signed.root != root:
+            claim.fail(
+                creator,
+                None,
+                "its model statement carries a countersignature no "
+                "contributor logged of the committed root",
+            )
+            continue
+        carried_by.add(signed.contributor)
+    if len(carried_by & set(survivors)) < threshold:
+        claim.fail(
+            creator,
+            None,
+            f"its model statement carries countersignatures of {len(carried_by & set(survivors))} "
+            f"surviving contributors, {threshold} needed",
+        )
 
 
 def _unreached(run: RunEvidence, claim: Claim, missing: str) -> None:

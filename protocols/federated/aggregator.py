@@ -15,7 +15,9 @@ In `plain` mode the key and consistency steps are skipped and updates
 arrive in the clear. A contributor that fails, times out or sends a bad
 update drops out of the round; the round goes on while at least
 `threshold` remain, and aborts the run with a message otherwise. After the
-last round the model goes back to the contributors.
+last round the model goes back to the contributors, and each answers with
+its countersignature of it (evidence/countersignatures.py), which the
+creator keeps for its model statement.
 """
 
 from __future__ import annotations
@@ -32,15 +34,25 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from evidence.statements import rfc3339_now
+from evidence.countersignatures import open_countersignature
+from evidence.statements import json_or_none, rfc3339_now
+from evidence.weights import float32_weights_root
 from models.checkpoint import served_model
 from models.corpus import public_corpus
 from models.transformer import Transformer, flat_parameters, set_flat_parameters
-from parties.errors import AirlockError, OutOfStep
+from parties.envelope import Envelope
+from parties.errors import AirlockError, ClaimFailed, OutOfStep
 from parties.labels import Form, Label
 from parties.payload import pack
 from parties.protocol import PartyContext, RoleState, state_of
-from protocols.artifacts import ACCEPTED_DATASETS, TRAINED_MODEL, TRAINING_RUN, TrainingRun
+from protocols.artifacts import (
+    ACCEPTED_DATASETS,
+    COUNTERSIGNATURES,
+    TRAINED_MODEL,
+    TRAINING_RUN,
+    Countersignatures,
+    TrainingRun,
+)
 from protocols.federated import dp
 from protocols.federated.leakage import per_char_bits
 from protocols.federated.messages import (
@@ -401,9 +413,10 @@ def _unmask(ctx: PartyContext, s: Settings, current: AggregatorRound) -> np.ndar
 
 
 def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
-    """The trained model to the contributors (who measure what it leaks),
-    and into this creator's store with how it was trained, for the stages
-    that commit to it and serve it."""
+    """The trained model to the contributors (who countersign it and measure
+    what it leaks), and into this creator's store with how it was trained
+    and their countersignatures, for the stages that commit to it and serve
+    it."""
     s = settings(params)
     state = aggregator(ctx)
     training = state.trained("publishing the model")
@@ -425,15 +438,18 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         finished=rfc3339_now(),
     )
     ctx.store.put(TRAINING_RUN, run)
-    _, failed = ask_all(
+    replies, failed = ask_all(
         ctx,
         roster(ctx, s),
         Step.FINAL_MODEL,
         labels,
         lambda _: pack({}, body),
         "final",
-        answered=False,  # the final model needs no reply
+        answered=False,  # a contributor that joined no round countersigns nothing
     )
+    root = float32_weights_root(Transformer.from_bytes(body).state_dict()).hex()
+    countersigned, refused = countersignatures(ctx, replies, root)
+    ctx.store.put(COUNTERSIGNATURES, Countersignatures(envelopes=countersigned))
     return {
         "mode": s.mode,
         "rounds": state.history,
@@ -441,4 +457,31 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         "delta": s.delta if s.private else None,
         "utility_bits_per_char": round(utility(model), 4),
         "not_delivered": failed,
+        "model_root": root,
+        "countersigned_by": sorted(countersigned),
+        "countersignatures_refused": refused,
     }
+
+
+def countersignatures(
+    ctx: PartyContext, replies: Mapping[str, Envelope], root: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The contributors' countersignatures of the final model that hold
+    (signed by the contributor, of this creator's model with this `root`, in
+    this run), and why each other one was refused."""
+    kept, refused = {}, {}
+    for name, reply in replies.items():
+        envelope = json_or_none(reply.payload)
+        try:
+            signed = open_countersignature(envelope, name, ctx.public_key(name))
+            if (signed.trainer, signed.root, signed.run_id) != (
+                ctx.name,
+                root,
+                reply.header.run_id,
+            ):
+                raise ClaimFailed("model countersignature", "not of the final model of this run")
+        except ClaimFailed as error:
+            refused[name] = str(error)
+            continue
+        kept[name] = envelope
+    return kept, refused

@@ -6,8 +6,11 @@ shares, its update (clipped and noised under DP, masked under secure
 aggregation), its signature over the survivor set, and the shares that
 remove the masks. It takes its settings from the scenario (`ctx.settings`)
 and refuses a round whose settings, as the aggregator states them, differ
-from its own. After the last round it measures what the model leaks of its
-own data (leakage.py). Misbehaving contributors are in adversaries.py.
+from its own. When the final model comes it countersigns it: the weights
+root it computes from what it received, the rounds it joined, the run
+(evidence/countersignatures.py), given back to the aggregator and kept to
+log in the ledger later. Then it measures what the model leaks of its own
+data (leakage.py). Misbehaving contributors are in adversaries.py.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Any, cast
 
 import numpy as np
 
+from evidence.countersignatures import Countersignature, JoinedRound
+from evidence.statements import PartySigner
+from evidence.weights import float32_weights_root
 from models.checkpoint import shipped_tokenizer
 from models.transformer import Transformer
 from parties.envelope import Envelope
@@ -29,6 +35,7 @@ from parties.labels import Form, Label
 from parties.payload import unpack
 from parties.protocol import FINGERPRINTS, PartyContext, Reply, RoleState, state_of
 from protocols import patients
+from protocols.artifacts import COUNTERSIGNATURES, Countersignatures
 from protocols.federated import dp, leakage
 from protocols.federated.messages import (
     Settings,
@@ -94,6 +101,7 @@ class ContributorState(RoleState):
     fingerprints: dict[str, list[str]] = field(default_factory=dict)
     round: ContributorRound | None = None  # from the first round start on
     last_round: int = 0  # the number of the last round it joined: each is new
+    joined: list[JoinedRound] = field(default_factory=list)  # what it countersigns
     trained_from: set[bytes] = field(default_factory=set)  # SHA-256 of each round's model
     updates_sent: int = 0  # what its own privacy accountant composes
     rejections: list[str] = field(default_factory=list)
@@ -175,6 +183,7 @@ def on_round_start(ctx: PartyContext, envelope: Envelope) -> Reply:
     me.round = ContributorRound(number, context, Transformer.from_bytes(body), secrets)
     me.last_round = number
     me.trained_from.add(hashlib.sha256(body).digest())
+    me.joined.append(JoinedRound(number, context, hashlib.sha256(body).hexdigest()))
     me.phase = ContributorPhase.JOINED
     keys = secrets.advertise(ctx.sign).to_json() if secrets is not None else {}
     labels = (Label(f"keys:{ctx.name}", Form.PUBLIC),)
@@ -295,11 +304,34 @@ def on_update_rejected(ctx: PartyContext, envelope: Envelope) -> None:
     me.rejections.append(str(meta.get("reason", "")))
 
 
-def on_final_model(ctx: PartyContext, envelope: Envelope) -> None:
+def on_final_model(ctx: PartyContext, envelope: Envelope) -> Reply | None:
+    """Keep the final model and countersign it, once: the weights root this
+    contributor computes from the bytes it received, the rounds it joined
+    and the run, signed with its party key. The countersignature goes back
+    to the aggregator (its model statement carries it) and stays in this
+    contributor's store, to be logged in the ledger (attestation's
+    commitment part). A contributor that joined no round countersigns
+    nothing."""
     me = contributor(ctx)
     me.prepared("the final model")
+    if me.final is not None:
+        raise OutOfStep("this contributor was sent a final model already, and countersigned it")
     _, body = unpack(envelope.payload)
     me.final = Transformer.from_bytes(body)
+    if not me.joined:
+        return None
+    trainer = envelope.header.sender
+    signed = Countersignature(
+        contributor=ctx.name,
+        trainer=trainer,
+        run_id=envelope.header.run_id,
+        root=float32_weights_root(me.final.state_dict()).hex(),
+        rounds=tuple(me.joined),
+        updates_sent=me.updates_sent,
+    ).sign(PartySigner.of(ctx))
+    ctx.store.put(COUNTERSIGNATURES, Countersignatures(envelopes={ctx.name: signed}))
+    labels = (Label(f"weights:{trainer}", Form.DIGEST),)
+    return Reply(Step.MODEL_COUNTERSIGNATURE, labels, json.dumps(signed).encode())
 
 
 def _own_epsilon(s: Settings, updates: int) -> float | None:

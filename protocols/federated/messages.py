@@ -29,6 +29,7 @@ from parties.labels import Form, Label
 from parties.message import Body, Empty, Fields, Hex, Message, Name, framed, hex_bytes, json_message
 from parties.payload import unpack
 from parties.protocol import PartyContext
+from protocols.attestation.messages import SignedStatement
 from protocols.federated.rules import Step
 from protocols.federated.secagg import SecAggError, check_threshold, max_contributors
 
@@ -281,4 +282,5 @@ MESSAGES: dict[str, Message] = {
     Step.UNMASK_SHARES: json_message(UnmaskShares),
     Step.UPDATE_REJECTED: framed(Rejection),
     Step.FINAL_MODEL: framed(Empty, Body.BYTES),  # the trained weights
+    Step.MODEL_COUNTERSIGNATURE: json_message(SignedStatement),  # DSSE, the contributor's
 }

@@ -9,7 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from parties.protocol import Artifacts, Protocol
-from protocols.artifacts import ACCEPTED_DATASETS, TRAINED_MODEL, TRAINING_RUN
+from protocols.artifacts import (
+    ACCEPTED_DATASETS,
+    COUNTERSIGNATURES,
+    TRAINED_MODEL,
+    TRAINING_RUN,
+)
 from protocols.federated.adversaries import ADVERSARIES
 from protocols.federated.aggregator import (
     AggregatorState,
@@ -40,12 +45,18 @@ from protocols.federated.update import on_update_request
 
 
 def artifacts(params: Mapping[str, Any], part: str | None) -> Artifacts:
-    """The trained model and its training run stay with the creator; only
+    """The trained model, its training run and its countersignatures stay
+    with the creator, each contributor's own countersignature with it; only
     attested contributors need the datasets the creator accepted."""
     attested = settings(params).contributors == "attested"
     return Artifacts(
         needs=((AGGREGATOR, ACCEPTED_DATASETS),) if attested else (),
-        makes=((AGGREGATOR, TRAINED_MODEL), (AGGREGATOR, TRAINING_RUN)),
+        makes=(
+            (AGGREGATOR, TRAINED_MODEL),
+            (AGGREGATOR, TRAINING_RUN),
+            (AGGREGATOR, COUNTERSIGNATURES),
+            (CONTRIBUTOR, COUNTERSIGNATURES),
+        ),
     )
 
 

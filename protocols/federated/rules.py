@@ -3,8 +3,10 @@
 The model creator is the aggregator. Every request goes from it to a data
 contributor and every contributor message is the reply to one, so a
 contributor never speaks unasked. What a contributor sends carries its own
-name in the asset ("update:{sender}"); what the aggregator relays between
-contributors (keys, encrypted shares) is public or ciphertext.
+name in the asset ("update:{sender}"), but for its countersignature of the
+final model, which names the aggregator's weights by digest
+("weights:{receiver}"); what the aggregator relays between contributors
+(keys, encrypted shares) is public or ciphertext.
 
 A plaintext update may reach the aggregator only as `plain_update`, and only
 where the scenario's guarantees let the model creator see `update:*` in
@@ -37,6 +39,7 @@ class Step(enum.StrEnum):
     UNMASK_SHARES = "unmask_shares"
     UPDATE_REJECTED = "update_rejected"
     FINAL_MODEL = "final_model"
+    MODEL_COUNTERSIGNATURE = "model_countersignature"
 
 
 AGGREGATOR, CONTRIBUTOR = Role.MODEL_CREATOR, Role.DATA_CONTRIBUTOR
@@ -75,6 +78,13 @@ RULES = (
     _up(Step.UNMASK_SHARES, Step.UNMASK_REQUEST, label_rule("mask_seeds:*", Form.SHARE)),
     # why an update was left out of the round
     _down(Step.UPDATE_REJECTED),
-    # the trained model, to the contributors who helped train it
+    # the trained model, to the contributors who helped train it; answered
+    # with each one's signed statement of the model's root and the rounds it
+    # joined (evidence/countersignatures.py)
     _down(Step.FINAL_MODEL, label_rule("weights:{sender}", Form.PLAINTEXT)),
+    _up(
+        Step.MODEL_COUNTERSIGNATURE,
+        Step.FINAL_MODEL,
+        label_rule("weights:{receiver}", Form.DIGEST),
+    ),
 )

@@ -1,6 +1,7 @@
 """The training run's SLSA v1 provenance (protocols/attestation/provenance.py):
 what the model creator signs is SLSA v1 as in-toto-attestation's schema has
-it, and `airlock verify`'s check refuses each way it can be wrong."""
+it, and `airlock verify`'s check refuses each way it can be wrong (the base
+model included: it must be the shipped checkpoint, by digest)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from protocols.attestation.model import DatasetReference
 from protocols.attestation.provenance import (
     BASE_MODEL,
     SUBJECT,
+    carried_countersignatures,
     check_provenance,
+    leaf_sha256,
+    shipped_base_sha256,
     training_provenance,
 )
 
@@ -28,12 +32,18 @@ RUN = TrainingRun(
     epsilon=5.9,
     delta=1e-5,
     settings={"mode": "secagg+dp", "rounds": 2},
-    base_model_sha256="aa" * 32,
+    base_model_sha256=shipped_base_sha256(),
     started="2026-12-05T10:00:00Z",
     finished="2026-12-05T10:01:00Z",
 )
 DATASETS = [DatasetReference("train:hospital_1", "bb" * 32)]
 LEAF = "cc" * 32  # SHA-256 of the dataset attestation the ledger logged
+# a contributor's countersignature of the final model, as a DSSE envelope
+COUNTERSIGNED = {
+    "payload": "e30=",
+    "payloadType": "application/vnd.in-toto+json",
+    "signatures": [{"keyid": "ff" * 32, "sig": "AA=="}],
+}
 WEIGHTS = b"the published weights"
 
 
@@ -45,7 +55,13 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def predicate() -> dict[str, Any]:
-    return training_provenance("model_creator", RUN, DATASETS, {"train:hospital_1": LEAF})
+    return training_provenance(
+        "model_creator",
+        RUN,
+        DATASETS,
+        {"train:hospital_1": LEAF},
+        {"hospital_1": COUNTERSIGNED},
+    )
 
 
 def check(run_dir: Path, changed: dict[str, Any], **overrides: Any) -> list[str]:
@@ -56,6 +72,7 @@ def check(run_dir: Path, changed: dict[str, Any], **overrides: Any) -> list[str]
         "creator": "model_creator",
         "run_dir": run_dir,
         "logged_datasets": {LEAF: "train:hospital_1"},
+        "base_sha256": shipped_base_sha256(),
     }
     return check_provenance(**{**arguments, **overrides})
 
@@ -63,9 +80,10 @@ def check(run_dir: Path, changed: dict[str, Any], **overrides: Any) -> list[str]
 def test_an_honest_provenance_resolves_to_its_logged_datasets(run_dir: Path) -> None:
     made = predicate()
     dependencies = made["buildDefinition"]["resolvedDependencies"]
-    assert dependencies[0] == {"name": BASE_MODEL, "digest": {"sha256": "aa" * 32}}
+    assert dependencies[0] == {"name": BASE_MODEL, "digest": {"sha256": shipped_base_sha256()}}
     assert made["runDetails"]["metadata"]["startedOn"] == "2026-12-05T10:00:00Z"
     assert check(run_dir, made) == ["train:hospital_1"]
+    assert carried_countersignatures(made) == {"hospital_1": leaf_sha256(COUNTERSIGNED)}
 
 
 def _set(path: tuple[str, ...], value: Any) -> Any:
@@ -90,6 +108,17 @@ def _set(path: tuple[str, ...], value: Any) -> Any:
             ),
             "train:hospital_1 is not resolved to a logged dataset attestation",
         ),
+        # a base model other than the shipped checkpoint, or none
+        (
+            lambda p: p["buildDefinition"]["resolvedDependencies"][0].update(
+                digest={"sha256": "aa" * 32}
+            ),
+            "its base model .* is not the shipped checkpoint",
+        ),
+        (
+            lambda p: p["buildDefinition"]["resolvedDependencies"].pop(0),
+            r"its base model \(models/checkpoint/model.safetensors: none\) is not the shipped",
+        ),
     ],
 )
 def test_a_provenance_not_as_built_is_refused(run_dir: Path, change: Any, expected: str) -> None:
@@ -107,3 +136,10 @@ def test_a_provenance_for_other_weights_is_refused(run_dir: Path) -> None:
     (run_dir / SUBJECT).unlink()
     with pytest.raises(ClaimFailed, match="is not a published weights file"):
         check(run_dir, predicate())
+
+
+def test_a_countersignature_not_its_digest_s_is_refused() -> None:
+    changed = predicate()
+    changed["runDetails"]["byproducts"][0]["digest"] = {"sha256": "dd" * 32}
+    with pytest.raises(ClaimFailed, match="the countersignature of hospital_1 is not its digest"):
+        carried_countersignatures(changed)

@@ -99,6 +99,12 @@ class RunEvidence(Protocol):
         """What `party` holds, as this protocol declares it."""
         ...
 
+    @property
+    def provisioned(self) -> dict[str, Any]:
+        """What this protocol's trusted setup published (the manifest's
+        `provisioned`, e.g. a simulated vendor's root); empty if nothing."""
+        ...
+
 
 @dataclass(frozen=True)
 class OfflineChecks:

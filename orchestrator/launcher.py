@@ -57,8 +57,13 @@ def default_run_dir(scenario: Scenario, run_id: str) -> Path:
 
 
 def party_configs(
-    scenario: Scenario, run_id: str, scenario_text: str = ""
+    scenario: Scenario,
+    run_id: str,
+    scenario_text: str = "",
+    published: dict[str, Any] | None = None,
 ) -> dict[str, PartyConfig]:
+    """Each party's configuration; `published` gets what each protocol's
+    trusted setup publishes (by protocol), for the manifest."""
     guarantees = tuple((g.name, g.asset, tuple(g.viewers), g.max_form) for g in scenario.guarantees)
     settings = scenario.stage_settings()
     roles = {name: scenario.role_of(name) for name in scenario.parties}
@@ -66,8 +71,11 @@ def party_configs(
     for protocol_name, params in settings.items():
         provision = get_protocol(protocol_name).provision
         if provision is not None:
-            for name, material in provision(roles, params).items():
+            provisioned = provision(roles, params)
+            for name, material in provisioned.parties.items():
                 provisions[name][protocol_name] = material
+            if provisioned.public and published is not None:
+                published[protocol_name] = dict(provisioned.public)
     return {
         name: PartyConfig(
             name=name,
@@ -111,7 +119,8 @@ def run_scenario(
     run_id = uuid.uuid4().hex[:16]
     run_dir = out or default_run_dir(scenario, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    configs = party_configs(scenario, run_id, scenario_text)
+    provisioned: dict[str, Any] = {}  # what each protocol's trusted setup published
+    configs = party_configs(scenario, run_id, scenario_text, provisioned)
     deadlines = scenario.run
     started = datetime.datetime.now(datetime.UTC).isoformat()
     progress(f"starting {len(configs)} parties" + (" in this process" if in_process else " on Ray"))
@@ -128,6 +137,7 @@ def run_scenario(
         "versions": _versions(),
         "ray": "in-process (no Ray)" if in_process else ("embedded" if hosts.embedded else address),  # type: ignore[union-attr]
         "outcome": "running",
+        "provisioned": provisioned,
     }
     failure: str | None = None
     actions: list[dict[str, Any]] = []

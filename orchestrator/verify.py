@@ -70,6 +70,12 @@ class ProtocolRun:
     def directory(self) -> Path:
         return self.run.run_dir
 
+    @property
+    def provisioned(self) -> dict[str, Any]:
+        published = self.run.manifest.get("provisioned")
+        found = published.get(self.protocol) if isinstance(published, dict) else None
+        return found if isinstance(found, dict) else {}
+
 
 def offline_checks(run: RunRecord) -> list[tuple[ProtocolRun, OfflineChecks]]:
     """Each protocol of the run's stages that has offline checks, with its view."""

@@ -179,8 +179,22 @@ Step = tuple[Role, str]
 # evaluation harness; the audit searches every received blob for them.
 FINGERPRINTS = "fingerprints"
 Report = Callable[[list[dict[str, Any]]], list[str]]
-# party -> role, and the stage's params -> party -> what that party alone receives
-Provision = Callable[[Mapping[str, Role], Mapping[str, Any]], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What a protocol's trusted setup hands out: `parties`, party -> what
+    that party alone receives; `public`, what the setup publishes for
+    everyone (JSON; the run's manifest keeps it under `provisioned`, by
+    protocol, for `airlock verify`), e.g. a simulated vendor's root
+    certificate."""
+
+    parties: Mapping[str, Any]
+    public: Mapping[str, Any] = field(default_factory=dict)
+
+
+# party -> role, and the stage's params -> what each party receives, and what is published
+Provision = Callable[[Mapping[str, Role], Mapping[str, Any]], Provisioned]
 
 
 @dataclass(frozen=True)
@@ -238,7 +252,8 @@ class Protocol:
     `provision`, if set, runs in the orchestrator once per run before the
     parties start and hands each party its own setup material (trusted
     setup, e.g. a simulated hardware vendor's endorsement); it reaches the
-    party as `ctx.provision` over the control plane, never over the wire.
+    party as `ctx.provision` over the control plane, never over the wire;
+    what it publishes (`Provisioned.public`) goes in the run's manifest.
     `verify`, if set, is what `airlock verify` (and `airlock bom`) check of
     a finished run of this protocol, from its logs alone."""
 

@@ -10,10 +10,14 @@ Played by the deployer (the host):
                  and chip (anyone can; the run's vendor key stays in the
                  orchestrator) and quotes its own keys with the right
                  measurement, to the end user and to the model creator; a
-                 prompt sealed to it, it would open (it has no weights to
-                 answer with: the creator releases them only to an
-                 appraised enclave). Its action `show_opened_prompts`
-                 reports what it opened.
+                 weights release sealed to it, it opens and serves from (as
+                 the enclave's code, outside any enclave); a prompt sealed
+                 to it, it opens, and answers if it holds weights. Alone it
+                 gets neither: the verifier contraindicates its evidence.
+                 With `colluding_verifier` (below) the verifier affirms it,
+                 and only the relying parties' own appraisal stands in the
+                 way. Its action `show_opened_prompts` reports what it
+                 opened.
   prompt_hungry  relays every sealed prompt (it must, to be paid) but keeps a
                  copy, tries to read it, and after the stage forwards the
                  copies to the verifier, once as the ciphertext they are
@@ -27,7 +31,17 @@ Played by the deployer (the host):
                  for anyone who knows the corpus). Its action
                  `show_sealed_sizes` reports the sizes it saw: one per
                  padding bucket used, whatever the prompts' lengths.
+Played by the verifier:
+  colluding_verifier  affirms whatever evidence it is sent (no vendor chain,
+                 signature or measurement checked), naming the keys it
+                 quotes, the reference values' model root and the run's
+                 vendor root: the host's own chip (`rogue_vendor`) comes out
+                 affirming.
 Played by the end user:
+  trusts_the_verifier  acts on the verifier's affirming result alone,
+                 without appraising the evidence itself: against a
+                 colluding verifier it seals its prompts to the host (its
+                 summary as `ask`'s); `airlock verify` finds it.
   extraction     after its honest questions, asks the enclave to complete
                  each hospital's canary prefix ("the pin of <name> is"), as
                  the external attacker of "The Secret Sharer" who knows the
@@ -52,6 +66,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from evidence.statements import PartySigner
 from evidence.weights import float32_weights_root
 from models.checkpoint import shipped_tokenizer
@@ -64,9 +80,11 @@ from parties.protocol import Adversary, PartyContext, Reply, attempt, sole_peer,
 from parties.roles import Role
 from protocols.patients import canary_prefix, canary_secret
 from protocols.tee import channel
+from protocols.tee.ear import AFFIRMING_VECTOR, issue_ear
 from protocols.tee.enclave import BootedEnclave, booted, relayed, request_aad, weights_aad
-from protocols.tee.evidence import ENCLAVE_IMAGE, SimulatedVendor
+from protocols.tee.evidence import ENCLAVE_IMAGE, SIMULATED, SimulatedVendor, VendorRoot
 from protocols.tee.host import (
+    HostPhase,
     HostState,
     enclave_evidence,
     evidence_reply,
@@ -74,10 +92,11 @@ from protocols.tee.host import (
     model_root,
     on_sealed_prompt,
 )
-from protocols.tee.relying import attest
+from protocols.tee.relying import AttestedEnclave, appraised
 from protocols.tee.rules import DEPLOYER, ENCLAVE, USER, VERIFIER, Step
 from protocols.tee.settings import Settings
-from protocols.tee.user import ask_enclave
+from protocols.tee.user import ask_enclave, attested, user_prompts
+from protocols.tee.verifier import VerifierState
 
 
 class Name(enum.StrEnum):
@@ -85,6 +104,8 @@ class Name(enum.StrEnum):
     MODIFIED_CODE = "modified_code"
     REPLAY_QUOTE = "replay_quote"
     ROGUE_VENDOR = "rogue_vendor"
+    COLLUDING_VERIFIER = "colluding_verifier"
+    TRUSTS_THE_VERIFIER = "trusts_the_verifier"
     UNATTESTED_RECEIPT_KEY = "unattested_receipt_key"
     MISLABELED_ANSWER = "mislabeled_answer"
     PROMPT_HUNGRY = "prompt_hungry"
@@ -135,6 +156,7 @@ def replayed_evidence(ctx: PartyContext, envelope: Envelope) -> Reply:
 class RogueHost(HostState):
     forged: BootedEnclave | None = None
     opened_prompts: list[str] = field(default_factory=list)
+    opened_weights: bool = False
 
 
 def _host_enclave(ctx: PartyContext) -> BootedEnclave:
@@ -164,19 +186,35 @@ def rogue_evidence(ctx: PartyContext, envelope: Envelope) -> Reply:
     return evidence_reply(ctx, json.dumps(quote).encode())
 
 
+def open_weights_release(ctx: PartyContext, envelope: Envelope) -> None:
+    """A weights release sealed to the forged enclave's key (the creator
+    took the host's chip for the enclave): opened, and served by the host."""
+    state = state_of(ctx, RogueHost)
+    state.expect(HostPhase.LAUNCHED, doing="a model release")
+    _host_enclave(ctx).install(sole_peer(ctx, ENCLAVE), envelope.payload)
+    state.opened_weights, state.phase = True, HostPhase.RELAYED
+
+
 def open_sealed_prompt(ctx: PartyContext, envelope: Envelope) -> Reply:
-    """Opens a prompt sealed to the forged enclave's key; it has no weights
-    to answer with (the creator appraised it and released none)."""
+    """Opens a prompt sealed to the forged enclave's key, and answers it
+    itself if it opened the creator's weights; otherwise it has nothing to
+    answer with."""
     meta, sealed = unpack(envelope.payload)
-    forged, user = _host_enclave(ctx), envelope.header.sender
-    aad = request_aad(user, str(meta["request"]))
+    forged, user, request = _host_enclave(ctx), envelope.header.sender, str(meta["request"])
+    aad = request_aad(user, request)
     opened, _ = channel.open_request(forged.hpke_keys, sealed, aad, forged.request_buckets)
     state_of(ctx, RogueHost).opened_prompts.append(str(json.loads(opened)["prompt"]))
-    raise AirlockError("the host holds no weights to answer with")
+    if forged.model is None:
+        raise AirlockError("the host holds no weights to answer with")
+    enclave = sole_peer(ctx, ENCLAVE)
+    return forged.answer(enclave, user, request, sealed, forged.receipt_signer).reply(
+        Step.SEALED_ANSWER
+    )
 
 
 def show_opened_prompts(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    return {"opened_prompts": list(state_of(ctx, RogueHost).opened_prompts)}
+    state = state_of(ctx, RogueHost)
+    return {"opened_prompts": list(state.opened_prompts), "opened_weights": state.opened_weights}
 
 
 @dataclass
@@ -246,13 +284,65 @@ def show_sealed_sizes(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str,
     }
 
 
+# -- the verifier ---------------------------------------------------------------------------
+
+
+def affirm_anything(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """colluding_verifier: an affirming EAR for whatever evidence came,
+    naming the keys it quotes; the run's vendor root and the creator's model
+    root are named as if appraised against."""
+    request = json.loads(envelope.payload)
+    nonce = bytes.fromhex(str(request["nonce"]))
+    claims = request["evidence"]["claims"]
+    reference = state_of(ctx, VerifierState).reference
+    result = {
+        "root_of_trust": SIMULATED,
+        "enclave": claims["enclave"],
+        "measurement": claims["measurement"],
+        "model_root": reference.model_root if reference else "",
+        "hpke_public_key": claims["hpke_public_key"],
+        "receipt_public_key": claims["receipt_public_key"],
+        "vendor_root_sha256": ctx.provision.sha256 if isinstance(ctx.provision, VendorRoot) else "",
+    }
+    ear = issue_ear(nonce, AFFIRMING_VECTOR, result, ctx.sign)
+    label = (Label(f"attestation_result:{ctx.name}", Form.PUBLIC),)
+    return Reply(Step.ATTESTATION_RESULT, label, json.dumps({"ear": ear}).encode())
+
+
 # -- the end user ---------------------------------------------------------------------------
+
+
+def ear_alone(ctx: PartyContext) -> AttestedEnclave:
+    """trusts_the_verifier: what the verifier's affirming result names, taken
+    on its word (no appraisal of the evidence by this party)."""
+    result = appraised(ctx, sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)).result.claims
+    return AttestedEnclave(
+        str(result["enclave"]),
+        bytes.fromhex(result["hpke_public_key"]),
+        ed25519.Ed25519PublicKey.from_public_bytes(bytes.fromhex(result["receipt_public_key"])),
+        bytes.fromhex(result["model_root"]),
+        str(result["vendor_root_sha256"]),
+    )
+
+
+def ask_on_the_verifiers_word(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """trusts_the_verifier: per prompt, an affirming EAR, then the prompt,
+    sealed to the key it names."""
+    answers, refused = [], []
+    for prompt in user_prompts(ctx, Settings.model_validate(params)):
+        try:
+            enclave = ear_alone(ctx)
+            output, _ = ask_enclave(ctx, sole_peer(ctx, DEPLOYER), enclave, prompt)
+            answers.append({"prompt": prompt, "output": output})
+        except AirlockError as error:
+            refused.append(f"{prompt!r}: {error}")
+    return {"answers": answers, "refused": refused, "root_of_trust": SIMULATED}
 
 
 def extract_canaries(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """extraction: greedy completions of every hospital's first canary prefix."""
-    deployer, verifier = sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)
-    enclave = attest(ctx, deployer, verifier)
+    deployer = sole_peer(ctx, DEPLOYER)
+    enclave = attested(ctx)
     completions, extracted = {}, []
     for hospital in sorted(ctx.peers(Role.DATA_CONTRIBUTOR)):
         name, secret = canary_secret(hospital, 0)
@@ -291,11 +381,15 @@ ADVERSARIES: dict[str, Adversary] = {
         DEPLOYER,
         handlers={
             Step.ATTESTATION_REQUEST: rogue_evidence,
+            Step.MODEL_RELEASE: open_weights_release,
             Step.SEALED_PROMPT: open_sealed_prompt,
         },
         actions={"show_opened_prompts": show_opened_prompts},
         after_stage="show_opened_prompts",
         state=RogueHost,
+    ),
+    Name.COLLUDING_VERIFIER: Adversary(
+        VERIFIER, handlers={Step.APPRAISAL_REQUEST: affirm_anything}
     ),
     Name.PROMPT_HUNGRY: Adversary(
         DEPLOYER,
@@ -311,6 +405,7 @@ ADVERSARIES: dict[str, Adversary] = {
         after_stage="show_sealed_sizes",
         state=LengthCuriousHost,
     ),
+    Name.TRUSTS_THE_VERIFIER: Adversary(USER, actions={"ask": ask_on_the_verifiers_word}),
     Name.EXTRACTION: Adversary(
         USER, actions={"extract_canaries": extract_canaries}, after_stage="extract_canaries"
     ),

@@ -1,11 +1,11 @@
 """The model creator in the tee protocol (RATS Reference Value Provider, and
 a relying party before key release). It publishes what should run: signed
-reference values for the verifier (the measurement of the approved enclave
-image booted with this model's root) and the root for the deployer to boot
-the enclave with. Then it releases the weights to that enclave alone: it
-has the enclave's fresh evidence appraised by the verifier and seals the
-weights to the HPKE key the affirming result names. The deployer relays
-ciphertext only."""
+reference values for the verifier and the end users (the measurement of the
+approved enclave image booted with this model's root) and the root for the
+deployer to boot the enclave with. Then it releases the weights to that
+enclave alone: it has the enclave's fresh evidence appraised by the
+verifier, appraises it itself too (relying.py), and seals the weights to
+the HPKE key the evidence binds. The deployer relays ciphertext only."""
 
 from __future__ import annotations
 
@@ -28,9 +28,15 @@ from protocols.artifacts import model_to_serve
 from protocols.attestation.shared import submit
 from protocols.tee import channel
 from protocols.tee.enclave import weights_aad
-from protocols.tee.evidence import ENCLAVE_IMAGE, REFERENCE_PREDICATE, SIMULATED, measure
+from protocols.tee.evidence import (
+    ENCLAVE_IMAGE,
+    REFERENCE_PREDICATE,
+    SIMULATED,
+    ReferenceValues,
+    measure,
+)
 from protocols.tee.relying import attest
-from protocols.tee.rules import DEPLOYER, VERIFIER, Step
+from protocols.tee.rules import DEPLOYER, USER, VERIFIER, Step
 from protocols.tee.settings import Settings
 
 # tensors whose raw bytes the audit's content scan looks for (trained, so
@@ -49,6 +55,7 @@ class CreatorState(RoleState):
     phase: CreatorPhase = CreatorPhase.UNPUBLISHED
     model: Transformer | None = None
     root: bytes = b""
+    reference: ReferenceValues | None = None  # what it signed: its own appraisal's
 
 
 def creator_model(ctx: PartyContext, settings: Settings) -> Transformer:
@@ -63,7 +70,8 @@ def _fingerprints(model: Transformer) -> list[str]:
 
 
 def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Signed reference values to the verifier; the root to the deployer."""
+    """Signed reference values to the verifier and to each end user (a
+    relying party that appraises evidence itself); the root to the deployer."""
     state = state_of(ctx, CreatorState)
     state.expect(CreatorPhase.UNPUBLISHED, doing="publishing the model")
     settings = Settings.model_validate(params)
@@ -84,7 +92,8 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any
     )
     label = [Label(f"reference:{ctx.name}", Form.PUBLIC)]
     payload = json.dumps(statement).encode()
-    ctx.deliver(sole_peer(ctx, VERIFIER), Step.REFERENCE_VALUES, label, payload)
+    for receiver in (sole_peer(ctx, VERIFIER), *ctx.peers(USER)):
+        ctx.deliver(receiver, Step.REFERENCE_VALUES, label, payload)
     deployer = sole_peer(ctx, DEPLOYER)
     digest = [Label(f"weights:{ctx.name}", Form.DIGEST)]
     ctx.deliver(deployer, Step.MODEL_ROOT, digest, json.dumps({"model_root": root.hex()}).encode())
@@ -92,6 +101,9 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any
         plain = [Label(f"weights:{ctx.name}", Form.PLAINTEXT)]
         ctx.deliver(deployer, Step.PLAIN_WEIGHTS, plain, model.to_bytes())
     state.model, state.root, state.phase = model, root, CreatorPhase.PUBLISHED
+    state.reference = ReferenceValues(
+        reference["measurement"], reference["model_root"], reference["code_sha256"]
+    )
     return {
         "model_root": root.hex(),
         "measurement": reference["measurement"],
@@ -101,9 +113,10 @@ def publish_model(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any
 
 def release_weights(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
     """Key release: appraise the deployer's enclave (fresh evidence, the
-    verifier's affirming result for this creator's reference values), then
-    seal the weights to the HPKE key that result names. An enclave that
-    does not appraise gets nothing, and the summary says why."""
+    verifier's affirming result for this creator's reference values, and
+    this creator's own appraisal of that evidence against the vendor's root),
+    then seal the weights to the HPKE key the evidence binds. An enclave
+    that does not appraise gets nothing, and the summary says why."""
     state = state_of(ctx, CreatorState)
     state.expect(CreatorPhase.PUBLISHED, doing="a weights release")
     model = cast(Transformer, state.model)  # PUBLISHED comes with the model
@@ -111,7 +124,7 @@ def release_weights(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, A
     deployer = sole_peer(ctx, DEPLOYER)
     started = time.perf_counter()
     try:
-        enclave = attest(ctx, deployer, sole_peer(ctx, VERIFIER))
+        enclave = attest(ctx, deployer, sole_peer(ctx, VERIFIER), state.reference)
         if enclave.model_root != state.root:
             raise AirlockError("the affirming result names another model root")
         sealed = channel.seal_weights(

@@ -4,19 +4,24 @@ SIMULATED HARDWARE ROOT OF TRUST. No TEE hardware exists here, so
 `SimulatedVendor` plays the chip vendor: a fresh random Ed25519 root key,
 minted once per run inside the orchestrator (`provision`) and never sent
 anywhere. The vendor endorses one device attestation key per enclave; the
-enclave party alone receives that device key and its certificate, and the
-verifier alone receives the vendor's root certificate. On real hardware the
-device key is fused into the chip and the host cannot read it; here it lives
-in the enclave party's process (its own Ray actor), so the host is kept
-from it by process isolation, not by silicon. Everything above the root is
-real:
+enclave party alone receives that device key and its certificate. The
+vendor's root certificate is public: the vendor publishes it (the run's
+manifest keeps it, `provisioned.tee`), and the verifier and every relying
+party (the model creator, each end user) receive it from the vendor's
+setup, never from each other. On real hardware the device key is fused
+into the chip and the host cannot read it; here it lives in the enclave
+party's process (its own Ray actor), not in silicon. Everything above the
+root is real:
 
 - the vendor's X.509 certificate endorses the device attestation key;
 - that key signs the evidence: the measurement, the relying party's nonce,
   the enclave's per-boot HPKE public key and its per-boot receipt-signing
   key (so answers and receipts are bound to the attested enclave);
-- the verifier checks the endorsement chain, the signature, the measurement
-  against reference values signed by the model creator, and the nonce.
+- `appraise` checks the endorsement chain, the signature, the measurement
+  against reference values signed by the model creator, and the nonce. The
+  verifier runs it, and so does each relying party on the same evidence
+  before it acts on the verifier's result, and so does `airlock verify`
+  afterwards: no party's word that evidence appraised is taken alone.
 
 The measurement is SHA-256 over the enclave's code image and the Merkle root
 of the model's weights (the attestation protocol's model commitment): the
@@ -39,10 +44,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
 from evidence.canonical import canonical_json
-from parties.errors import AirlockError
+from evidence.statements import open_statement
+from parties.errors import AirlockError, ClaimFailed
+from parties.protocol import Provisioned
 from parties.roles import Role
 
 SIMULATED = "simulated hardware root of trust (no TEE hardware here)"
+SIMULATED_VENDOR = "SIMULATED TEE vendor (airlock; no TEE hardware here)"
 # the in-toto predicate types of the creator's reference values and the verifier's result
 REFERENCE_PREDICATE = "urn:airlock:predicate:tee-reference-values:v1"
 ENCLAVE_IMAGE = (Path(__file__).parent / "enclave.py").read_bytes()
@@ -102,7 +110,8 @@ class DeviceProvision:
 
 @dataclass(frozen=True)
 class VendorRoot:
-    """The vendor's root certificate (PEM), all a verifier is given."""
+    """The vendor's root certificate (PEM), public: all a verifier or a
+    relying party is given, and what the vendor publishes."""
 
     certificate_pem: bytes
 
@@ -159,19 +168,44 @@ class SimulatedVendor:
         return DeviceProvision(_raw_private(key), _pem(certificate))
 
 
-def provision(roles: Mapping[str, Role], params: Mapping[str, Any]) -> dict[str, Any]:
+# the roles that appraise evidence against the vendor's root: the verifier,
+# and the relying parties, which appraise it themselves too
+APPRAISERS = (Role.VERIFIER, Role.MODEL_CREATOR, Role.END_USER)
+
+
+def provision(roles: Mapping[str, Role], params: Mapping[str, Any]) -> Provisioned:
     """The run's trusted setup, in the orchestrator: one fresh simulated
-    vendor; each enclave gets its own endorsed device key, each verifier the
-    vendor's root certificate, nobody else anything. The vendor's key is
-    dropped on return."""
+    vendor; each enclave gets its own endorsed device key; the verifier and
+    each relying party the vendor's root certificate (public), which the
+    vendor also publishes for `airlock verify` (the run's manifest); the
+    deployer nothing. The vendor's key is dropped on return."""
     vendor = SimulatedVendor()
     material: dict[str, Any] = {}
     for party, role in roles.items():
         if role == Role.ENCLAVE:
             material[party] = vendor.device()
-        elif role == Role.VERIFIER:
+        elif role in APPRAISERS:
             material[party] = vendor.root
-    return material
+    return Provisioned(material, published_root(vendor.root))
+
+
+def published_root(root: VendorRoot) -> dict[str, str]:
+    """What the simulated vendor publishes of its root."""
+    return {
+        "vendor": SIMULATED_VENDOR,
+        "root_certificate_pem": root.certificate_pem.decode(),
+        "root_sha256": root.sha256,
+    }
+
+
+def root_published(published: Mapping[str, Any]) -> VendorRoot:
+    """The vendor root a run published (`published_root`); ValueError if none."""
+    pem = published.get("root_certificate_pem")
+    if not isinstance(pem, str):
+        raise ValueError("the run publishes no vendor root")
+    root = VendorRoot(pem.encode())
+    x509.load_pem_x509_certificate(root.certificate_pem)  # it parses, or ValueError
+    return root
 
 
 class SimulatedHardware:
@@ -217,15 +251,33 @@ class ReferenceValues:
     code_sha256: str
 
 
+def open_reference_values(statement: object, creator: ed25519.Ed25519PublicKey) -> ReferenceValues:
+    """The model creator's signed reference values (an in-toto statement in
+    DSSE), read; raises ClaimFailed."""
+    claim = "reference values"
+    predicate = open_statement(statement, creator, REFERENCE_PREDICATE, claim).predicate
+    try:
+        return ReferenceValues(
+            str(predicate["measurement"]),
+            str(predicate["model_root"]),
+            str(predicate["code_sha256"]),
+        )
+    except KeyError as missing:
+        raise ClaimFailed(claim, f"the reference values name no {missing}") from None
+
+
 def appraise(
     evidence: object,
     nonce: bytes,
     reference: ReferenceValues,
     vendor: x509.Certificate,
+    at: datetime.datetime | None = None,
 ) -> dict[str, Any]:
-    """The verifier's checks, in order: well-formed, endorsed by the trusted
-    vendor, signed by the endorsed key, fresh (our nonce), and measuring what
-    the reference values say. Returns the claims; raises AttestationRefused."""
+    """The appraisal, in order: well-formed, endorsed by the trusted vendor,
+    signed by the endorsed key, fresh (our nonce), and measuring what the
+    reference values say. `at`: when the device certificate must be valid
+    (default now; `airlock verify` gives the time the relying party took the
+    evidence). Returns the claims; raises AttestationRefused."""
     if not isinstance(evidence, dict) or not isinstance(evidence.get("claims"), dict):
         raise AttestationRefused(MALFORMED)
     claims = evidence["claims"]
@@ -246,7 +298,7 @@ def appraise(
         raise AttestationRefused(
             "the attestation key is not endorsed by a trusted vendor (unknown vendor key)"
         ) from None
-    now = datetime.datetime.now(datetime.UTC)
+    now = at or datetime.datetime.now(datetime.UTC)
     if not device.not_valid_before_utc <= now <= device.not_valid_after_utc:
         raise AttestationRefused("the device certificate is not valid now")
     device_key = device.public_key()

@@ -4,10 +4,11 @@ both relying parties run), the adversaries' overrides in adversaries.py,
 and the trusted setup (`evidence.provision`) that runs in the orchestrator
 once per run.
 
-A stage: the creator publishes (reference values to the verifier, the
-model root to the deployer); the deployer boots the enclave with the image
-and that root; the creator has the enclave appraised and releases the
-weights sealed to it (key release); the end user asks."""
+A stage: the creator publishes (reference values to the verifier and the
+end users, the model root to the deployer); the deployer boots the enclave
+with the image and that root; the creator has the enclave appraised, by the
+verifier and by itself, and releases the weights sealed to it (key
+release); the end user asks, after the same two appraisals per prompt."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -74,6 +75,7 @@ PROTOCOL = Protocol(
         (ENCLAVE, Step.ENCLAVE_PROMPT): on_enclave_prompt,
         (VERIFIER, Step.REFERENCE_VALUES): verifier.on_reference_values,
         (VERIFIER, Step.APPRAISAL_REQUEST): verifier.on_appraisal_request,
+        (USER, Step.REFERENCE_VALUES): user.on_reference_values,
         (LEDGER, Step.SUBMIT): on_submit,
     },
     actions={
@@ -94,6 +96,7 @@ PROTOCOL = Protocol(
         DEPLOYER: host.HostState,
         ENCLAVE: EnclaveState,
         VERIFIER: verifier.VerifierState,
+        USER: user.UserState,
         LEDGER: ServingLogState,
     },
     params=Settings,

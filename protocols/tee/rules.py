@@ -4,9 +4,10 @@ The deployer hosts the enclave and relays between it and the others:
 nonces and evidence (public) one way and the other, prompts and answers as
 ciphertext only, and the model creator's weights as ciphertext only (key
 release: sealed to the enclave's attested key). The model creator gives the
-verifier signed reference values and the deployer the root of the weights
-to boot the enclave with (a digest). The end user and the model creator
-are both relying parties: each asks the verifier to appraise evidence.
+verifier and each end user signed reference values and the deployer the
+root of the weights to boot the enclave with (a digest). The end user and
+the model creator are both relying parties: each asks the verifier to
+appraise evidence, and appraises it itself too.
 With `log_receipts`, the model creator logs in the ledger which receipt
 key the enclave it released the weights to holds (a digest of the weights
 names the model), and the enclave logs each receipt (salted digests of the
@@ -83,8 +84,14 @@ def _relying_party_rules(party: Role) -> tuple[Rule, ...]:
 
 
 RULES = (
-    Rule(
-        Step.REFERENCE_VALUES, CREATOR, VERIFIER, (label_rule("reference:{sender}", Form.PUBLIC),)
+    *(
+        Rule(
+            Step.REFERENCE_VALUES,
+            CREATOR,
+            appraiser,
+            (label_rule("reference:{sender}", Form.PUBLIC),),
+        )
+        for appraiser in (VERIFIER, USER)
     ),
     Rule(Step.MODEL_ROOT, CREATOR, DEPLOYER, (label_rule("weights:{sender}", Form.DIGEST),)),
     Rule(

@@ -1,8 +1,11 @@
-"""The end user in the tee protocol (RATS Relying Party): per prompt, a
-fresh nonce, evidence via the deployer, a result from the verifier; only on
-an affirming result does it seal its prompt (HPKE) to the key in the
-evidence, and it accepts the answer's receipt only under the receipt key in
-the evidence, naming the model it expects. With `log_receipts` it also
+"""The end user in the tee protocol (RATS Relying Party): it holds the
+model creator's signed reference values (sent to it directly) and the
+vendor's published root; per prompt, a fresh nonce, evidence via the
+deployer, a result from the verifier; only on an affirming result, and its
+own affirming appraisal of the same evidence (relying.py), does it seal its
+prompt (HPKE) to the key in the evidence, and it accepts the answer's
+receipt only under the receipt key in the evidence, naming the model it
+expects. With `log_receipts` it also
 needs the ledger's proof that the receipt is logged, under a head that
 extends the last one it saw. Its request is padded inside the seal to the
 scenario's request buckets, and it refuses an answer not padded to one of
@@ -19,18 +22,33 @@ from typing import Any
 
 from evidence.cose_receipts import RECEIPTS_DIR, open_cose_receipt
 from evidence.receipts import check_receipt, new_salt, salted_sha256
+from evidence.statements import json_or_none
 from models.corpus import grounded_prompt
-from parties.errors import AirlockError, ClaimFailed
+from parties.envelope import Envelope
+from parties.errors import AirlockError, ClaimFailed, OutOfStep
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
-from parties.protocol import FINGERPRINTS, PartyContext, holdings_as, sole_peer
+from parties.protocol import (
+    FINGERPRINTS,
+    PartyContext,
+    RoleState,
+    holdings_as,
+    sole_peer,
+    state_of,
+)
 from parties.roles import EndUser
 from protocols.artifacts import COMMITTED_MODEL, RETRIEVED
 from protocols.attestation.ledger import check_answer, entry_bytes
 from protocols.attestation.shared import keep_head, last_head
 from protocols.tee import channel
 from protocols.tee.enclave import request_aad
-from protocols.tee.evidence import SIMULATED
+from protocols.tee.evidence import (
+    ENCLAVE_IMAGE,
+    SIMULATED,
+    ReferenceValues,
+    measure,
+    open_reference_values,
+)
 from protocols.tee.padding import PaddingError, cost
 from protocols.tee.relying import AttestedEnclave, attest
 from protocols.tee.rules import DEPLOYER, LEDGER, VERIFIER, Step
@@ -40,6 +58,37 @@ CLAIM = "enclave answer"
 # shorter texts are not searched for: they could match some blob by chance
 MIN_FINGERPRINT_BYTES = 8
 Summary = dict[str, Any]
+
+
+@dataclass
+class UserState(RoleState):
+    """The creator's reference values this end user appraises evidence against."""
+
+    reference: ReferenceValues | None = None
+
+
+def on_reference_values(ctx: PartyContext, envelope: Envelope) -> None:
+    """The model creator's signed reference values, once per run; refused
+    unless they measure the enclave image this party knows (the protocol's
+    own, public) booted with the model root they name."""
+    state = state_of(ctx, UserState)
+    if state.reference is not None:
+        raise OutOfStep("the reference values come once per run")
+    creator = ctx.public_key(envelope.header.sender)
+    reference = open_reference_values(json_or_none(envelope.payload), creator)
+    try:
+        known = measure(ENCLAVE_IMAGE, bytes.fromhex(reference.model_root))
+    except ValueError:
+        raise AirlockError("the reference values' model root is not hex") from None
+    if reference.measurement != known or len(bytes.fromhex(reference.model_root)) != 32:
+        raise AirlockError("the reference measurement is not of the enclave image with its root")
+    state.reference = reference
+
+
+def attested(ctx: PartyContext) -> AttestedEnclave:
+    """Fresh evidence for a prompt: the verifier's and this user's own appraisal."""
+    reference = state_of(ctx, UserState).reference
+    return attest(ctx, sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER), reference)
 
 
 @dataclass
@@ -154,14 +203,14 @@ def ask(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
     s = Settings.model_validate(params)
     prompts = user_prompts(ctx, s)
     committed = ctx.store.get(COMMITTED_MODEL).root_sha256 if s.require_commitment else None
-    deployer, verifier = sole_peer(ctx, DEPLOYER), sole_peer(ctx, VERIFIER)
+    deployer = sole_peer(ctx, DEPLOYER)
     answers, refused, vendor_roots, sizes = [], [], set(), Sizes()
     handshake, enclave_times, plain_times = [], [], []
     for prompt in prompts:
         for _ in range(s.repeat):
             try:
                 started = time.perf_counter()
-                enclave = attest(ctx, deployer, verifier)
+                enclave = attested(ctx)
                 handshake.append(time.perf_counter() - started)
                 if committed is not None and enclave.model_root.hex() != committed:
                     raise ClaimFailed(

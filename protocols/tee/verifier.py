@@ -1,7 +1,10 @@
 """The verifier in the tee protocol (RATS Verifier): it appraises evidence
-against the run's simulated vendor root (provisioned to it alone), the
-reference values and the relying party's nonce, and signs the result as an
-EAR (protocols/tee/ear.py), affirming or contraindicated with the reason."""
+against the run's simulated vendor root (the vendor's public root, which
+the relying parties hold too), the model creator's reference values and the
+relying party's nonce, and signs the result as an EAR
+(protocols/tee/ear.py), affirming or contraindicated with the reason. No
+relying party acts on its word alone: each appraises the same evidence
+itself (relying.py), and `airlock verify` again (verify.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +13,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from evidence.statements import json_or_none, open_statement
+from evidence.statements import json_or_none
 from parties.envelope import Envelope
 from parties.labels import Form, Label
 from parties.protocol import PartyContext, Reply, RoleState, state_of
 from protocols.tee.ear import AFFIRMING_VECTOR, CONTRAINDICATED, issue_ear
 from protocols.tee.evidence import (
-    REFERENCE_PREDICATE,
     SIMULATED,
     AttestationRefused,
     ReferenceValues,
     VendorRoot,
     appraise,
+    open_reference_values,
 )
 from protocols.tee.rules import Step
 
@@ -40,17 +43,8 @@ class VerifierState(RoleState):
 def on_reference_values(ctx: PartyContext, envelope: Envelope) -> None:
     state = state_of(ctx, VerifierState)
     state.expect(VerifierPhase.AWAITING_REFERENCE, doing="reference values")
-    creator = envelope.header.sender
-    statement = open_statement(
-        json_or_none(envelope.payload),
-        ctx.public_key(creator),
-        REFERENCE_PREDICATE,
-        f"reference values of {creator}",
-    )
-    predicate = statement.predicate
-    state.reference = ReferenceValues(
-        str(predicate["measurement"]), str(predicate["model_root"]), str(predicate["code_sha256"])
-    )
+    creator = ctx.public_key(envelope.header.sender)
+    state.reference = open_reference_values(json_or_none(envelope.payload), creator)
     state.phase = VerifierPhase.APPRAISING
 
 

@@ -107,21 +107,20 @@ def published(directory: Path, receipt: bytes) -> AppraisedRun:
     named KEY as the enclave's receipt key and ROOT as its model."""
     (directory / RECEIPTS_DIR / "alice").mkdir(parents=True)
     (directory / RECEIPTS_DIR / "alice" / "request.cose").write_bytes(receipt)
-    raw = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    appraisal = {"receipt_public_key": raw.hex(), "model_root": ROOT.hex()}
-    return AppraisedRun(KEY, NONCE, NONCE, appraisal, directory)
+    nonce = os.urandom(32)
+    return AppraisedRun(KEY, nonce, nonce, KEY.public_key(), ROOT, directory)
 
 
 def test_verify_refuses_a_published_receipt_no_attested_enclave_signed(tmp_path: Path) -> None:
     run: Any = published(tmp_path / "honest", receipt())
     assert all(claim.ok and claim.checked == 1 for claim in verify.verify_claims(run))
     run = published(tmp_path / "forged", receipt(ed25519.Ed25519PrivateKey.generate()))
-    _, cose = verify.verify_claims(run)
+    _, _, cose = verify.verify_claims(run)
     assert [str(f) for f in cose.findings] == [
         "alice: request.cose: signed by no enclave an affirming EAR attests"
     ]
     run = published(
         tmp_path / "other-model", resigned(receipt(), claims=_with(MODEL_HASH, b"\x02" * 32))
     )
-    _, cose = verify.verify_claims(run)
+    _, _, cose = verify.verify_claims(run)
     assert "names model 0202020202020202..., not the attested one" in str(cose.findings)

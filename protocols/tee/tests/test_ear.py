@@ -20,6 +20,7 @@ from jwcrypto import jwk, jwt
 from parties.errors import ClaimFailed
 from protocols.tee import verifier, verify
 from protocols.tee.ear import AFFIRMING_VECTOR, PROFILE, issue_ear, open_ear, tier
+from protocols.tee.evidence import SimulatedVendor
 from protocols.tee.tests.appraised_run import AppraisedRun
 from protocols.tee.tests.test_protocol import tee_text
 from tests.helpers import result_of, run_text
@@ -106,19 +107,56 @@ def test_a_result_signed_by_another_key_or_unsigned_is_refused() -> None:
             open_ear(token, KEY.public_key(), "test")
 
 
+RECEIPT_KEY = ed25519.Ed25519PrivateKey.generate().public_key()
+ROOT = bytes.fromhex(APPRAISAL["model_root"])
+
+
 def test_verify_finds_a_result_for_a_nonce_the_relying_party_never_sent() -> None:
-    run: Any = AppraisedRun(KEY, NONCE, NONCE, APPRAISAL)
-    holds, cose = verify.verify_claims(run)
+    run: Any = AppraisedRun(KEY, NONCE, NONCE, RECEIPT_KEY, ROOT)
+    holds, reappraised, cose = verify.verify_claims(run)
     assert holds.ok and holds.checked == 1
+    assert reappraised.ok and reappraised.checked == 1
     # an affirming EAR, then no receipt published: worth a note, not a failure
     assert cose.ok and [str(n) for n in cose.notes] == [
         "alice: admitted an affirming EAR but published no COSE receipt"
     ]
-    run = AppraisedRun(KEY, NONCE, os.urandom(32), APPRAISAL)
-    broken, _ = verify.verify_claims(run)
+    run = AppraisedRun(KEY, NONCE, os.urandom(32), RECEIPT_KEY, ROOT)
+    broken, _, _ = verify.verify_claims(run)
     assert [str(f) for f in broken.findings] == [
         "alice entry 7: answers no nonce alice sent verifier"
     ]
+
+
+def test_verify_re_appraises_the_evidence_behind_an_affirming_result() -> None:
+    """A result the verifier signed, affirming, for the right nonce, is not
+    taken on its word: evidence from a chip of a vendor the run did not
+    publish, a run that published no vendor root, or a result that names a
+    key the evidence does not bind, each fails the re-appraisal, and the
+    result attests nothing (so no receipt can count under it)."""
+    other: Any = AppraisedRun(KEY, NONCE, NONCE, RECEIPT_KEY, ROOT, chip_vendor=SimulatedVendor())
+    _, reappraised, _ = verify.verify_claims(other)
+    assert [str(f) for f in reappraised.findings] == [
+        "alice entry 7: verifier affirmed: the evidence does not appraise: the attestation "
+        "key is not endorsed by a trusted vendor (unknown vendor key)"
+    ]
+    unpublished: Any = AppraisedRun(KEY, NONCE, NONCE, RECEIPT_KEY, ROOT, publish=False)
+    _, reappraised, _ = verify.verify_claims(unpublished)
+    assert [str(f) for f in reappraised.findings] == [
+        "run: the run publishes no vendor root: no affirming result can be re-appraised"
+    ]
+    renamed: Any = AppraisedRun(KEY, NONCE, NONCE, RECEIPT_KEY, ROOT)
+    renamed.ear = issue_ear(
+        NONCE,
+        AFFIRMING_VECTOR,
+        {**renamed.appraisal, "receipt_public_key": "00" * 32},
+        KEY.sign,
+    )
+    _, reappraised, cose = verify.verify_claims(renamed)
+    assert [str(f) for f in reappraised.findings] == [
+        "alice entry 7: verifier affirmed: the evidence does not appraise: the verifier's "
+        "result names another receipt_public_key"
+    ]
+    assert cose.notes == []  # it attests nothing
 
 
 def test_the_relying_party_refuses_a_genuine_result_for_another_nonce(

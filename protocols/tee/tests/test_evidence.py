@@ -22,6 +22,7 @@ from protocols.tee.evidence import (
     appraise,
     measure,
     provision,
+    root_published,
 )
 
 ROOT = bytes(32)
@@ -106,19 +107,30 @@ def test_malformed_evidence_is_refused(edit) -> None:
 
 
 def test_the_trusted_setup_hands_the_device_key_to_the_enclave_alone() -> None:
-    material = provision(ROLES, {})
-    assert set(material) == {"enclave", "verifier"}  # the deployer gets nothing
+    """The enclave alone gets a device key; the verifier and each relying
+    party the vendor's root, which the vendor also publishes (public, named
+    simulated); the deployer nothing."""
+    provisioned = provision(ROLES, {})
+    material = provisioned.parties
+    assert set(material) == {"enclave", "verifier", "model_creator", "alice"}
     device, root = material["enclave"], material["verifier"]
     assert isinstance(device, DeviceProvision) and isinstance(root, VendorRoot)
+    assert material["model_creator"] == material["alice"] == root
     assert "PRIVATE" not in root.certificate_pem.decode()
     assert device.private_key.hex() not in repr(device)
+    assert root_published(provisioned.public) == root
+    assert provisioned.public["root_sha256"] == root.sha256
+    assert "SIMULATED" in provisioned.public["vendor"]
+    assert device.private_key.hex() not in json.dumps(provisioned.public)
+    with pytest.raises(ValueError, match="no vendor root"):
+        root_published({})
     nonce = os.urandom(32)
     claims = appraise(quote(nonce, device), nonce, REFERENCE, root.certificate)
     assert claims["nonce"] == nonce.hex()
 
 
 def test_each_run_has_its_own_vendor_root_and_a_device_of_another_run_is_refused() -> None:
-    first, second = provision(ROLES, {}), provision(ROLES, {})
+    first, second = provision(ROLES, {}).parties, provision(ROLES, {}).parties
     assert first["verifier"].sha256 != second["verifier"].sha256
     # a device of one run (a leaked key, say) is worth nothing in another
     nonce = os.urandom(32)

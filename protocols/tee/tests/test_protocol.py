@@ -24,13 +24,14 @@ from evidence.weights import float32_weights_root
 from models.checkpoint import served_model, shipped_tokenizer
 from models.transformer import Transformer, generate
 from orchestrator.scenario import load_scenario
+from orchestrator.verify import verify_run
 from parties.errors import OutOfStep, Refused
 from parties.labels import Form, Label
 from parties.log_check import read_entries
 from parties.payload import pack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
-from protocols.tee import channel
+from protocols.tee import channel, verify
 from protocols.tee.creator import FINGERPRINTED
 from protocols.tee.enclave import request_aad, weights_aad
 from protocols.tee.evidence import ENCLAVE_IMAGE, provision
@@ -77,6 +78,14 @@ def test_prompts_are_answered_by_the_enclave_and_the_host_sees_ciphertext(
     ]
     assert asked["answers"][0]["output"] == "start budesonide 200 mg once daily"
     assert len(asked["vendor_roots"]) == 1
+    # the vendor root alice appraised against is the one the simulated vendor published
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert asked["vendor_roots"] == [manifest["provisioned"]["tee"]["root_sha256"]]
+    assert "SIMULATED" in manifest["provisioned"]["tee"]["vendor"]
+    # airlock verify re-appraised the evidence behind each affirming result
+    verified = {c.name: c for c in verify_run(tmp_path / "run").claims}
+    assert all(c.ok for c in verified.values()), failing(verify_run(tmp_path / "run"))
+    assert verified[verify.REAPPRAISED_CLAIM].checked == 3  # the creator's one, alice's two
     # the scan searched the host's bytes for every prompt, every answer and the weights
     scans = {c.name: c for c in result.audit.claims}
     for name in (
@@ -192,8 +201,64 @@ def test_evidence_from_a_vendor_the_host_made_is_refused(tmp_path: Path) -> None
     asked = result_of(result, "alice", "ask")
     assert asked["answers"] == [] and len(asked["refused"]) == 2
     assert all("unknown vendor key" in refusal for refusal in asked["refused"])
-    assert result_of(result, "deployer", "show_opened_prompts") == {"opened_prompts": []}
+    opened = result_of(result, "deployer", "show_opened_prompts")
+    assert opened == {"opened_prompts": [], "opened_weights": False}
     assert "sealed_prompt" not in steps_sent(tmp_path / "run", "alice")
+
+
+def test_a_verifier_colluding_with_the_host_gets_it_neither_weights_nor_prompts(
+    tmp_path: Path,
+) -> None:
+    """The verifier affirms the host's own chip (`rogue_vendor`, a vendor
+    the host made): each relying party appraises the evidence itself,
+    against the vendor root the run published and the creator's reference
+    values, and refuses it. So the creator releases no weights and alice
+    sends no prompt; the host opens nothing. `airlock verify` names the
+    verifier's affirming results for evidence that does not appraise."""
+    text = with_adversary(tee_text(adversary="rogue_vendor"), "verifier", "colluding_verifier")
+    result = run_text(text, tmp_path / "run")
+    assert result.failure is None and result.audit.ok, failing(result.audit)
+    released = result_of(result, "model_creator", "release_weights")
+    assert released["released"] is False, released
+    assert "own appraisal" in released["refused"] and "unknown vendor key" in released["refused"]
+    assert "model_release" not in steps_sent(tmp_path / "run", "model_creator")
+    asked = result_of(result, "alice", "ask")
+    assert asked["answers"] == [] and len(asked["refused"]) == 2, asked
+    assert all("unknown vendor key" in refusal for refusal in asked["refused"])
+    assert "sealed_prompt" not in steps_sent(tmp_path / "run", "alice")
+    opened = result_of(result, "deployer", "show_opened_prompts")
+    assert opened == {"opened_prompts": [], "opened_weights": False}
+    verified = verify_run(tmp_path / "run")
+    (findings,) = failing(verified).values()
+    assert len(findings) == 3, findings  # the creator's one result, alice's two
+    assert all("unknown vendor key" in f and "verifier affirmed" in f for f in findings)
+    assert not any("then sent" in f for f in findings), findings
+
+
+def test_verify_finds_a_relying_party_that_acts_on_the_verifiers_word_alone(
+    tmp_path: Path,
+) -> None:
+    """As above, but alice skips her own appraisal (`trusts_the_verifier`):
+    she seals both prompts to the host's key and the host opens them (it has
+    no weights to answer with: the creator appraised and released none).
+    The audit cannot see it (the prompts crossed labelled ciphertext);
+    `airlock verify` re-appraises the evidence behind each affirming result
+    alice admitted, fails it, and says she then sent her prompt."""
+    text = with_adversary(tee_text(adversary="rogue_vendor"), "verifier", "colluding_verifier")
+    text = with_adversary(text, "alice", "trusts_the_verifier")
+    result = run_text(text, tmp_path / "run")
+    assert result.failure is None, result.failure
+    assert result_of(result, "model_creator", "release_weights")["released"] is False
+    asked = result_of(result, "alice", "ask")
+    assert asked["answers"] == [] and len(asked["refused"]) == 2, asked
+    opened = result_of(result, "deployer", "show_opened_prompts")
+    assert opened == {"opened_prompts": PROMPTS, "opened_weights": False}
+    verified = verify_run(tmp_path / "run")
+    (findings,) = failing(verified).values()
+    sent = [f for f in findings if f.startswith("alice") and "alice then sent sealed_prompt" in f]
+    assert len(sent) == 2 and len(findings) == 3, findings
+    (creator,) = [f for f in findings if f.startswith("model_creator")]
+    assert "unknown vendor key" in creator and "then sent" not in creator
 
 
 def test_each_run_has_its_own_vendor_root(tmp_path: Path) -> None:
@@ -242,7 +307,7 @@ SERVING = {"alice": Role.END_USER, "deployer": Role.DEPLOYER, "enclave": Role.EN
 @pytest.fixture
 def serving(tmp_path: Path):
     with running_parties(
-        tmp_path, roles=SERVING, protocol="tee", provisions=provision(SERVING, {})
+        tmp_path, roles=SERVING, protocol="tee", provisions=dict(provision(SERVING, {}).parties)
     ) as started:
         yield started
 

@@ -10,7 +10,9 @@ where any failure or loss is an error naming the party.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +59,9 @@ class _Hosts:
     alive: set[str]
     single_machine: bool  # every party on this machine: they listen on bind_host
 
-    def gather(self, calls: Calls, timeout: float) -> Answers:
+    def gather(self, calls: Calls, timeout: float, alive_within: float | None = None) -> Answers:
+        """Each call's answer within `timeout`; with `alive_within`, a party
+        that shows no sign of life for that long while it works is lost then."""
         raise NotImplementedError
 
     def call(self, calls: Calls, timeout: float) -> dict[str, Any]:
@@ -87,7 +91,7 @@ class LocalHosts(_Hosts):
     def salvage(self, party: str, placement: Mapping[str, Any], timeout: float) -> dict[str, bytes]:
         return LogKeeper().salvage(str(placement["workdir"]))
 
-    def gather(self, calls: Calls, timeout: float) -> Answers:
+    def gather(self, calls: Calls, timeout: float, alive_within: float | None = None) -> Answers:
         answers = Answers()
         for party, (method, args) in calls.items():
             if party not in self.alive:
@@ -184,7 +188,7 @@ class RayHosts(_Hosts):
                 + ": start nodes with --resources '{\"airlock_site_<site>\": 1000}'"
             )
 
-    def gather(self, calls: Calls, timeout: float) -> Answers:
+    def gather(self, calls: Calls, timeout: float, alive_within: float | None = None) -> Answers:
         answers = Answers()
         refs = {}
         for party, (method, args) in calls.items():
@@ -193,11 +197,12 @@ class RayHosts(_Hosts):
                 refs[party] = self.actors[party].call.remote(signed, method, *args)
             else:
                 answers.lost[party] = "it was killed"
-        done = set()
-        if refs:
-            done = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)[0])
+        done, silent = self._wait(refs, timeout, alive_within)
         for party, ref in refs.items():
             method = calls[party][0]
+            if party in silent:
+                answers.lost[party] = f"no sign of life for {alive_within:g} s during {method}"
+                continue
             if ref not in done:
                 answers.lost[party] = f"no answer to {method} within {timeout:g} s"
                 continue
@@ -213,6 +218,44 @@ class RayHosts(_Hosts):
             if party in self.alive:
                 self.kill(party)
         return answers
+
+    def _wait(
+        self, refs: Mapping[str, Any], timeout: float, alive_within: float | None
+    ) -> tuple[set[Any], set[str]]:
+        """The answers in by `timeout`, and the parties that answered no ping
+        (a `node` call beside their work) for `alive_within` seconds: a
+        frozen party is lost within that, not at its action's deadline."""
+        deadline = time.monotonic() + timeout
+        pending = dict(refs)
+        done: set[Any] = set()
+        seen = dict.fromkeys(refs, time.monotonic())
+        pings: dict[str, Any] = {}
+        silent: set[str] = set()
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            step = left if alive_within is None else min(left, max(0.5, alive_within / 4))
+            ready = ray.wait(list(pending.values()), num_returns=len(pending), timeout=step)[0]
+            done.update(ready)
+            pending = {p: r for p, r in pending.items() if r not in ready}
+            if alive_within is None:
+                continue
+            now = time.monotonic()
+            for party in list(pending):
+                ping = pings.get(party)
+                if ping is not None and ray.wait([ping], timeout=0)[0]:
+                    with contextlib.suppress(ray.exceptions.RayError):
+                        ray.get(ping)
+                        seen[party] = now
+                    del pings[party]
+                if now - seen[party] > alive_within:
+                    silent.add(party)
+                    del pending[party]
+                elif party not in pings:
+                    signed = self.control.sign(party, "node")
+                    pings[party] = self.actors[party].call.remote(signed, "node")
+        return done, silent
 
     def close(self) -> None:
         stops = [self.actors[n].stop.remote(self.control.sign(n, "stop")) for n in self.alive]

@@ -110,6 +110,7 @@ def run_stage(
             answers = hosts.gather(
                 {n: ("act", (protocol_name, action, step_params)) for n in parties},
                 deadlines.action_timeout_s,
+                alive_within=deadlines.control_timeout_s,  # a frozen party is found in that
             )
         finally:
             for timer in timers:

@@ -163,3 +163,27 @@ def test_a_stopped_deployer_ends_the_run_within_its_deadline(tmp_path: Path) -> 
     audit = json.loads((run.run_dir / "audit.json").read_text())
     findings = [(f["party"], f["detail"]) for f in audit["claims"][0]["findings"]]
     assert findings == [("deployer", "signed head is missing (log never sealed)")]
+
+
+def test_a_party_frozen_in_its_own_action_is_lost_within_the_control_deadline(
+    tmp_path: Path,
+) -> None:
+    """The aggregator stopped while it collects the round's updates (its own
+    action, under an action deadline of 10 minutes): pinged beside its work,
+    it is found lost within the control deadline (5 s). Before, only the
+    action's deadline (or Ray's own keepalive) found it."""
+    long_action = "control_timeout_s = 5\naction_timeout_s = 600\n"
+    run = Run(tmp_path, FEDERATED.replace("control_timeout_s = 5\n", long_action))
+    run.wait_for_line("share_keys (round 2)")
+    pid = run.pid_of("model_creator")
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    code, output = run.finish()
+    took = time.monotonic() - stopped
+    assert code == 1, output
+    assert "Traceback" not in output
+    manifest = run.manifest()
+    assert manifest["lost"]["model_creator"] == "no sign of life for 5 s during act"
+    assert not _pid_alive(pid)
+    assert took < 90, took  # found in 5 s; the rest is sealing, salvage and the audit
+    print(f"aggregator stopped to end of run: {took:.1f} s (control deadline 5 s)")

@@ -11,6 +11,7 @@ import os
 import platform
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -57,25 +58,11 @@ def default_run_dir(scenario: Scenario, run_id: str) -> Path:
 
 
 def party_configs(
-    scenario: Scenario,
-    run_id: str,
-    scenario_text: str = "",
-    published: dict[str, Any] | None = None,
+    scenario: Scenario, run_id: str, scenario_text: str = ""
 ) -> dict[str, PartyConfig]:
-    """Each party's configuration; `published` gets what each protocol's
-    trusted setup publishes (by protocol), for the manifest."""
+    """Each party's configuration: public data only (it travels over Ray)."""
     guarantees = tuple((g.name, g.asset, tuple(g.viewers), g.max_form) for g in scenario.guarantees)
     settings = scenario.stage_settings()
-    roles = {name: scenario.role_of(name) for name in scenario.parties}
-    provisions: dict[str, dict[str, Any]] = {name: {} for name in scenario.parties}
-    for protocol_name, params in settings.items():
-        provision = get_protocol(protocol_name).provision
-        if provision is not None:
-            provisioned = provision(roles, params)
-            for name, material in provisioned.parties.items():
-                provisions[name][protocol_name] = material
-            if provisioned.public and published is not None:
-                published[protocol_name] = dict(provisioned.public)
     return {
         name: PartyConfig(
             name=name,
@@ -92,10 +79,32 @@ def party_configs(
             checkpoint_seconds=scenario.run.checkpoint_seconds,
             scenario_sha256=hashlib.sha256(scenario_text.encode()).hexdigest(),
             settings=settings,
-            provisions=provisions[name],
         )
         for name, spec in scenario.parties.items()
     }
+
+
+def provision_parties(
+    scenario: Scenario, requests: Mapping[str, Mapping[str, bytes]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Each protocol's trusted setup, here in the orchestrator, from the
+    public parts of what the parties made for it (`requests`: party ->
+    protocol -> bytes): what each party receives (party -> protocol ->
+    material), and what each setup publishes (by protocol)."""
+    roles = {name: scenario.role_of(name) for name in scenario.parties}
+    provisions: dict[str, dict[str, Any]] = {name: {} for name in scenario.parties}
+    published: dict[str, Any] = {}
+    for protocol_name, params in scenario.stage_settings().items():
+        provision = get_protocol(protocol_name).provision
+        if provision is None:
+            continue
+        made = {n: r[protocol_name] for n, r in requests.items() if protocol_name in r}
+        provisioned = provision(roles, params, made)
+        for name, material in provisioned.parties.items():
+            provisions[name][protocol_name] = material
+        if provisioned.public:
+            published[protocol_name] = dict(provisioned.public)
+    return provisions, published
 
 
 def run_scenario(
@@ -119,8 +128,7 @@ def run_scenario(
     run_id = uuid.uuid4().hex[:16]
     run_dir = out or default_run_dir(scenario, run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    provisioned: dict[str, Any] = {}  # what each protocol's trusted setup published
-    configs = party_configs(scenario, run_id, scenario_text, provisioned)
+    configs = party_configs(scenario, run_id, scenario_text)
     deadlines = scenario.run
     started = datetime.datetime.now(datetime.UTC).isoformat()
     progress(f"starting {len(configs)} parties" + (" in this process" if in_process else " on Ray"))
@@ -137,7 +145,6 @@ def run_scenario(
         "versions": _versions(),
         "ray": "in-process (no Ray)" if in_process else ("embedded" if hosts.embedded else address),  # type: ignore[union-attr]
         "outcome": "running",
-        "provisioned": provisioned,
     }
     failure: str | None = None
     actions: list[dict[str, Any]] = []
@@ -154,9 +161,14 @@ def run_scenario(
             {n: ("certificate_requests", ()) for n in names}, deadlines.control_timeout_s
         )
         credentials = {n: issue_credentials(authority, n, requests[n]) for n in names}
+        made = hosts.call(
+            {n: ("provision_requests", ()) for n in names}, deadlines.control_timeout_s
+        )
+        provisions, manifest["provisioned"] = provision_parties(scenario, made)
         listen = _listen_addresses(scenario, placement, single_machine=hosts.single_machine)
         addresses = hosts.call(
-            {n: ("start", (credentials[n], *listen[n])) for n in names}, deadlines.control_timeout_s
+            {n: ("start", (credentials[n], *listen[n], provisions[n])) for n in names},
+            deadlines.control_timeout_s,
         )
         entries = [
             PartyEntry(n, scenario.role_of(n), addresses[n], credentials[n].signing_cert_pem)

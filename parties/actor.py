@@ -67,8 +67,17 @@ class PartyHost:
     def certificate_requests(self) -> tuple[bytes, bytes]:
         return self._runtime.certificate_requests()
 
-    def start(self, credentials: PartyCredentials, host: str, advertise: str | None) -> str:
-        return self._runtime.start(credentials, host, advertise)
+    def provision_requests(self) -> dict[str, bytes]:
+        return self._runtime.provision_requests()
+
+    def start(
+        self,
+        credentials: PartyCredentials,
+        host: str,
+        advertise: str | None,
+        provisions: dict[str, Any],
+    ) -> str:
+        return self._runtime.start(credentials, host, advertise, provisions)
 
     def join(self, entries: list[PartyEntry], ca_pem: bytes) -> None:
         self._runtime.join(Directory(entries, ca_pem))
@@ -152,7 +161,17 @@ class ControlledHost:
     Only the methods below can be called."""
 
     METHODS = frozenset(
-        {"node", "certificate_requests", "start", "join", "act", "seal", "export_log", "halt"}
+        {
+            "node",
+            "certificate_requests",
+            "provision_requests",
+            "start",
+            "join",
+            "act",
+            "seal",
+            "export_log",
+            "halt",
+        }
     )
 
     def __init__(

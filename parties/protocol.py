@@ -193,8 +193,19 @@ class Provisioned:
     public: Mapping[str, Any] = field(default_factory=dict)
 
 
-# party -> role, and the stage's params -> what each party receives, and what is published
-Provision = Callable[[Mapping[str, Role], Mapping[str, Any]], Provisioned]
+class ProvisionRequest(TypingProtocol):
+    """What a party makes for its protocol's trusted setup in its own
+    process (e.g. a simulated chip's device key): only `public` leaves it;
+    `complete` turns what the setup sends back into the party's provision."""
+
+    public: bytes
+
+    def complete(self, material: Any) -> Any: ...
+
+
+# party -> role, the stage's params and party -> the public part of its
+# request -> what each party receives, and what is published
+Provision = Callable[[Mapping[str, Role], Mapping[str, Any], Mapping[str, bytes]], Provisioned]
 
 
 @dataclass(frozen=True)
@@ -251,7 +262,9 @@ class Protocol:
     turns the stage's action results into lines of the run's report.
     `provision`, if set, runs in the orchestrator once per run before the
     parties start and hands each party its own setup material (trusted
-    setup, e.g. a simulated hardware vendor's endorsement); it reaches the
+    setup, e.g. a simulated hardware vendor's endorsement) from the public
+    parts of what each party made for it in its own process
+    (`provision_request`: a secret stays in the party); it reaches the
     party as `ctx.provision` over the control plane, never over the wire;
     what it publishes (`Provisioned.public`) goes in the run's manifest.
     `verify`, if set, is what `airlock verify` (and `airlock bom`) check of
@@ -274,6 +287,7 @@ class Protocol:
     params: type[BaseModel] | None = None
     report: Report | None = None
     provision: Provision | None = None
+    provision_request: Callable[[Role], ProvisionRequest | None] | None = None
     verify: OfflineChecks | None = None
 
     def __post_init__(self) -> None:

@@ -2,8 +2,9 @@
 
 A plain class, so that tests can run parties without Ray; `parties.actor`
 hosts one inside a Ray actor. Lifecycle, driven by the orchestrator:
-`certificate_requests` -> `start` (credentials) -> `join` (directory) ->
-`act` ... -> `seal` -> `export_log` -> `stop`.
+`certificate_requests`, `provision_requests` -> `start` (credentials, setup
+material) -> `join` (directory) -> `act` ... -> `seal` -> `export_log` ->
+`stop`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from parties.log import (
     VisibilityLog,
 )
 from parties.policy import Guarantee, Policy
-from parties.protocol import Protocol, Reply, party_holdings
+from parties.protocol import Protocol, ProvisionRequest, Reply, party_holdings
 from parties.roles import Holdings, Role, parse_role
 from parties.store import PartyStore
 from parties.transport import DEFAULT_DELIVERY_TIMEOUT, PartyClient, PartyServer
@@ -63,9 +64,6 @@ class PartyConfig:
     # protocol -> the scenario's params for its stage: a party's own privacy
     # settings come from here, never from a peer
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # protocol -> what the orchestrator provisioned for this party alone at
-    # setup (e.g. a simulated TEE's endorsed device key); see Protocol.provision
-    provisions: dict[str, Any] = field(default_factory=dict)
 
     def build(self, workdir: Path, resolve: Callable[[str], Protocol]) -> PartyRuntime:
         """The party, with its protocols resolved by the host (`resolve`
@@ -90,7 +88,6 @@ class PartyConfig:
             checkpoints=(self.checkpoint_entries, self.checkpoint_seconds),
             scenario_sha256=self.scenario_sha256,
             settings=self.settings,
-            provisions=self.provisions,
         )
 
 
@@ -119,11 +116,13 @@ class PartyRuntime:
         checkpoints: tuple[int, float] = (DEFAULT_CHECKPOINT_ENTRIES, DEFAULT_CHECKPOINT_SECONDS),
         scenario_sha256: str = "",
         settings: Mapping[str, Mapping[str, Any]] | None = None,
-        provisions: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.settings = {p: dict((settings or {}).get(p, {})) for p in protocols}
-        self.provisions = dict(provisions or {})
+        # protocol -> this party's setup material (Protocol.provision), and
+        # what it made for the setup in this process, until the setup answers
+        self.provisions: dict[str, Any] = {}
+        self._provision_requests: dict[str, ProvisionRequest] = {}
         self.role = role
         self.run_id = run_id
         self.holdings = holdings
@@ -155,12 +154,32 @@ class PartyRuntime:
     def certificate_requests(self) -> tuple[bytes, bytes]:
         return self.keys.certificate_requests()
 
+    def provision_requests(self) -> dict[str, bytes]:
+        """For each protocol whose trusted setup needs something of this
+        party (Protocol.provision_request), the public part of what it made
+        here; the rest stays in this process."""
+        self._require(Stage.CREATED)
+        for name, protocol in self.policy.protocols.items():
+            made = protocol.provision_request(self.role) if protocol.provision_request else None
+            if made is not None:
+                self._provision_requests[name] = made
+        return {name: made.public for name, made in self._provision_requests.items()}
+
     def start(
-        self, credentials: PartyCredentials, host: str = "127.0.0.1", advertise: str | None = None
+        self,
+        credentials: PartyCredentials,
+        host: str = "127.0.0.1",
+        advertise: str | None = None,
+        provisions: Mapping[str, Any] | None = None,
     ) -> str:
         """Listen for deliveries on `host`; returns the address the others
-        reach this party at: `advertise` (default `host`) and the port."""
+        reach this party at: `advertise` (default `host`) and the port.
+        `provisions` (protocol -> material) is what the trusted setup sent
+        this party, completed with what it made for it (provision_requests)."""
         self._require(Stage.CREATED)
+        for protocol, material in (provisions or {}).items():
+            made = self._provision_requests.pop(protocol, None)
+            self.provisions[protocol] = made.complete(material) if made else material
         self.credentials = credentials
         tls_key = self.keys.tls_key_pem()
         self._server = PartyServer(credentials, tls_key, self._on_delivery)

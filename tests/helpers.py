@@ -68,14 +68,15 @@ def start_parties(
     protocol: str = "walkthrough",
     holdings: dict[str, dict] | None = None,
     settings: dict[str, Any] | None = None,
-    provisions: dict[str, Any] | None = None,
+    provision: bool = False,
     adversaries: dict[str, str] | None = None,
 ) -> Parties:
     """Parties of `roles` speaking `protocol`, each with its own gRPC server;
     `holdings` (party -> values) replaces the default holdings, `settings`
-    are the stage params every party is configured with, `provisions`
-    (party -> material) what the protocol's provision would hand each,
-    `adversaries` (party -> name) what each adversarial party plays."""
+    are the stage params every party is configured with, `provision` runs
+    the protocol's trusted setup with what the parties made for it (as the
+    launcher does), `adversaries` (party -> name) what each adversarial
+    party plays."""
     run_id = "testrun"
     authority = RunAuthority(run_id)
     runtimes, entries = {}, []
@@ -92,13 +93,20 @@ def start_parties(
             guarantees=[PROMPT_GUARANTEE],
             max_payload=max_payload,
             settings={protocol: settings or {}},
-            provisions={protocol: (provisions or {})[name]} if name in (provisions or {}) else {},
             adversary=(adversaries or {}).get(name),
         )
-        credentials = issue_credentials(authority, name, runtime.certificate_requests())
-        address = runtime.start(credentials, "127.0.0.1")
         runtimes[name] = runtime
-        entries.append(PartyEntry(name, role, address, credentials.signing_cert_pem))
+    made = {name: runtime.provision_requests() for name, runtime in runtimes.items()}
+    setup = get_protocol(protocol).provision
+    given: dict[str, Any] = {}
+    if provision and setup is not None:
+        requests = {name: m[protocol] for name, m in made.items() if protocol in m}
+        given = dict(setup(roles, settings or {}, requests).parties)
+    for name, runtime in runtimes.items():
+        credentials = issue_credentials(authority, name, runtime.certificate_requests())
+        provisions = {protocol: given[name]} if name in given else {}
+        address = runtime.start(credentials, "127.0.0.1", provisions=provisions)
+        entries.append(PartyEntry(name, runtime.role, address, credentials.signing_cert_pem))
     directory = Directory(entries, authority.certificate_pem)
     for runtime in runtimes.values():
         runtime.join(directory)

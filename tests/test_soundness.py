@@ -7,14 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from orchestrator import launcher
 from orchestrator.audit import audit_run
 from orchestrator.hosts import LocalHosts
 from orchestrator.launcher import _write_log_files, party_configs
@@ -30,7 +33,7 @@ from parties.log_check import read_entries
 from parties.runtime import PartyRuntime
 from parties.transport import REFUSAL_KEY
 from parties.wire import airlock_pb2 as pb
-from tests.helpers import Parties, failing, rewrite_entry, run_default, running_parties
+from tests.helpers import Parties, failing, rewrite_entry, run_default, run_text, running_parties
 from tests.test_boundary import CATALOG, catalog_request, client_of, send
 
 PROMPT = [Label("prompt:alice", Form.CIPHERTEXT)]
@@ -84,13 +87,44 @@ def test_a_control_call_the_orchestrator_did_not_sign_is_refused(tmp_path: Path)
         assert "hostname" in deployer.call(node, "node")
         with pytest.raises(ControlRefused, match="replayed"):
             deployer.call(node, "node")
-        assert not [
-            v
-            for v in vars(party_configs(scenario, "keyrun", text)["deployer"]).values()
-            if isinstance(v, bytes)
-        ]  # nothing secret in what a party is created with
     finally:
         hosts.close()
+
+
+def test_no_private_key_passes_through_the_control_plane(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tee run in this process, every control call recorded as the hosts
+    carry it: no party's TLS, signing or device key, nor the orchestrator's
+    control key, is in what any party is created with or called with.
+    Before, the enclave's device key and each party's control key were
+    actor arguments (through Ray's GCS on Ray)."""
+    calls: list[tuple[object, ...]] = []
+    made: list[LocalHosts] = []
+
+    class Recording(LocalHosts):
+        def __init__(self, configs: Any) -> None:
+            super().__init__(configs)
+            calls.append(tuple(configs.values()))
+            made.append(self)
+
+        def gather(self, calls_: Any, timeout: float, alive_within: float | None = None) -> Any:
+            calls.append(tuple(calls_.items()))
+            return super().gather(calls_, timeout, alive_within)
+
+    monkeypatch.setattr(launcher, "LocalHosts", Recording)
+    _, text = load_scenario("tee-inference")
+    result = run_text(text, tmp_path / "run")
+    assert result.failure is None and result.audit.ok
+    (hosts,) = made
+    carried = pickle.dumps(calls)  # what Ray would pickle: configs and every call's arguments
+    runtimes = {name: host._host._runtime for name, host in hosts.hosts.items()}
+    device = runtimes["enclave"].provisions["tee"]
+    secrets = [device.private_key, hosts.control._key.private_bytes_raw()]
+    for runtime in runtimes.values():
+        tls = runtime.keys.tls_key.private_numbers().private_value.to_bytes(32, "big")
+        secrets += [tls, runtime.keys.signing_key.private_bytes_raw()]
+    assert all(len(secret) >= 32 and secret not in carried for secret in secrets)
 
 
 @pytest.mark.parametrize("name", ["../escaped", "/tmp/airlock-absolute-escape", "blobs/../../x"])

@@ -3,8 +3,10 @@
 SIMULATED HARDWARE ROOT OF TRUST. No TEE hardware exists here, so
 `SimulatedVendor` plays the chip vendor: a fresh random Ed25519 root key,
 minted once per run inside the orchestrator (`provision`) and never sent
-anywhere. The vendor endorses one device attestation key per enclave; the
-enclave party alone receives that device key and its certificate. The
+anywhere. Each enclave makes its device attestation key in its own process
+(`DeviceKeyRequest`, as a chip holds its fused key) and hands out only the
+public half; the vendor endorses it, and the certificate goes back to that
+enclave (`provision`): no private key passes through Ray. The
 vendor's root certificate is public: the vendor publishes it (the run's
 manifest keeps it, `provisioned.tee`), and the verifier and every relying
 party (the model creator, each end user) receive it from the vendor's
@@ -150,22 +152,65 @@ class SimulatedVendor:
         self.root = VendorRoot(_pem(certificate))
         self._subject = name
 
-    def device(self) -> DeviceProvision:
-        """A new chip: a fresh device attestation key, endorsed by this vendor."""
-        key = ed25519.Ed25519PrivateKey.generate()
+    def endorse(self, device_public: bytes) -> bytes:
+        """The vendor's certificate (PEM) endorsing one chip's device key
+        (raw Ed25519 public key): the setup exchange, in the orchestrator."""
+        try:
+            key = ed25519.Ed25519PublicKey.from_public_bytes(device_public)
+        except ValueError:
+            raise AirlockError("a device key to endorse is a raw Ed25519 public key") from None
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
             .subject_name(_name("SIMULATED TEE device attestation key"))
             .issuer_name(self._subject)
-            .public_key(key.public_key())
+            .public_key(key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(self._key, None)
         )
-        return DeviceProvision(_raw_private(key), _pem(certificate))
+        return _pem(certificate)
+
+    def device(self) -> DeviceProvision:
+        """A chip made and endorsed here, in this process: for tests, the
+        benchmark and an adversary's own chip (a run's enclaves make theirs)."""
+        request = DeviceKeyRequest()
+        return request.complete(self.endorse(request.public))
+
+
+class DeviceKeyRequest:
+    """SIMULATED: a chip's device attestation key, made in the enclave
+    party's own process; only `public` leaves it, for the vendor to endorse."""
+
+    def __init__(self) -> None:
+        self._key = ed25519.Ed25519PrivateKey.generate()
+        self.public = self._key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+    def complete(self, certificate_pem: Any) -> DeviceProvision:
+        """The chip, with the vendor's certificate of its key: refused unless
+        the certificate names this very key."""
+        try:
+            certificate = x509.load_pem_x509_certificate(certificate_pem)
+            endorsed = certificate.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        except (TypeError, ValueError):
+            raise AirlockError("the vendor's endorsement is not a certificate") from None
+        if endorsed != self.public:
+            raise AirlockError("the vendor endorsed another device key than this chip's")
+        return DeviceProvision(_raw_private(self._key), certificate_pem)
+
+    def __repr__(self) -> str:  # never print the key
+        return "DeviceKeyRequest(<simulated device attestation key>)"
+
+
+def provision_request(role: Role) -> DeviceKeyRequest | None:
+    """What a party of `role` makes for the setup: an enclave, its chip's key."""
+    return DeviceKeyRequest() if role == Role.ENCLAVE else None
 
 
 # the roles that appraise evidence against the vendor's root: the verifier,
@@ -173,9 +218,12 @@ class SimulatedVendor:
 APPRAISERS = (Role.VERIFIER, Role.MODEL_CREATOR, Role.END_USER)
 
 
-def provision(roles: Mapping[str, Role], params: Mapping[str, Any]) -> Provisioned:
+def provision(
+    roles: Mapping[str, Role], params: Mapping[str, Any], requests: Mapping[str, bytes]
+) -> Provisioned:
     """The run's trusted setup, in the orchestrator: one fresh simulated
-    vendor; each enclave gets its own endorsed device key; the verifier and
+    vendor; each enclave gets the vendor's certificate of the device key it
+    made (`requests`: its public half, by party); the verifier and
     each relying party the vendor's root certificate (public), which the
     vendor also publishes for `airlock verify` (the run's manifest); the
     deployer nothing. The vendor's key is dropped on return."""
@@ -183,7 +231,9 @@ def provision(roles: Mapping[str, Role], params: Mapping[str, Any]) -> Provision
     material: dict[str, Any] = {}
     for party, role in roles.items():
         if role == Role.ENCLAVE:
-            material[party] = vendor.device()
+            if party not in requests:
+                raise AirlockError(f"enclave {party} made no device key to endorse")
+            material[party] = vendor.endorse(requests[party])
         elif role in APPRAISERS:
             material[party] = vendor.root
     return Provisioned(material, published_root(vendor.root))

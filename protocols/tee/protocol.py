@@ -28,7 +28,7 @@ from protocols.tee.enclave import (
     on_enclave_weights,
     on_evidence_request,
 )
-from protocols.tee.evidence import provision
+from protocols.tee.evidence import provision, provision_request
 from protocols.tee.messages import MESSAGES
 from protocols.tee.report import report
 from protocols.tee.rules import (
@@ -102,6 +102,7 @@ PROTOCOL = Protocol(
     params=Settings,
     artifacts=artifacts,
     provision=provision,
+    provision_request=provision_request,
     verify=OfflineChecks(claims=verify.verify_claims),
     report=report,
 )

@@ -9,11 +9,14 @@ import os
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from parties.errors import AirlockError
+from parties.protocol import Provisioned
 from parties.roles import Role
 from protocols.tee import channel
 from protocols.tee.evidence import (
     ENCLAVE_IMAGE,
     AttestationRefused,
+    DeviceKeyRequest,
     DeviceProvision,
     ReferenceValues,
     SimulatedHardware,
@@ -22,6 +25,7 @@ from protocols.tee.evidence import (
     appraise,
     measure,
     provision,
+    provision_request,
     root_published,
 )
 
@@ -106,22 +110,33 @@ def test_malformed_evidence_is_refused(edit) -> None:
         appraise(edit(copy.deepcopy(quote(nonce))), nonce, REFERENCE, TRUSTED)
 
 
-def test_the_trusted_setup_hands_the_device_key_to_the_enclave_alone() -> None:
-    """The enclave alone gets a device key; the verifier and each relying
-    party the vendor's root, which the vendor also publishes (public, named
-    simulated); the deployer nothing."""
-    provisioned = provision(ROLES, {})
+def setup(roles: dict[str, Role]) -> tuple[Provisioned, dict[str, DeviceKeyRequest]]:
+    """The trusted setup as a run makes it: each enclave makes its device
+    key (in its own process, in a run), the vendor endorses the public half."""
+    made = {n: r for n, role in roles.items() if (r := provision_request(role)) is not None}
+    return provision(roles, {}, {n: r.public for n, r in made.items()}), made
+
+
+def test_the_trusted_setup_endorses_the_key_each_enclave_made_and_sends_no_secret() -> None:
+    """Each enclave makes its device key and hands out its public half; the
+    vendor endorses it and sends back only the certificate. The verifier
+    and each relying party get the vendor's root, which the vendor also
+    publishes (public, named simulated); the deployer nothing. Before, the
+    setup made the device key itself and sent it to the enclave's actor as
+    an argument, through Ray."""
+    provisioned, made = setup(ROLES)
+    assert set(made) == {"enclave"}
     material = provisioned.parties
     assert set(material) == {"enclave", "verifier", "model_creator", "alice"}
-    device, root = material["enclave"], material["verifier"]
-    assert isinstance(device, DeviceProvision) and isinstance(root, VendorRoot)
-    assert material["model_creator"] == material["alice"] == root
-    assert "PRIVATE" not in root.certificate_pem.decode()
-    assert device.private_key.hex() not in repr(device)
+    endorsed, root = material["enclave"], material["verifier"]
+    assert isinstance(endorsed, bytes) and b"PRIVATE" not in endorsed  # a certificate only
+    assert isinstance(root, VendorRoot) and material["model_creator"] == material["alice"] == root
+    device = made["enclave"].complete(endorsed)
+    assert isinstance(device, DeviceProvision)
+    assert device.private_key.hex() not in repr(device) + repr(made["enclave"])
     assert root_published(provisioned.public) == root
     assert provisioned.public["root_sha256"] == root.sha256
     assert "SIMULATED" in provisioned.public["vendor"]
-    assert device.private_key.hex() not in json.dumps(provisioned.public)
     with pytest.raises(ValueError, match="no vendor root"):
         root_published({})
     nonce = os.urandom(32)
@@ -129,13 +144,26 @@ def test_the_trusted_setup_hands_the_device_key_to_the_enclave_alone() -> None:
     assert claims["nonce"] == nonce.hex()
 
 
+def test_an_enclave_takes_only_the_endorsement_of_its_own_key() -> None:
+    provisioned, made = setup(ROLES)
+    with pytest.raises(AirlockError, match="another device key"):
+        DeviceKeyRequest().complete(provisioned.parties["enclave"])
+    with pytest.raises(AirlockError, match="not a certificate"):
+        made["enclave"].complete(b"not a certificate")
+    with pytest.raises(AirlockError, match="made no device key"):
+        provision(ROLES, {}, {})
+    with pytest.raises(AirlockError, match="raw Ed25519 public key"):
+        provision(ROLES, {}, {"enclave": b"short"})
+
+
 def test_each_run_has_its_own_vendor_root_and_a_device_of_another_run_is_refused() -> None:
-    first, second = provision(ROLES, {}).parties, provision(ROLES, {}).parties
-    assert first["verifier"].sha256 != second["verifier"].sha256
+    (first, made), (second, _) = setup(ROLES), setup(ROLES)
+    assert first.parties["verifier"].sha256 != second.parties["verifier"].sha256
     # a device of one run (a leaked key, say) is worth nothing in another
     nonce = os.urandom(32)
+    device = made["enclave"].complete(first.parties["enclave"])
     with pytest.raises(AttestationRefused, match="unknown vendor key"):
-        appraise(quote(nonce, first["enclave"]), nonce, REFERENCE, second["verifier"].certificate)
+        appraise(quote(nonce, device), nonce, REFERENCE, second.parties["verifier"].certificate)
 
 
 def test_hpke_request_and_answer_round_trip_and_refuse_tampering() -> None:

@@ -34,7 +34,7 @@ from parties.wire import airlock_pb2 as pb
 from protocols.tee import channel, verify
 from protocols.tee.creator import FINGERPRINTED
 from protocols.tee.enclave import request_aad, weights_aad
-from protocols.tee.evidence import ENCLAVE_IMAGE, provision
+from protocols.tee.evidence import ENCLAVE_IMAGE
 from tests.helpers import failing, result_of, run_text, running_parties, with_adversary
 
 _, SCENARIO = load_scenario("tee-inference")
@@ -306,9 +306,7 @@ SERVING = {"alice": Role.END_USER, "deployer": Role.DEPLOYER, "enclave": Role.EN
 
 @pytest.fixture
 def serving(tmp_path: Path):
-    with running_parties(
-        tmp_path, roles=SERVING, protocol="tee", provisions=dict(provision(SERVING, {}).parties)
-    ) as started:
+    with running_parties(tmp_path, roles=SERVING, protocol="tee", provision=True) as started:
         yield started
 
 

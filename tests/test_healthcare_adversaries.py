@@ -13,6 +13,8 @@ import pytest
 
 from orchestrator.launcher import RunResult, run_scenario
 from orchestrator.scenario import load_scenario, parse_scenario
+from orchestrator.verify import verify_run
+from protocols.attestation.verify import COUNTERSIGNED_CLAIM
 from tests.helpers import failing, result_of
 
 pytestmark = pytest.mark.slow
@@ -91,6 +93,30 @@ def test_a_poisoned_dataset_is_refused_before_training(
     published = of(result, "federated", "model_creator", "publish_model")
     assert all(r["survivors"] == ["hospital_1", "hospital_2"] for r in published["rounds"])
     assert result_of(result, "hospital_3", "evaluate_leakage")["evaluated"] is False
+
+
+def test_a_creator_committing_another_model_than_it_trained_fails_verify(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The creator commits the shipped checkpoint plus a tweak, naming the
+    three hospitals' datasets, and serves it; each surviving hospital
+    countersigned (and logged) the final model it was sent, another root."""
+    result = run("healthcare-swapped-training", tmp_path_factory)
+    assert result.failure is None
+    published = of(result, "federated", "model_creator", "publish_model")
+    assert published["countersigned_by"] == ["hospital_1", "hospital_2"]  # hospital_3 was killed
+    committed = result_of(result, "model_creator", "commit_model")
+    assert committed["swapped"] and committed["countersigned_by"] == []
+    assert committed["datasets"] == [f"train:hospital_{i}" for i in (1, 2, 3)]
+    for hospital in ("hospital_1", "hospital_2"):
+        logged = result_of(result, hospital, "log_countersignature")
+        assert logged["countersignature_logged"] and logged["rounds"] == [1, 2]
+        assert logged["model_root"] == published["model_root"]
+    served = of(result, "tee", "model_creator", "publish_model")["model_root"]
+    assert served != published["model_root"]  # the enclave serves the swapped model
+    failed = failing(verify_run(result.run_dir))
+    assert set(failed) == {COUNTERSIGNED_CLAIM}, failed
+    assert any("countersigned by 0 of the surviving" in f for f in failed[COUNTERSIGNED_CLAIM])
 
 
 def test_extraction_through_the_enclave_with_and_without_dp(

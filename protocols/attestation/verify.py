@@ -450,7 +450,7 @@ def _check_countersigned(
                 other.contributor,
                 None,
                 f"a survivor, it countersigned {other.root[:16]}..., not the committed "
-                f"{root[:16]}...: it was sent another final model",
+                f"{root[:16]}...: the final model it was sent is not the committed one",
             )
         elif other.root == root and other.last_round != int(rounds):
             claim.fail(
@@ -464,8 +464,9 @@ def _check_countersigned(
             creator,
             None,
             f"the committed root {root[:16]}... is countersigned by {len(on_root)} of the "
-            f"surviving contributors {survivors} {on_root}, {threshold} needed: it is not the "
-            "model they were sent",
+            f"surviving contributors ({', '.join(survivors)}): "
+            f"{', '.join(on_root) or 'none'}; {threshold} needed: it is not the model they were "
+            "sent",
         )
     named = {str(d.get("name")) for d in predicate.get("datasets", []) if isinstance(d, dict)}
     for name in on_root:

@@ -77,6 +77,7 @@ def party_configs(
             delivery_timeout=scenario.run.delivery_timeout_s,
             checkpoint_entries=scenario.run.checkpoint_entries,
             checkpoint_seconds=scenario.run.checkpoint_seconds,
+            isolation=scenario.run.isolation,
             scenario_sha256=hashlib.sha256(scenario_text.encode()).hexdigest(),
             settings=settings,
         )

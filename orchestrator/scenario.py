@@ -51,6 +51,11 @@ class RunSettings(_Strict):
     # with new entries, so that a crashed party's log verifies up to there
     checkpoint_entries: int = Field(default=DEFAULT_CHECKPOINT_ENTRIES, ge=1, le=1 << 20)
     checkpoint_seconds: float = Field(default=DEFAULT_CHECKPOINT_SECONDS, gt=0, le=3600)
+    # "process": each party in its host's process (a Ray actor), every party
+    # under the same OS user; "user": each party in a process of its own under
+    # an OS user of its own, its files private to it (needs root; see
+    # docs/architecture.md, "What each mode isolates")
+    isolation: Literal["process", "user"] = "process"
 
 
 class SiteSpec(_Strict):

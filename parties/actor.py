@@ -43,26 +43,38 @@ from evidence.canonical import canonical_json
 from parties.directory import Directory, PartyEntry
 from parties.errors import AirlockError
 from parties.identity import PartyCredentials
+from parties.isolation import IsolatedHost
 from parties.log import LOG_FILE, export_directory
 from parties.protocol import Protocol
 from parties.runtime import PartyConfig
 
 
+def ray_location() -> dict[str, str]:
+    """The Ray node this process runs on, if it is a Ray worker."""
+    if not ray.is_initialized():
+        return {}
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+    }
+
+
 class PartyHost:
-    def __init__(self, config: PartyConfig, resolve: Callable[[str], Protocol]) -> None:
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"airlock-{config.run_id}-{config.name}-"))
+    def __init__(
+        self, config: PartyConfig, resolve: Callable[[str], Protocol], workdir: Path | None = None
+    ) -> None:
+        prefix = f"airlock-{config.run_id}-{config.name}-"
+        self._workdir = workdir or Path(tempfile.mkdtemp(prefix=prefix))
         self._runtime = config.build(self._workdir, resolve)
 
     def node(self) -> dict[str, Any]:
         where = {
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
+            "uid": os.getuid(),
             "workdir": str(self._workdir),
         }
-        if ray.is_initialized():
-            where["node_id"] = ray.get_runtime_context().get_node_id()
-            where["node_ip"] = ray.util.get_node_ip_address()
-        return where
+        return {**where, **ray_location()}
 
     def certificate_requests(self) -> tuple[bytes, bytes]:
         return self._runtime.certificate_requests()
@@ -175,13 +187,21 @@ class ControlledHost:
     )
 
     def __init__(
-        self, config: PartyConfig, control_public: bytes, resolve: Callable[[str], Protocol]
+        self,
+        config: PartyConfig,
+        control_public: bytes,
+        resolve: Callable[[str], Protocol],
+        on_death: Callable[[], None] = lambda: None,
     ) -> None:
         self._name = config.name
         self._control = ed25519.Ed25519PublicKey.from_public_bytes(control_public)
         self._seen: set[int] = set()
         self._lock = threading.Lock()
-        self._host = PartyHost(config, resolve)
+        self._host: PartyHost | IsolatedHost = (
+            IsolatedHost(config, resolve, on_death)
+            if config.isolation == "user"
+            else PartyHost(config, resolve)
+        )
 
     def _admit(self, signed: ControlCall, method: str, args: tuple[Any, ...]) -> None:
         if not isinstance(signed, ControlCall) or not isinstance(signed.signature, bytes):
@@ -221,9 +241,19 @@ class LogKeeper:
         return files
 
 
+class ControlledActor(ControlledHost):
+    """A ControlledHost in a Ray actor: if the party's own process (under
+    user isolation) dies, so does the actor, and Ray reports it lost."""
+
+    def __init__(
+        self, config: PartyConfig, control_public: bytes, resolve: Callable[[str], Protocol]
+    ) -> None:
+        super().__init__(config, control_public, resolve, on_death=lambda: os._exit(1))
+
+
 # num_cpus=0: parties are mostly waiting on the network; a 2-core machine must
 # host all of them. max_concurrency: a party serves control calls while acting.
 PartyActor = ray.remote(  # type: ignore[call-overload]  # stubs lack max_concurrency
     num_cpus=0, max_restarts=0, max_concurrency=4
-)(ControlledHost)
+)(ControlledActor)
 LogKeeperActor = ray.remote(num_cpus=0, max_restarts=0)(LogKeeper)

@@ -60,6 +60,9 @@ class PartyConfig:
     delivery_timeout: float = DEFAULT_DELIVERY_TIMEOUT
     checkpoint_entries: int = DEFAULT_CHECKPOINT_ENTRIES
     checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
+    # "process": the party runs in its host's process; "user": in a process
+    # of its own under an OS user of its own (parties/isolation.py)
+    isolation: str = "process"
     scenario_sha256: str = ""  # bound into the signed log head
     # protocol -> the scenario's params for its stage: a party's own privacy
     # settings come from here, never from a peer

@@ -165,7 +165,8 @@ def run_scenario(
         made = hosts.call(
             {n: ("provision_requests", ()) for n in names}, deadlines.control_timeout_s
         )
-        provisions, manifest["provisioned"] = provision_parties(scenario, made)
+        provisions, published = provision_parties(scenario, made)
+        manifest["provisioned"] = published
         listen = _listen_addresses(scenario, placement, single_machine=hosts.single_machine)
         addresses = hosts.call(
             {n: ("start", (credentials[n], *listen[n], provisions[n])) for n in names},
@@ -190,7 +191,7 @@ def run_scenario(
         # written now too, so that where each party runs can be seen during the run
         (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
         hosts.call(
-            {n: ("join", (entries, authority.certificate_pem)) for n in names},
+            {n: ("join", (entries, authority.certificate_pem, published)) for n in names},
             deadlines.control_timeout_s,
         )
         progress("identities issued, mutual TLS up, directory shared")

@@ -91,8 +91,8 @@ class PartyHost:
     ) -> str:
         return self._runtime.start(credentials, host, advertise, provisions)
 
-    def join(self, entries: list[PartyEntry], ca_pem: bytes) -> None:
-        self._runtime.join(Directory(entries, ca_pem))
+    def join(self, entries: list[PartyEntry], ca_pem: bytes, published: dict[str, Any]) -> None:
+        self._runtime.join(Directory(entries, ca_pem, published))
 
     def act(self, protocol: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
         return self._runtime.act(protocol, action, params)

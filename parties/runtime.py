@@ -197,6 +197,7 @@ class PartyRuntime:
         self.log.bindings = {
             "scenario_sha256": self.scenario_sha256,
             "ca_sha256": directory.ca_fingerprint,
+            "setup_sha256": directory.setup_fingerprint,
         }
         if self._client is None:
             raise AirlockError(f"party {self.name} joins before it listens")

@@ -191,6 +191,23 @@ def test_a_head_bound_to_another_ca_fails_the_audit(
     assert all(re.fullmatch(r"alice: checkpoint \d+ is of another run", f) for f in others)
 
 
+def test_a_vendor_root_swapped_in_the_run_directory_fails_the_audit(tmp_path: Path) -> None:
+    """What the trusted setup published (the simulated TEE vendor's root, in
+    the manifest) is bound into every party's signed head: a root rewritten
+    afterwards, for `airlock verify` to appraise against, is caught."""
+    _, text = load_scenario("tee-inference")
+    run = tmp_path / "run"
+    assert run_text(text, run).failure is None
+    assert audit_run(run).ok
+    manifest_path = run / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["provisioned"]["tee"]["root_sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    findings = failing(audit_run(run))["log integrity"]
+    assert "alice: signed head binds another setup sha256" in findings
+    assert "enclave: signed head binds another setup sha256" in findings
+
+
 # -- 9. blob names in log entries --------------------------------------------
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from evidence.claims import Claim, Finding
 from orchestrator.scenario import Scenario, parse_scenario
+from parties.directory import setup_fingerprint
 from parties.errors import AirlockError, IdentityError
 from parties.identity import ca_fingerprint, load_signing_certificate
 from parties.log import Direction, Outcome
@@ -136,6 +137,7 @@ def load_run(run_dir: Path, pinned_ca: str | None = None) -> RunRecord:
     except IdentityError as exc:
         integrity.fail(None, None, str(exc))
         bindings = {"scenario_sha256": scenario_sha256}
+    bindings["setup_sha256"] = setup_fingerprint(manifest.get("provisioned") or {})
     if pinned_ca is not None and bindings.get("ca_sha256") != pinned_ca.lower():
         integrity.fail(None, None, "the run's CA is not the one pinned with --ca-fingerprint")
     logs: dict[str, list[dict[str, Any]]] = {}

@@ -15,8 +15,9 @@ own pieces run here without the network, on one thread each:
   centroids, fetched whole by two-server XOR PIR (a batch of the largest
   cluster, the same whatever the question), ranked at the user;
 - HE ranking (`ranking = "he"`, protocols/pir/he.py): the query encrypted
-  under CKKS, every document scored by the database, the scores decrypted,
-  the top k fetched by XOR PIR (a batch of k).
+  under CKKS, every document scored by both replicas, both scores decrypted
+  and compared, the top k fetched by XOR PIR (a batch of k) and their
+  scores checked against their embeddings.
 
 Bytes are payloads (queries up, answers down, both replicas), without
 envelope headers; the evaluation keys, sent once per user and database,
@@ -108,25 +109,34 @@ def measure(args: argparse.Namespace) -> Figures:
         found = [span[i] for i in top(embeddings[span] @ query, k)]
         user += u + time.perf_counter() - started
         rows["cluster"].append((len(wanted & set(found)) / k, user, d, up, down))
-        # HE ranking, then the top k by PIR
+        # HE ranking by both replicas, whose scores must agree, then the top
+        # k by PIR, whose scores must be their own
         started = time.perf_counter()
         encrypted = keys.encrypt(query)
         user = time.perf_counter() - started
         started = time.perf_counter()
-        vector = he.encrypted_query(held, keys.evaluation_keys_sha256, encrypted)
-        chunks = he.score(vector, index.embeddings)
+        replicas = []
+        for _ in range(2):  # each replica loads the query and scores every document
+            vector = he.encrypted_query(held, keys.evaluation_keys_sha256, encrypted)
+            replicas.append(he.score(vector, index.embeddings))
         database = time.perf_counter() - started
         started = time.perf_counter()
-        found = top(keys.scores(chunks, len(corpus)), k)
+        chunks = replicas[0]
+        first, second = (keys.scores(scored, len(corpus)) for scored in replicas)
+        assert np.max(np.abs(first - second)) <= he.SCORE_TOLERANCE
+        found = top(first, k)
         user += time.perf_counter() - started
         u, d, up, down = pir_fetch(server, found)
+        started = time.perf_counter()
+        assert np.max(np.abs(embeddings[found] @ query - first[found])) <= he.SCORE_TOLERANCE
+        user += time.perf_counter() - started
         rows["he"].append(
             (
                 len(wanted & set(found)) / k,
                 user + u,
                 database + d,
-                up + len(encrypted),
-                down + sum(len(c) for c in chunks),
+                up + 2 * len(encrypted),
+                down + sum(len(c) for scored in replicas for c in scored),
             )
         )
 
@@ -147,21 +157,21 @@ def measure(args: argparse.Namespace) -> Figures:
         "he": "every document ranked under CKKS, top k by PIR (`he`)",
     }
     for name, measured in rows.items():
-        recall, user, database, up, down = (
+        recall, user_s, database_s, bytes_up, bytes_down = (
             float(np.mean(col)) for col in zip(*measured, strict=True)
         )
         print(
-            f"| {names[name]} | {recall:.3f} | {up / 1024:,.0f} KiB | {down / 1024:,.0f} KiB "
-            f"| {1000 * user:,.0f} | {1000 * database:,.0f} |"
+            f"| {names[name]} | {recall:.3f} | {bytes_up / 1024:,.0f} KiB "
+            f"| {bytes_down / 1024:,.0f} KiB | {1000 * user_s:,.0f} | {1000 * database_s:,.0f} |"
         )
         figures.row(
             "retrieval",
             path=name,
             recall=recall,
-            bytes_up=up,
-            bytes_down=down,
-            user_ms=1000 * user,
-            databases_ms=1000 * database,
+            bytes_up=bytes_up,
+            bytes_down=bytes_down,
+            user_ms=1000 * user_s,
+            databases_ms=1000 * database_s,
         )
         figures.ratio(f"{name}_recall_vs_plaintext", recall)
     print()

@@ -4,11 +4,11 @@ It checks each database's catalog against its own settings (catalog.py),
 picks the cluster nearest a question's embedding, and fetches every record
 of it by PIR. The batch is always as large as the largest cluster, as the
 client computes it, so its size says nothing of the cluster. Or, with
-`ranking = "he"`, it has a database score every document against the
-question encrypted under CKKS (he.py) and fetches only the top_k by PIR, a
-batch of top_k. Every record of a batch, padding too, is checked against
-its digest in the catalog, and a wrong one is the same error wherever it
-sits.
+`ranking = "he"`, it has both replicas score every document against the
+question encrypted under CKKS (he.py), refuses scores that disagree, fetches
+only the top_k by PIR, a batch of top_k, and checks their scores are their
+own. Every record of a batch, padding too, is checked against its digest in
+the catalog, and a wrong one is the same error wherever it sits.
 """
 
 from __future__ import annotations
@@ -29,14 +29,22 @@ from parties.protocol import PartyContext, RoleState, state_of
 from protocols.pir import records, xor
 from protocols.pir.catalog import Catalog, StaleCatalog
 from protocols.pir.catalog import read as read_catalog
-from protocols.pir.he import RankingKeys
-from protocols.pir.index import nearest_cluster
+from protocols.pir.he import SCORE_TOLERANCE, RankingKeys
+from protocols.pir.index import decode_record, nearest_cluster
+from protocols.pir.messages import RankAnswer
 from protocols.pir.rules import DATABASE, Step, query_form
 from protocols.pir.settings import Settings
 from protocols.pir.simplepir import SimplePirClient
 
 # one error for every wrong answer, whatever its position in the batch
 WRONG_ANSWER = "a retrieved record does not match its digest in the catalog: a wrong answer"
+# the two replicas scored the same encrypted question differently
+STEERED = "the replicas' scores differ beyond CKKS's precision: a database steered the ranking"
+# both replicas agree, but a fetched document's score is not its own
+MISSCORED = (
+    "a fetched document's score is not its embedding's inner product with the question: "
+    "the ranking was steered"
+)
 
 
 class ClientPhase(enum.Enum):
@@ -64,12 +72,15 @@ class Client:
         self.state = state_of(ctx, ClientState)
 
     def download_catalogs(self) -> None:
-        """Every database's catalog, checked; kept only if all pass."""
-        scheme = self.settings.scheme
+        """Every database's catalog, checked; kept only if all pass. XOR
+        fetches from two replicas, and ranking under HE has two replicas rank
+        (either scheme), whose catalogs must then agree."""
+        scheme, ranking = self.settings.scheme, self.settings.ranking
         databases = sorted(self.ctx.peers(DATABASE))
-        wanted = 2 if scheme == "xor" else 1
+        wanted = 2 if scheme == "xor" or ranking == "he" else 1
         if len(databases) < wanted:
-            raise AirlockError(f"{scheme} needs {wanted} database(s), found {len(databases)}")
+            what = f"{scheme} PIR" + (" ranked under HE" if ranking == "he" else "")
+            raise AirlockError(f"{what} needs {wanted} database(s), found {len(databases)}")
         databases = databases[:wanted]
         catalogs = []
         for name in databases:
@@ -78,9 +89,9 @@ class Client:
             if reply is None:
                 raise AirlockError(f"{name} sent no catalog")
             meta, body = unpack(reply.payload)
-            batch = self.settings.top_k if self.settings.ranking == "he" else None
+            batch = self.settings.top_k if ranking == "he" else None
             catalogs.append(read_catalog(name, meta, body, scheme, self.settings.clusters, batch))
-        if scheme == "xor" and not catalogs[0].same_as(catalogs[1]):
+        if len(catalogs) == 2 and not catalogs[0].same_as(catalogs[1]):
             raise AirlockError("the two replicas hold different databases")
         state = self.state
         setup = catalogs[0].setup
@@ -103,42 +114,82 @@ class Client:
         return len(wanted), self.fetch([*wanted, *padding])
 
     def fetch_ranked(self, query: np.ndarray) -> list[np.ndarray]:
-        """The top_k documents by their scores under CKKS (he.py): the
-        database scores every document against the encrypted query, and the
-        top ones are fetched by PIR, a batch of top_k."""
+        """The top_k documents by their scores under CKKS (he.py), fetched by
+        PIR in a batch of top_k. Both replicas score every document against
+        the same encrypted question; the scores must agree within CKKS's
+        precision (he.SCORE_TOLERANCE), and each fetched document's score
+        must be its own embedding's inner product with the question, or the
+        ranking was steered (one replica, or both together, scored other
+        than the protocol says). Whatever goes wrong, every replica gets its
+        rank request and its PIR batch, the same messages as when nothing
+        does, and only then is the error raised: a failure the database can
+        make depend on the question (it adds a function of the encrypted
+        question to a score) must not change what the client sends next."""
         self.state.expect(ClientPhase.CATALOG_CHECKED, doing="a ranked fetch")
-        database, catalog = self.state.databases[0], self.state.catalogs[0]
-        keys = self._evaluation_keys_at(database)
+        catalog = self.state.catalogs[0]
+        keys = self._ranking_keys()
+        encrypted = keys.encrypt(query)
+        scores: list[np.ndarray] = []
+        problems: list[AirlockError] = []
+        for database in self.state.databases:
+            try:
+                scores.append(self._scores_from(database, keys, encrypted))
+            except StaleCatalog:
+                raise  # the client downloads the catalog again and retries
+            except AirlockError as error:
+                problems.append(error)
+        if len(scores) == 2 and np.max(np.abs(scores[0] - scores[1])) > SCORE_TOLERANCE:
+            problems.append(BadQuery(STEERED))
+        if scores:
+            best = sorted(range(catalog.count), key=lambda i: (-scores[0][i], i))[: catalog.batch]
+        else:  # nothing to rank by: the same batch's size, of records of no use
+            best = [secrets.randbelow(catalog.count) for _ in range(catalog.batch)]
+        rows = self.fetch(best)
+        if problems:
+            raise problems[0]
+        wanted = query.astype(np.float64)
+        for index, row in zip(best, rows, strict=True):
+            try:
+                embedding, _ = decode_record(row)
+            except (AirlockError, UnicodeDecodeError):
+                continue  # not a document: left out of the ranking (rag.retrieved_documents)
+            own = float(embedding.astype(np.float64) @ wanted)
+            if abs(own - scores[0][index]) > SCORE_TOLERANCE:
+                raise BadQuery(MISSCORED)
+        return rows
+
+    def _scores_from(self, database: str, keys: RankingKeys, encrypted: bytes) -> np.ndarray:
+        """Every document's score, decrypted, as `database` ranks the
+        encrypted question."""
+        catalog = self.state.catalogs[0]
+        self._send_evaluation_keys(database, keys)
         meta = {
             "version": catalog.version,
             "nonce": os.urandom(16).hex(),
             "keys_sha256": keys.evaluation_keys_sha256,
         }
         label = [Label(f"query:{self.ctx.name}", Form.CIPHERTEXT)]
-        payload = pack(meta, keys.encrypt(query))
-        reply = self._request(database, Step.RANK_REQUEST, label, payload)
+        reply = self._request(database, Step.RANK_REQUEST, label, pack(meta, encrypted))
         answer_meta, body = unpack(reply.payload)
-        sizes = answer_meta["chunks"]
+        sizes = RankAnswer.model_validate(answer_meta).chunks  # as the boundary admitted it
         if sum(sizes) != len(body):
             raise BadQuery(f"{database}'s scores are not the {sum(sizes)} bytes it declares")
         starts = np.cumsum([0, *sizes]).tolist()
         chunks = [body[a:b] for a, b in zip(starts, starts[1:], strict=False)]
-        scores = keys.scores(chunks, catalog.count)
-        best = sorted(range(catalog.count), key=lambda i: (-scores[i], i))[: catalog.batch]
-        return self.fetch(best)
+        return keys.scores(chunks, catalog.count)
 
-    def _evaluation_keys_at(self, database: str) -> RankingKeys:
-        """This user's CKKS keys, made once; their public part sent to
-        `database` once."""
-        state = self.state
-        if state.ranking_keys is None:
-            state.ranking_keys = RankingKeys()
-        if database not in state.keys_sent:
+    def _ranking_keys(self) -> RankingKeys:
+        """This user's CKKS keys, made once."""
+        if self.state.ranking_keys is None:
+            self.state.ranking_keys = RankingKeys()
+        return self.state.ranking_keys
+
+    def _send_evaluation_keys(self, database: str, keys: RankingKeys) -> None:
+        """The keys' public part, to `database`, once."""
+        if database not in self.state.keys_sent:
             label = [Label(f"evaluation_keys:{self.ctx.name}", Form.PUBLIC)]
-            keys = state.ranking_keys.evaluation_keys
-            self.ctx.deliver(database, Step.EVALUATION_KEYS, label, keys)
-            state.keys_sent.add(database)
-        return state.ranking_keys
+            self.ctx.deliver(database, Step.EVALUATION_KEYS, label, keys.evaluation_keys)
+            self.state.keys_sent.add(database)
 
     def fetch(self, indices: list[int]) -> list[np.ndarray]:
         """The records at `indices`, by PIR (one batch per database), each

@@ -11,8 +11,8 @@ adversaries.py: the misbehaviours, as overrides of the honest code.
 
 Schemes (the stage's `scheme`): `xor`, two replicas that must not collude;
 `simplepir`, one server. Ranking (`ranking`): `cluster` fetches the nearest
-cluster whole; `he` has the database score every document under CKKS
-(he.py), then fetches the top_k.
+cluster whole; `he` has both databases score every document under CKKS
+(he.py), checks they agree, then fetches the top_k.
 """
 
 from parties.protocol import Artifacts, Protocol

@@ -3,11 +3,14 @@ locally, its cluster fetched by PIR (client.py) or its top documents
 ranked under HE and fetched by PIR (he.py), the fetched documents
 ranked, and the whole top one put in the shared model's prompt
 (`grounded_prompt`); the shipped model (models/checkpoint/) answers locally,
-greedily, up to the end of the line. A stale catalog is downloaded again
-once; any other error leaves the question unanswered, never answered
-wrongly: a question or a guideline the tokenizer cannot take, or a prompt
-that does not fit the model's context with room for the answer, is refused
-with its reason, never cut.
+greedily, up to the end of the line. Nothing is ever cut: a question the
+tokenizer cannot take, or too long for the model's context with room for
+the answer, is left out with its reason before any query is sent. A stale
+catalog is downloaded again once. Any other failure, once a question's
+queries were sent (a wrong answer, steered scores, a guideline the model
+cannot take), stops the run, after every question's queries, the same way
+whichever question or record it was (`retrieve_with`): never a wrong
+answer, and never a later stage that sends one prompt fewer.
 """
 
 from __future__ import annotations
@@ -102,8 +105,76 @@ def fetch(client: Client, s: Settings, query: np.ndarray) -> tuple[int, list[np.
     return client.fetch_cluster(query)
 
 
+def fitting(
+    tokenizer: WordPieces, question: str, ranked: list[str], context: int, room: int, k: int
+) -> tuple[list[str], str, list[str]]:
+    """The first `k` of the `ranked` documents that the model can take in
+    the question's prompt, the prompt with the first, and why any before
+    were left out. A document the model cannot take (a character outside
+    its alphabet, a line break, too long for the context) is left out, as a
+    record that is not a document is: failing on it would happen exactly
+    when it ranks first. AirlockError if none fits."""
+    documents: list[str] = []
+    prompt, left_out = "", []
+    for document in ranked:
+        try:
+            text = grounded(tokenizer, question, document, context, room)
+        except BadPrompt as refused:
+            left_out.append(str(refused))
+            continue
+        prompt = prompt or text
+        documents.append(document)
+        if len(documents) == k:
+            break
+    if not documents:
+        raise AirlockError("no retrieved document can be put in the prompt")
+    return documents, prompt, left_out
+
+
+class RetrievalFailed(AirlockError):
+    """A question's retrieval failed after its queries were sent: the stage
+    fails once every question's queries are sent, and the run stops."""
+
+
+# the run stops alike whatever failed, for whichever question: the reasons
+# follow, for alice's operator only (no party sees a run's failure)
+STOPS = (
+    "the run stops here, after every question's queries were sent, whatever failed "
+    "and for whichever question (a later stage would show which)"
+)
+
+
+def _fetch_or_error(
+    client: Client, s: Settings, query: np.ndarray, notes: list[str], prompt: str
+) -> tuple[int, list[np.ndarray]] | AirlockError:
+    """The question's rows (fetch), a stale catalog downloaded again once;
+    or the error that ended its retrieval."""
+    try:
+        try:
+            return fetch(client, s, query)
+        except StaleCatalog as stale:
+            notes.append(f"{prompt!r}: {stale}; downloading the catalog again")
+            client.download_catalogs()
+            return fetch(client, s, query)
+    except AirlockError as error:
+        return error
+
+
 def retrieve_with(client_type: type[Client]) -> Action:
-    """The retrieve action, fetching with `client_type` (an adversary's may differ)."""
+    """The retrieve action, fetching with `client_type` (an adversary's may differ).
+
+    Every question's queries are sent first, whatever comes back; then each
+    question's documents are ranked, put in its prompt and (unless `answer
+    = false`) answered. A retrieval that fails once its queries were sent
+    (a wrong answer, a refusal, steered scores, no document, a guideline
+    the model cannot take) is a failure the database can make depend on
+    which records were wanted (it alters one record, or one score): so the
+    action fails, after every question's queries, with one error, and the
+    run stops before any later stage. A later stage never sends one prompt
+    fewer, nor anything else that would say which question failed. A
+    question refused before any query (the model cannot take it) is only
+    left out: that depends on the question alone, and the databases saw no
+    query for it either."""
 
     def retrieve(ctx: PartyContext, params: Mapping[str, Any]) -> dict[str, Any]:
         s = Settings.model_validate(ctx.settings)  # the client's own, never a database's
@@ -113,39 +184,55 @@ def retrieve_with(client_type: type[Client]) -> Action:
         client = client_type(ctx, s)
         client.download_catalogs()
         embeddings = embed(prompts) if prompts else np.zeros((0, DIMENSIONS), np.float32)
-        results, errors, timings = [], [], []
-        found: dict[str, tuple[str, ...]] = {}  # question -> its documents, best first
+        notes: list[str] = []  # what the user's operator is told, nothing failed by it
+        asked: list[tuple[str, np.ndarray]] = []
         for prompt, query in zip(prompts, embeddings, strict=True):
-            started = time.perf_counter()
             try:
                 grounded(tokenizer, prompt, None, context, room)  # before any query is sent
-                try:
-                    span, rows = fetch(client, s, query)
-                except StaleCatalog as stale:
-                    errors.append(f"{prompt!r}: {stale}; downloading the catalog again")
-                    client.download_catalogs()
-                    span, rows = fetch(client, s, query)
-                documents = rank(query, *retrieved_documents(rows, span), s.top_k)
-                timings.append(time.perf_counter() - started)
-                if not documents:
-                    raise AirlockError("no document was retrieved to answer from")
-                prompt_text = grounded(tokenizer, prompt, documents[0], context, room)
             except AirlockError as error:
-                errors.append(f"{prompt!r}: {error}")
+                notes.append(f"{prompt!r}: {error}")
+                continue
+            asked.append((prompt, query))
+        # every question's queries, whatever comes back for any of them
+        fetched, timings = [], []
+        for prompt, query in asked:
+            started = time.perf_counter()
+            fetched.append(_fetch_or_error(client, s, query, notes, prompt))
+            timings.append(time.perf_counter() - started)
+        failed: list[str] = []
+        found: dict[str, tuple[str, ...]] = {}  # question -> its documents, best first
+        prompt_texts: dict[str, str] = {}
+        for (prompt, query), got in zip(asked, fetched, strict=True):
+            try:
+                if isinstance(got, AirlockError):
+                    raise got
+                span, rows = got
+                ranked = rank(query, *retrieved_documents(rows, span), len(rows))
+                documents, prompt_texts[prompt], left_out = fitting(
+                    tokenizer, prompt, ranked, context, room, s.top_k
+                )
+                notes += [f"{prompt!r}: left out {reason}" for reason in left_out]
+            except AirlockError as error:
+                failed.append(f"{prompt!r}: {error}")
                 continue
             found[prompt] = tuple(documents)
-            if not s.answer:
-                results.append({"prompt": prompt, "documents": documents})
-                continue
-            reply = answer(model, tokenizer, prompt_text, limit=room)
-            results.append({"prompt": prompt, "documents": documents, "answer": reply})
+        if failed:
+            raise RetrievalFailed(
+                f"{len(failed)} of {len(asked)} retrievals failed; {STOPS}: " + "; ".join(failed)
+            )
+        results: list[dict[str, Any]] = []
+        for prompt, kept in found.items():
+            result: dict[str, Any] = {"prompt": prompt, "documents": list(kept)}
+            if s.answer:
+                result["answer"] = answer(model, tokenizer, prompt_texts[prompt], limit=room)
+            results.append(result)
         # for a later stage that answers elsewhere
         ctx.store.put(RETRIEVED, Retrieved(questions=tuple(found), documents=tuple(found.values())))
         summary: dict[str, Any] = {
             "scheme": s.scheme,
             "ranking": s.ranking,
             "answers": results,
-            "errors": errors,
+            "errors": notes,
         }
         if timings:
             summary["retrieval_ms"] = round(1000 * min(timings), 1)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import tenseal as ts
 from pydantic import Field, model_validator
 
 from models.corpus import guidelines
@@ -206,8 +207,9 @@ def on_evaluation_keys(ctx: PartyContext, envelope: Envelope) -> None:
     state_of(ctx, DatabaseState).evaluation_keys[envelope.header.sender] = keys
 
 
-def on_rank_request(ctx: PartyContext, envelope: Envelope) -> Reply:
-    """Every document's score against the encrypted question, encrypted."""
+def rank_query(ctx: PartyContext, envelope: Envelope) -> tuple[Database, str, ts.CKKSVector]:
+    """The database, the user and the encrypted question of a rank request,
+    once it passed every check."""
     database = ranking_database(ctx, "a rank request")
     user = envelope.header.sender
     keys = state_of(ctx, DatabaseState).evaluation_keys.get(user)
@@ -218,7 +220,16 @@ def on_rank_request(ctx: PartyContext, envelope: Envelope) -> Reply:
         raise StaleCatalog(StaleCatalog.MESSAGE)
     query = he.encrypted_query(keys, meta["keys_sha256"], body)
     claim_once(database, b"rank" + meta["nonce"].encode() + body)
-    chunks = he.score(query, database.index.embeddings)
+    return database, user, query
+
+
+def rank_reply(user: str, chunks: list[bytes]) -> Reply:
     label = (Label(f"scores:{user}", Form.CIPHERTEXT),)
     payload = pack({"chunks": [len(c) for c in chunks]}, b"".join(chunks))
     return Reply(Step.RANK_ANSWER, label, payload)
+
+
+def on_rank_request(ctx: PartyContext, envelope: Envelope) -> Reply:
+    """Every document's score against the encrypted question, encrypted."""
+    database, user, query = rank_query(ctx, envelope)
+    return rank_reply(user, he.score(query, database.index.embeddings))

@@ -19,12 +19,15 @@ import tenseal as ts
 from models.corpus import guidelines
 from parties.errors import Refused
 from parties.labels import Form, Label
+from parties.log_check import read_entries
 from parties.payload import pack, unpack
 from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.pir import he
+from protocols.pir.client import MISSCORED, STEERED
 from protocols.pir.embed import embed
 from protocols.pir.index import rank
+from protocols.pir.rag import STOPS
 from protocols.pir.tests.test_protocol import PROMPTS, rag_text
 from tests.helpers import Parties, failing, result_of, run_text, running_parties
 
@@ -163,3 +166,81 @@ def test_the_scores_match_plaintext_inner_products() -> None:
     assert np.max(np.abs(scores - documents @ query)) < 5e-5
     with pytest.raises(Exception, match="2 chunks"):
         keys.scores(chunks[:1], len(documents))
+
+
+# -- a database that steers the ranking ---------------------------------------------------
+
+# an off-topic document, never among any question's top 2, and one that is
+# the asthma question's top 1: what a database promotes, what it buries
+OFF_TOPIC = "guideline 9999: a late addition; review after 7 days."
+TOP = (
+    "guideline 9000: asthma in children: avoid budesonide; prefer a specialist plan; "
+    "see a nurse in 3 days."
+)
+ASKED = PROMPTS[:2]  # the asthma question, and another
+
+
+def ranked_text(chosen: str, adversaries: dict[str, str]) -> str:
+    """Ranking under HE over both replicas, each holding `chosen` (the
+    document an adversary acts on) with the synthetic guidelines."""
+    return rag_text(adversaries=adversaries, prompts=ASKED, documents=[chosen]).replace(
+        'scheme = "xor",', 'scheme = "xor", ranking = "he",'
+    )
+
+
+def plaintext_top(chosen: str) -> list[list[str]]:
+    corpus = [chosen, *guidelines(DOCUMENTS)]
+    embeddings = embed(corpus).astype(np.float16)
+    return [rank(query, embeddings, corpus, 2) for query in embed(ASKED)]
+
+
+@pytest.mark.parametrize(
+    "adversary, replica, chosen",
+    [("steer_ranking", "guidelines_a", OFF_TOPIC), ("bury_ranking", "guidelines_b", TOP)],
+)
+def test_one_replica_steering_the_ranking_stops_the_run(
+    tmp_path: Path, adversary: str, replica: str, chosen: str
+) -> None:
+    """One replica adds to (or takes from) its chosen document's encrypted
+    score, under alice's own public key: the other replica's scores differ,
+    and the run stops once every question's queries were sent. (Before
+    the replicas both ranked, alice fetched the promoted document for every
+    question, and never the buried one.)"""
+    result = run_text(ranked_text(chosen, {replica: adversary}), tmp_path / "run")
+    failure = result.failure
+    assert failure is not None and STOPS in failure, failure
+    assert f"{len(ASKED)} of {len(ASKED)} retrievals failed" in failure
+    assert failure.count(STEERED) == len(ASKED)
+    # each replica got a rank request and a PIR batch for every question
+    for database in ("guidelines_a", "guidelines_b"):
+        entries, problems = read_entries(tmp_path / "run/parties" / database, database)
+        assert not problems
+        admitted = [e["step"] for e in entries if e["outcome"] == "admitted"]
+        assert admitted.count("rank_request") == admitted.count("pir_query") == len(ASKED)
+
+
+def test_a_colluding_pair_cannot_promote_a_document(tmp_path: Path) -> None:
+    """Both replicas promote the same document, so their scores agree; but
+    alice fetches it and its score is not its own embedding's inner product
+    with her question: the run stops."""
+    assert all(OFF_TOPIC not in top for top in plaintext_top(OFF_TOPIC))
+    adversaries = {"guidelines_a": "steer_ranking", "guidelines_b": "steer_ranking"}
+    result = run_text(ranked_text(OFF_TOPIC, adversaries), tmp_path / "run")
+    failure = result.failure
+    assert failure is not None and STOPS in failure, failure
+    assert failure.count(MISSCORED) == len(ASKED)
+
+
+def test_a_colluding_pair_can_bury_a_document_unseen(tmp_path: Path) -> None:
+    """What the checks cannot stop (docs/pir.md): both replicas lower the
+    same document's score, every fetched document's score is its own, and
+    alice gets the best of the rest without an error."""
+    honest = plaintext_top(TOP)
+    assert honest[0][0] == TOP  # the asthma question's top 1
+    adversaries = {"guidelines_a": "bury_ranking", "guidelines_b": "bury_ranking"}
+    result = run_text(ranked_text(TOP, adversaries), tmp_path / "run")
+    assert result.failure is None, result.failure
+    retrieved = result_of(result, "alice", "retrieve")
+    assert retrieved["errors"] == []
+    found = [a["documents"] for a in retrieved["answers"]]
+    assert found[1] == honest[1] and TOP not in found[0] and found[0][0] == honest[0][1]

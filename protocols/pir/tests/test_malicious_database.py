@@ -24,10 +24,10 @@ from protocols.pir.catalog import read as read_catalog
 from protocols.pir.client import WRONG_ANSWER
 from protocols.pir.embed import DIMENSIONS, embed
 from protocols.pir.index import build_index, nearest_cluster, rank
-from protocols.pir.rag import retrieved_documents
+from protocols.pir.rag import STOPS, retrieved_documents
 from protocols.pir.records import pack
 from protocols.pir.tests.test_protocol import CLUSTERS, DOCUMENTS, PROMPTS, rag_text
-from tests.helpers import result_of, run_text, running_parties
+from tests.helpers import run_text, running_parties
 
 
 def _sent_and_received(run: Path) -> list[tuple[str, str, str, str, int]]:
@@ -59,12 +59,15 @@ def test_a_corrupted_answer_fails_the_same_way_wherever_it_is(tmp_path: Path, sc
     for adversary in ("corrupt_first_answer", "corrupt_last_answer"):
         run = tmp_path / adversary
         result = run_text(rag_text(scheme, {"guidelines_a": adversary}), run)
-        assert result.failure is None, result.failure
-        retrieved = result_of(result, "alice", "retrieve")
-        behaviour[adversary] = (retrieved["errors"], retrieved["answers"], _sent_and_received(run))
+        behaviour[adversary] = (result.failure, _sent_and_received(run))
     assert behaviour["corrupt_first_answer"] == behaviour["corrupt_last_answer"]
-    errors, answers, _ = behaviour["corrupt_first_answer"]
-    assert answers == [] and errors == [f"{prompt!r}: {WRONG_ANSWER}" for prompt in PROMPTS]
+    failure, sent = behaviour["corrupt_first_answer"]
+    # every question's batch was sent, then the run stopped, naming each
+    assert failure is not None and STOPS in failure
+    assert f"{len(PROMPTS)} of {len(PROMPTS)} retrievals failed" in failure
+    assert all(f"{prompt!r}: {WRONG_ANSWER}" in failure for prompt in PROMPTS)
+    queries = [entry for entry in sent if entry[3] == "pir_query" and entry[1] == "delivered"]
+    assert len(queries) == len(PROMPTS) * (2 if scheme == "xor" else 1)
 
 
 # -- the catalog, field by field --------------------------------------------------------
@@ -180,3 +183,85 @@ def test_a_committed_record_that_is_not_a_document_is_left_out_not_an_error() ->
     embeddings, texts = retrieved_documents([garbage, table[1]], span=1)
     assert texts == [] and embeddings.shape == (0, DIMENSIONS)
     assert rank(embedding.astype(np.float32), embeddings, texts, 2) == []
+
+
+# -- one record altered, and a later stage ------------------------------------------------
+
+# the asthma question's top guideline, in its cluster and no other question's
+ALTERED = (
+    "guideline 9000: asthma in children: avoid budesonide; prefer a specialist plan; "
+    "see a nurse in 3 days."
+)
+ASTHMA, GOUT = PROMPTS[0], PROMPTS[1]
+# a later stage that sends each retrieved question, with its top guideline,
+# to an enclave (the healthcare pipeline's tee stage, without its commitment)
+ENCLAVE_STAGE = """
+[parties.model_creator]
+role = "model_creator"
+site = "training"
+
+[parties.deployer]
+role = "deployer"
+site = "serving"
+
+[parties.enclave]
+role = "enclave"
+site = "serving"
+
+[parties.verifier]
+role = "verifier"
+site = "verification"
+
+[[stages]]
+name = "enclave"
+protocol = "tee"
+params = { prompts = "retrieved", max_new_tokens = 1 }
+"""
+
+
+def _shape(run: Path, party: str) -> list[tuple[Any, ...]]:
+    """What `party`'s log holds, in order, without times or digests."""
+    entries, problems = read_entries(run / "parties" / party, party)
+    assert not problems
+    return [
+        (e["direction"], e["outcome"], e["peer"], e.get("protocol"), e.get("step"), e.get("size"))
+        for e in entries
+    ]
+
+
+def test_a_record_altered_for_one_question_stops_the_run_alike(tmp_path: Path) -> None:
+    """A SimplePIR database builds its hint and answers from a copy with
+    one record altered, publishing the real digests: only a fetch of that
+    record fails. Before, alice dropped that question, and the enclave stage
+    sent one prompt fewer (the host's log, and with receipts the ledger,
+    would tell the database which question wanted the record). Now the run
+    stops at the end of the retrieval, after every question's queries, and
+    no party's traffic says which question it was: asked first or second,
+    every log but alice's is the same."""
+    corpus = [ALTERED, *guidelines(DOCUMENTS)]
+    index = build_index(corpus, embed(corpus), CLUSTERS)
+    position = index.documents.index(ALTERED)
+    wanted = [nearest_cluster(index.centroids, question) for question in embed([ASTHMA, GOUT])]
+    spans = [range(index.starts[c], index.starts[c + 1]) for c in wanted]
+    assert position in spans[0] and position not in spans[1]
+    parties = ["guidelines_a", "guidelines_b", "model_creator", "deployer", "enclave", "verifier"]
+    shapes = []
+    for order in ([ASTHMA, GOUT], [GOUT, ASTHMA]):
+        run = tmp_path / f"asthma-{order.index(ASTHMA) + 1}"
+        text = rag_text(
+            "simplepir",
+            {"guidelines_a": "alter_one_record"},
+            order,
+            documents=[ALTERED],
+            params=", answer = false",
+        )
+        result = run_text(text + ENCLAVE_STAGE, run)
+        failure = result.failure
+        assert failure is not None and failure.startswith("stage 1/2 (retrieve)"), failure
+        assert STOPS in failure and f"{ASTHMA!r}: {WRONG_ANSWER}" in failure
+        assert not [a for a in result.actions if a["protocol"] == "tee"]
+        shape = {party: _shape(run, party) for party in parties}
+        assert not any(entry[3] == "tee" for entries in shape.values() for entry in entries)
+        assert len([e for e in shape["guidelines_a"] if e[4] == "pir_query"]) == 2
+        shapes.append(shape)
+    assert shapes[0] == shapes[1]

@@ -24,6 +24,7 @@ from parties.roles import Role
 from parties.wire import airlock_pb2 as pb
 from protocols.pir.embed import embed
 from protocols.pir.index import build_index, plaintext_retrieve
+from protocols.pir.rag import STOPS
 from tests.helpers import failing, result_of, run_text, running_parties, with_adversary
 
 DOCUMENTS = 300
@@ -41,12 +42,20 @@ def rag_text(
     scheme: str = "xor",
     adversaries: dict[str, str] | None = None,
     prompts: list[str] = PROMPTS,
+    *,
+    documents: list[str] | None = None,
+    params: str = "",
 ) -> str:
+    """The private-rag scenario, smaller; `documents` are held by both
+    databases before their synthetic ones, `params` added to the stage's."""
     _, text = load_scenario("private-rag")
-    text = text.replace("synthetic_documents = 2000", f"synthetic_documents = {DOCUMENTS}")
+    held = f"synthetic_documents = {DOCUMENTS}"
+    if documents is not None:
+        held += f"\ndocuments = {json.dumps(documents)}"
+    text = text.replace("synthetic_documents = 2000", held)
     text = re.sub(
         r"params = \{.*\}",
-        f'params = {{ scheme = "{scheme}", clusters = {CLUSTERS}, top_k = 2 }}',
+        f'params = {{ scheme = "{scheme}", clusters = {CLUSTERS}, top_k = 2{params} }}',
         text,
     )
     text = re.sub(r"prompts = \[[^\]]*\]", lambda _: f"prompts = {json.dumps(prompts)}", text)
@@ -172,10 +181,13 @@ def test_a_question_the_model_cannot_take_is_refused_before_any_query(
 
 def test_a_replayed_query_is_refused_never_answered(tmp_path: Path) -> None:
     result = run_text(rag_text(adversaries={"alice": "replay_query"}), tmp_path / "run")
-    retrieved = result_of(result, "alice", "retrieve")
-    assert len(retrieved["answers"]) == 1  # the first batch was fresh
-    assert len(retrieved["errors"]) == len(PROMPTS) - 1
-    assert all("replayed query" in error for error in retrieved["errors"])
+    # the first batch was fresh; every later one is refused, and the run
+    # stops once every question's batch was sent
+    failure = result.failure
+    assert failure is not None and STOPS in failure
+    assert f"{len(PROMPTS) - 1} of {len(PROMPTS)} retrievals failed" in failure
+    assert failure.count("replayed query") == len(PROMPTS) - 1
+    assert not [a for a in result.actions if a["action"] == "retrieve"]
 
 
 def test_a_stale_hint_is_a_clear_error_and_the_client_downloads_again(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ last rank asks the dealer (`tuple_request`): the dealer draws every rank's
 shares from the same seeds, works out the derived value and sends the last
 rank its share of it, the correction. Dealing every share to both ranks
 took about twice the bytes of all of CrypTen's own messages a token; the
-corrections are a fraction of that, and rank 0 never waits for the dealer.
+corrections are a fraction of that, and rank 0 asks the dealer nothing for a
+tuple (it has the dealer check its requests once a forward pass).
 The ranks number their tuples alike because CrypTen's control flow is the
 same on every rank.
 

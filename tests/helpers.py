@@ -268,6 +268,35 @@ def wait_for_nodes(
     raise TimeoutError(f"Ray cluster at {address} did not reach {nodes} nodes")
 
 
+RAY_CURRENT_CLUSTER = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+
+
+def _ray_address_file() -> bytes | None:
+    try:
+        return RAY_CURRENT_CLUSTER.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+@pytest.fixture
+def ray_address_file_kept() -> Iterator[None]:
+    """For a fixture that runs `ray start --head`, which writes its address
+    to /tmp/ray/ray_current_cluster for later plain `ray.init()` calls to
+    join: once its nodes are stopped (this fixture's teardown runs after the
+    one that asks for it), put back what was there before (or nothing), and
+    check it, so that no user's `ray.init()` waits on a dead cluster."""
+    before = _ray_address_file()
+    try:
+        yield
+    finally:
+        if before is None:
+            RAY_CURRENT_CLUSTER.unlink(missing_ok=True)
+        else:
+            RAY_CURRENT_CLUSTER.parent.mkdir(parents=True, exist_ok=True)
+            RAY_CURRENT_CLUSTER.write_bytes(before)
+        assert _ray_address_file() == before, "the test left ray_current_cluster changed"
+
+
 def stop_session(node: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL, to every process of the node's own session."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

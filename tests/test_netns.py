@@ -114,7 +114,7 @@ def _start_node(index: int, logs: Path) -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, ray_address_file_kept: None) -> Iterator[Cluster]:
     reason = _can_make_namespaces()
     if reason is not None:
         pytest.skip(f"no network namespaces here: {reason}")

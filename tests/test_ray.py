@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, airlock, free_port, stop_session, wait_for_nodes
+from tests.helpers import (
+    RAY_CURRENT_CLUSTER,
+    ROOT,
+    airlock,
+    free_port,
+    stop_session,
+    wait_for_nodes,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -96,7 +103,7 @@ def test_a_killed_party_ends_the_run_cleanly(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path: Path) -> Iterator[str]:
+def two_node_cluster(tmp_path: Path, ray_address_file_kept: None) -> Iterator[str]:
     """A head tagged for the training site and a worker for the serving site,
     both on 127.0.0.1. Teardown stops exactly the processes started here."""
     port = free_port()
@@ -148,6 +155,9 @@ def test_default_scenario_across_a_two_node_cluster(two_node_cluster: str, tmp_p
     """The serving site advertises another name for its node ("localhost"):
     the others reach it by that name, and mutual TLS, which names parties,
     not hosts, is unaffected."""
+    # the head's `ray start` names itself for later plain ray.init() calls;
+    # ray_address_file_kept puts back what was there once the nodes stop
+    assert RAY_CURRENT_CLUSTER.read_text() == two_node_cluster
     scenario = tmp_path / "advertised.toml"
     scenario.write_text('extends = "walkthrough"\n[sites.serving]\nadvertise = "localhost"\n')
     run_dir = tmp_path / "run"

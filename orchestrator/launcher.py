@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator.audit import AuditReport, audit_record, load_run
 from orchestrator.hosts import LocalHosts, RayHosts
-from orchestrator.report import REPORT_HTML, build_report
+from orchestrator.report import REPORT_HTML, build_report, with_answers
 from orchestrator.scenario import Scenario
 from orchestrator.stages import Hosts, Losses, Progress, brief, run_stage
 from parties.directory import PartyEntry
@@ -237,7 +237,8 @@ def run_scenario(
     record = load_run(run_dir)
     audit = audit_record(record)
     (run_dir / "audit.json").write_text(json.dumps(audit.to_json(), indent=2))
-    (run_dir / REPORT).write_text(_report(scenario, manifest, actions, audit))
+    markdown = _report(scenario, manifest, actions, audit)
+    (run_dir / REPORT).write_text(with_answers(markdown, record))
     (run_dir / REPORT_HTML).write_text(build_report(record, audit), encoding="utf-8")
     return RunResult(run_dir, failure, audit, actions)
 

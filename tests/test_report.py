@@ -17,11 +17,50 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from orchestrator.audit import audit_run
+from orchestrator.launcher import RunResult
 from orchestrator.report import REPORT_HTML, write_report
 from orchestrator.report import figures as report_figures
-from tests.helpers import airlock, failing, run_default
+from tests.helpers import airlock, failing, result_of, run_default, run_text
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREEN = (1366, 768)  # a common laptop screen: the page must read well there
+# retrieval by PIR, then each question with its guideline to the enclave:
+# a small run (every party in this process) whose end user gets answers
+RAG_THEN_ENCLAVE = """extends = "tee-inference"
+name = "rag-then-enclave"
+
+[parties.guidelines_a]
+role = "external_database"
+site = "database_a"
+synthetic_documents = 200
+
+[parties.guidelines_b]
+role = "external_database"
+site = "database_b"
+synthetic_documents = 200
+
+[parties.alice]
+prompts = [
+    "how should asthma be treated in children?",
+    "what is the plan for gout in kidney disease?",
+]
+
+[[stages]]
+name = "retrieval"
+protocol = "pir"
+params = { scheme = "xor", clusters = 8, top_k = 1, answer = false }
+
+[[stages]]
+name = "serve"
+protocol = "tee"
+params = { prompts = "retrieved", max_new_tokens = 6 }
+
+[[guarantees]]
+name = "databases see queries only as PIR queries"
+asset = "query:*"
+viewers = ["external_database"]
+max_form = "share"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +72,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
-    options.add_argument("--window-size=1400,1000")
+    options.add_argument(f"--window-size={SCREEN[0]},{SCREEN[1]}")
     options.binary_location = chromium
     # the console, and every request the page makes (performance log)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
@@ -43,6 +82,13 @@ def browser() -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def rag_run(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    result = run_text(RAG_THEN_ENCLAVE, tmp_path_factory.mktemp("rag") / "run")
+    assert result.failure is None and result.audit.ok, result.failure
+    return result
 
 
 def _requests(driver: webdriver.Chrome) -> list[str]:
@@ -163,3 +209,45 @@ def test_the_figures_name_steps_the_protocols_have() -> None:
     assert {report_figures.PIR_QUERY, report_figures.PIR_ANSWER} <= set(PirStep)
     assert report_figures.PROMPT_SHARES in set(MpcStep)
     assert {report_figures.APPRAISAL_REQUEST, report_figures.ATTESTATION_RESULT} <= set(TeeStep)
+
+
+def test_the_answers_come_first_in_full_in_both_reports(
+    rag_run: RunResult, browser: webdriver.Chrome
+) -> None:
+    """Each question, what was retrieved for it, the answer, its receipt and
+    who saw what of it: one table at the top of report.md and report.html."""
+    retrieved = result_of(rag_run, "alice", "retrieve")["answers"]
+    answered = result_of(rag_run, "alice", "ask")["answers"]
+    assert len(retrieved) == len(answered) == 2
+    markdown = (rag_run.run_dir / "report.md").read_text()
+    table = markdown.split("## Answers", 1)[1].split("\n## ", 1)[0]
+    assert markdown.index("## Answers") < markdown.index("## Stage 1")
+    for asked, answer in zip(retrieved, answered, strict=True):
+        row = next(line for line in table.splitlines() if asked["prompt"] in line)
+        assert asked["documents"][0] in row  # in full, never cut short
+        assert answer["output"].strip() in row
+        assert "signed by the enclave's attested key" in row
+        assert "query:alice@share: guidelines_a, guidelines_b" in row
+        assert "prompt:alice@ciphertext: deployer, enclave" in row
+
+    _open(browser, rag_run.run_dir / REPORT_HTML)
+    section = browser.find_element(By.ID, "answers")
+    # at the top: the table's first row starts on the first screen, above the claims
+    first = browser.find_element(By.CSS_SELECTOR, "#answers-table tr.question")
+    assert first.location["y"] < browser.execute_script("return innerHeight")
+    claims = browser.find_element(By.ID, "claims")
+    assert section.location["y"] < claims.location["y"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#answers-table tr.question")
+    assert len(rows) == 2
+    for question, asked, answer in zip(rows, retrieved, answered, strict=True):
+        cells = question.find_elements(By.TAG_NAME, "td")
+        assert cells[3].text == asked["prompt"]
+        assert asked["documents"][0] in cells[4].text
+        assert cells[5].text == answer["output"].strip()
+        assert "attested key" in cells[6].text
+        assert "share query:alice: guidelines_a, guidelines_b" in cells[7].text
+        assert "ciphertext prompt:alice: deployer, enclave" in cells[7].text
+    # the stages, as a timeline, above it all
+    stages = browser.find_elements(By.CSS_SELECTOR, "#timeline li.stage")
+    assert [s.get_attribute("data-stage") for s in stages] == ["retrieval", "serve"]
+    assert stages[0].location["y"] < section.location["y"]

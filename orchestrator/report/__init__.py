@@ -7,7 +7,9 @@ its header and both logs' entries), the protocols' figures, and a page per
 party of what it sent, received and refused. It needs no network: style,
 script and pictures are inline, and the page forbids itself any load.
 
-Files: deliveries.py (log entries paired into deliveries, stages, arrows),
+Files: answers.py (each question, what was retrieved, the answer, its
+receipt and who saw what of it; also at the top of report.md),
+deliveries.py (log entries paired into deliveries, stages, arrows),
 diagram.py (the SVG sequence diagram), figures.py (matplotlib figures from
 what the run recorded), page.py (the sections), report.css, report.js.
 """
@@ -17,13 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.audit import AuditReport, RunRecord, audit_record, load_run
+from orchestrator.report.answers import with_answers
 from orchestrator.report.page import build_page
 from orchestrator.verify import offline_checks, verify_record
 from parties.errors import AirlockError
 
 REPORT_HTML = "report.html"
 
-__all__ = ["REPORT_HTML", "build_report", "write_report"]
+__all__ = ["REPORT_HTML", "build_report", "with_answers", "write_report"]
 
 
 def build_report(run: RunRecord, audit: AuditReport) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from evidence.claims import Claim, Finding
 from orchestrator.audit import AuditReport, RunRecord
+from orchestrator.report.answers import answers_html
 from orchestrator.report.deliveries import (
     Delivery,
     arrows,
@@ -352,28 +353,62 @@ def _run_section(run: RunRecord, audit: AuditReport) -> str:
     if manifest.get("failure"):
         outcome += f": {manifest['failure']}"
     verdict = "every claim holds" if audit.ok else "some claims fail"
-    timings = manifest.get("stage_seconds", {})
-    stages = "".join(
-        f"<tr><td>{n}</td><td>{escape(s.name)}</td><td>{escape(s.protocol)}"
-        + (f" ({escape(s.part)})" if s.part else "")
-        + f"</td><td>{timings.get(s.name, 'not run')}</td></tr>"
-        for n, s in enumerate(run.scenario.stages, 1)
-    )
-    facts = [
-        ("scenario", f"{run.scenario.name}: {run.scenario.description}"),
-        ("outcome", outcome),
-        ("audit", verdict),
+    stages = _timeline(run)
+    # the verdict first, on one line; then when, and the CA, in small print
+    facts = [("outcome", outcome), ("audit", verdict)]
+    if manifest.get("dropouts"):
+        facts.append(("dropouts", ", ".join(manifest["dropouts"])))
+    fine = [
         ("started", str(manifest.get("started", ""))),
         ("finished", str(manifest.get("finished", ""))),
         ("run CA", f"sha256:{audit.ca_fingerprint}"),
     ]
-    if manifest.get("dropouts"):
-        facts.append(("dropouts", ", ".join(manifest["dropouts"])))
-    listed = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+
+    def listed(pairs: list[tuple[str, str]]) -> str:
+        return "".join(
+            f'<span class="fact" data-fact="{escape(k)}"><b>{escape(k)}</b> {escape(v)}</span>'
+            for k, v in pairs
+        )
+
+    state = "holds" if audit.ok and not manifest.get("failure") else "fails"
     return (
-        f'<section id="run"><dl class="facts">{listed}</dl>'
-        "<table><tr><th>stage</th><th>name</th><th>protocol</th><th>seconds</th></tr>"
-        f"{stages}</table></section>"
+        f'<section id="run"><p class="scenario"><b>{escape(run.scenario.name)}</b>: '
+        f"{escape(run.scenario.description)}</p>"
+        f'<p class="facts {state}">{listed(facts)}</p>'
+        f'<p class="facts fine">{listed(fine)}</p>{stages}</section>'
+    )
+
+
+def _timeline(run: RunRecord) -> str:
+    """The run at a glance: its stages in order, each as wide as the time
+    it took (a stage not run is drawn narrow and hatched)."""
+    timings = run.manifest.get("stage_seconds", {})
+    total = sum(float(v) for v in timings.values()) or 1.0
+    parts = []
+    for number, stage in enumerate(run.scenario.stages, 1):
+        seconds = timings.get(stage.name)
+        took = f"{float(seconds):.1f} s" if seconds is not None else "not run"
+        grow = max(float(seconds) / total, 0.04) if seconds is not None else 0.04
+        protocol = stage.protocol + (f" ({stage.part})" if stage.part else "")
+        parts.append(
+            f'<li class="stage p-{escape(stage.protocol)}'
+            + (" not-run" if seconds is None else "")
+            + f'" style="flex-grow:{grow:.3f}" data-stage="{escape(stage.name)}" '
+            f'title="stage {number}: {escape(stage.name)}, {escape(protocol)}, {took}">'
+            f"<b>{number}. {escape(stage.name)}</b><span>{escape(protocol)}</span>"
+            f"<span>{took}</span></li>"
+        )
+    return (
+        f'<h3 class="timeline">Stages, each as long as it took ({total:.1f} s in all)</h3>'
+        f'<ol id="timeline">{"".join(parts)}</ol>'
+    )
+
+
+def _answers_section(run: RunRecord, deliveries: list[Delivery]) -> str:
+    body = answers_html(run.manifest.get("actions", []), deliveries)
+    return (
+        '<section id="answers"><h2>Answers: each question, what was retrieved, the answer, '
+        "its receipt, and who saw what of it</h2>" + body + "</section>"
     )
 
 
@@ -388,6 +423,7 @@ def build_page(run: RunRecord, audit: AuditReport, verified: list[Claim] | None)
     nav = "".join(
         f'<a href="#{target}">{escape(text)}</a>'
         for target, text in (
+            ("answers", "answers"),
             ("claims", "claims"),
             ("visibility", "visibility"),
             ("sequence-diagram", "sequence"),
@@ -405,6 +441,7 @@ def build_page(run: RunRecord, audit: AuditReport, verified: list[Claim] | None)
         f"<title>Airlock: {escape(title)}</title><style>{style}</style></head><body>"
         f"<header><h1>Airlock report: {escape(title)}</h1><nav>{nav}</nav></header><main>"
         + _run_section(run, audit)
+        + _answers_section(run, deliveries)
         + _claims_section(audit, verified)
         + _matrix_section(run, audit)
         + _sequence_section(run, deliveries, audit)

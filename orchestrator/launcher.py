@@ -4,14 +4,16 @@ run the stages, seal and collect the logs, write the run directory, audit it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import os
 import platform
+import signal
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +42,7 @@ class RunResult:
     failure: str | None
     audit: AuditReport
     actions: list[dict[str, Any]]
+    interrupted: bool = False  # by Ctrl-C: what ran was sealed, collected and audited
 
 
 def _versions() -> dict[str, str]:
@@ -116,6 +119,7 @@ def run_scenario(
     address: str | None = None,
     in_process: bool = False,
     progress: Progress = lambda message: None,
+    strict: bool = False,
 ) -> RunResult:
     """Run `scenario` end to end. A party failure ends the run cleanly: the
     logs of the others are still sealed, collected and audited."""
@@ -128,16 +132,22 @@ def run_scenario(
         )
     run_id = uuid.uuid4().hex[:16]
     run_dir = out or default_run_dir(scenario, run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
     configs = party_configs(scenario, run_id, scenario_text)
     deadlines = scenario.run
     started = datetime.datetime.now(datetime.UTC).isoformat()
     progress(f"starting {len(configs)} parties" + (" in this process" if in_process else " on Ray"))
+    # the run directory is made once the parties' hosts are up: a Ray that
+    # does not start (or a Ctrl-C while it starts) leaves no empty directory
     hosts = (
         LocalHosts(configs)
         if in_process
         else RayHosts(configs, {n: s.site for n, s in scenario.parties.items()}, address)
     )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        hosts.close()
+        raise ConfigError(f"--out: cannot make the run directory {run_dir}: {error}") from None
     names = list(configs)
     manifest: dict[str, Any] = {
         "run_id": run_id,
@@ -146,6 +156,7 @@ def run_scenario(
         "versions": _versions(),
         "ray": "in-process (no Ray)" if in_process else ("embedded" if hosts.embedded else address),  # type: ignore[union-attr]
         "outcome": "running",
+        "strict": strict,
     }
     failure: str | None = None
     actions: list[dict[str, Any]] = []
@@ -153,6 +164,7 @@ def run_scenario(
     losses = Losses()
     timings: dict[str, float] = {}
     running = ""  # the stage under way, which a failure is told in
+    interrupted = False
     try:
         authority = RunAuthority(run_id)
         manifest["ca_pem"] = authority.certificate_pem.decode()
@@ -211,14 +223,21 @@ def run_scenario(
     except AirlockError as error:
         failure = f"{running}: {error}" if running else str(error)
         progress(f"run failed: {failure}")
+    except KeyboardInterrupt:
+        interrupted = True
+        failure = f"interrupted (Ctrl-C) during {running or 'the run'}"
+        progress(f"{failure}: sealing and collecting the logs, then auditing what ran")
     finally:
-        try:
-            placements = {n: p.get("placement", {}) for n, p in manifest.get("parties", {}).items()}
-            sealed = _seal_and_collect(
-                hosts, names, placements, run_dir, progress, deadlines.control_timeout_s
-            )
-        finally:
-            hosts.close()
+        with _shielded_from_interrupts(progress) if interrupted else contextlib.nullcontext():
+            try:
+                placements = {
+                    n: p.get("placement", {}) for n, p in manifest.get("parties", {}).items()
+                }
+                sealed = _seal_and_collect(
+                    hosts, names, placements, run_dir, progress, deadlines.control_timeout_s
+                )
+            finally:
+                hosts.close()
     unsealed = set(names) - sealed - losses.dropouts
     if failure is None and unsealed:
         failure = "logs of " + ", ".join(sorted(unsealed)) + " could not be sealed"
@@ -226,7 +245,9 @@ def run_scenario(
         dropouts=sorted(losses.dropouts),
         lost=dict(sorted(losses.lost.items())),
         finished=datetime.datetime.now(datetime.UTC).isoformat(),
-        outcome="failed" if failure else "completed",
+        outcome="interrupted" if interrupted else "failed" if failure else "completed",
+        stages_not_reached=[s.name for s in scenario.stages if s.name not in timings],
+        warnings=_coverage_warnings(scenario, actions, timings),
         failure=failure,
         actions=actions,
         stage_seconds=timings,
@@ -240,7 +261,61 @@ def run_scenario(
     markdown = _report(scenario, manifest, actions, audit)
     (run_dir / REPORT).write_text(with_answers(markdown, record))
     (run_dir / REPORT_HTML).write_text(build_report(record, audit), encoding="utf-8")
-    return RunResult(run_dir, failure, audit, actions)
+    return RunResult(run_dir, failure, audit, actions, interrupted)
+
+
+def _coverage_warnings(
+    scenario: Scenario, actions: list[dict[str, Any]], timings: Mapping[str, float]
+) -> list[str]:
+    """Where a stage that ran did less than it declares: a planned action
+    that no party ran (no party of its role), its final step among them,
+    and what it should have left in a role's store that no party of that
+    role made. The audit's coverage claim reports them (strict: fails)."""
+    warnings = []
+    settings = scenario.stage_settings()
+    for stage in scenario.stages:
+        if stage.name not in timings:
+            continue  # not reached: the audit says so
+        protocol = get_protocol(stage.protocol)
+        params = settings[stage.protocol]
+        ran = {(a["action"], a["round"]) for a in actions if a.get("stage") == stage.name}
+        acted = {scenario.role_of(a["party"]) for a in actions if a.get("stage") == stage.name}
+        plan = protocol.plan(params, stage.part)
+        for index, (role, action, number) in enumerate(plan):
+            if (action, number) in ran:
+                continue
+            final = " (its final step)" if index == len(plan) - 1 else ""
+            within = f" in round {number}" if number is not None else ""
+            warnings.append(
+                f"stage {stage.name}: {stage.protocol} action {action}{final} of the "
+                f"{role} ran at no party{within}"
+            )
+        for role, kept in protocol.artifacts_of(params, stage.part).makes:
+            if role not in acted:
+                warnings.append(
+                    f"stage {stage.name}: declares the {role}'s {kept.name}, "
+                    f"but no {role} acted to make it"
+                )
+    return warnings
+
+
+@contextlib.contextmanager
+def _shielded_from_interrupts(progress: Progress) -> Iterator[None]:
+    """After a Ctrl-C, finish sealing and collecting (every call has its
+    deadline, so this ends): a further Ctrl-C is told, not obeyed."""
+
+    def told(signum: int, frame: Any) -> None:
+        progress("still sealing and collecting the logs (each call has a deadline)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, told)
+    except ValueError:  # not the main thread: nothing to shield
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _listen_addresses(

@@ -4,6 +4,7 @@ on this machine (loopback only) with parties placed on both nodes."""
 from __future__ import annotations
 
 import json
+import signal
 import os
 import subprocess
 import sys
@@ -186,3 +187,41 @@ def test_attest_scenario_on_ray_then_verify_and_bom(tmp_path: Path) -> None:
     assert "every claim holds" in verify.stdout
     assert airlock("bom", str(run_dir)).returncode == 0
     assert (run_dir / "bom.cdx.json").exists()
+
+
+def test_ctrl_c_seals_collects_and_leaves_an_auditable_run(tmp_path: Path) -> None:
+    """A real SIGINT to `airlock run` in the middle of its stages: it says so,
+    seals and collects every log, and leaves a run directory the audit reads,
+    the stages it never reached marked so."""
+    run_dir = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "walkthrough", "--out", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert child.stdout is not None
+    seen = []
+    for line in child.stdout:
+        seen.append(line)
+        if "stage 1/" in line:
+            child.send_signal(signal.SIGINT)
+            break
+    out, err = child.communicate(timeout=180)
+    output = "".join(seen) + out + err
+    assert child.returncode == 130, output
+    assert "Traceback" not in output
+    assert "interrupted" in err
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["outcome"] == "interrupted"
+    assert manifest["stages_not_reached"], manifest
+    assert (run_dir / "scenario.toml").exists()
+    audited = airlock("audit", str(run_dir), "--format", "json")
+    assert "Traceback" not in audited.stderr
+    report = json.loads(audited.stdout)
+    integrity = report["claims"][0]
+    assert integrity["ok"], integrity  # every log sealed and collected
+    notes = [n["detail"] for c in report["claims"] for n in c["notes"] + c["findings"]]
+    assert any("not reached" in n for n in notes), notes

@@ -21,13 +21,20 @@ Claims, checked in this order:
    what the labels claim).
 
 Blocked attempts (refused envelopes) are listed alongside.
+
+A last claim, coverage, says where the run checked less than it declares:
+stages not reached (an interrupted or failed run), a guarantee whose asset
+pattern matched no asset in any log (so it checked nothing), an action of a
+stage that ran at no party, a stage that made nothing it declares. These
+are notes, or failures in a strict run (`--strict`, the default for
+built-in scenarios), so that a run that checked nothing cannot pass.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from evidence.claims import Claim
+from evidence.claims import Claim, Finding
 from orchestrator.audit.checks import (
     check_agreement,
     check_guarantees,
@@ -36,7 +43,9 @@ from orchestrator.audit.checks import (
     visibility_matrix,
 )
 from orchestrator.audit.run import AuditError, AuditReport, ClaimsReport, RunRecord, load_run
+from parties.labels import asset_matches
 from parties.log import Direction, Outcome
+from protocols import get_protocol, protocol_names
 
 __all__ = [
     "AuditError",
@@ -50,12 +59,70 @@ __all__ = [
 ]
 
 
-def audit_run(run_dir: Path, pinned_ca: str | None = None) -> AuditReport:
-    return audit_record(load_run(run_dir, pinned_ca))
+def audit_run(
+    run_dir: Path, pinned_ca: str | None = None, strict: bool | None = None
+) -> AuditReport:
+    return audit_record(load_run(run_dir, pinned_ca), strict)
 
 
-def audit_record(run: RunRecord) -> AuditReport:
-    """The audit of a run already loaded (and its logs checked) by `load_run`."""
+def check_coverage(run: RunRecord, strict: bool) -> Claim:
+    """What the run declares but did not check (see the module's note):
+    failures when `strict`, notes otherwise."""
+    claim = Claim("coverage: the run checked what it declares" + (" (strict)" if strict else ""))
+    manifest, scenario = run.manifest, run.scenario
+    outcome = manifest.get("outcome", "")
+    gaps: list[str] = []
+    for stage in manifest.get("stages_not_reached") or []:
+        gaps.append(f"stage {stage} not reached or not finished (run {outcome}): unchecked")
+    gaps += [str(w) for w in manifest.get("warnings") or []]
+    named = {
+        str(label.get("asset"))
+        for entries in run.logs.values()
+        for entry in entries
+        for label in entry.get("labels") or []
+        if isinstance(label, dict)
+    }
+    named |= {canary.asset for canary in scenario.canaries}
+    kinds = {asset.split(":", 1)[0] for asset in named} | _protocol_asset_kinds()
+    claim.checked += len(scenario.stages)
+    for guarantee in scenario.guarantees:
+        claim.checked += 1
+        if any(asset_matches(guarantee.asset, asset) for asset in named):
+            continue
+        kind, _, owner = guarantee.asset.partition(":")
+        if not any(asset_matches(kind, k) for k in kinds):
+            why = f"no protocol names an asset of kind {kind!r}"
+        elif owner and not any(c in owner for c in "*?[") and owner not in scenario.parties:
+            why = f"no party is called {owner!r}"
+        else:
+            continue  # a real asset that never crossed a boundary: nothing to see
+        gaps.append(
+            f"guarantee {guarantee.name!r}: its asset pattern {guarantee.asset!r} matched "
+            f"no asset in any party's log and {why}, so it checked nothing"
+        )
+    for gap in gaps:
+        if strict:
+            claim.fail(None, None, gap)
+        else:
+            claim.notes.append(Finding(None, None, gap))
+    return claim
+
+
+def _protocol_asset_kinds() -> set[str]:
+    """The asset kinds ("update" of "update:*") that some protocol's rules label."""
+    return {
+        label.asset.split(":", 1)[0]
+        for name in protocol_names()
+        for rule in get_protocol(name).rules
+        for label in rule.labels
+    }
+
+
+def audit_record(run: RunRecord, strict: bool | None = None) -> AuditReport:
+    """The audit of a run already loaded (and its logs checked) by `load_run`.
+    `strict` (default: as the run was made) fails what coverage finds."""
+    if strict is None:
+        strict = bool(run.manifest.get("strict", False))
     scenario, logs, keys = run.scenario, run.logs, run.keys
     signatures = check_signatures(logs, keys)
     agreement = check_agreement(logs, frozenset(run.manifest.get("dropouts", [])))
@@ -84,7 +151,14 @@ def audit_record(run: RunRecord) -> AuditReport:
     return AuditReport(
         run_id=run.run_id,
         scenario=scenario.name,
-        claims=[run.integrity, signatures, agreement, *guarantees, *canaries],
+        claims=[
+            run.integrity,
+            signatures,
+            agreement,
+            *guarantees,
+            *canaries,
+            check_coverage(run, strict),
+        ],
         ca_fingerprint=run.ca_fingerprint,
         visibility=shown,
         blocked=blocked,

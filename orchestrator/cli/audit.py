@@ -26,12 +26,20 @@ def audit(
             "without it, someone who rewrites the whole run directory could re-sign it.",
         ),
     ] = None,
+    strict: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict/--no-strict",
+            help="Fail where the run checked less than it declares (coverage), or only "
+            "note it. Default: as the run was made (`airlock run --strict`).",
+        ),
+    ] = None,
 ) -> None:
     """Verify every hash chain and signed head, that both sides of every
     delivery agree, each guarantee of the scenario, and scan received bytes for
     canaries. Exit 0 when everything holds, 1 listing each failure."""
     pinned = ca_fingerprint.removeprefix("sha256:") if ca_fingerprint else None
-    report = audit_run(run_dir, pinned)
+    report = audit_run(run_dir, pinned, strict)
     if format == OutputFormat.json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -12,7 +12,17 @@ from rich.console import Console
 from orchestrator.cli.render import audit_tables
 from orchestrator.launcher import REPORT, run_scenario
 from orchestrator.report import REPORT_HTML
-from orchestrator.scenario import load_scenario
+from orchestrator.scenario import BUILTIN_DIR, load_scenario
+
+
+def is_builtin(name_or_path: str) -> bool:
+    """Whether `airlock run NAME_OR_PATH` runs a built-in scenario (as
+    load_scenario resolves it: a file of that name comes first)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        return (BUILTIN_DIR / f"{name_or_path}.toml").exists()
+    return path.resolve().parent == BUILTIN_DIR.resolve()
+
 
 
 def run(
@@ -39,11 +49,23 @@ def run(
             "--in-process", help="Run every party in this process, without Ray (debugging)."
         ),
     ] = False,
+    strict: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict/--no-strict",
+            help="Fail the run where it checked less than it declares (a guarantee that "
+            "matched no asset, a stage action that ran at no party, a stage that made "
+            "nothing it declares); without it these are notes. Default: strict for "
+            "built-in scenarios, not for your own files.",
+        ),
+    ] = None,
 ) -> None:
     """Start each party as a gRPC server in its own Ray actor, run the
     scenario's stages, collect the logs, write the run directory and audit it.
     Exit 0 when the run completed and every audited claim holds."""
     parsed, text = load_scenario(scenario)
+    if strict is None:
+        strict = is_builtin(scenario)
     console = Console()
     began = time.monotonic()
     with console.status("starting", spinner="dots") as status:
@@ -52,14 +74,35 @@ def run(
             console.print(f"[dim]{time.monotonic() - began:6.1f}s[/] {message}", highlight=False)
             status.update(message)
 
-        result = run_scenario(
-            parsed, text, out=out, address=address, in_process=in_process, progress=progress
-        )
+        try:
+            result = run_scenario(
+                parsed,
+                text,
+                out=out,
+                address=address,
+                in_process=in_process,
+                progress=progress,
+                strict=strict,
+            )
+        except KeyboardInterrupt:
+            # before any party started: run_scenario made no run directory
+            Console(stderr=True).print(
+                "[bold red]interrupted[/] (Ctrl-C) before the parties started: no run was written"
+            )
+            raise typer.Exit(130) from None
     audit_tables(result.audit, console)
-    if result.failure:
+    if result.interrupted:
+        Console(stderr=True).print(
+            f"[bold red]run {result.failure}[/]; the logs were sealed and collected "
+            f"and the audit covers what ran (`airlock audit {result.run_dir}`)",
+            highlight=False,
+        )
+    elif result.failure:
         console.print(f"[bold red]run failed:[/] {result.failure}", highlight=False)
     for report in (result.run_dir / REPORT, result.run_dir / REPORT_HTML):
         if report.exists():
             console.print(f"Report: [bold]{report}[/]", highlight=False)
     console.print(f"Run directory: [bold]{result.run_dir}[/]", highlight=False)
+    if result.interrupted:
+        raise typer.Exit(130)
     raise typer.Exit(0 if result.failure is None and result.audit.ok else 1)

@@ -24,7 +24,6 @@ def is_builtin(name_or_path: str) -> bool:
     return path.resolve().parent == BUILTIN_DIR.resolve()
 
 
-
 def run(
     scenario: Annotated[
         str,

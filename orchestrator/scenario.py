@@ -7,6 +7,7 @@ Built-in scenarios live in orchestrator/scenarios/ and resolve by name.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -357,9 +358,11 @@ def load_scenario(name_or_path: str) -> tuple[Scenario, str]:
     if not path.exists() and (BUILTIN_DIR / f"{name_or_path}.toml").exists():
         path = BUILTIN_DIR / f"{name_or_path}.toml"
     if not path.is_file():
+        close = difflib.get_close_matches(name_or_path, builtin_names(), n=1, cutoff=0.6)
         raise ConfigError(
-            f"no scenario {name_or_path!r}: not a file, nor a built-in "
-            f"({', '.join(builtin_names())})"
+            f"no scenario {name_or_path!r}: not a file, nor a built-in"
+            + (f"; did you mean {close[0]!r}?" if close else "")
+            + f" (built-ins: {', '.join(builtin_names())})"
         )
     try:
         text = path.read_text(encoding="utf-8")

@@ -14,11 +14,13 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
 from orchestrator.audit import audit_run
 from orchestrator.launcher import RunResult
-from orchestrator.report import REPORT_HTML, write_report
+from orchestrator.report import REPORT_HTML, page, write_report
+from orchestrator.report import diagram as diagram_module
 from orchestrator.report import figures as report_figures
 from tests.helpers import airlock, failing, result_of, run_default, run_text
 
@@ -119,6 +121,12 @@ def test_the_report_opens_from_disk_and_shows_the_run(
     assert "<link" not in html
     _open(browser, page)
 
+    # the compact matrix (a column per kind of asset), then every asset's
+    kind = browser.find_element(By.CSS_SELECTOR, 'td[data-party="deployer"][data-kind="prompt"]')
+    assert kind.text == "ciphertext" and "capped" in (kind.get_attribute("class") or "")
+    full = browser.find_element(By.ID, "matrix-full")
+    assert full.get_attribute("open") is None  # no breach: folded
+    full.find_element(By.TAG_NAME, "summary").click()
     cell = browser.find_element(
         By.CSS_SELECTOR, 'td[data-party="deployer"][data-asset="prompt:alice"]'
     )
@@ -172,8 +180,13 @@ def test_a_failing_claim_is_shown_with_its_party_and_entry(
     link.click()
     target = browser.find_element(By.ID, f"e-{party}-{entry}")
     assert target.is_displayed() and "refused" in target.text
-    cell = browser.find_element(By.CSS_SELECTOR, f'td[data-party="{party}"].breach')
-    assert cell.text == "plaintext"
+    # a breach opens every asset's matrix, and marks the kind's column too
+    assert browser.find_element(By.ID, "matrix-full").get_attribute("open") is not None
+    cell = browser.find_element(By.CSS_SELECTOR, f'td[data-party="{party}"][data-asset].breach')
+    assert cell.text == "plaintext" and cell.is_displayed()
+    kind = cell.get_attribute("data-asset").split(":")[0]  # type: ignore[union-attr]
+    column = browser.find_element(By.CSS_SELECTOR, f'td[data-party="{party}"][data-kind="{kind}"]')
+    assert "breach" in (column.get_attribute("class") or "") and column.text == "plaintext"
 
 
 def test_airlock_run_writes_the_report_and_prints_its_path(tmp_path: Path) -> None:
@@ -251,3 +264,111 @@ def test_the_answers_come_first_in_full_in_both_reports(
     stages = browser.find_elements(By.CSS_SELECTOR, "#timeline li.stage")
     assert [s.get_attribute("data-stage") for s in stages] == ["retrieval", "serve"]
     assert stages[0].location["y"] < section.location["y"]
+
+
+def _lanes_shown(browser: webdriver.Chrome) -> dict[str, float]:
+    """lane -> its x, for each lane line the diagram shows."""
+    return {
+        str(line.get_attribute("data-lane")): float(line.get_attribute("x1") or "nan")
+        for line in browser.find_elements(By.CSS_SELECTOR, "#sequence line.lane")
+        if line.value_of_css_property("display") != "none"
+    }
+
+
+def _arrows_shown(browser: webdriver.Chrome) -> list[WebElement]:
+    return [
+        a for a in browser.find_elements(By.CSS_SELECTOR, "#sequence g.arrow") if a.is_displayed()
+    ]
+
+
+def test_the_matrix_and_the_diagram_read_on_a_laptop_screen(
+    rag_run: RunResult, tmp_path: Path, browser: webdriver.Chrome
+) -> None:
+    """At 1366x768: sensitive assets first, the party column sticky, a
+    compact view by kind, lanes that fit and follow the filters, and
+    expected views muted, not alarms."""
+    _open(browser, rag_run.run_dir / REPORT_HTML)
+    assert browser.execute_script("return innerWidth") == SCREEN[0]
+    assert browser.save_screenshot(str(tmp_path / "top.png"))
+
+    # the compact view: a column per kind, the sensitive kinds first, and
+    # the kinds every party sees only as public folded into one, last
+    kinds = [
+        h.get_attribute("data-group")
+        for h in browser.find_elements(By.CSS_SELECTOR, "#matrix-kinds th.asset")
+    ]
+    first = [k for k in kinds if k in page.SENSITIVE_KINDS]
+    assert kinds[: len(first)] == first == ["prompt", "weights", "query", "output"]
+    assert kinds[-1] == page.PUBLIC_ONLY
+    compact = browser.find_element(By.CSS_SELECTOR, "#visibility .matrix-view")
+    assert browser.execute_script("return arguments[0].scrollWidth", compact) <= SCREEN[0]
+    browser.execute_script("document.getElementById('visibility').scrollIntoView()")
+    assert browser.save_screenshot(str(tmp_path / "matrix.png"))
+
+    # every asset, in the same order: sensitive first
+    browser.find_element(By.CSS_SELECTOR, "#matrix-full summary").click()
+    groups = [
+        h.get_attribute("data-group")
+        for h in browser.find_elements(By.CSS_SELECTOR, "#matrix th.asset")
+    ]
+    in_order = list(dict.fromkeys(groups))  # each kind once, where it first comes
+    assert in_order[: len(first)] == first
+    assert not set(in_order[len(first) :]) & set(page.SENSITIVE_KINDS)
+    # the party column stays where it is while the assets scroll sideways
+    view = browser.find_element(By.CSS_SELECTOR, "#matrix-full .matrix-view")
+    browser.execute_script(
+        "arguments[0].style.width = '360px'; arguments[0].scrollLeft = 300", view
+    )
+    assert browser.execute_script("return arguments[0].scrollLeft", view) > 0
+    party = browser.find_element(By.CSS_SELECTOR, "#matrix tr:nth-child(2) th.party")
+    assert party.value_of_css_property("position") == "sticky"
+    assert abs(party.rect["x"] - view.rect["x"]) <= 2 and party.is_displayed()
+    browser.execute_script("arguments[0].style.width = ''; arguments[0].scrollLeft = 0", view)
+
+    # no guarantee limits a cell: muted (expected), never an alarm; the
+    # party's own asset: neutral
+    cells = [c for c in browser.find_elements(By.CSS_SELECTOR, "#matrix td.cell") if c.text]
+    marks = [set((c.get_attribute("class") or "").split()) for c in cells]
+    assert all(m & {"capped", "open", "own"} for m in marks)
+    assert not any("breach" in m for m in marks)
+    muted = [c for c, m in zip(cells, marks, strict=True) if "open" in m]
+    assert muted and all(float(c.value_of_css_property("opacity")) < 1 for c in muted)
+
+    # the lanes fit the width beside the details panel: no sideways scroll
+    browser.execute_script("document.getElementById('sequence-diagram').scrollIntoView()")
+    diagram = browser.find_element(By.CSS_SELECTOR, ".scroll.diagram")
+    width = browser.execute_script("return arguments[0].clientWidth", diagram)
+    assert browser.execute_script("return arguments[0].scrollWidth", diagram) <= width
+    everyone = _lanes_shown(browser)
+    assert set(everyone) == set(rag_run.audit.visibility)
+    # 14 lanes (the healthcare run) fit the same width
+    assert diagram_module.FIT_WIDTH <= width
+    gap = diagram_module.gap_for(14)
+    assert diagram_module.LEFT + 14 * gap + diagram_module.RIGHT <= diagram_module.FIT_WIDTH
+    assert browser.save_screenshot(str(tmp_path / "diagram.png"))
+
+    # the lanes follow the filters: only those of the arrows shown, spread
+    # over the width again, each arrow from its sender's lane to its receiver's
+    for select, value in (("stage", "retrieval"), ("party", "verifier")):
+        Select(browser.find_element(By.ID, f"filter-{select}")).select_by_value(value)
+        lanes = _lanes_shown(browser)
+        arrows = _arrows_shown(browser)
+        ends = {str(a.get_attribute(k)) for a in arrows for k in ("data-sender", "data-receiver")}
+        assert arrows and set(lanes) == ends and len(lanes) < len(everyone)
+        names = [
+            n.get_attribute("data-lane")
+            for n in browser.find_elements(By.CSS_SELECTOR, "#lane-names g.lane-name")
+            if n.is_displayed()
+        ]
+        assert set(names) == ends
+        for arrow in arrows:
+            shaft = arrow.find_element(By.CSS_SELECTOR, "line.shaft")
+            for end, side in (("x1", "data-sender"), ("x2", "data-receiver")):
+                assert float(shaft.get_attribute(end) or 0) == lanes[str(arrow.get_attribute(side))]
+        # spread out again: evenly, as far apart as the width allows
+        xs = sorted(lanes.values())
+        gaps = {b - a for a, b in zip(xs, xs[1:], strict=False)}
+        fit = (width - diagram_module.LEFT - diagram_module.RIGHT) // len(xs)
+        assert len(gaps) == 1 and abs(gaps.pop() - min(diagram_module.MAX_GAP, fit)) <= 2
+        Select(browser.find_element(By.ID, f"filter-{select}")).select_by_value("")
+    assert _lanes_shown(browser) == everyone

@@ -14,14 +14,23 @@ from orchestrator.report.deliveries import Arrow, Delivery
 from orchestrator.scenario import Scenario
 from parties.log import Direction, Outcome, labels_text
 
-LANE_GAP = 140  # between two parties' lanes
-LEFT = 110  # room for the time column
-RIGHT = 120  # room for the labels of arrows to the last lane
+# the lanes share the diagram's width: at most MAX_GAP apart, at least
+# MIN_GAP (below that the diagram scrolls sideways); the page's script
+# spreads them again over the width it has, and over the lanes its filters
+# leave (a lane with no arrow shown is hidden)
+FIT_WIDTH = 960  # the diagram's width on a 1366 px screen, beside the details panel
+MAX_GAP = 140
+MIN_GAP = 60
+STAGGER_BELOW = 110  # closer lanes than this put their names on two rows
+LEFT = 84  # room for the time column
+RIGHT = 24
 ROW = 26  # an arrow's row
 REASON_ROW = 40  # a refused (withheld, undelivered) arrow's, with the reason under it
 LINE_Y = 18  # an arrow's line, from its row's top
 MARKER_ROW = 24  # a stage's or round's band
-HEAD = 44  # the lane names
+HEAD = 44  # the lane names (HEAD_STAGGERED: on two rows)
+HEAD_STAGGERED = 74
+CHAR_WIDTH = 6.2  # about, at the labels' 11 px, to keep a label inside the diagram
 LABEL_CHARS = 64
 REASON_CHARS = 100
 # an arrow's CSS classes by outcome: `refused` marks every blocked delivery
@@ -73,14 +82,30 @@ def _marker(text: str, stage: str, round_: int | None, width: int, kind: str) ->
     )
 
 
-def _arrow(arrow: Arrow, x: dict[str, int]) -> Row:
+def gap_for(lanes: int, width: int = FIT_WIDTH) -> int:
+    """How far apart `lanes` lanes are drawn in `width` pixels."""
+    return max(MIN_GAP, min(MAX_GAP, (width - LEFT - RIGHT) // max(lanes, 1)))
+
+
+def _label_x(middle: int, text: str, width: int) -> int:
+    """A centred label's x, moved in so that it stays inside the diagram."""
+    half = int(len(text) * CHAR_WIDTH / 2) + 4
+    return max(LEFT + half, min(middle, width - half))
+
+
+def _reason_x(start: int, text: str, width: int) -> int:
+    """A reason's x: under its arrow, moved left as far as it must to fit."""
+    return max(LEFT, min(start, width - int(len(text) * CHAR_WIDTH * 0.9) - 4))
+
+
+def _arrow(arrow: Arrow, x: dict[str, int], gap: int, width: int) -> Row:
     first = arrow.first
     outcome = first.outcome
     classes = CLASSES.get(outcome, "unsettled")
     tip = classes.split()[0]
     x1, x2 = x[first.sender], x[first.receiver]
     if x1 == x2:  # never expected (a party does not deliver to itself), drawn all the same
-        x2 = x1 + LANE_GAP // 3
+        x2 = x1 + gap // 3
     step = str(first.field("step", "?"))
     count = len(arrow.deliveries)
     label = step + (f" ×{count}" if count > 1 else "")
@@ -109,18 +134,21 @@ def _arrow(arrow: Arrow, x: dict[str, int]) -> Row:
         f'<line class="shaft" {line} marker-end="url(#tip-{tip})"/>',
         # what takes the clicks: the arrow's whole span, not its thin line
         f'<rect class="hit" x="{min(x1, x2)}" y="2" width="{abs(x2 - x1)}" height="{height - 4}"/>',
-        f'<text class="label" x="{middle}" y="{LINE_Y - 5}">'
-        f"{escape(_short(label, LABEL_CHARS))}</text>",
+        f'<text class="label" x="{_label_x(middle, _short(label, LABEL_CHARS), width)}" '
+        f'y="{LINE_Y - 5}">{escape(_short(label, LABEL_CHARS))}</text>',
     ]
     if reason:
         reason_text = _short(f"{outcome}: {reason}", REASON_CHARS)
         parts.append(
-            f'<text class="reason" x="{min(x1, x2)}" y="{LINE_Y + 15}">{escape(reason_text)}</text>'
+            f'<text class="reason" x="{_reason_x(min(x1, x2), reason_text, width)}" '
+            f'y="{LINE_Y + 15}">{escape(reason_text)}</text>'
         )
     return Row(height, f'class="row arrow {classes}" tabindex="0" {_data(data)}', "".join(parts))
 
 
-def _rows(arrows: list[Arrow], scenario: Scenario, x: dict[str, int], width: int) -> Iterator[Row]:
+def _rows(
+    arrows: list[Arrow], scenario: Scenario, x: dict[str, int], gap: int, width: int
+) -> Iterator[Row]:
     """Arrows, each stage's band before its first arrow and each round's
     before the first of that round."""
     numbers = {stage.name: n for n, stage in enumerate(scenario.stages, 1)}
@@ -138,24 +166,30 @@ def _rows(arrows: list[Arrow], scenario: Scenario, x: dict[str, int], width: int
         if first.round is not None and first.round != round_:
             round_ = first.round
             yield _marker(f"round {round_}", stage, round_, width, "round")
-        yield _arrow(arrow, x)
+        yield _arrow(arrow, x, gap, width)
 
 
 def sequence_diagram(scenario: Scenario, arrows: list[Arrow]) -> str:
     """The lanes' heading and the diagram, as two inline SVGs."""
     names = lanes(scenario, arrows)
-    x = {name: LEFT + LANE_GAP // 2 + LANE_GAP * i for i, name in enumerate(names)}
-    width = LEFT + LANE_GAP * len(names) + RIGHT
+    gap = gap_for(len(names))
+    x = {name: LEFT + gap // 2 + gap * i for i, name in enumerate(names)}
+    width = LEFT + gap * len(names) + RIGHT
+    staggered = gap < STAGGER_BELOW
     roles = {name: str(scenario.role_of(name)) for name in scenario.parties}
-    head = [f'<svg id="lane-names" width="{width}" height="{HEAD}">']
-    for name in names:
+    height = HEAD_STAGGERED if staggered else HEAD
+    head = [f'<svg id="lane-names" width="{width}" height="{height}">']
+    for i, name in enumerate(names):
+        down = 28 if staggered and i % 2 else 0
+        lane = f'data-lane="{escape(name)}"'
         head.append(
-            f'<text class="party" x="{x[name]}" y="18">{escape(name)}</text>'
-            f'<text class="role" x="{x[name]}" y="34">{escape(roles.get(name, "?"))}</text>'
+            f'<g class="lane-name" {lane} transform="translate({x[name]},{down})">'
+            f'<text class="party" x="0" y="18">{escape(name)}</text>'
+            f'<text class="role" x="0" y="32">{escape(roles.get(name, "?"))}</text></g>'
         )
     head.append("</svg>")
     body, y = [], 0
-    for row in _rows(arrows, scenario, x, width):
+    for row in _rows(arrows, scenario, x, gap, width):
         body.append(f'<g transform="translate(0,{y})" {row.attributes}>{row.content}</g>')
         y += row.height
     tips = "".join(
@@ -164,10 +198,25 @@ def sequence_diagram(scenario: Scenario, arrows: list[Arrow]) -> str:
         '<path d="M0,0L10,5L0,10z"/></marker>'
         for tip in TIPS
     )
-    lines = "".join(f'<line class="lane" x1="{x[n]}" y1="0" x2="{x[n]}" y2="{y}"/>' for n in names)
+    lines = "".join(
+        f'<line class="lane" data-lane="{escape(n)}" x1="{x[n]}" y1="0" x2="{x[n]}" y2="{y}"/>'
+        for n in names
+    )
+    # what the page's script needs to lay the lanes out again
+    geometry = _data(
+        {
+            "left": LEFT,
+            "right": RIGHT,
+            "min-gap": MIN_GAP,
+            "max-gap": MAX_GAP,
+            "stagger-below": STAGGER_BELOW,
+            "head": HEAD,
+            "head-staggered": HEAD_STAGGERED,
+        }
+    )
     return (
         "".join(head)
-        + f'<svg id="sequence" width="{width}" height="{y}"><defs>{tips}</defs>'
+        + f'<svg id="sequence" width="{width}" height="{y}" {geometry}><defs>{tips}</defs>'
         + f'<g id="lanes">{lines}</g>'
         + "".join(body)
         + "</svg>"

@@ -100,59 +100,208 @@ def _claims_section(audit: AuditReport, verified: list[Claim] | None) -> str:
     return "".join(parts) + "</section>"
 
 
+# asset kinds, most sensitive first: what a user of the run would look for
+# first (prompts, patient notes, weights, updates, queries, answers), then
+# what protects them; every other kind follows, by name
+SENSITIVE_KINDS = (
+    "prompt",
+    "train",
+    "weights",
+    "update",
+    "query",
+    "output",
+    "mask_seeds",
+    "randomness",
+)
+
+
+PUBLIC_ONLY = "public-only"  # the compact matrix's column of kinds seen only as public
+
+
+def _kind(asset: str) -> str:
+    return asset.split(":", 1)[0]
+
+
+def _owner(asset: str) -> str:
+    return asset.split(":", 1)[1] if ":" in asset else ""
+
+
+def _kind_order(kind: str) -> tuple[int, str]:
+    return (SENSITIVE_KINDS.index(kind), "") if kind in SENSITIVE_KINDS else (99, kind)
+
+
 def _legend() -> str:
     forms = "".join(f'<span class="cell f-{form}">{form}</span>' for form in Form)
     return (
         '<p class="legend">Forms, most to least revealing: '
         + forms
-        + '. <span class="cell capped">dashed</span>: a guarantee caps what this party may see '
-        "of this asset (its cap after ≤); "
-        '<span class="cell breach">striped</span>: the cap is broken.</p>'
+        + '. <span class="cell capped f-share">dashed</span>: a guarantee caps what this party '
+        "may see of this asset (its cap after ≤); "
+        '<span class="cell breach f-plaintext">striped</span>: the cap is broken. '
+        '<span class="cell open f-plaintext">pale</span>: no guarantee limits this party '
+        "here (expected, e.g. contributors receiving the model they train); "
+        '<span class="cell own">own</span>: the party\'s own asset. '
+        "Sensitive assets come first.</p>"
     )
+
+
+class _Cells:
+    """What each matrix cell says: the form, and how it stands against the
+    guarantees (capped, breached, open, the party's own)."""
+
+    def __init__(self, run: RunRecord, audit: AuditReport) -> None:
+        self.scenario = run.scenario
+        self.guarantees = run.scenario.policy_guarantees()
+        self.visibility = audit.visibility
+
+    def classes(self, party: str, asset: str) -> tuple[list[str], str, str]:
+        """(CSS classes, the cap or "", the hover text) of one party's asset."""
+        role = self.scenario.role_of(party)
+        form = self.visibility[party].get(asset, "")
+        caps = [g for g in self.guarantees if g.covers(party, role, asset)]
+        classes = [f"f-{form}"] if form else []
+        title = f"{party}: {asset} " + (f"reached it as {form}" if form else "never reached it")
+        cap = ""
+        if caps:
+            cap = str(max(g.max_form for g in caps))  # the least revealing form any cap allows
+            classes.append("capped")
+            title += "; capped at " + "; ".join(f"{g.max_form} by '{g.name}'" for g in caps)
+            if form and any(not Form.parse(form).reveals_at_most(g.max_form) for g in caps):
+                classes.append("breach")
+                title += "; BREACH"
+        elif form and _owner(asset) == party:
+            classes.append("own")
+            title += "; its own"
+        elif form:
+            classes.append("open")
+            title += "; no guarantee limits it"
+        return classes, cap, title
+
+
+def _matrix_head(first: str, columns: list[tuple[str, str]]) -> str:
+    """A header row: the party column, then (column name, its group) each."""
+    return (
+        f'<tr><th class="party">{first}</th>'
+        + "".join(
+            f'<th class="asset" data-group="{escape(group)}"><span>{escape(name)}</span></th>'
+            for name, group in columns
+        )
+        + "</tr>"
+    )
+
+
+def _party_cell(party: str, role: str) -> str:
+    return (
+        f'<th class="party"><a href="#party-{escape(party)}">{escape(party)}</a>'
+        f'<span class="role">{escape(role)}</span></th>'
+    )
+
+
+def _full_matrix(cells: _Cells, parties: list[str], assets: list[str]) -> str:
+    rows = []
+    for party in parties:
+        row = [_party_cell(party, cells.scenario.role_of(party))]
+        for asset in assets:
+            classes, cap, title = cells.classes(party, asset)
+            form = cells.visibility[party].get(asset, "")
+            attributes = f'data-party="{escape(party)}" data-asset="{escape(asset)}"'
+            if cap:
+                attributes += f' data-cap="{cap}"'
+            row.append(
+                f'<td class="{" ".join(["cell", *classes])}" {attributes} '
+                f'title="{escape(title)}">{escape(form)}</td>'
+            )
+        rows.append("<tr>" + "".join(row) + "</tr>")
+    head = _matrix_head("party", [(a, _kind(a)) for a in assets])
+    return f'<table id="matrix" class="matrix">{head}{"".join(rows)}</table>'
+
+
+def _rank_of(form: str) -> int:
+    order = [str(f) for f in Form]
+    return order.index(form) if form in order else len(order)
+
+
+def _compact_matrix(cells: _Cells, parties: list[str], assets: list[str]) -> str:
+    """A column per asset kind: the most revealing form that reached the
+    party of any asset of that kind, marked as its worst cell is."""
+    by_kind: dict[str, list[str]] = {}
+    for asset in assets:
+        by_kind.setdefault(_kind(asset), []).append(asset)
+    # kinds that reach every party only as public, and no guarantee caps:
+    # one column at the end (keys, nonces, catalogs, ...)
+    public = [
+        kind
+        for kind, members in by_kind.items()
+        if kind not in SENSITIVE_KINDS
+        and all(
+            cells.visibility[p].get(a, "") in ("", str(Form.PUBLIC))
+            and "capped" not in cells.classes(p, a)[0]
+            for p in parties
+            for a in members
+        )
+    ]
+    kinds = {k: m for k, m in by_kind.items() if k not in public}
+    labels = {kind: f"{kind} ({len(members)})" for kind, members in kinds.items()}
+    if public:
+        kinds[PUBLIC_ONLY] = [a for kind in public for a in by_kind[kind]]
+        labels[PUBLIC_ONLY] = f"only public: {', '.join(public)}"
+    rows = []
+    for party in parties:
+        row = [_party_cell(party, cells.scenario.role_of(party))]
+        for kind, members in kinds.items():
+            seen = [(a, cells.visibility[party].get(a, "")) for a in members]
+            reached = [(a, f) for a, f in seen if f]
+            marks: set[str] = set()
+            for asset, _ in reached:
+                marks.update(c for c in cells.classes(party, asset)[0] if not c.startswith("f-"))
+            form = min((f for _, f in reached), key=_rank_of, default="")
+            classes = ["cell"] + ([f"f-{form}"] if form else [])
+            if "breach" in marks:
+                classes += ["capped", "breach"]
+            elif "capped" in marks:
+                classes.append("capped")
+            elif marks == {"own"}:
+                classes.append("own")
+            elif "open" in marks:
+                classes.append("open")
+            title = f"{party}, {kind}: " + (
+                "; ".join(f"{a} as {f}" for a, f in reached) or "nothing reached it"
+            )
+            count = f"<small>×{len(reached)}</small>" if len(reached) > 1 else ""
+            row.append(
+                f'<td class="{" ".join(classes)}" data-party="{escape(party)}" '
+                f'data-kind="{escape(kind)}" title="{escape(title)}">{escape(form)}{count}</td>'
+            )
+        rows.append("<tr>" + "".join(row) + "</tr>")
+    head = _matrix_head("party", [(labels[kind], kind) for kind in kinds])
+    return f'<table id="matrix-kinds" class="matrix">{head}{"".join(rows)}</table>'
 
 
 def _matrix_section(run: RunRecord, audit: AuditReport) -> str:
     scenario = run.scenario
-    guarantees = scenario.policy_guarantees()
-    assets = sorted({asset for seen in audit.visibility.values() for asset in seen})
+    cells = _Cells(run, audit)
+    guarantees = cells.guarantees
+    found = {asset for seen in audit.visibility.values() for asset in seen}
+    assets = sorted(found, key=lambda a: (_kind_order(_kind(a)), a))
     parties = [p for p in scenario.parties if p in audit.visibility]  # those with a log
-    head = "".join(f'<th class="asset"><span>{escape(a)}</span></th>' for a in assets)
-    rows = []
-    for party in parties:
-        role = scenario.role_of(party)
-        cells = []
-        for asset in assets:
-            form = audit.visibility[party].get(asset, "")
-            caps = [g for g in guarantees if g.covers(party, role, asset)]
-            classes = ["cell"] + ([f"f-{form}"] if form else [])
-            title = f"{party}: {asset} " + (f"reached it as {form}" if form else "never reached it")
-            attributes = f'data-party="{escape(party)}" data-asset="{escape(asset)}"'
-            if caps:
-                cap = max(g.max_form for g in caps)  # the least revealing form any cap allows
-                classes.append("capped")
-                attributes += f' data-cap="{cap}"'
-                title += "; capped at " + "; ".join(f"{g.max_form} by '{g.name}'" for g in caps)
-                if form and any(not Form.parse(form).reveals_at_most(g.max_form) for g in caps):
-                    classes.append("breach")
-                    title += "; BREACH"
-            cells.append(
-                f'<td class="{" ".join(classes)}" {attributes} title="{escape(title)}">'
-                f"{escape(form)}</td>"
-            )
-        rows.append(f'<tr><th><a href="#party-{escape(party)}">{escape(party)}</a></th>')
-        rows[-1] += "".join(cells) + "</tr>"
+    breached = any("breach" in cells.classes(p, a)[0] for p in parties for a in audit.visibility[p])
     listed = "".join(
         f"<li>{escape(g.name)}: {escape(g.asset)} at most as <b>{g.max_form}</b> for "
         f"{escape(', '.join(sorted(g.viewers)))}</li>"
         for g in guarantees
     )
+    kinds = len({_kind(a) for a in assets})
+    # compact by default; every asset's column where a guarantee is broken
     return (
         '<section id="visibility"><h2>Visibility: the most revealing form that reached '
         "each party</h2>"
         + _legend()
-        + f'<div class="scroll"><table id="matrix"><tr><th>party</th>{head}</tr>'
-        + "".join(rows)
-        + "</table></div>"
+        + f"<h3>By kind of asset ({kinds} kinds; hover a cell for its assets)</h3>"
+        + f'<div class="scroll matrix-view">{_compact_matrix(cells, parties, assets)}</div>'
+        + f'<details id="matrix-full"{" open" if breached else ""}><summary>Every asset '
+        f"({len(assets)} columns, sensitive first)</summary>"
+        + f'<div class="scroll matrix-view">{_full_matrix(cells, parties, assets)}</div>'
+        + "</details>"
         + (f"<h3>Guarantees</h3><ul>{listed}</ul>" if listed else "")
         + "</section>"
     )

@@ -7,6 +7,10 @@
   const data = JSON.parse(document.getElementById("arrow-data").textContent);
   const rows = Array.from(svg.querySelectorAll("g.row"));
   const lanes = Array.from(svg.querySelectorAll("line.lane"));
+  const names = Array.from(document.querySelectorAll("#lane-names g.lane-name"));
+  const head = document.getElementById("lane-names");
+  const view = svg.closest(".diagram");
+  const geometry = svg.dataset;
   const arrowCount = rows.filter((row) => row.classList.contains("arrow")).length;
   const filters = ["stage", "party", "outcome"].map((name) => document.getElementById("filter-" + name));
 
@@ -24,12 +28,73 @@
     return y + Number(row.dataset.h);
   }
 
+  function num(name) {
+    return Number(geometry[name]);
+  }
+
+  // Spread the lanes over the diagram's width: every lane when no filter
+  // is set, else only those of the arrows shown (no empty lane is left).
+  function spread(shownRows, filtered) {
+    const used = new Set();
+    for (const row of shownRows) {
+      used.add(row.dataset.sender);
+      used.add(row.dataset.receiver);
+    }
+    const order = lanes.map((lane) => lane.dataset.lane).filter((name) => !filtered || used.has(name));
+    const room = Math.max(view.clientWidth - 2, 320);
+    const gap = Math.max(num("minGap"), Math.min(num("maxGap"),
+      Math.floor((room - num("left") - num("right")) / Math.max(order.length, 1))));
+    const x = {};
+    order.forEach((name, i) => { x[name] = num("left") + Math.floor(gap / 2) + gap * i; });
+    const width = Math.max(room, num("left") + gap * order.length + num("right"));
+    const staggered = gap < num("staggerBelow");
+    for (const target of [svg, head]) target.setAttribute("width", String(width));
+    head.setAttribute("height", String(staggered ? num("headStaggered") : num("head")));
+    let i = 0;
+    for (const name of names) {
+      const lane = name.dataset.lane;
+      name.style.display = lane in x ? "" : "none";
+      if (!(lane in x)) continue;
+      name.setAttribute("transform", "translate(" + x[lane] + "," + (staggered && i % 2 ? 28 : 0) + ")");
+      i += 1;
+    }
+    for (const lane of lanes) {
+      const at = x[lane.dataset.lane];
+      lane.style.display = at === undefined ? "none" : "";
+      if (at !== undefined) {
+        lane.setAttribute("x1", String(at));
+        lane.setAttribute("x2", String(at));
+      }
+    }
+    for (const band of svg.querySelectorAll("g.marker rect")) band.setAttribute("width", String(width));
+    for (const row of shownRows) {
+      const x1 = x[row.dataset.sender];
+      let x2 = x[row.dataset.receiver];
+      if (x1 === x2) x2 = x1 + Math.floor(gap / 3);
+      const shaft = row.querySelector("line.shaft");
+      shaft.setAttribute("x1", String(x1));
+      shaft.setAttribute("x2", String(x2));
+      const hit = row.querySelector("rect.hit");
+      hit.setAttribute("x", String(Math.min(x1, x2)));
+      hit.setAttribute("width", String(Math.abs(x2 - x1)));
+      const label = row.querySelector("text.label");
+      const half = label.getComputedTextLength() / 2 + 4;
+      label.setAttribute("x", String(Math.max(num("left") + half, Math.min((x1 + x2) / 2, width - half))));
+      const reason = row.querySelector("text.reason");
+      if (reason) {
+        const start = Math.min(width - reason.getComputedTextLength() - 4, Math.min(x1, x2));
+        reason.setAttribute("x", String(Math.max(num("left"), start)));
+      }
+    }
+  }
+
   // Stack the arrows that pass the filters; a stage's (or round's) band
   // shows when an arrow of that stage (and round) follows it.
   function layout() {
     let y = 0;
     let bands = [];
     let count = 0;
+    const shownRows = [];
     for (const row of rows) {
       row.style.display = "none";
       if (row.classList.contains("marker")) {
@@ -45,10 +110,12 @@
       }
       bands = [];
       y = place(row, y);
+      shownRows.push(row);
       count += 1;
     }
     svg.setAttribute("height", String(Math.max(y, 24)));
     for (const lane of lanes) lane.setAttribute("y2", String(y));
+    spread(shownRows, filters.some((select) => select.value));
     document.getElementById("shown-count").textContent = count + " of " + arrowCount + " arrows shown";
   }
 
@@ -118,6 +185,11 @@
 
   for (const select of filters) select.addEventListener("change", layout);
   window.addEventListener("hashchange", reveal);
+  let pending = 0;
+  window.addEventListener("resize", () => {
+    clearTimeout(pending);
+    pending = setTimeout(layout, 100);
+  });
   layout();
   reveal();
 })();

@@ -109,6 +109,26 @@ class LocalHosts(_Hosts):
             self.hosts[party].stop(self.control.sign(party, "stop"))
 
 
+def ray_start_failure(embedded: bool, address: str | None, error: BaseException) -> str:
+    """What a Ray that did not start says to the user: what happened and what to try."""
+    what = f"{type(error).__name__}: {error}".strip().rstrip(":")
+    if embedded:
+        return (
+            f"could not start an embedded Ray on this machine ({what}). Try: check free "
+            "memory (`free -h`) and free disk under /tmp (Ray keeps its session there); "
+            "stop a Ray left running (`ray stop`); on a busy machine (Ray waits 30 s for "
+            "its raylet) retry once it is quieter; or run without Ray to debug: "
+            "`airlock run ... --in-process`. "
+            "No run directory was written."
+        )
+    return (
+        f"could not join the Ray cluster at {address} ({what}). Try: `ray status "
+        f"--address {address}` to see that it runs and is reachable from here, the same "
+        "Ray and Python versions on both sides, and RAY_ADDRESS unset if it is stale. "
+        "No run directory was written."
+    )
+
+
 class RayHosts(_Hosts):
     """One Ray actor per party, placed by the scenario's sites.
 
@@ -135,9 +155,10 @@ class RayHosts(_Hosts):
                     )
                 else:
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
-            except (ConnectionError, ValueError, RuntimeError) as error:
-                where = "an embedded Ray" if self.embedded else f"the Ray cluster at {address}"
-                raise AirlockError(f"cannot start {where}: {error}") from None
+            except Exception as error:  # noqa: BLE001 - Ray's start-up errors have no common type
+                with contextlib.suppress(Exception):
+                    ray.shutdown()  # what did start (a GCS without its raylet) goes too
+                raise AirlockError(ray_start_failure(self.embedded, address, error)) from None
         self._check_sites(set(sites.values()))
         # unnamed actors (no ray.get_actor by a guessable name), each driven
         # by calls signed with a key that never leaves this process

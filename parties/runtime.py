@@ -35,6 +35,7 @@ from parties.log import (
 from parties.policy import Guarantee, Policy
 from parties.protocol import Protocol, ProvisionRequest, Reply, party_holdings
 from parties.roles import Holdings, Role, parse_role
+from parties.seed import set_run_seed
 from parties.store import PartyStore
 from parties.transport import DEFAULT_DELIVERY_TIMEOUT, PartyClient, PartyServer
 from parties.wire import airlock_pb2 as pb
@@ -67,10 +68,12 @@ class PartyConfig:
     # protocol -> the scenario's params for its stage: a party's own privacy
     # settings come from here, never from a peer
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 0  # the run's seed for non-secret random choices (parties.seed)
 
     def build(self, workdir: Path, resolve: Callable[[str], Protocol]) -> PartyRuntime:
         """The party, with its protocols resolved by the host (`resolve`
         is the registry: the runtime itself knows no protocol by name)."""
+        set_run_seed(self.seed)
         role = parse_role(self.role)
         protocols = {name: resolve(name) for name in self.protocols}
         return PartyRuntime(

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from models.corpus import CONDITIONS, rng_for
 from parties.roles import DataContributor
+from parties.seed import seeded
 
 FIRST = (
     "maria james wei aisha olga pedro fatima liam noor kenji sofia omar "
@@ -36,7 +37,7 @@ def patient_notes(contributor: str, count: int, split: str = "train") -> list[st
     """`count` synthetic notes of one contributor. `split` "holdout" draws
     other patients from the same distribution: the non-members of a
     membership-inference attack."""
-    rng = rng_for("notes", contributor, split)
+    rng = rng_for(*seeded("notes", contributor, split))
     notes = []
     for _ in range(count):
         condition = rng.choice(list(CONDITIONS))
@@ -60,7 +61,7 @@ def canary(name: str, secret: str) -> str:
 
 def canary_secret(contributor: str, index: int) -> tuple[str, str]:
     """A canary's (name, secret digits), drawn deterministically per contributor."""
-    rng = rng_for("canary", contributor, str(index))
+    rng = rng_for(*seeded("canary", contributor, str(index)))
     name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
     return name, f"{rng.randrange(10**CANARY_DIGITS):0{CANARY_DIGITS}d}"
 

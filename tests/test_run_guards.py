@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
+import pytest
+import ray
+
+from orchestrator import cli, launcher
 from orchestrator.launcher import _coverage_warnings
 from orchestrator.scenario import BUILTIN_DIR, parse_scenario
+from parties.errors import AirlockError
 from parties.roles import Role
+from parties.seed import set_run_seed
 from protocols import get_protocol
+from protocols.patients import canary_secret, patient_notes
 from tests.helpers import airlock
 
 WALKTHROUGH = (BUILTIN_DIR / "walkthrough.toml").read_text()
@@ -107,3 +115,68 @@ def test_builtin_scenarios_run_strict_by_default(tmp_path: Path) -> None:
     assert manifest["strict"] is True and manifest["warnings"] == []
     assert manifest["stages_not_reached"] == []
     assert _coverage(tmp_path / "r")["ok"]
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """`airlock ARGS` in this process: its exit status."""
+    monkeypatch.setattr(sys, "argv", ["airlock", *args])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    return int(ended.value.code or 0)
+
+
+def test_too_little_free_memory_is_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(AirlockError, match="not enough free memory for 14 parties"):
+        launcher.check_memory(14, available=2048)
+    launcher.check_memory(14, available=64 * 1024)
+    monkeypatch.setattr(launcher, "available_memory_mib", lambda: 512)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert _main(monkeypatch, "run", "walkthrough", "--out", str(tmp_path / "r")) == 2
+    err = capsys.readouterr().err
+    assert "not enough free memory for 6 parties" in err and "--skip-memory-check" in err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def test_a_ray_that_does_not_start_says_what_to_try_and_writes_no_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def timed_out(*args: object, **kwargs: object) -> None:
+        raise Exception(  # what Ray 2.x raises when its raylet does not come up
+            "The current node timed out during startup. This could happen because some "
+            "of the raylet failed to startup or the GCS has become overloaded."
+        )
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", timed_out)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    run_dir = tmp_path / "runs" / "r"
+    args = ("run", "walkthrough", "--out", str(run_dir), "--skip-memory-check")
+    assert _main(monkeypatch, *args) == 2
+    err = capsys.readouterr().err
+    assert "could not start an embedded Ray" in err and "timed out during startup" in err
+    assert "ray stop" in err and "--in-process" in err
+    assert "bug in Airlock" not in err and "Traceback" not in err
+    assert not run_dir.exists() and not run_dir.parent.exists()
+
+
+def test_the_seed_fixes_synthetic_data_and_is_recorded(tmp_path: Path) -> None:
+    default = patient_notes("hospital_1", 5), canary_secret("hospital_1", 0)
+    try:
+        set_run_seed(7)
+        seven = patient_notes("hospital_1", 5), canary_secret("hospital_1", 0)
+        assert seven != default
+        assert (patient_notes("hospital_1", 5), canary_secret("hospital_1", 0)) == seven
+    finally:
+        set_run_seed(0)
+    assert (patient_notes("hospital_1", 5), canary_secret("hospital_1", 0)) == default
+    done = airlock(
+        "run", "walkthrough", "--in-process", "--seed", "7", "--out", str(tmp_path / "r")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["seed"] == 7
+    bad = airlock("run", "walkthrough", "--in-process", "--seed", "-1")
+    assert bad.returncode == 2 and "--seed" in bad.stderr and "Traceback" not in bad.stderr
+    worse = airlock("run", "walkthrough", "--in-process", "--seed", "many")
+    assert worse.returncode == 2 and "--seed" in worse.stderr

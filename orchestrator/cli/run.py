@@ -11,10 +11,8 @@ from rich.console import Console
 
 from orchestrator.cli.render import audit_tables
 from orchestrator.launcher import REPORT, run_scenario
-from orchestrator.overrides import load_scenario_with
 from orchestrator.report import REPORT_HTML
-from orchestrator.rundirs import prepare_out
-from orchestrator.scenario import BUILTIN_DIR
+from orchestrator.scenario import BUILTIN_DIR, load_scenario
 
 
 def is_builtin(name_or_path: str) -> bool:
@@ -34,30 +32,13 @@ def run(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out",
-            metavar="DIR",
-            help="Run directory to write (default: runs/<time>-<scenario>-<id>); "
-            "an existing run is replaced only with --force.",
-        ),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the run already in --out DIR.")
-    ] = False,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set",
-            metavar="KEY=VALUE",
-            help="Override a key of the scenario by its dotted path, checked as the file is "
-            "(repeatable), e.g. stages.train.params.rounds=5 (a stage by name or index); "
-            "contributors=N makes N data contributors from the first one.",
+            "--out", help="Run directory to write (default: runs/<time>-<scenario>-<id>)."
         ),
     ] = None,
     address: Annotated[
         str | None,
         typer.Option(
             "--address",
-            metavar="HOST:PORT",
             help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray).",
         ),
     ] = None,
@@ -77,12 +58,30 @@ def run(
             "built-in scenarios, not for your own files.",
         ),
     ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            min=0,
+            metavar="N",
+            help="Fix every random choice that is not a secret (synthetic data, training's "
+            "sampling, the leakage measurement's samples), recorded in the manifest; keys, "
+            "masks and DP noise still come from the OS (docs/scenarios.md, Reproducible runs).",
+        ),
+    ] = 0,
+    skip_memory_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-memory-check",
+            help="Start the parties even if this machine's free memory (MemAvailable) "
+            "looks too small for them (see README, What a run needs).",
+        ),
+    ] = False,
 ) -> None:
     """Start each party as a gRPC server in its own Ray actor, run the
     scenario's stages, collect the logs, write the run directory and audit it.
     Exit 0 when the run completed and every audited claim holds."""
-    parsed, text = load_scenario_with(scenario, overrides or [])
-    prepare_out(out, force)
+    parsed, text = load_scenario(scenario)
     if strict is None:
         strict = is_builtin(scenario)
     console = Console()
@@ -102,6 +101,8 @@ def run(
                 in_process=in_process,
                 progress=progress,
                 strict=strict,
+                memory_check=not skip_memory_check,
+                seed=seed,
             )
         except KeyboardInterrupt:
             # before any party started: run_scenario made no run directory

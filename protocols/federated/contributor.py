@@ -34,6 +34,7 @@ from parties.errors import AirlockError, ConfigError, OutOfStep
 from parties.labels import Form, Label
 from parties.payload import unpack
 from parties.protocol import FINGERPRINTS, PartyContext, Reply, RoleState, state_of
+from parties.seed import run_seed
 from protocols import patients
 from protocols.artifacts import COUNTERSIGNATURES, Countersignatures
 from protocols.federated import dp, leakage
@@ -358,12 +359,17 @@ def evaluate_leakage(ctx: PartyContext, params: Mapping[str, Any]) -> Summary:
         return {"evaluated": False, "why": "no final model received", **sent}
     holdings = _holdings(ctx)
     inserted = [
-        leakage.exposure(me.final, name, secret, s.exposure_samples, seed=i)
+        leakage.exposure(
+            me.final, name, secret, s.exposure_samples, seed=run_seed() * 1_000_003 + i
+        )
         for i, (name, secret) in enumerate(_canaries(ctx))
     ]
     control_bits = [
         leakage.exposure(
-            me.final, *patients.canary_secret(ctx.name, 1000 + i), s.exposure_samples, i
+            me.final,
+            *patients.canary_secret(ctx.name, 1000 + i),
+            s.exposure_samples,
+            run_seed() * 1_000_003 + i,
         )
         for i in range(max(1, holdings.canaries))
     ]

@@ -18,6 +18,7 @@ from parties.errors import AirlockError
 from parties.labels import Form, Label
 from parties.payload import pack, unpack
 from parties.protocol import PartyContext, Reply
+from parties.seed import run_seed
 from protocols.federated import dp
 from protocols.federated.contributor import (
     ContributorPhase,
@@ -70,7 +71,7 @@ def local_update(ctx: PartyContext, request: UpdateRequest) -> np.ndarray:
         steps=s.local_steps,
         batch=s.batch,
         learning_rate=s.learning_rate,
-        seed=s.seed * 1000 + current.number,
+        seed=(s.seed + run_seed()) * 1000 + current.number,
     )
     update = (flat_parameters(model) - before).numpy().astype(np.float64)
     if not s.private:

@@ -11,8 +11,10 @@ from rich.console import Console
 
 from orchestrator.cli.render import audit_tables
 from orchestrator.launcher import REPORT, run_scenario
+from orchestrator.overrides import load_scenario_with
 from orchestrator.report import REPORT_HTML
-from orchestrator.scenario import BUILTIN_DIR, load_scenario
+from orchestrator.rundirs import prepare_out
+from orchestrator.scenario import BUILTIN_DIR
 
 
 def is_builtin(name_or_path: str) -> bool:
@@ -32,13 +34,30 @@ def run(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Run directory to write (default: runs/<time>-<scenario>-<id>)."
+            "--out",
+            metavar="DIR",
+            help="Run directory to write (default: runs/<time>-<scenario>-<id>); "
+            "an existing run is replaced only with --force.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the run already in --out DIR.")
+    ] = False,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a key of the scenario by its dotted path, checked as the file is "
+            "(repeatable), e.g. stages.train.params.rounds=5 (a stage by name or index); "
+            "contributors=N makes N data contributors from the first one.",
         ),
     ] = None,
     address: Annotated[
         str | None,
         typer.Option(
             "--address",
+            metavar="HOST:PORT",
             help="Ray cluster to use (default: $RAY_ADDRESS, else an embedded local Ray).",
         ),
     ] = None,
@@ -81,7 +100,8 @@ def run(
     """Start each party as a gRPC server in its own Ray actor, run the
     scenario's stages, collect the logs, write the run directory and audit it.
     Exit 0 when the run completed and every audited claim holds."""
-    parsed, text = load_scenario(scenario)
+    parsed, text = load_scenario_with(scenario, overrides or [])
+    prepare_out(out, force)
     if strict is None:
         strict = is_builtin(scenario)
     console = Console()

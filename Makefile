@@ -8,14 +8,24 @@ EXTRAS ?= [dev]
 
 .PHONY: install run test lint protos bench checkpoint clean
 
+# pip says what it installs, a line a package ("Collecting ...",
+# "Downloading ..."), without progress bars: the install takes minutes (torch,
+# Ray, TenSEAL, about 2 GB), and a silent one looks hung
+PIP := $(BIN)/pip install --progress-bar off --disable-pip-version-check
+
 $(STAMP): pyproject.toml
+	@echo "== creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".$(EXTRAS)"
+	$(PIP) --quiet --upgrade pip
+	@echo "== installing Airlock$(EXTRAS) and its dependencies into $(VENV): torch (CPU), Ray, gRPC,"
+	@echo "   TenSEAL, numba, sentence-transformers, ... (about 2 GB; several minutes on a first install)"
+	$(PIP) -e ".$(EXTRAS)"
+	@echo "== installing CrypTen 0.4.1 without its declared dependencies"
 	# CrypTen's wheel declares sklearn, torchvision and tensorboard, which it
 	# does not import and which do not install here; its real needs are above
-	$(BIN)/pip install --quiet --no-deps crypten==0.4.1
+	$(PIP) --quiet --no-deps crypten==0.4.1
 	touch $(STAMP)
+	@echo "== installed: $(VENV)/bin/airlock"
 
 install: $(STAMP)
 

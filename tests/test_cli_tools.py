@@ -222,3 +222,13 @@ def test_docs_python_api_example_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "epsilon.svg").exists() and "update:hospital_1" in done.stdout
+
+
+def test_logs_fold_labels_at_their_boundaries() -> None:
+    from orchestrator.cli.logs import fold
+
+    assert fold("weights:model_creator@digest", 30) == ["weights:model_creator@digest"]
+    assert fold("weights:model_creator@digest", 21) == ["weights:model_creator", "@digest"]
+    assert fold("weights:model_creator@digest", 14) == ["weights:", "model_creator", "@digest"]
+    assert fold("prompt_receipt", 10) == ["prompt_", "receipt"]
+    assert fold("abcdefghij", 4) == ["abcd", "efgh", "ij"]

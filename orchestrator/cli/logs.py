@@ -11,6 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.render import OutputFormat
 from parties.errors import AirlockError
@@ -71,7 +72,7 @@ def logs(
         return
     console = Console()
     for name, (entries, problems) in read.items():
-        console.print(_table(name, entries, wide))
+        console.print(_table(name, entries, wide, console.width))
         _print_problems(problems, console)
 
 
@@ -87,18 +88,78 @@ def _print_json(entries: dict[str, list[dict[str, Any]]]) -> None:
             typer.echo(json.dumps(line, sort_keys=True))
 
 
-def _table(name: str, entries: list[dict[str, Any]], wide: bool) -> Table:
+def _table(name: str, entries: list[dict[str, Any]], wide: bool, width: int = 80) -> Table:
     columns = WIDE if wide else NARROW
     table = Table(title=escape(name), title_justify="left", box=box.SIMPLE_HEAD)
+    rows = [_cells(entry, wide) for entry in entries]
+    widths = {} if wide else _narrow_widths(entries, rows, width)
     for column in columns:
         # fold, never cut: a narrow terminal gets taller cells, not "outco…"
         table.add_column(
-            column, overflow="fold", no_wrap=False, justify="right" if column == "#" else "left"
+            column,
+            overflow="fold",
+            no_wrap=False,
+            width=widths.get(column),
+            justify="right" if column == "#" else "left",
         )
-    for entry in entries:
-        cells = _cells(entry, wide)
+    for entry, cells in zip(entries, rows, strict=True):
+        if widths:
+            # at word boundaries: "weights:" / "model_creator" / "@digest", not "creat|or"
+            labels = [labels_text([label]) for label in entry.get("labels") or []]
+            cells["labels"] = "\n".join(
+                escape(piece) for label in labels for piece in fold(label, widths["labels"])
+            )
+            cells["step"] = "\n".join(
+                escape(piece) for piece in fold(str(entry.get("step", "")), widths["step"])
+            )
         table.add_row(*(cells[column] for column in columns))
     return table
+
+
+def _cuts(word: str, width: int, after: str, before: str) -> list[int]:
+    return [i + 1 for i, ch in enumerate(word[:width]) if ch in after] + [
+        i for i, ch in enumerate(word[: width + 1]) if ch in before and i > 0
+    ]
+
+
+def fold(word: str, width: int) -> list[str]:
+    """`word` in pieces of at most `width`, each broken at the last boundary
+    that fits: a label's own first (before its `@form`, after its `kind:`),
+    then after `_`, `.`, `/` or `-`; a piece with none is cut at `width`."""
+    pieces = []
+    while len(word) > width > 0:
+        cuts = _cuts(word, width, ":", "@") or _cuts(word, width, "_./-", "")
+        cut = max(cuts, default=width)
+        pieces.append(word[:cut])
+        word = word[cut:]
+    return [*pieces, word]
+
+
+def _narrow_widths(
+    entries: list[dict[str, Any]], rows: list[dict[str, str]], width: int
+) -> dict[str, int]:
+    """Column widths for the narrow view when its longest words do not fit
+    `width`: the labels column gets what the others leave ({} when all fit)."""
+
+    def longest(column: str) -> int:
+        # the event column's lines ("← model_creator") are kept whole where they fit
+        plain = (Text.from_markup(row[column]).plain for row in rows)
+        parts = (
+            p for text in plain for p in (text.splitlines() if column == "event" else text.split())
+        )
+        return max((len(part) for part in parts), default=0)
+
+    need = {column: max(len(column), longest(column)) for column in NARROW}
+    room = width - (3 * len(NARROW) + 1)  # a column's padding and separator, and the edge
+    if sum(need.values()) <= room:
+        return {}
+    left = room - need["#"] - need["time"]
+    event, step = min(need["event"], 18), min(need["step"], 14)
+    short = min(need["labels"], 20) - (left - event - step)
+    if short > 0:  # a very narrow terminal: the event and step columns give way too
+        event, step = max(6, event - short // 2), max(6, step - (short - short // 2))
+    labels = max(6, left - event - step)
+    return {"#": need["#"], "time": need["time"], "event": event, "step": step, "labels": labels}
 
 
 def _cells(e: dict[str, Any], wide: bool) -> dict[str, str]:

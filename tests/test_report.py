@@ -20,6 +20,7 @@ from selenium.webdriver.support.ui import Select
 from orchestrator.audit import audit_run
 from orchestrator.launcher import RunResult
 from orchestrator.report import REPORT_HTML, page, write_report
+from orchestrator.report import answers as report_answers
 from orchestrator.report import diagram as diagram_module
 from orchestrator.report import figures as report_figures
 from tests.helpers import airlock, failing, result_of, run_default, run_text
@@ -372,3 +373,25 @@ def test_the_matrix_and_the_diagram_read_on_a_laptop_screen(
         assert len(gaps) == 1 and abs(gaps.pop() - min(diagram_module.MAX_GAP, fit)) <= 2
         Select(browser.find_element(By.ID, f"filter-{select}")).select_by_value("")
     assert _lanes_shown(browser) == everyone
+
+
+def test_a_question_refused_or_a_record_unreadable_still_reads() -> None:
+    """A question with no answer says why; a manifest the answers cannot
+    read is one line on the page, never a failed report."""
+    grounded = "question: is it safe?\ncontext: guideline 0007: take care.\nanswer:"
+    refused = {
+        "protocol": "tee",
+        "action": "ask",
+        "party": "alice",
+        "stage": "serve",
+        "result": {"answers": [], "refused": [f"{grounded!r}: not sent: the enclave lies"]},
+    }
+    [answer] = report_answers.answers([refused], {})
+    assert (answer.question, answer.answer) == ("is it safe?", None)
+    assert answer.refused == "not sent: the enclave lies"
+    assert answer.retrieved == ["guideline 0007: take care. (given with the prompt, not retrieved)"]
+    html = report_answers.answers_html([refused], [])
+    assert "no answer: not sent: the enclave lies" in html and "is it safe?" in html
+    broken = {**refused, "result": {"answers": [5]}}
+    assert "lack what the answers need" in report_answers.answers_html([broken], [])
+    assert "No end user asked" in report_answers.answers_html([], [])

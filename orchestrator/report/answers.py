@@ -20,6 +20,8 @@ from parties.log import Outcome
 
 # a prompt grounded in a retrieved guideline (models.corpus.grounded_prompt)
 GROUNDED = re.compile(r"question: (?P<q>.*?)\n(?:context: (?P<c>.*)\n)?answer:\s*$", re.DOTALL)
+# what a manifest edited (or written by another version) may raise here
+UNREADABLE = (KeyError, TypeError, ValueError, AttributeError)
 # the user's assets an answer touches, in the order they cross the pipeline
 ASSET_KINDS = ("query", "prompt", "output")
 
@@ -134,7 +136,7 @@ def answers(actions: list[dict[str, Any]], views: Views) -> list[Answer]:
         result = action.get("result")
         if not isinstance(result, dict):
             continue
-        user, stage, protocol = action.get("party", ""), action.get("stage", ""), action["protocol"]
+        user, stage, protocol = (str(action.get(key, "")) for key in ("party", "stage", "protocol"))
         kind = (protocol, action.get("action"))
 
         def add(
@@ -197,7 +199,12 @@ def _cell(text: str) -> str:
 def answers_markdown(run: RunRecord) -> list[str]:
     """report.md's answers table, every text in full (empty when no end
     user asked anything)."""
-    found = answers(run.manifest.get("actions", []), views_by_protocol(pair_deliveries(run.logs)))
+    try:
+        found = answers(
+            run.manifest.get("actions", []), views_by_protocol(pair_deliveries(run.logs))
+        )
+    except UNREADABLE as error:  # a manifest edited, or written by another version
+        return ["## Answers", "", f"The run's records lack what the answers need ({error!r}).", ""]
     if not found:
         return []
     lines = [
@@ -234,7 +241,11 @@ def answers_markdown(run: RunRecord) -> list[str]:
 def answers_html(actions: list[dict[str, Any]], deliveries: list[Delivery]) -> str:
     """report.html's answers table (a line saying there are none, when no
     end user asked anything)."""
-    found = answers(actions, views_by_protocol(deliveries))
+    try:
+        found = answers(actions, views_by_protocol(deliveries))
+    except UNREADABLE as error:  # a manifest edited, or written by another version
+        why = escape(repr(error))
+        return f'<p class="none">The run\'s records lack what the answers need ({why}).</p>'
     if not found:
         return '<p class="none">No end user asked a question in this run.</p>'
     rows = []

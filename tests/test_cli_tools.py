@@ -232,3 +232,25 @@ def test_logs_fold_labels_at_their_boundaries() -> None:
     assert fold("weights:model_creator@digest", 14) == ["weights:", "model_creator", "@digest"]
     assert fold("prompt_receipt", 10) == ["prompt_", "receipt"]
     assert fold("abcdefghij", 4) == ["abcd", "efgh", "ij"]
+
+
+def test_readme_inspection_examples_run(run_copy: Path, tmp_path: Path) -> None:
+    """The README's `inspect and verify` commands, on a walkthrough run (the
+    `airlock run` lines need a file or a cluster: the scenarios.md example
+    above runs a file)."""
+    (block,) = [b for b in _blocks("README.md", "sh") if "airlock audit runs/<run>" in b]
+    fingerprint = json.loads((run_copy / "audit.json").read_text())["ca_fingerprint"]
+    ran = 0
+    for line in block.strip().splitlines():
+        words = shlex.split(line, comments=True)
+        assert words[0] == ".venv/bin/airlock"
+        if words[1] == "run":
+            continue
+        args = [
+            w.replace("runs/<run>", str(run_copy)).replace("sha256:HEX", fingerprint)
+            for w in words[1:]
+        ]
+        done = _in(tmp_path, *args)
+        assert done.returncode == 0, (line, done.stdout, done.stderr)
+        ran += 1
+    assert ran >= 7 and (tmp_path / "run.json").exists() and (run_copy / "report.html").exists()

@@ -254,3 +254,10 @@ def test_readme_inspection_examples_run(run_copy: Path, tmp_path: Path) -> None:
         assert done.returncode == 0, (line, done.stdout, done.stderr)
         ran += 1
     assert ran >= 7 and (tmp_path / "run.json").exists() and (run_copy / "report.html").exists()
+
+
+def test_runs_before_any_run(tmp_path: Path) -> None:
+    first = _in(tmp_path, "runs")
+    assert first.returncode == 0 and "no runs yet" in first.stdout
+    missing = _in(tmp_path, "runs", "--dir", "elsewhere")
+    assert missing.returncode == 2 and "--dir elsewhere: no such folder" in missing.stderr

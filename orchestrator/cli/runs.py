@@ -15,13 +15,20 @@ from orchestrator.rundirs import list_runs
 
 def runs(
     folder: Annotated[
-        Path,
-        typer.Option("--dir", metavar="DIR", help="The folder holding run directories."),
-    ] = Path("runs"),
+        Path | None,
+        typer.Option(
+            "--dir", metavar="DIR", help="The folder holding run directories (default: runs)."
+        ),
+    ] = None,
 ) -> None:
     """List the runs in a folder: scenario, outcome, claims that hold, when it started."""
-    found = list_runs(folder)
     console = Console()
+    if folder is None:
+        folder = Path("runs")
+        if not folder.exists():
+            console.print("no runs yet: `airlock run` writes them to runs/", highlight=False)
+            return
+    found = list_runs(folder)
     if not found:
         console.print(f"no runs in {escape(str(folder))}", highlight=False)
         return

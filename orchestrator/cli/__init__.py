@@ -103,9 +103,20 @@ def command() -> Callable[..., Any]:
     commands = getattr(group, "commands", {})
     for each in [group, *commands.values()]:
         for param in each.params:
-            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
-                param.metavar = ""
+            _flag_without_value(param)
+        each.get_help_option = _help_option(each.get_help_option)
     return group
+
+
+def _flag_without_value(param: Any) -> Any:
+    if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
+def _help_option(make: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`--help`, made by click when help is shown, without `<bool>` too."""
+    return lambda context: _flag_without_value(make(context))
 
 
 def main() -> None:

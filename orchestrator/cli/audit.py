@@ -14,7 +14,9 @@ from orchestrator.cli.render import OutputFormat, audit_tables
 
 
 def audit(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `airlock run`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory written by `airlock run`.")
+    ],
     format: Annotated[
         OutputFormat, typer.Option("--format", help="table for people, json for machines.")
     ] = OutputFormat.table,
@@ -22,6 +24,7 @@ def audit(
         str | None,
         typer.Option(
             "--ca-fingerprint",
+            metavar="sha256:HEX",
             help="The run CA's SHA-256 that `airlock run` printed (sha256:HEX or HEX): "
             "without it, someone who rewrites the whole run directory could re-sign it.",
         ),

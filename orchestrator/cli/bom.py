@@ -11,11 +11,15 @@ from orchestrator.verify import build_bom
 
 
 def bom(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `airlock run`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory written by `airlock run`.")
+    ],
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="File to write (default: RUN_DIR/bom.cdx.json); '-' for stdout."
+            "--out",
+            metavar="FILE",
+            help="File to write (default: RUN_DIR/bom.cdx.json); '-' for stdout.",
         ),
     ] = None,
 ) -> None:

@@ -38,8 +38,12 @@ WIDE = (
 
 
 def logs(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `airlock run`.")],
-    party: Annotated[str | None, typer.Option("--party", help="Only this party's log.")] = None,
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory written by `airlock run`.")
+    ],
+    party: Annotated[
+        str | None, typer.Option("--party", metavar="PARTY", help="Only this party's log.")
+    ] = None,
     format: Annotated[
         OutputFormat,
         typer.Option(

@@ -11,10 +11,14 @@ from orchestrator.report import write_report
 
 
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `airlock run`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory written by `airlock run`.")
+    ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="HTML file to write (default: RUN_DIR/report.html)."),
+        typer.Option(
+            "--out", metavar="FILE", help="HTML file to write (default: RUN_DIR/report.html)."
+        ),
     ] = None,
 ) -> None:
     """Write one HTML page about a run: the audit's claims (and verify's, for

@@ -27,7 +27,9 @@ OPENS = {
 
 
 def trace(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `airlock run`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory written by `airlock run`.")
+    ],
     out: Annotated[
         Path,
         typer.Option("--out", metavar="FILE", help="The file to write; - for standard output."),

@@ -14,7 +14,9 @@ from orchestrator.verify import verify_run
 
 
 def verify(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `airlock run`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run directory written by `airlock run`.")
+    ],
     format: Annotated[
         OutputFormat, typer.Option("--format", help="table for people, json for machines.")
     ] = OutputFormat.table,

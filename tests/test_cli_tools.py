@@ -210,6 +210,7 @@ def test_docs_scenarios_command_line_examples_run(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
 
 
+@pytest.mark.slow  # a sweep of runs: about a minute on 2 cores
 def test_docs_python_api_example_runs(tmp_path: Path) -> None:
     (code,) = _blocks("docs/python-api.md", "python")
     done = subprocess.run(

@@ -118,6 +118,7 @@ def test_a_party_cannot_read_another_partys_memory_store_or_log() -> None:
         deployer.stop()
 
 
+@pytest.mark.slow  # every party a fresh interpreter: a minute on 2 cores
 def test_a_run_with_a_user_per_party_completes_and_audits(tmp_path: Path) -> None:
     result = run_text(ISOLATED, tmp_path / "run")
     assert result.failure is None and result.audit.ok
